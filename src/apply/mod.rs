@@ -1,0 +1,1 @@
+//! Apply: walk the plan DAG concurrently (lock, journal, events, waits). Never prints.

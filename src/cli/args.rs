@@ -1,0 +1,278 @@
+//! clap argument types. Low-level: they only parse and validate shapes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Plan and apply PostgreSQL streaming-replication topologies.
+#[derive(Debug, Parser)]
+#[command(name = "pgtopo", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Topology file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "PGTOPO_FILE",
+        default_value = "topology.yaml",
+        global = true
+    )]
+    pub file: PathBuf,
+    /// Never colour output (also NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// More output (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the topology file and report every problem.
+    Validate,
+    /// Print the JSON Schema of the topology file (or of a plan / observed recording).
+    Schema(SchemaArgs),
+    /// Show the live cluster as a tree.
+    Status(StatusArgs),
+    /// Record the observed state as JSON.
+    Observe(ObserveArgs),
+    /// Show what apply would do.
+    Plan(PlanArgs),
+    /// Render a saved plan.
+    Show(ShowArgs),
+    /// Print the step DAG of a plan in Graphviz DOT.
+    Graph(GraphArgs),
+    /// Make the cluster match the topology file.
+    Apply(ApplyArgs),
+    /// Report where the live cluster no longer matches the file (exit 2 when it does not).
+    Drift(DriftArgs),
+    /// Remove the apply lock left by a holder that is gone.
+    Unlock,
+    /// Write a topology file that matches an existing cluster.
+    Import(ImportArgs),
+    /// Local clusters to try pgtopo on.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// The whole story on a sandbox: build, write, switch over, verify, tear down.
+    Demo(DemoArgs),
+    /// Measure a switchover on a sandbox under a writer.
+    Bench(BenchArgs),
+}
+
+impl Command {
+    /// The subcommand's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Validate => "validate",
+            Command::Schema(_) => "schema",
+            Command::Status(_) => "status",
+            Command::Observe(_) => "observe",
+            Command::Plan(_) => "plan",
+            Command::Show(_) => "show",
+            Command::Graph(_) => "graph",
+            Command::Apply(_) => "apply",
+            Command::Drift(_) => "drift",
+            Command::Unlock => "unlock",
+            Command::Import(_) => "import",
+            Command::Sandbox(_) => "sandbox",
+            Command::Demo(_) => "demo",
+            Command::Bench(_) => "bench",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SchemaKind {
+    #[default]
+    Topology,
+    Plan,
+    Observed,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema.
+    #[arg(value_enum, default_value_t = SchemaKind::Topology)]
+    pub kind: SchemaKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum StatusFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    /// Where to write the recording (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan against a recording instead of the live cluster.
+    #[arg(long)]
+    pub observed: Option<PathBuf>,
+    /// Save the plan (JSON) for `pgtopo apply PLAN`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 2 when there are changes, 0 when there are none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Consent to promote while the current primary is unreachable.
+    #[arg(long)]
+    pub allow_failover: bool,
+    /// Plan as if this node were unreachable (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub assume_down: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub plan: PathBuf,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// A saved plan; without it the current plan is computed.
+    pub plan: Option<PathBuf>,
+    #[arg(long)]
+    pub observed: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A saved, reviewed plan to apply exactly.
+    pub plan: Option<PathBuf>,
+    /// Do not ask for `yes`.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Steps run at once where the DAG allows.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+    /// Append a JSON-lines journal of every step here.
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Wait this long for another apply's lock instead of failing at once (e.g. 30s).
+    #[arg(long)]
+    pub lock_timeout: Option<crate::units::Duration>,
+    #[arg(long)]
+    pub allow_failover: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Any node of the cluster, HOST:PORT.
+    #[arg(long)]
+    pub from: String,
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Cluster name to write.
+    #[arg(long, default_value = "imported")]
+    pub cluster: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Initialise and start a primary under DIR and write DIR/topology.yaml with its standbys.
+    Up(SandboxUpArgs),
+    /// Stop every node the sandbox started and remove DIR.
+    Down(SandboxDownArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxUpArgs {
+    #[arg(long, default_value = "pgtopo-sandbox")]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// First port; node i uses port + i - 1.
+    #[arg(long, default_value_t = 54320)]
+    pub port: u16,
+    /// PostgreSQL bin directory (default: pg_config, else /usr/lib/postgresql/*/bin).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxDownArgs {
+    #[arg(long, default_value = "pgtopo-sandbox")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 54320)]
+    pub port: u16,
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Keep the sandbox running afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Switchover of a 2-node cluster under a writer: writes-unavailable window, apply wall, loss.
+    Switchover(BenchSwitchoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSwitchoverArgs {
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 55451)]
+    pub port: u16,
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Append one JSON line per run here (same fields as shared/bench).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}

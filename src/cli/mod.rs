@@ -1,0 +1,85 @@
+//! Command-line surface: clap types, and the wiring of phases for each command
+//! (config → observe → diff → plan → render | apply). No domain rules and no formatting here:
+//! those live in the phase modules and in `render`.
+
+mod args;
+
+pub use args::*;
+
+use std::process::ExitCode;
+
+/// Exit codes of SPEC §3.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const CHANGES: u8 = 2;
+    pub const STALE: u8 = 3;
+    pub const LOCKED: u8 = 4;
+    pub const NOT_APPROVED: u8 = 5;
+}
+
+/// A command's failure: the diagnostic to print and the exit code to return.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub report: miette::Report,
+}
+
+impl From<miette::Report> for Failure {
+    fn from(report: miette::Report) -> Self {
+        Failure {
+            code: exit::ERROR,
+            report,
+        }
+    }
+}
+
+/// What a command returns: its exit code on success (0 or 2), or a failure.
+pub type CmdResult = Result<u8, Failure>;
+
+/// Parse arguments, run the command, map the outcome to an exit code.
+pub fn run() -> ExitCode {
+    let cli = <Cli as clap::Parser>::parse();
+    crate::render::init_output(&cli.global);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let outcome = runtime.block_on(dispatch(cli));
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("{:?}", f.report);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> CmdResult {
+    let g = &cli.global;
+    match cli.command {
+        Command::Validate => commands::validate(g).await,
+        Command::Schema(a) => commands::schema(g, a).await,
+        other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
+    }
+}
+
+mod commands {
+    use super::*;
+
+    pub async fn validate(g: &GlobalArgs) -> CmdResult {
+        let d = crate::config::load(&g.file)?;
+        crate::render::say(&format!(
+            "{}: valid ({} nodes)",
+            g.file.display(),
+            d.nodes.len()
+        ));
+        Ok(exit::OK)
+    }
+
+    pub async fn schema(_g: &GlobalArgs, a: SchemaArgs) -> CmdResult {
+        let _ = a;
+        Err(miette::miette!("schema is not implemented yet").into())
+    }
+}

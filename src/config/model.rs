@@ -1,0 +1,428 @@
+//! The topology file as typed data: the raw serde model (what the YAML may say, also the source of
+//! the JSON Schema) and the validated [`Desired`] topology that every later phase reads.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, Duration};
+
+/// The topology file exactly as written (after serde, before semantic validation).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pgtopo topology")]
+pub struct TopologyFile {
+    /// Cluster name: `[a-z][a-z0-9_-]*`.
+    pub cluster: String,
+    /// Defaults for every node (a node may override each key).
+    #[serde(default)]
+    pub postgres: PostgresSpec,
+    /// How pgtopo itself connects to every node (libpq conventions).
+    #[serde(default)]
+    pub connect: ConnectSpec,
+    /// The replication role, slots, synchronous standbys and generated hba rules.
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+    /// Cluster-wide settings, applied with ALTER SYSTEM.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+    /// Extra rules kept in pgtopo's managed block of pg_hba.conf.
+    #[serde(default)]
+    pub hba: Vec<HbaRule>,
+    /// When an unreachable primary may be replaced.
+    #[serde(default)]
+    pub failover: FailoverSpec,
+    /// Limits of a planned switchover.
+    #[serde(default)]
+    pub switchover: SwitchoverSpec,
+    /// The nodes, by name (`[a-z][a-z0-9_]{0,62}`: used as slot and application_name).
+    pub nodes: BTreeMap<String, NodeSpec>,
+}
+
+/// Where the server tools live and which OS user runs them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// Directory of initdb, pg_ctl, pg_basebackup, pg_rewind, pg_controldata.
+    pub bin_dir: Option<PathBuf>,
+    /// OS user that owns data directories and runs server tools (default `postgres`).
+    pub os_user: Option<String>,
+}
+
+/// How pgtopo connects to the nodes over SQL.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectSpec {
+    #[serde(default = "default_connect_user")]
+    pub user: String,
+    #[serde(default = "default_dbname")]
+    pub dbname: String,
+    /// `{env: VAR}` or `{file: PATH}`; omitted → .pgpass / trust / peer.
+    pub password: Option<SecretRef>,
+    #[serde(default)]
+    pub sslmode: SslMode,
+}
+
+impl Default for ConnectSpec {
+    fn default() -> Self {
+        ConnectSpec {
+            user: default_connect_user(),
+            dbname: default_dbname(),
+            password: None,
+            sslmode: SslMode::default(),
+        }
+    }
+}
+
+fn default_connect_user() -> String {
+    "postgres".into()
+}
+fn default_dbname() -> String {
+    "postgres".into()
+}
+
+/// libpq sslmode values that tokio-postgres supports.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+}
+
+/// A reference to a secret. Inline secrets are not accepted.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SecretRef {
+    /// Read from an environment variable of pgtopo's process.
+    Env { env: String },
+    /// Read from a file (first line, trailing newline removed).
+    File { file: PathBuf },
+}
+
+/// Replication role and slots.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSpec {
+    /// Role created on the primary if missing (REPLICATION LOGIN).
+    #[serde(default = "default_replication_user")]
+    pub user: String,
+    /// Kept in the os_user's .pgpass (0600), never in a plan or a log.
+    pub password: Option<SecretRef>,
+    /// Every standby streams through a physical slot on its upstream, named after the standby.
+    #[serde(default = "default_true")]
+    pub slots: bool,
+    /// Synchronous standbys; absent → asynchronous.
+    pub synchronous: Option<SyncSpec>,
+    /// Method of the replication rules pgtopo generates.
+    #[serde(default = "default_hba_method")]
+    pub hba_method: String,
+}
+
+impl Default for ReplicationSpec {
+    fn default() -> Self {
+        ReplicationSpec {
+            user: default_replication_user(),
+            password: None,
+            slots: true,
+            synchronous: None,
+            hba_method: default_hba_method(),
+        }
+    }
+}
+
+fn default_replication_user() -> String {
+    "replicator".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_hba_method() -> String {
+    "scram-sha-256".into()
+}
+
+/// The synchronous standby set.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    pub mode: SyncMode,
+    pub count: u32,
+    pub standbys: Vec<String>,
+}
+
+/// `quorum` → `ANY n (…)`, `priority` → `FIRST n (…)`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    Quorum,
+    Priority,
+}
+
+/// A setting value: the YAML may write a string, a number or a boolean; PostgreSQL takes text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SettingValue(pub String);
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            B(bool),
+            I(i64),
+            F(f64),
+            S(String),
+        }
+        Ok(SettingValue(match Raw::deserialize(d)? {
+            Raw::B(b) => if b { "on" } else { "off" }.to_string(),
+            Raw::I(i) => i.to_string(),
+            Raw::F(f) => f.to_string(),
+            Raw::S(s) => s,
+        }))
+    }
+}
+
+impl JsonSchema for SettingValue {
+    fn schema_name() -> String {
+        "SettingValue".into()
+    }
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "description": "a PostgreSQL setting value",
+            "type": ["string", "number", "boolean"]
+        }))
+        .expect("static schema")
+    }
+}
+
+/// One pg_hba rule in pgtopo's managed block.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HbaRule {
+    /// local, host, hostssl, hostnossl, hostgssenc, hostnogssenc.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub database: String,
+    pub user: String,
+    /// Required for every type but `local`.
+    pub address: Option<String>,
+    pub method: String,
+    /// Permit `trust` for a non-loopback address.
+    #[serde(default)]
+    pub allow_trust: bool,
+}
+
+/// Failover consent and limits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSpec {
+    /// Promote while the current primary is unreachable only when true (or `--allow-failover`).
+    #[serde(default)]
+    pub allow: bool,
+    /// Never promote a candidate further behind than this.
+    #[serde(default = "default_lag")]
+    pub max_lag: ByteSize,
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        FailoverSpec {
+            allow: false,
+            max_lag: default_lag(),
+        }
+    }
+}
+
+/// Planned switchover limits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchoverSpec {
+    /// Refuse to stop a healthy primary while the candidate's replay lag is larger than this.
+    #[serde(default = "default_lag")]
+    pub max_lag: ByteSize,
+    /// How long the candidate may take to replay the shutdown checkpoint.
+    #[serde(default = "default_switchover_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for SwitchoverSpec {
+    fn default() -> Self {
+        SwitchoverSpec {
+            max_lag: default_lag(),
+            timeout: default_switchover_timeout(),
+        }
+    }
+}
+
+fn default_lag() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_switchover_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
+
+/// One node as written.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Address that pgtopo and the other nodes use.
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// `primary` on exactly one node; default `standby`.
+    pub role: Option<NodeRole>,
+    /// Upstream node of a standby; default: the primary.
+    pub upstream: Option<String>,
+    /// Reach the node's files and tools over SSH; absent → this machine.
+    pub ssh: Option<SshSpec>,
+    /// Per-node setting overrides.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+    /// `absent` retires the node.
+    #[serde(default)]
+    pub state: NodeState,
+    /// Overrides `postgres.bin_dir`.
+    pub bin_dir: Option<PathBuf>,
+    /// Overrides `postgres.os_user`.
+    pub os_user: Option<String>,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+/// Declared role.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    Primary,
+    Standby,
+}
+
+/// Declared membership.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// SSH access to a node's host.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct SshSpec {
+    pub host: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+}
+
+// ------------------------------------------------------------------------------------------------
+// The validated topology.
+
+/// The validated desired topology: every default resolved, every reference checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub cluster: String,
+    /// The file it came from and the SHA-256 of its bytes (saved plans carry it).
+    pub source_path: PathBuf,
+    pub sha256: String,
+    pub connect: ConnectSpec,
+    pub replication: ReplicationSpec,
+    pub hba: Vec<HbaRule>,
+    pub failover: FailoverSpec,
+    pub switchover: SwitchoverSpec,
+    /// Every node, retired ones included, by name (sorted).
+    pub nodes: BTreeMap<String, DesiredNode>,
+}
+
+/// One validated node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredNode {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub os_user: String,
+    pub ssh: Option<SshSpec>,
+    pub role: DesiredRole,
+    /// Cluster settings merged with the node's overrides (node wins).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// What a node should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DesiredRole {
+    Primary,
+    /// A standby streaming from `upstream` (resolved: the primary when the file says nothing).
+    Standby {
+        upstream: String,
+    },
+    /// Retired: stopped, its slot dropped, out of the synchronous set; data directory kept.
+    Absent,
+}
+
+impl Desired {
+    /// The one declared primary (validation guarantees there is exactly one).
+    pub fn primary(&self) -> &DesiredNode {
+        self.nodes
+            .values()
+            .find(|n| n.role == DesiredRole::Primary)
+            .expect("a validated topology has exactly one primary")
+    }
+
+    /// Nodes that are not retired, in name order.
+    pub fn present(&self) -> impl Iterator<Item = &DesiredNode> {
+        self.nodes
+            .values()
+            .filter(|n| n.role != DesiredRole::Absent)
+    }
+
+    /// The declared upstream of a standby, if it is one.
+    pub fn upstream_of(&self, name: &str) -> Option<&DesiredNode> {
+        match &self.nodes.get(name)?.role {
+            DesiredRole::Standby { upstream } => self.nodes.get(upstream),
+            _ => None,
+        }
+    }
+
+    /// Nodes whose declared upstream is `name`.
+    pub fn downstreams_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a DesiredNode> {
+        self.nodes.values().filter(
+            move |n| matches!(&n.role, DesiredRole::Standby { upstream } if upstream == name),
+        )
+    }
+
+    /// The `synchronous_standby_names` value the topology asks for (`""` when asynchronous).
+    pub fn synchronous_standby_names(&self) -> String {
+        match &self.replication.synchronous {
+            None => String::new(),
+            Some(s) => {
+                let kw = match s.mode {
+                    SyncMode::Quorum => "ANY",
+                    SyncMode::Priority => "FIRST",
+                };
+                let members: Vec<String> = s
+                    .standbys
+                    .iter()
+                    .filter(|m| {
+                        self.nodes
+                            .get(*m)
+                            .is_some_and(|n| n.role != DesiredRole::Absent)
+                    })
+                    .map(|m| format!("\"{m}\""))
+                    .collect();
+                if members.is_empty() {
+                    String::new()
+                } else {
+                    format!("{kw} {} ({})", s.count, members.join(", "))
+                }
+            }
+        }
+    }
+}

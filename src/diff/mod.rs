@@ -1,0 +1,1 @@
+//! Desired × Observed → changes. Pure: no IO.

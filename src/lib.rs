@@ -1,0 +1,15 @@
+//! pgtopo: plan and apply PostgreSQL streaming-replication topologies.
+//!
+//! Data flows config → observe → diff → plan → render | apply; see ARCHITECTURE.md.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod diff;
+pub mod observe;
+pub mod plan;
+pub mod render;
+pub mod sandbox;
+pub mod steps;
+pub mod transport;
+pub mod units;

@@ -1,0 +1,203 @@
+//! The observed state of a cluster as data. It is also the recording format of
+//! `pgtopo observe --out` (versioned) and the input of offline planning.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::Lsn;
+
+/// Version of the recording format; bump on an incompatible change.
+pub const OBSERVED_FORMAT_VERSION: u32 = 1;
+
+/// Everything pgtopo saw of the cluster at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "pgtopo observed state")]
+pub struct ObservedCluster {
+    pub format_version: u32,
+    pub cluster: String,
+    /// RFC 3339 UTC time the observation finished.
+    pub observed_at: String,
+    /// Every declared node by name, retired ones included.
+    pub nodes: BTreeMap<String, ObservedNode>,
+}
+
+/// One node as seen through SQL and, when SQL fails, through its files and server tools.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedNode {
+    /// An SQL connection succeeded.
+    pub reachable: bool,
+    /// Why SQL failed (connection refused, timeout, authentication failed …). No secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_reason: Option<String>,
+    /// The postmaster runs (SQL answered, or postmaster.pid names a live process).
+    pub running: bool,
+    /// The node's host answered over its transport (its files and tools can be used).
+    #[serde(default)]
+    pub host_reachable: bool,
+    pub role: Option<Role>,
+    /// Declared node name of the server this standby streams from (pg_stat_wal_receiver, else
+    /// primary_conninfo), matched on host:port; null for a primary or when unknown.
+    pub upstream: Option<String>,
+    /// A standby whose WAL receiver is in state `streaming`.
+    pub streaming: bool,
+    pub timeline: Option<u32>,
+    /// Current WAL insert location on a primary; replay location on a standby.
+    pub lsn: Option<Lsn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_lsn: Option<Lsn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lsn: Option<Lsn>,
+    pub system_identifier: Option<String>,
+    /// Names of the replication slots on this node.
+    pub slots: Vec<String>,
+    /// server_version_num.
+    pub version: Option<u32>,
+    /// primary_conninfo without any password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_conninfo: Option<ConninfoSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_slot_name: Option<String>,
+    /// Replication slots with their retention.
+    #[serde(default)]
+    pub replication_slots: Vec<ObservedSlot>,
+    /// pg_stat_replication rows.
+    #[serde(default)]
+    pub replication: Vec<ObservedReplica>,
+    /// The settings pgtopo cares about (those in the topology plus a fixed list).
+    #[serde(default)]
+    pub settings: BTreeMap<String, ObservedSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hba: Option<ObservedHba>,
+    /// standby.signal exists in the data directory.
+    #[serde(default)]
+    pub standby_signal: bool,
+    #[serde(default)]
+    pub data_dir: DataDirState,
+    /// pg_controldata output, read when the server is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlData>,
+    /// Fork points of the node's current timeline (its `.history` file), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline_history: Vec<TimelineFork>,
+}
+
+/// Primary or standby (pg_is_in_recovery), or, for a stopped server, what its files say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Standby,
+}
+
+/// The password-free parts of a primary_conninfo.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ConninfoSummary {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub application_name: Option<String>,
+}
+
+/// A replication slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedSlot {
+    pub name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    pub active: bool,
+    pub restart_lsn: Option<Lsn>,
+    /// Bytes of WAL the slot keeps (current LSN − restart_lsn).
+    pub wal_retained_bytes: Option<u64>,
+}
+
+/// A pg_stat_replication row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedReplica {
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    /// startup, catchup, streaming, backup, stopping.
+    pub state: String,
+    /// async, potential, sync, quorum.
+    pub sync_state: String,
+    pub sent_lsn: Option<Lsn>,
+    pub flush_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    /// Bytes between the sender's current LSN and this standby's replay LSN.
+    pub lag_bytes: Option<u64>,
+}
+
+/// A setting from pg_settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedSetting {
+    /// The value as `current_setting()` shows it (with its unit, e.g. `128MB`).
+    pub value: String,
+    /// The value in pg_settings' base unit (`setting`), for comparisons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    pub pending_restart: bool,
+    /// postmaster, sighup, superuser, user …
+    pub context: String,
+    /// default, configuration file, override …
+    #[serde(default)]
+    pub source: String,
+}
+
+/// pg_hba.conf as far as pgtopo is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedHba {
+    /// hba_file.
+    pub path: String,
+    /// The lines between `# BEGIN pgtopo managed` and `# END pgtopo managed`, markers excluded;
+    /// None when the file has no managed block.
+    pub managed_block: Option<Vec<String>>,
+    /// SHA-256 of the whole file.
+    pub sha256: String,
+    /// Errors reported by pg_hba_file_rules.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+/// The data directory on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct DataDirState {
+    pub exists: bool,
+    pub empty: bool,
+    /// PG_VERSION's major version, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_version: Option<u32>,
+}
+
+/// The parts of pg_controldata that planning needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ControlData {
+    pub system_identifier: String,
+    /// "shut down", "shut down in recovery", "in production", "in archive recovery", …
+    pub cluster_state: String,
+    pub latest_checkpoint: Lsn,
+    pub latest_checkpoint_redo: Lsn,
+    /// "Latest checkpoint's TimeLineID".
+    pub checkpoint_timeline: u32,
+    /// "Minimum recovery ending location" and its timeline (0/0 and 0 when unset).
+    pub min_recovery_end: Lsn,
+    pub min_recovery_end_timeline: u32,
+    pub wal_log_hints: bool,
+    pub data_checksums: bool,
+}
+
+impl ControlData {
+    /// The server was shut down cleanly (as primary or as standby).
+    pub fn shut_down_cleanly(&self) -> bool {
+        self.cluster_state == "shut down" || self.cluster_state == "shut down in recovery"
+    }
+}
+
+/// One line of a timeline history file: `timeline` ended at `fork_lsn`, where the next began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TimelineFork {
+    pub timeline: u32,
+    pub fork_lsn: Lsn,
+}

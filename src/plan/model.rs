@@ -1,0 +1,348 @@
+//! The plan as inert, serialisable data. Renderers read it, apply walks it; nothing in here
+//! computes. The JSON form (the saved plan file) is exactly this structure.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::Lsn;
+
+/// Version of the saved-plan format; bump on an incompatible change.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// A plan: what differs, and the DAG of steps that makes it so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "pgtopo plan")]
+pub struct Plan {
+    pub format_version: u32,
+    pub pgtopo_version: String,
+    pub cluster: String,
+    /// SHA-256 of the topology file the plan was made from.
+    pub topology_sha256: String,
+    /// What the plan depends on, per node; apply refuses a saved plan when it no longer holds.
+    pub fingerprint: BTreeMap<String, NodeFingerprint>,
+    pub changes: Vec<Change>,
+    pub steps: Vec<Step>,
+    /// Changed file contents (pg_hba managed block, postgresql.auto.conf, .pgpass without secrets).
+    #[serde(default)]
+    pub file_diffs: Vec<FileDiff>,
+    pub summary: Summary,
+}
+
+/// The parts of a node's observed state that a plan depends on (never LSNs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeFingerprint {
+    pub system_identifier: Option<String>,
+    pub timeline: Option<u32>,
+    pub role: Option<crate::observe::Role>,
+    pub upstream: Option<String>,
+    pub running: bool,
+    /// SHA-256 of the managed settings' observed values.
+    pub settings_sha256: String,
+    /// SHA-256 of the hba managed block.
+    pub hba_sha256: String,
+    /// SHA-256 of the sorted slot names.
+    pub slots_sha256: String,
+}
+
+/// One difference between the topology file and the cluster, at an address such as `node.n2`,
+/// `slot.n1.n2`, `setting.n1.max_connections`, `hba.n1`, `sync.shop`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    pub address: String,
+    pub action: ChangeAction,
+    /// Attribute-level before/after (`role`, `upstream`, `value`, …).
+    pub attributes: Vec<AttributeChange>,
+    /// One line: why.
+    pub reason: String,
+}
+
+/// `+`, `~`, `-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeAction {
+    Add,
+    Change,
+    Remove,
+}
+
+/// One attribute of a change; `None` on a side means absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AttributeChange {
+    pub name: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Step ids are 1-based positions in `Plan::steps` (a topological order).
+pub type StepId = u32;
+
+/// One vertex of the DAG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Step {
+    pub id: StepId,
+    /// The node it acts on.
+    pub node: String,
+    #[serde(flatten)]
+    pub action: Action,
+    /// Steps that must have succeeded first.
+    pub after: Vec<StepId>,
+    /// Destroys or may lose data (clone over a directory, rewind, promote of a node, restart
+    /// of a primary): rendered first, marked `!`.
+    pub destructive: bool,
+    pub description: String,
+}
+
+/// The step vocabulary of the contract; JSON `kind` is the variant name in snake_case and
+/// `params` its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "params", rename_all = "snake_case")]
+pub enum Action {
+    Stop(StopParams),
+    Start(StartParams),
+    Restart(RestartParams),
+    Reload(ReloadParams),
+    AlterSystem(AlterSystemParams),
+    WriteHba(WriteHbaParams),
+    WritePgpass(WritePgpassParams),
+    CreateRole(CreateRoleParams),
+    CreateSlot(SlotParams),
+    DropSlot(SlotParams),
+    WaitReplay(WaitReplayParams),
+    Promote(PromoteParams),
+    Checkpoint(CheckpointParams),
+    ConfigureStandby(ConfigureStandbyParams),
+    Rewind(RewindParams),
+    Clone(CloneParams),
+    Fence(FenceParams),
+}
+
+impl Action {
+    /// The contract name of the kind (`"create_slot"`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Stop(_) => "stop",
+            Action::Start(_) => "start",
+            Action::Restart(_) => "restart",
+            Action::Reload(_) => "reload",
+            Action::AlterSystem(_) => "alter_system",
+            Action::WriteHba(_) => "write_hba",
+            Action::WritePgpass(_) => "write_pgpass",
+            Action::CreateRole(_) => "create_role",
+            Action::CreateSlot(_) => "create_slot",
+            Action::DropSlot(_) => "drop_slot",
+            Action::WaitReplay(_) => "wait_replay",
+            Action::Promote(_) => "promote",
+            Action::Checkpoint(_) => "checkpoint",
+            Action::ConfigureStandby(_) => "configure_standby",
+            Action::Rewind(_) => "rewind",
+            Action::Clone(_) => "clone",
+            Action::Fence(_) => "fence",
+        }
+    }
+}
+
+/// pg_ctl shutdown mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownMode {
+    Smart,
+    Fast,
+    Immediate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StopParams {
+    pub mode: ShutdownMode,
+    /// The moment writes become unavailable (stop of the running primary).
+    #[serde(default)]
+    pub writes_unavailable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StartParams {
+    /// Wait until the node streams from this upstream before the step is done.
+    pub wait_streaming_from: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RestartParams {
+    pub mode: ShutdownMode,
+    /// Why (the postmaster settings that need it).
+    pub reason: String,
+    /// For a standby: wait until it streams from this upstream again.
+    pub wait_streaming_from: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReloadParams {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AlterSystemParams {
+    /// `ALTER SYSTEM SET name = value`.
+    pub set: BTreeMap<String, String>,
+    /// `ALTER SYSTEM RESET name`.
+    #[serde(default)]
+    pub reset: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WriteHbaParams {
+    /// The managed block's lines, markers excluded.
+    pub managed_block: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WritePgpassParams {
+    /// Entries for the replication user; the password comes from the topology's reference at
+    /// apply time and is never in the plan.
+    pub entries: Vec<PgpassEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PgpassEntry {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CreateRoleParams {
+    pub role: String,
+    /// The password is taken from the topology's reference at apply time.
+    pub with_password: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SlotParams {
+    pub slot: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WaitReplayParams {
+    pub target: ReplayTarget,
+    pub timeout_ms: u64,
+    /// Switchover rollback: when the target is not reached, start this node again (the old
+    /// primary, still primary) and fail the step.
+    pub on_failure_restart: Option<String>,
+}
+
+/// What the candidate must have replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayTarget {
+    /// The "Latest checkpoint location" of this (stopped) node's control data, read at apply time.
+    ShutdownCheckpointOf { node: String },
+    /// A known location.
+    Lsn { lsn: Lsn },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PromoteParams {
+    /// Planned switchover or failover, for the description and preconditions.
+    pub reason: String,
+    /// Nodes that must not be running as primary when this runs.
+    pub previous_primaries: Vec<String>,
+    /// The writes-available moment.
+    #[serde(default)]
+    pub writes_available: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckpointParams {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigureStandbyParams {
+    pub upstream: String,
+    pub upstream_host: String,
+    pub upstream_port: u16,
+    pub user: String,
+    /// = node name.
+    pub application_name: String,
+    pub slot: Option<String>,
+    /// The node's own identity, re-asserted after a clone or rewind.
+    pub port: u16,
+    pub listen_addresses: String,
+    /// How the new settings take effect on a running server: reload (≥ 13), restart (12), or
+    /// nothing when the server is stopped (a later start picks them up).
+    pub apply: ConfigApply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigApply {
+    None,
+    Reload,
+    Restart,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RewindParams {
+    pub source: String,
+    /// The divergence, with LSNs ("n1 has WAL past the fork point 0/5000028 of timeline 2").
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CloneParams {
+    pub source: String,
+    /// Created by pg_basebackup (`-C -S`) when slots are on.
+    pub slot: Option<String>,
+    /// An existing data directory is moved to `<data_dir>.pgtopo-old-<UTC timestamp>`.
+    pub move_aside: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FenceParams {
+    pub reason: String,
+}
+
+/// A changed file, shown as a unified diff. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FileDiff {
+    pub node: String,
+    pub path: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// Counts and risk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    pub add: u32,
+    pub change: u32,
+    pub remove: u32,
+    pub steps: u32,
+    /// Nodes that restart (or stop and start).
+    pub restarts: Vec<String>,
+    /// Writes are unavailable from the first to the second step id, inclusive.
+    pub write_unavailable: Option<WriteWindow>,
+    pub data_loss: DataLoss,
+    /// Lines about WAL retained or freed by slot changes, and other risks.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WriteWindow {
+    pub from_step: StepId,
+    pub to_step: StepId,
+    /// A rough estimate for the reviewer, in milliseconds.
+    pub estimated_ms: u64,
+}
+
+/// Data-loss exposure of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "risk", rename_all = "snake_case")]
+pub enum DataLoss {
+    /// Nothing can be lost; `reason` says why.
+    None { reason: String },
+    /// Up to `bytes` of WAL acknowledged by the old primary may be lost.
+    Possible { bytes: Option<u64>, reason: String },
+}

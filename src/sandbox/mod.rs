@@ -1,0 +1,1 @@
+//! Local sandbox clusters for `sandbox up|down`, the demo and the tests.

@@ -1,0 +1,150 @@
+//! How pgtopo reaches a node's host: run a program (argv, never a shell string), read and write
+//! files, look at directories. One trait with a local implementation (tokio::process, `runuser`
+//! when pgtopo is root and the node's os_user differs), an SSH one (the `openssh` crate) and a
+//! fake for unit tests. Planner and steps never know which one they hold.
+
+mod local;
+
+pub use local::LocalTransport;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A command to run on the node's host, as the node's os_user.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Extra environment (e.g. `PGPASSFILE`, `PGAPPNAME`); never a password.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+impl CommandSpec {
+    /// `program` with no arguments and a 60 s timeout.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        CommandSpec {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Append one argument.
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Append arguments.
+    pub fn args<I, S>(mut self, it: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(it.into_iter().map(Into::into));
+        self
+    }
+
+    /// Set an environment variable.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Set the timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// The argv as one line, for messages.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.to_string_lossy().into_owned())
+            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What a finished command returned.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    /// Exit code; None when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Why the transport could not do what was asked.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum TransportError {
+    #[error("{host}: cannot run {command}: {message}")]
+    Spawn {
+        host: String,
+        command: String,
+        message: String,
+    },
+    #[error("{host}: {command} did not finish within {timeout:?}")]
+    Timeout {
+        host: String,
+        command: String,
+        timeout: Duration,
+    },
+    #[error("{host}: {op} {path}: {message}")]
+    Io {
+        host: String,
+        op: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("{host}: unreachable: {message}")]
+    Unreachable { host: String, message: String },
+}
+
+/// File and process access to one node's host, acting as the node's os_user.
+#[async_trait]
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Where this transport goes (`local`, `ssh root@db2:22`), for messages.
+    fn describe(&self) -> String;
+
+    /// Run a command to completion (or until its timeout, when it is killed).
+    async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError>;
+
+    /// Read a whole file; `Ok(None)` when it does not exist.
+    async fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError>;
+
+    /// Write a file atomically (temp file beside it, fsync, rename) with `mode`, owned by os_user.
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), TransportError>;
+
+    /// Remove a file; no error when it is already gone.
+    async fn remove_file(&self, path: &Path) -> Result<(), TransportError>;
+
+    /// Entry names of a directory; `Ok(None)` when it does not exist.
+    async fn list_dir(&self, path: &Path) -> Result<Option<Vec<String>>, TransportError>;
+
+    /// Rename a directory (used to move an old data directory aside; never to delete one).
+    async fn rename(&self, from: &Path, to: &Path) -> Result<(), TransportError>;
+
+    /// Create a directory (and parents) owned by os_user with `mode`.
+    async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), TransportError>;
+}
+
+/// A shared transport.
+pub type DynTransport = Arc<dyn Transport>;
