@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod diff;
 pub mod observe;
+pub mod pg;
 pub mod plan;
 pub mod render;
 pub mod sandbox;

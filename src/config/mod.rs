@@ -6,7 +6,7 @@
 //! This module does no IO beyond reading the file it is given and resolving secret references.
 
 pub mod model;
-mod secret;
+pub mod secret;
 
 pub use model::*;
 pub use secret::Secret;

@@ -148,3 +148,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 
 /// A shared transport.
 pub type DynTransport = Arc<dyn Transport>;
+
+/// The transport for a node: SSH when the node has `ssh`, else this machine.
+pub fn for_node(node: &crate::config::DesiredNode) -> DynTransport {
+    // The SSH transport is added with the SSH issue work; until then every node is local.
+    Arc::new(LocalTransport::new(node.os_user.clone()))
+}
