@@ -3,6 +3,7 @@
 //! those live in the phase modules and in `render`.
 
 mod args;
+mod plan_cmd;
 
 pub use args::*;
 
@@ -61,6 +62,10 @@ async fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate => commands::validate(g).await,
         Command::Schema(a) => commands::schema(g, a).await,
+        Command::Plan(a) => plan_cmd::plan(g, a).await,
+        Command::Show(a) => plan_cmd::show(g, a).await,
+        Command::Graph(a) => plan_cmd::graph(g, a).await,
+        Command::Drift(a) => plan_cmd::drift(g, a).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }

@@ -370,7 +370,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     let block = hba::managed_block(d);
     for n in d.present() {
         let obs = observed(o, &n.name);
-        if !actionable(&obs) || needs_data(&obs) {
+        if !actionable(&obs) || needs_data(&obs) || (obs.hba.is_none() && !obs.reachable) {
             continue;
         }
         let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
@@ -573,6 +573,7 @@ pub fn obsolete_slot(d: &Desired, o: &ObservedCluster, holder: &str, slot: &str)
         return None;
     }
     let retained = slot_retained(o, holder, slot)
+        .filter(|b| *b > 0)
         .map(|b| format!("; it retains {}", ByteSize::human(b)))
         .unwrap_or_default();
     match d.nodes.get(slot).map(|n| &n.role) {

@@ -11,8 +11,8 @@ use crate::config::{
     ConnectSpec, Desired, DesiredNode, DesiredRole, FailoverSpec, ReplicationSpec, SwitchoverSpec,
 };
 use crate::observe::{
-    ConninfoSummary, DataDirState, ObservedCluster, ObservedHba, ObservedNode, ObservedSetting,
-    ObservedSlot, Role, OBSERVED_FORMAT_VERSION,
+    ConninfoSummary, DataDirState, ObservedCluster, ObservedHba, ObservedNode, ObservedReplica,
+    ObservedSetting, ObservedSlot, Role, OBSERVED_FORMAT_VERSION,
 };
 use crate::units::Lsn;
 
@@ -193,6 +193,20 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
             }
         }
         o.settings = settings;
+        if n.role != DesiredRole::Absent {
+            for s in d.downstreams_of(&n.name) {
+                o.replication.push(ObservedReplica {
+                    application_name: s.name.clone(),
+                    client_addr: Some(s.host.clone()),
+                    state: "streaming".into(),
+                    sync_state: "async".into(),
+                    sent_lsn: Some(lsn),
+                    flush_lsn: Some(lsn),
+                    replay_lsn: Some(lsn),
+                    lag_bytes: Some(0),
+                });
+            }
+        }
         if d.replication.slots && n.role != DesiredRole::Absent {
             for s in d.downstreams_of(&n.name) {
                 o.slots.push(s.name.clone());

@@ -193,7 +193,7 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
         if matches!(fate, Some(Fate::Deferred { .. })) || !diff::actionable(&obs) {
             continue;
         }
-        if !diff::needs_data(&obs) {
+        if !diff::needs_data(&obs) && (obs.hba.is_some() || obs.reachable) {
             let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
             if !diff::hba::block_matches(seen.as_deref(), &block) {
                 let wrap = |ls: &[String]| {
@@ -312,7 +312,7 @@ fn summary(
     for (n, f) in &a.fates {
         if let Fate::Rejoin(Rejoin::Rewind { .. }) = f {
             notes.push(format!(
-                "pg_rewind discards {n}'s WAL past the fork point (writes no client was told are on the new primary)"
+                "pg_rewind discards {n}'s WAL past the fork point: those writes never reached the new primary"
             ));
         }
         if let Fate::Rejoin(Rejoin::Clone { .. })

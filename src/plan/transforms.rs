@@ -144,7 +144,7 @@ pub fn hba_managed_block(c: &mut Ctx) {
             continue;
         }
         let obs = observed(c.o, &n.name);
-        if !diff::actionable(&obs) {
+        if !diff::actionable(&obs) || (obs.hba.is_none() && !obs.reachable) {
             continue;
         }
         let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
@@ -719,11 +719,7 @@ pub fn repoint(c: &mut Ctx, x: &str, up: &str, from: Option<&str>) {
     } else {
         start_streaming(c, x, up, &[]);
     }
-    if let Some(f) = from {
-        if f != up {
-            c.notes.push(format!("{x} moves from {f} to {up}"));
-        }
-    }
+    let _ = from;
 }
 
 /// New standby: .pgpass, clone from its upstream (slot created by pg_basebackup), its identity,
@@ -960,13 +956,13 @@ pub fn slot_cleanup(c: &mut Ctx) {
                 &deps,
             );
             match diff::slot_retained(c.o, holder, s) {
-                Some(b) if b > 0 => c.notes.push(format!(
+                Some(b) => c.notes.push(format!(
                     "dropping slot {s} on {holder} frees {} of WAL",
                     ByteSize::human(b)
                 )),
-                _ => c
-                    .notes
-                    .push(format!("slot {s} on {holder} is dropped; it served nobody")),
+                None => c.notes.push(format!(
+                    "dropping slot {s} on {holder} frees the WAL it retains"
+                )),
             }
         }
     }
