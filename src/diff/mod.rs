@@ -212,14 +212,15 @@ pub fn wanted_settings(
     // Parameter compatibility: a hot standby needs these at least as high as its upstream.
     if let Some(up) = d.upstream_of(name) {
         let up_obs = observed(o, &up.name);
+        // What the upstream will have (its own raises included, up the cascade).
+        let up_wanted = wanted_settings(d, o, &up.name);
         for key in HOT_STANDBY_CRITICAL {
             if node.settings.contains_key(key) {
                 continue;
             }
-            let up_val = up
-                .settings
+            let up_val = up_wanted
                 .get(key)
-                .and_then(|v| values::numeric(v))
+                .and_then(|w| values::numeric(&w.value))
                 .or_else(|| up_obs.settings.get(key).and_then(values::observed_numeric));
             let own = obs.settings.get(key).and_then(values::observed_numeric);
             if let (Some(u), Some(mine)) = (up_val, own) {

@@ -114,10 +114,20 @@ fn running_primaries(o: &ObservedCluster) -> Vec<String> {
 }
 
 /// The most advanced reachable, running standby by received WAL (name order on ties).
-pub fn most_advanced_standby(o: &ObservedCluster, except: &[&str]) -> Option<(String, Lsn)> {
+pub fn most_advanced_standby(
+    d: &Desired,
+    o: &ObservedCluster,
+    except: &[&str],
+) -> Option<(String, Lsn)> {
     let mut best: Option<(String, Lsn)> = None;
     for (k, n) in &o.nodes {
         if except.contains(&k.as_str()) || !(n.reachable && n.running) {
+            continue;
+        }
+        if d.nodes
+            .get(k)
+            .map_or(true, |x| x.role == DesiredRole::Absent)
+        {
             continue;
         }
         if n.role != Some(Role::Standby) {
@@ -289,13 +299,18 @@ pub fn analyse(
     let mut eff = d.clone();
     let dobs = observed(o, &declared);
     if !actionable(&dobs) {
-        if let Some(c) = reachable_running.iter().find(|n| ***n != declared) {
+        if let Some(c) = reachable_running.iter().find(|n| {
+            ***n != declared
+                && d.nodes
+                    .get(n.as_str())
+                    .is_some_and(|x| x.role != DesiredRole::Absent)
+        }) {
             notes.push(format!(
                 "topology.yaml declares {declared} primary, but {declared} is unreachable and {c} is primary: update topology.yaml"
             ));
             eff = reroot(d, c);
         } else {
-            let Some((c, _)) = most_advanced_standby(o, &[&declared]) else {
+            let Some((c, _)) = most_advanced_standby(d, o, &[&declared]) else {
                 return Err(PlanError::NoCandidate { primary: declared });
             };
             notes.push(format!(
@@ -381,7 +396,7 @@ pub fn analyse(
                         });
                     }
                     let except: Vec<&str> = op.iter().map(|s| s.as_str()).collect();
-                    if let Some((best, at)) = most_advanced_standby(o, &except) {
+                    if let Some((best, at)) = most_advanced_standby(d, o, &except) {
                         let behind = at.bytes_after(cand_at);
                         if behind > d.failover.max_lag.0 {
                             return Err(PlanError::CandidateTooFarBehind {

@@ -414,7 +414,27 @@ pub fn promotion(c: &mut Ctx) {
             w
         }
         PromotionKind::Failover { fence, .. } => {
-            if *fence {
+            let retired = c
+                .eff
+                .nodes
+                .get(&old)
+                .is_some_and(|n| n.role == DesiredRole::Absent);
+            if *fence && retired {
+                // A retired node gets no step but its stop.
+                let f = c.dag.add(
+                    &old,
+                    Action::Stop(StopParams {
+                        mode: ShutdownMode::Immediate,
+                        writes_unavailable: false,
+                    }),
+                    false,
+                    format!("{old} is retired and down: make sure it stays stopped"),
+                    &pre,
+                );
+                c.stopped.insert(old.clone());
+                c.writes_down = Some(f);
+                f
+            } else if *fence {
                 let f = c.dag.add(
                     &old,
                     Action::Fence(FenceParams {
