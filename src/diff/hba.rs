@@ -47,6 +47,9 @@ pub fn managed_block(desired: &Desired) -> Vec<String> {
 /// Whether an observed block (None = no block) equals the desired one, ignoring blank lines,
 /// comments and runs of whitespace.
 pub fn block_matches(observed: Option<&[String]>, desired: &[String]) -> bool {
+    if observed == Some(desired) {
+        return true;
+    }
     let norm = |ls: &[String]| -> Vec<String> {
         ls.iter()
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))

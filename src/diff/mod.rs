@@ -174,11 +174,21 @@ pub fn wanted_settings(
         })
         .collect();
     let obs = observed(o, name);
-    let feeds = d.downstreams_of(name).next().is_some() || node.role == DesiredRole::Primary;
-    let has_standbys = d
-        .present()
-        .any(|n| matches!(n.role, DesiredRole::Standby { .. }));
-    if feeds && has_standbys {
+    let minimal = obs
+        .settings
+        .get("wal_level")
+        .is_some_and(|s| s.value.trim() == "minimal");
+    let no_senders = obs
+        .settings
+        .get("max_wal_senders")
+        .and_then(values::observed_numeric)
+        == Some(0.0);
+    // Only then is it worth asking whether the node feeds a standby (a scan of the topology).
+    let feeds = (minimal || no_senders)
+        && (node.role == DesiredRole::Primary || d.downstreams_of(name).next().is_some())
+        && d.present()
+            .any(|n| matches!(n.role, DesiredRole::Standby { .. }));
+    if feeds {
         if !out.contains_key("wal_level")
             && obs
                 .settings
@@ -516,12 +526,16 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
 
 fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
     if d.replication.slots {
+        let index: std::collections::HashSet<(&str, &str)> = o
+            .nodes
+            .iter()
+            .flat_map(|(h, x)| x.slots.iter().map(move |s| (h.as_str(), s.as_str())))
+            .collect();
         for n in d.present() {
             let DesiredRole::Standby { upstream } = &n.role else {
                 continue;
             };
-            let uobs = observed(o, upstream);
-            if uobs.slots.iter().any(|s| s == &n.name) {
+            if index.contains(&(upstream.as_str(), n.name.as_str())) {
                 continue;
             }
             out.push(Change {
@@ -566,6 +580,10 @@ pub fn slot_retained(o: &ObservedCluster, holder: &str, slot: &str) -> Option<u6
 /// and the slots of declared standbys that cannot be re-pointed now (down, unreachable), are kept.
 pub fn obsolete_slot(d: &Desired, o: &ObservedCluster, holder: &str, slot: &str) -> Option<String> {
     let hobs = o.nodes.get(holder)?;
+    let declared_here = matches!(d.nodes.get(slot).map(|n| &n.role), Some(DesiredRole::Standby { upstream }) if upstream == holder);
+    if declared_here {
+        return None;
+    }
     if hobs
         .replication_slots
         .iter()
@@ -573,10 +591,12 @@ pub fn obsolete_slot(d: &Desired, o: &ObservedCluster, holder: &str, slot: &str)
     {
         return None;
     }
-    let retained = slot_retained(o, holder, slot)
-        .filter(|b| *b > 0)
-        .map(|b| format!("; it retains {}", ByteSize::human(b)))
-        .unwrap_or_default();
+    let retained = || {
+        slot_retained(o, holder, slot)
+            .filter(|b| *b > 0)
+            .map(|b| format!("; it retains {}", ByteSize::human(b)))
+            .unwrap_or_default()
+    };
     match d.nodes.get(slot).map(|n| &n.role) {
         Some(DesiredRole::Standby { upstream }) => {
             if upstream == holder {
@@ -589,11 +609,11 @@ pub fn obsolete_slot(d: &Desired, o: &ObservedCluster, holder: &str, slot: &str)
             if !actionable(&sobs) {
                 return None;
             }
-            Some(format!("{slot} now streams from {upstream}{retained}"))
+            Some(format!("{slot} now streams from {upstream}{}", retained()))
         }
-        Some(DesiredRole::Primary) => Some(format!("{slot} is the primary{retained}")),
-        Some(DesiredRole::Absent) => Some(format!("{slot} is retired{retained}")),
-        None => Some(format!("orphan: no declared node uses it{retained}")),
+        Some(DesiredRole::Primary) => Some(format!("{slot} is the primary{}", retained())),
+        Some(DesiredRole::Absent) => Some(format!("{slot} is retired{}", retained())),
+        None => Some(format!("orphan: no declared node uses it{}", retained())),
     }
 }
 

@@ -18,6 +18,8 @@ use super::model::*;
 /// The state shared by the transforms.
 pub struct Ctx<'a> {
     pub eff: &'a Desired,
+    /// The (effective) primary's name.
+    pub primary_name: &'a str,
     pub o: &'a ObservedCluster,
     pub a: &'a Analysis,
     pub dag: Dag,
@@ -44,12 +46,15 @@ pub struct Ctx<'a> {
     pub stopped: HashSet<String>,
     pub retire_stop: HashMap<String, Idx>,
     pub restarts: BTreeSet<String>,
+    /// (holder, slot) pairs that exist now.
+    pub slot_index: HashSet<(String, String)>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(eff: &'a Desired, o: &'a ObservedCluster, a: &'a Analysis) -> Self {
         Ctx {
             eff,
+            primary_name: &eff.primary().name,
             o,
             a,
             dag: Dag::default(),
@@ -69,11 +74,16 @@ impl<'a> Ctx<'a> {
             stopped: HashSet::new(),
             retire_stop: HashMap::new(),
             restarts: BTreeSet::new(),
+            slot_index: o
+                .nodes
+                .iter()
+                .flat_map(|(h, x)| x.slots.iter().map(move |s| (h.clone(), s.clone())))
+                .collect(),
         }
     }
 
     fn primary(&self) -> &'a str {
-        &self.eff.primary().name
+        self.primary_name
     }
 
     fn fate(&self, n: &str) -> &'a Fate {
@@ -305,7 +315,7 @@ fn create_slot(c: &mut Ctx, holder: &str, slot: &str, desc: String, deps: &[Idx]
     if let Some(i) = c.slots_made.get(&key) {
         return Some(*i);
     }
-    if observed(c.o, holder).slots.iter().any(|s| s == slot) {
+    if c.slot_index.contains(&key) {
         return None;
     }
     let i = c.dag.add(
