@@ -79,7 +79,14 @@ mod commands {
     }
 
     pub async fn schema(_g: &GlobalArgs, a: SchemaArgs) -> CmdResult {
-        let _ = a;
-        Err(miette::miette!("schema is not implemented yet").into())
+        use crate::config::schema::{text, Kind};
+        let kind = match a.kind {
+            SchemaKind::Topology => Kind::Topology,
+            SchemaKind::Plan => Kind::Plan,
+            SchemaKind::Observed => Kind::Observed,
+        };
+        // Data for editors and tools: printed even with -q.
+        print!("{}", text(kind));
+        Ok(exit::OK)
     }
 }

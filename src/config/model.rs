@@ -270,8 +270,10 @@ fn default_switchover_timeout() -> Duration {
 pub struct NodeSpec {
     /// Address that pgtopo and the other nodes use.
     pub host: String,
+    /// TCP port of the server (default 5432).
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The server's data directory (PGDATA) on the node's machine.
     pub data_dir: PathBuf,
     /// `primary` on exactly one node; default `standby`.
     pub role: Option<NodeRole>,
