@@ -200,8 +200,29 @@ fn load_with(
     Ok(resolve::resolve(file, PathBuf::from(path), sha256, probe))
 }
 
-/// Spans and texts of scalar values written under a `password` key anywhere in the document.
+/// Spans and texts of secret-looking scalars: a value written under a `password` key anywhere in
+/// the document, and inside such a value every scalar but the `env` / `file` reference names.
 fn inline_secrets(root: &Node) -> (Vec<Span>, Vec<String>) {
+    fn secret(node: &Node, spans: &mut Vec<Span>, texts: &mut Vec<String>) {
+        match &node.value {
+            Value::Scalar(s, _) => {
+                if !node.is_null() {
+                    spans.push(node.span);
+                    texts.push(s.clone());
+                }
+            }
+            Value::Seq(items) => items.iter().for_each(|n| secret(n, spans, texts)),
+            Value::Map(entries) => {
+                for e in entries {
+                    let reference = matches!(e.key.as_str(), "env" | "file")
+                        && matches!(e.value.value, Value::Scalar(..));
+                    if !reference {
+                        secret(&e.value, spans, texts);
+                    }
+                }
+            }
+        }
+    }
     fn walk(node: &Node, spans: &mut Vec<Span>, texts: &mut Vec<String>) {
         match &node.value {
             Value::Scalar(..) => {}
@@ -209,14 +230,10 @@ fn inline_secrets(root: &Node) -> (Vec<Span>, Vec<String>) {
             Value::Map(entries) => {
                 for e in entries {
                     if e.key.eq_ignore_ascii_case("password") {
-                        if let Value::Scalar(s, _) = &e.value.value {
-                            if !e.value.is_null() {
-                                spans.push(e.value.span);
-                                texts.push(s.clone());
-                            }
-                        }
+                        secret(&e.value, spans, texts);
+                    } else {
+                        walk(&e.value, spans, texts);
                     }
-                    walk(&e.value, spans, texts);
                 }
             }
         }

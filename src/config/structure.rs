@@ -249,7 +249,10 @@ impl Checker {
                 InstanceType::Null => "nothing",
             })
             .collect();
-        let expected = expected.join(" or ");
+        let expected = match expected.as_slice() {
+            [init @ .., last] if !init.is_empty() => format!("{} or {last}", init.join(", ")),
+            _ => expected.join(""),
+        };
         let found = node.describe();
         let quoted_number = matches!(node.value, Value::Scalar(_, super::yaml::Style::Quoted))
             && node.as_str().is_some_and(|t| {
