@@ -191,3 +191,25 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(d.source_path, Path::new("t.yaml"));
     assert_eq!(d.sha256.len(), 64);
 }
+
+#[test]
+fn a_directory_or_non_utf8_file_is_refused_clearly() {
+    let report = config::load(Path::new("tests/fixtures")).unwrap_err();
+    assert!(render(&report).contains("cannot read the topology file tests/fixtures"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.yaml");
+    std::fs::write(&path, b"cluster: caf\xe9\nnodes: {}\n").unwrap();
+    let out = render(&config::load(&path).unwrap_err());
+    assert!(out.contains("is not UTF-8 text"), "{out}");
+    assert!(out.contains("latin1.yaml:1:13"), "{out}");
+}
+
+#[test]
+fn load_str_hashes_the_text() {
+    let text = std::fs::read_to_string(SPEC_EXAMPLE).unwrap();
+    let from_str = config::load_str("x.yaml", &text).unwrap();
+    let from_file = config::load(Path::new(SPEC_EXAMPLE)).unwrap();
+    assert_eq!(from_str.sha256, from_file.sha256);
+    assert_eq!(from_str.nodes, from_file.nodes);
+}

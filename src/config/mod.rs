@@ -257,3 +257,27 @@ fn byte_offset(text: &str, line: usize, column: usize) -> usize {
             .nth(column.saturating_sub(1))
             .map_or(rest.len(), |(i, _)| i)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_locations_become_byte_offsets() {
+        let text = "a: 1\nbé: \"x\"\n";
+        assert_eq!(byte_offset(text, 1, 1), 0);
+        assert_eq!(&text[byte_offset(text, 2, 5)..], "\"x\"\n");
+        assert_eq!(byte_offset(text, 9, 9), text.len());
+    }
+
+    #[test]
+    fn secrets_are_found_under_password_keys_only() {
+        let doc = yaml::parse(
+            "connect: {password: s1}\nreplication:\n  password: {env: E, other: s2}\nx: {env: ok}\n",
+        )
+        .unwrap();
+        let (spans, texts) = inline_secrets(&doc.root.unwrap());
+        assert_eq!(texts, ["s1", "s2"]);
+        assert_eq!(spans.len(), 2);
+    }
+}
