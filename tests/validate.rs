@@ -45,6 +45,7 @@ rules! {
     duplicate_key,
     empty,
     not_a_mapping,
+    empty_value,
     no_primary,
     two_primaries,
     retired_primary,

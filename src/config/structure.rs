@@ -271,10 +271,10 @@ impl Checker {
             });
         let help = match ctx.description {
             _ if quoted_number => format!(
-                "remove the quotes: quoted, the value is a string; `{}` takes {expected}",
+                "remove the quotes: quoted, the value is a string; {} takes {expected}",
                 last(ctx)
             ),
-            Some(d) => format!("`{}` takes {expected}: {d}", last(ctx)),
+            Some(d) => format!("{} takes {expected}: {d}", last(ctx)),
             None => format!("write {expected} here"),
         };
         self.errors.push(
@@ -506,8 +506,15 @@ impl Checker {
     }
 }
 
+/// What a help line talks about: "`port`", or "each item of `hba`".
 fn last(ctx: &Ctx<'_>) -> String {
-    ctx.path.last().cloned().unwrap_or_default()
+    match ctx.path.split_last() {
+        Some((l, parent)) if l.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("each item of `{}`", display_path(parent))
+        }
+        Some((l, _)) => format!("`{l}`"),
+        None => "the top level".into(),
+    }
 }
 
 /// The first line of a node, for a label that should not cover a whole mapping.

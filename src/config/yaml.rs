@@ -381,9 +381,8 @@ impl Builder<'_> {
             None
         };
         let end = match style {
-            TScalarStyle::Plain if !value.is_empty() && rest.starts_with(value) => {
-                Some(start + value.len())
-            }
+            TScalarStyle::Plain if value.is_empty() => Some(start),
+            TScalarStyle::Plain if rest.starts_with(value) => Some(start + value.len()),
             TScalarStyle::SingleQuoted => quoted_end(b'\'', false),
             TScalarStyle::DoubleQuoted => quoted_end(b'"', true),
             _ => None,
@@ -469,6 +468,17 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
+                // An empty plain scalar (`host:` with nothing after it) is reported at the start
+                // of the next token; place it right after the `:` or `-` that introduced it.
+                let at = if value.is_empty() && style == TScalarStyle::Plain {
+                    if self.text.as_bytes().get(at) == Some(&b':') {
+                        at + 1
+                    } else {
+                        self.text[..at.min(self.text.len())].trim_end().len()
+                    }
+                } else {
+                    at
+                };
                 let end = self.scalar_end(at, &value, style);
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let st = if style == TScalarStyle::Plain && !is_str_tag {
@@ -690,6 +700,15 @@ mod tests {
             slice(text, at("nodes.n3").value),
             "upstream: 'n''2'  # c\n    list: [x, y]"
         );
+    }
+
+    #[test]
+    fn empty_values_sit_right_after_their_key() {
+        let text = "a:\n  b:\n  c: x\nd: {e: , f: 1}\ng:\n  -\n  - y\n";
+        let root = parse(text).unwrap().root.unwrap();
+        let index = SpanIndex::build(&root);
+        assert_eq!(index.get("a.b").unwrap().value, Span::new(7, 7));
+        assert_eq!(index.get("d.e").unwrap().value, Span::new(21, 21));
     }
 
     #[test]
