@@ -64,6 +64,7 @@ rules! {
     owned_settings,
     hba_trust,
     hba_address_missing,
+    hba_method,
     cluster_name,
     node_name,
     port_zero,

@@ -28,7 +28,8 @@ fn a_valid_file_exits_0_with_a_short_confirmation() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "tests/fixtures/valid/spec_example.yaml: valid (4 nodes)\n"
+        "tests/fixtures/valid/spec_example.yaml: valid: cluster shop, primary n1, 2 standbys, 1 \
+         retired\n"
     );
 }
 

@@ -70,10 +70,19 @@ mod commands {
 
     pub async fn validate(g: &GlobalArgs) -> CmdResult {
         let d = crate::config::load(&g.file)?;
+        let standbys = d.present().count() - 1;
+        let retired = d.nodes.len() - standbys - 1;
         crate::render::say(&format!(
-            "{}: valid ({} nodes)",
+            "{}: valid: cluster {}, primary {}, {standbys} standby{}{}",
             g.file.display(),
-            d.nodes.len()
+            d.cluster,
+            d.primary().name,
+            if standbys == 1 { "" } else { "s" },
+            if retired > 0 {
+                format!(", {retired} retired")
+            } else {
+                String::new()
+            }
         ));
         Ok(exit::OK)
     }

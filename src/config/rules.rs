@@ -562,6 +562,45 @@ fn owned_settings(root: &Node, nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigEr
     }
 }
 
+/// Authentication methods of pg_hba.conf (PostgreSQL 12 to 18).
+pub const HBA_METHODS: [&str; 15] = [
+    "trust",
+    "reject",
+    "scram-sha-256",
+    "md5",
+    "password",
+    "gss",
+    "sspi",
+    "ident",
+    "peer",
+    "ldap",
+    "radius",
+    "cert",
+    "pam",
+    "bsd",
+    "oauth",
+];
+
+/// The method is the first word; options may follow (`ldap ldapserver=…`).
+fn hba_method(method: &str, span: Span, place: String, errors: &mut Vec<ConfigError>) {
+    let method = method.split_whitespace().next().unwrap_or_default();
+    if HBA_METHODS.contains(&method) {
+        return;
+    }
+    let mut help = format!("use one of {}", HBA_METHODS.join(", "));
+    if let Some(s) = super::structure::suggest(method, HBA_METHODS.iter().copied()) {
+        help = format!("did you mean `{s}`? {help}");
+    }
+    errors.push(
+        ConfigError::new(
+            "hba_method",
+            format!("`{place}` is not an authentication method PostgreSQL knows: `{method}`"),
+        )
+        .label(span, "unknown method")
+        .help(help),
+    );
+}
+
 const HBA_TYPES: [&str; 6] = [
     "local",
     "host",
@@ -594,6 +633,12 @@ pub fn is_loopback(address: &str) -> bool {
 }
 
 fn hba(root: &Node, errors: &mut Vec<ConfigError>) {
+    if let Some((m, e)) = root
+        .get("replication")
+        .and_then(|r| str_entry(&r.value, "hba_method"))
+    {
+        hba_method(m, e.value.span, "replication.hba_method".into(), errors);
+    }
     let Some(rules) = root.get("hba") else { return };
     for (i, rule) in rules.value.items().iter().enumerate() {
         let kind = str_entry(rule, "type");
@@ -636,7 +681,11 @@ fn hba(root: &Node, errors: &mut Vec<ConfigError>) {
             _ => {}
         }
         let method = str_entry(rule, "method");
+        if let Some((m, e)) = method {
+            hba_method(m, e.value.span, format!("hba[{i}].method"), errors);
+        }
         let allow = rule.get("allow_trust").and_then(|e| e.value.as_bool()) == Some(true);
+        let method = method.map(|(m, e)| (m.split_whitespace().next().unwrap_or_default(), e));
         if let (Some(("trust", m)), Some((addr, a)), false) = (method, address, allow) {
             if !is_local && !is_loopback(addr) {
                 errors.push(
