@@ -83,7 +83,9 @@ fn the_schema_accepts_the_spec_example_and_refuses_inline_passwords() {
         std::fs::read_to_string(root().join("tests/fixtures/invalid/inline_password.yaml"))
             .unwrap();
     assert!(!schema_errors(&validator, &inline).is_empty());
-    let unknown =
-        std::fs::read_to_string(root().join("tests/fixtures/invalid/unknown_key.yaml")).unwrap();
-    assert!(!schema_errors(&validator, &unknown).is_empty());
+    for refused in ["unknown_key", "node_name", "cluster_name", "wrong_type"] {
+        let path = root().join(format!("tests/fixtures/invalid/{refused}.yaml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!schema_errors(&validator, &text).is_empty(), "{refused}");
+    }
 }
