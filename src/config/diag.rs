@@ -136,6 +136,17 @@ pub fn report(file: &str, source: Option<&Source>, mut errors: Vec<ConfigError>)
         if e.source.is_none() && !e.labels.is_empty() {
             e.source = source.cloned();
         }
+        // Every label must lie inside the text and on character boundaries, whatever the
+        // parser reported, or the renderer would fail.
+        match &e.source {
+            Some(src) => {
+                let text = src.inner().as_str();
+                for (span, _) in &mut e.labels {
+                    *span = Span::new(floor(text, span.start), floor(text, span.end));
+                }
+            }
+            None => e.labels.clear(),
+        }
     }
     errors.sort_by_key(ConfigError::position);
     if errors.len() == 1 {
@@ -146,6 +157,15 @@ pub fn report(file: &str, source: Option<&Source>, mut errors: Vec<ConfigError>)
             errors,
         })
     }
+}
+
+/// The largest character boundary of `text` at or before `at`.
+fn floor(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// Replace every occurrence of a secret in a foreign message with `***`.
@@ -210,6 +230,15 @@ pub fn password_spans_by_line(text: &str) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_clamped_into_the_source() {
+        let src: Source = NamedSource::new("t", Arc::new("aé".to_string()));
+        let e = ConfigError::new("x", "m").label(Span::new(2, 9), "l");
+        let report = report("t", Some(&src), vec![e]);
+        let l = report.labels().unwrap().next().unwrap();
+        assert_eq!((l.offset(), l.len()), (1, 2));
+    }
 
     #[test]
     fn line_scan_masks_inline_passwords_only() {
