@@ -536,10 +536,18 @@ pub const OWNED_SETTINGS: [(&str, &str); 3] = [
 ];
 
 fn owned_settings(root: &Node, nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigError>) {
-    let mut check = |settings: Option<&Entry>, place: String| {
+    let mut check = |settings: Option<&Entry>, node: Option<&str>| {
+        let place = match node {
+            Some(n) => format!("`nodes.{n}.settings`"),
+            None => "`settings`".into(),
+        };
         for e in settings.map(|s| s.value.entries()).unwrap_or_default() {
             let lower = e.key.to_ascii_lowercase();
             if let Some((_, instead)) = OWNED_SETTINGS.iter().find(|(k, _)| *k == lower) {
+                let instead = match node {
+                    Some(n) => instead.replace("<name>", n),
+                    None => instead.to_string(),
+                };
                 errors.push(
                     ConfigError::new(
                         "owned_setting",
@@ -553,12 +561,9 @@ fn owned_settings(root: &Node, nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigEr
             }
         }
     };
-    check(root.get("settings"), "`settings`".into());
+    check(root.get("settings"), None);
     for n in nodes {
-        check(
-            n.entry.value.get("settings"),
-            format!("`nodes.{}.settings`", n.name),
-        );
+        check(n.entry.value.get("settings"), Some(n.name));
     }
 }
 
