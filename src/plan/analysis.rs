@@ -420,6 +420,10 @@ pub fn analyse(
                             primary: op.clone().unwrap_or_else(|| "the old primary".into()),
                             candidate: p.clone(),
                             exposure: match exposure {
+                                Some(0) => format!(
+                                    " ({p} has received all WAL {} was last seen to write, but later writes may be lost)",
+                                    op.as_deref().unwrap_or("the old primary")
+                                ),
                                 Some(b) => format!(", up to {b} bytes of WAL may be lost"),
                                 None => ", an unknown amount of WAL may be lost".into(),
                             },
