@@ -23,6 +23,7 @@ pub enum DriftKind {
     NodeDown,
     Role,
     WrongUpstream,
+    NotStreaming,
     SettingChanged,
     PendingRestart,
     HbaEdited,
@@ -129,6 +130,14 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
                     );
                 } else if x.reachable {
                     let up = observed_upstream(d, &x);
+                    if x.running && !x.streaming && up.as_deref() == Some(upstream.as_str()) {
+                        push(
+                            DriftKind::NotStreaming,
+                            &n.name,
+                            addr.clone(),
+                            format!("{} is running but does not stream from {upstream}", n.name),
+                        );
+                    }
                     if up.as_deref() != Some(upstream.as_str()) {
                         push(
                             DriftKind::WrongUpstream,

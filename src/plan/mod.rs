@@ -305,9 +305,38 @@ fn summary(
                 }
             }
         }
-        None => DataLoss::None {
-            reason: "no promotion".into(),
-        },
+        None => {
+            // A second primary that rejoins loses what it accepted on its own timeline.
+            let rogue: Vec<&String> = a
+                .fates
+                .iter()
+                .filter(|(n, f)| {
+                    matches!(
+                        f,
+                        Fate::Rejoin(Rejoin::Rewind { .. } | Rejoin::Clone { .. })
+                    ) && diff::observed(o, n).running
+                        && diff::observed(o, n).role == Some(crate::observe::Role::Primary)
+                })
+                .map(|(n, _)| n)
+                .collect();
+            if rogue.is_empty() {
+                DataLoss::None {
+                    reason: "no promotion".into(),
+                }
+            } else {
+                let names = rogue
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                DataLoss::Possible {
+                    bytes: None,
+                    reason: format!(
+                        "{names} runs as a second primary: writes it accepted after the fork are discarded when it rejoins"
+                    ),
+                }
+            }
+        }
     };
     for (n, f) in &a.fates {
         if let Fate::Rejoin(Rejoin::Rewind { .. }) = f {

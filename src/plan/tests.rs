@@ -629,3 +629,24 @@ fn step_ids_are_topological() {
         assert!(s.after.iter().all(|a| *a < s.id));
     }
 }
+
+#[test]
+fn a_second_primary_is_stopped_and_rejoined_with_data_loss_stated() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n3 = node_mut(&mut o, "n3");
+    n3.role = Some(Role::Primary);
+    n3.timeline = Some(2);
+    n3.upstream = None;
+    n3.streaming = false;
+    n3.lsn = Some(Lsn(0x3000200));
+    n3.settings
+        .insert("wal_log_hints".into(), setting("on", "postmaster"));
+    let p = plan(&d, &o);
+    let stop = step(&p, "stop", "n3");
+    assert!(stop.destructive);
+    let rw = step(&p, "rewind", "n3");
+    assert!(before(&p, stop.id, rw.id));
+    assert!(!p.steps.iter().any(|s| s.action.kind() == "promote"));
+    assert!(matches!(p.summary.data_loss, DataLoss::Possible { .. }));
+}

@@ -14,6 +14,7 @@ fn label(k: DriftKind) -> &'static str {
         DriftKind::NodeDown => "node down",
         DriftKind::Role => "role",
         DriftKind::WrongUpstream => "wrong upstream",
+        DriftKind::NotStreaming => "not streaming",
         DriftKind::SettingChanged => "setting changed",
         DriftKind::PendingRestart => "pending restart",
         DriftKind::HbaEdited => "pg_hba edited",
