@@ -19,6 +19,7 @@ fn sha(s: &str) -> String {
 /// Fingerprint of every observed node (retired ones included).
 pub fn fingerprint(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, NodeFingerprint> {
     let mut out = BTreeMap::new();
+    let mut seen_blocks: Vec<(&Vec<String>, String)> = Vec::new();
     for (name, n) in &o.nodes {
         let mut keys: Vec<String> = crate::diff::wanted_settings(d, o, name)
             .into_keys()
@@ -37,9 +38,20 @@ pub fn fingerprint(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, NodeFin
                 format!("{k}={v}\n")
             })
             .collect();
-        let hba = match n.hba.as_ref().and_then(|h| h.managed_block.as_ref()) {
-            Some(b) => b.join("\n"),
-            None => "<none>".into(),
+        // Blocks are usually the same on every node: hash each distinct one once.
+        let block = n.hba.as_ref().and_then(|h| h.managed_block.as_ref());
+        let hba_sha256 = match block {
+            None => sha("<none>"),
+            Some(b) => match seen_blocks.iter().find(|(k, _)| *k == b) {
+                Some((_, h)) => h.clone(),
+                None => {
+                    let h = sha(&b.join("\n"));
+                    if seen_blocks.len() < 8 {
+                        seen_blocks.push((b, h.clone()));
+                    }
+                    h
+                }
+            },
         };
         let mut slots = n.slots.clone();
         slots.sort();
@@ -52,7 +64,7 @@ pub fn fingerprint(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, NodeFin
                 upstream: crate::diff::observed_upstream(d, n),
                 running: n.running,
                 settings_sha256: sha(&settings),
-                hba_sha256: sha(&hba),
+                hba_sha256,
                 slots_sha256: sha(&slots.join("\n")),
             },
         );

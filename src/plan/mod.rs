@@ -73,9 +73,14 @@ pub fn assume_down(
 
 /// Plan: the changes between `d` and `o`, and the steps that make them.
 pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Plan, PlanError> {
-    let o = assume_down(d, o, &opts.assume_down)?;
-    let a = analysis::analyse(d, &o, opts)?;
-    let mut ctx = transforms::Ctx::new(&a.eff, &o, &a);
+    let o: std::borrow::Cow<ObservedCluster> = if opts.assume_down.is_empty() {
+        std::borrow::Cow::Borrowed(o)
+    } else {
+        std::borrow::Cow::Owned(assume_down(d, o, &opts.assume_down)?)
+    };
+    let o = o.as_ref();
+    let a = analysis::analyse(d, o, opts)?;
+    let mut ctx = transforms::Ctx::new(&a.eff, o, &a);
     for (name, t) in transforms::TRANSFORMS {
         let before = ctx.dag.len();
         t(&mut ctx);
@@ -89,16 +94,16 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let window = window(&ctx);
     let mut notes = a.notes.clone();
     notes.append(&mut ctx.notes);
-    let changes = changes(&a, &o);
-    let file_diffs = file_diffs(&a.eff, &o, &a);
+    let changes = changes(&a, o);
+    let file_diffs = file_diffs(&a.eff, o, &a);
     let steps = ctx.dag.finish();
-    let summary = summary(&a, &o, &changes, &steps, restarts, window, notes);
+    let summary = summary(&a, o, &changes, &steps, restarts, window, notes);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
         cluster: d.cluster.clone(),
         topology_sha256: d.sha256.clone(),
-        fingerprint: fingerprint(d, &o),
+        fingerprint: fingerprint(d, o),
         changes,
         steps,
         file_diffs,

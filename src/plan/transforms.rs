@@ -341,7 +341,13 @@ pub fn promotion(c: &mut Ctx) {
     let followers: Vec<String> = c
         .eff
         .downstreams_of(&cand)
-        .filter(|n| !matches!(c.fate(&n.name), Fate::Deferred { .. } | Fate::New { .. }))
+        .filter(|n| {
+            // A clone creates its slot itself (pg_basebackup -C -S).
+            !matches!(
+                c.fate(&n.name),
+                Fate::Deferred { .. } | Fate::New { .. } | Fate::Rejoin(Rejoin::Clone { .. })
+            )
+        })
         .map(|n| n.name.clone())
         .collect();
     for f in followers {
