@@ -199,8 +199,8 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
             continue;
         }
         if !diff::needs_data(&obs) && (obs.hba.is_some() || obs.reachable) {
-            let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
-            if !diff::hba::block_matches(seen.as_deref(), &block) {
+            let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
+            if !diff::hba::block_matches(seen, &block) {
                 let wrap = |ls: &[String]| {
                     let mut s = String::from("# BEGIN pgtopo managed\n");
                     for l in ls {
@@ -217,7 +217,7 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                         .as_ref()
                         .map(|h| h.path.clone())
                         .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
-                    before: seen.as_deref().map(wrap).unwrap_or_default(),
+                    before: seen.map(wrap).unwrap_or_default(),
                     after: wrap(&block),
                 });
             }

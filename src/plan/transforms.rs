@@ -157,8 +157,8 @@ pub fn hba_managed_block(c: &mut Ctx) {
         if !diff::actionable(&obs) || (obs.hba.is_none() && !obs.reachable) {
             continue;
         }
-        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
-        if diff::hba::block_matches(seen.as_deref(), &block) {
+        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
+        if diff::hba::block_matches(seen, &block) {
             continue;
         }
         let mut last = c.dag.add(
@@ -973,8 +973,14 @@ pub fn slot_cleanup(c: &mut Ctx) {
         ) {
             continue;
         }
+        let infos: HashMap<&str, &crate::observe::ObservedSlot> = ho
+            .replication_slots
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
         for s in &ho.slots {
-            let Some(reason) = diff::obsolete_slot(c.eff, c.o, holder, s) else {
+            let info = infos.get(s.as_str()).copied();
+            let Some(reason) = diff::obsolete_slot_with(c.eff, c.o, holder, s, info) else {
                 continue;
             };
             let mut deps: Vec<Idx> = Vec::new();
@@ -991,7 +997,7 @@ pub fn slot_cleanup(c: &mut Ctx) {
                 format!("slot {s} ({reason})"),
                 &deps,
             );
-            match diff::slot_retained(c.o, holder, s) {
+            match info.and_then(|i| i.wal_retained_bytes) {
                 Some(b) => c.notes.push(format!(
                     "dropping slot {s} on {holder} frees {} of WAL",
                     ByteSize::human(b)
