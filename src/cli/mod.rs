@@ -46,7 +46,11 @@ pub fn run() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let outcome = runtime.block_on(dispatch(cli));
+    let outcome = runtime.block_on(async {
+        let outcome = dispatch(cli).await;
+        crate::transport::ssh::close_all().await;
+        outcome
+    });
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(f) => {

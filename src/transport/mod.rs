@@ -4,8 +4,10 @@
 //! fake for unit tests. Planner and steps never know which one they hold.
 
 mod local;
+pub mod ssh;
 
 pub use local::LocalTransport;
+pub use ssh::SshTransport;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -151,6 +153,8 @@ pub type DynTransport = Arc<dyn Transport>;
 
 /// The transport for a node: SSH when the node has `ssh`, else this machine.
 pub fn for_node(node: &crate::config::DesiredNode) -> DynTransport {
-    // The SSH transport is added with the SSH issue work; until then every node is local.
-    Arc::new(LocalTransport::new(node.os_user.clone()))
+    match &node.ssh {
+        Some(spec) => Arc::new(SshTransport::new(spec.clone(), node.os_user.clone())),
+        None => Arc::new(LocalTransport::new(node.os_user.clone())),
+    }
 }
