@@ -35,12 +35,19 @@ fn keygen(path: &Path) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Sshd {
     fn start() -> Sshd {
-        let dir = tempfile::Builder::new().prefix("pgtopo-sshd-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pgtopo-sshd-")
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let d = dir.path();
@@ -57,7 +64,11 @@ impl Sshd {
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();
         let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
-        std::fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host_pub}"),
+        )
+        .unwrap();
         std::fs::write(d.join("empty_known_hosts"), "").unwrap();
         let log = std::fs::File::create(d.join("sshd.log")).unwrap();
         let child = Command::new("/usr/sbin/sshd")
@@ -91,7 +102,11 @@ impl Sshd {
     fn pg_dir(&self) -> PathBuf {
         let p = self.dir.path().join("pgfiles");
         std::fs::create_dir_all(&p).unwrap();
-        let st = Command::new("chown").arg("postgres:postgres").arg(&p).status().unwrap();
+        let st = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&p)
+            .status()
+            .unwrap();
         assert!(st.success());
         p
     }
@@ -105,8 +120,19 @@ async fn runs_commands_as_os_user_with_env() {
     assert!(out.success(), "{out:?}");
     assert_eq!(out.stdout.trim(), "postgres");
 
-    let out = t.run(&CommandSpec::new("printenv").arg("PGTOPO_X").env("PGTOPO_X", "a b;c")).await.unwrap();
-    assert_eq!(out.stdout.trim(), "a b;c", "an argument with spaces and ; reaches the program intact");
+    let out = t
+        .run(
+            &CommandSpec::new("printenv")
+                .arg("PGTOPO_X")
+                .env("PGTOPO_X", "a b;c"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        "a b;c",
+        "an argument with spaces and ; reaches the program intact"
+    );
 
     let out = t.run(&CommandSpec::new("false")).await.unwrap();
     assert_eq!(out.code, Some(1));
@@ -120,16 +146,33 @@ async fn files_are_written_atomically_with_mode_and_owner() {
     let t = SshTransport::new(sshd.spec("known_hosts"), "postgres");
     let f = dir.join("pg_hba.conf");
 
-    assert_eq!(t.read_file(&f).await.unwrap(), None, "a missing file reads as None");
-    t.write_file_atomic(&f, b"host all all 127.0.0.1/32 trust\n", 0o600).await.unwrap();
+    assert_eq!(
+        t.read_file(&f).await.unwrap(),
+        None,
+        "a missing file reads as None"
+    );
+    t.write_file_atomic(&f, b"host all all 127.0.0.1/32 trust\n", 0o600)
+        .await
+        .unwrap();
     let meta = std::fs::metadata(&f).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600);
-    let pg_uid = nix::unistd::User::from_name("postgres").unwrap().unwrap().uid.as_raw();
+    let pg_uid = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
     assert_eq!(meta.uid(), pg_uid, "written as the os_user");
-    assert_eq!(t.read_file(&f).await.unwrap().unwrap(), b"host all all 127.0.0.1/32 trust\n");
+    assert_eq!(
+        t.read_file(&f).await.unwrap().unwrap(),
+        b"host all all 127.0.0.1/32 trust\n"
+    );
 
     let names = t.list_dir(&dir).await.unwrap().unwrap();
-    assert_eq!(names, vec!["pg_hba.conf".to_string()], "no temporary file is left behind");
+    assert_eq!(
+        names,
+        vec!["pg_hba.conf".to_string()],
+        "no temporary file is left behind"
+    );
     assert_eq!(t.list_dir(&dir.join("nope")).await.unwrap(), None);
 
     let sub = dir.join("sub/deeper");
@@ -157,15 +200,35 @@ async fn server_tools_run_over_ssh() {
     let sshd = Sshd::start();
     let dir = sshd.pg_dir();
     let t = SshTransport::new(sshd.spec("known_hosts"), "postgres");
-    let bin = PathBuf::from(std::env::var("PGTOPO_TEST_BIN_DIR").unwrap_or("/usr/lib/postgresql/15/bin".into()));
+    let bin = PathBuf::from(
+        std::env::var("PGTOPO_TEST_BIN_DIR").unwrap_or("/usr/lib/postgresql/15/bin".into()),
+    );
     let data = dir.join("data");
     let out = t
-        .run(&CommandSpec::new(bin.join("initdb")).args(["-D"]).arg(&data).args(["--auth=trust", "-N"]).timeout(Duration::from_secs(120)))
+        .run(
+            &CommandSpec::new(bin.join("initdb"))
+                .args(["-D"])
+                .arg(&data)
+                .args(["--auth=trust", "-N"])
+                .timeout(Duration::from_secs(120)),
+        )
         .await
         .unwrap();
     assert!(out.success(), "initdb over ssh failed: {}", out.stderr);
-    let out = t.run(&CommandSpec::new(bin.join("pg_controldata")).arg(&data).env("LC_ALL", "C")).await.unwrap();
+    let out = t
+        .run(
+            &CommandSpec::new(bin.join("pg_controldata"))
+                .arg(&data)
+                .env("LC_ALL", "C"),
+        )
+        .await
+        .unwrap();
     assert!(out.success(), "{}", out.stderr);
-    assert!(out.stdout.contains("Database cluster state:               shut down"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("Database cluster state:               shut down"),
+        "{}",
+        out.stdout
+    );
     pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
 }

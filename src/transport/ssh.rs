@@ -28,8 +28,11 @@ use super::{CommandOutput, CommandSpec, Transport, TransportError};
 use crate::config::SshSpec;
 
 /// Master connections shared by every transport of this process, per destination.
-static SESSIONS: LazyLock<Mutex<HashMap<SshSpec, Arc<OnceCell<Arc<Connected>>>>>> =
+static SESSIONS: LazyLock<Mutex<HashMap<SshSpec, SharedMaster>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A master connection opened on first use and shared by every transport to one destination.
+type SharedMaster = Arc<OnceCell<Arc<Connected>>>;
 
 /// An open master connection and the login user it runs as.
 #[derive(Debug)]
@@ -43,7 +46,7 @@ struct Connected {
 pub struct SshTransport {
     spec: SshSpec,
     os_user: String,
-    conn: Arc<OnceCell<Arc<Connected>>>,
+    conn: SharedMaster,
 }
 
 impl SshTransport {
@@ -55,11 +58,20 @@ impl SshTransport {
             .entry(spec.clone())
             .or_default()
             .clone();
-        SshTransport { spec, os_user: os_user.into(), conn }
+        SshTransport {
+            spec,
+            os_user: os_user.into(),
+            conn,
+        }
     }
 
     fn host_label(&self) -> String {
-        let user = self.spec.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
+        let user = self
+            .spec
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
         let port = self.spec.port.map(|p| format!(":{p}")).unwrap_or_default();
         format!("ssh {user}{}{port}", self.spec.host)
     }
@@ -84,14 +96,27 @@ impl SshTransport {
                 if let Some(k) = &self.spec.known_hosts_file {
                     b.user_known_hosts_file(k);
                 }
-                let session = b.connect(&self.spec.host).await.map_err(|e| {
-                    TransportError::Unreachable { host: self.host_label(), message: e.to_string() }
-                })?;
-                let out = session.command("id").arg("-un").output().await.map_err(|e| {
-                    TransportError::Unreachable { host: self.host_label(), message: e.to_string() }
-                })?;
+                let session =
+                    b.connect(&self.spec.host)
+                        .await
+                        .map_err(|e| TransportError::Unreachable {
+                            host: self.host_label(),
+                            message: e.to_string(),
+                        })?;
+                let out = session
+                    .command("id")
+                    .arg("-un")
+                    .output()
+                    .await
+                    .map_err(|e| TransportError::Unreachable {
+                        host: self.host_label(),
+                        message: e.to_string(),
+                    })?;
                 let login_user = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                Ok(Arc::new(Connected { session, login_user }))
+                Ok(Arc::new(Connected {
+                    session,
+                    login_user,
+                }))
             })
             .await
             .cloned()
@@ -102,9 +127,20 @@ impl SshTransport {
         if login_user == self.os_user {
             vec![]
         } else if login_user == "root" {
-            vec!["runuser".into(), "-u".into(), self.os_user.clone(), "--".into()]
+            vec![
+                "runuser".into(),
+                "-u".into(),
+                self.os_user.clone(),
+                "--".into(),
+            ]
         } else {
-            vec!["sudo".into(), "-n".into(), "-u".into(), self.os_user.clone(), "--".into()]
+            vec![
+                "sudo".into(),
+                "-n".into(),
+                "-u".into(),
+                self.os_user.clone(),
+                "--".into(),
+            ]
         }
     }
 
@@ -117,7 +153,11 @@ impl SshTransport {
         timeout: std::time::Duration,
     ) -> Result<CommandOutput, TransportError> {
         let conn = self.connected().await?;
-        let display = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        let display = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut full: Vec<String> = self.as_user_prefix(&conn.login_user);
         if !env.is_empty() {
             full.push("env".into());
@@ -126,8 +166,13 @@ impl SshTransport {
         full.extend(argv.iter().map(|a| a.to_string_lossy().into_owned()));
         let mut cmd = conn.session.command(&full[0]);
         cmd.args(&full[1..]);
-        cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() });
-        cmd.stdout(openssh::Stdio::piped()).stderr(openssh::Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            openssh::Stdio::piped()
+        } else {
+            openssh::Stdio::null()
+        });
+        cmd.stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
         let run = async {
             let mut child = cmd.spawn().await.map_err(|e| TransportError::Spawn {
                 host: self.host_label(),
@@ -136,34 +181,55 @@ impl SshTransport {
             })?;
             if let Some(bytes) = stdin {
                 if let Some(mut w) = child.stdin().take() {
-                    w.write_all(bytes).await.map_err(|e| TransportError::Spawn {
-                        host: self.host_label(),
-                        command: display.clone(),
-                        message: format!("writing stdin: {e}"),
-                    })?;
+                    w.write_all(bytes)
+                        .await
+                        .map_err(|e| TransportError::Spawn {
+                            host: self.host_label(),
+                            command: display.clone(),
+                            message: format!("writing stdin: {e}"),
+                        })?;
                     w.shutdown().await.ok();
                 }
             }
-            child.wait_with_output().await.map_err(|e| TransportError::Spawn {
-                host: self.host_label(),
-                command: display.clone(),
-                message: e.to_string(),
-            })
+            child
+                .wait_with_output()
+                .await
+                .map_err(|e| TransportError::Spawn {
+                    host: self.host_label(),
+                    command: display.clone(),
+                    message: e.to_string(),
+                })
         };
-        let out = tokio::time::timeout(timeout, run).await.map_err(|_| TransportError::Timeout {
-            host: self.host_label(),
-            command: display.clone(),
-            timeout,
-        })??;
+        let out =
+            tokio::time::timeout(timeout, run)
+                .await
+                .map_err(|_| TransportError::Timeout {
+                    host: self.host_label(),
+                    command: display.clone(),
+                    timeout,
+                })??;
         let code = out.status.code();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if code == Some(255) && stderr.contains("ssh:") {
-            return Err(TransportError::Unreachable { host: self.host_label(), message: stderr.trim().into() });
+            return Err(TransportError::Unreachable {
+                host: self.host_label(),
+                message: stderr.trim().into(),
+            });
         }
-        Ok(CommandOutput { code, stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr })
+        Ok(CommandOutput {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        })
     }
 
-    async fn file_op(&self, op: &'static str, path: &Path, argv: Vec<OsString>, stdin: Option<&[u8]>) -> Result<CommandOutput, TransportError> {
+    async fn file_op(
+        &self,
+        op: &'static str,
+        path: &Path,
+        argv: Vec<OsString>,
+        stdin: Option<&[u8]>,
+    ) -> Result<CommandOutput, TransportError> {
         let out = self.exec(argv, &[], stdin, FILE_TIMEOUT).await?;
         if out.success() {
             Ok(out)
@@ -173,7 +239,12 @@ impl SshTransport {
     }
 
     fn io_err(&self, op: &'static str, path: &Path, message: &str) -> TransportError {
-        TransportError::Io { host: self.host_label(), op, path: path.display().to_string(), message: message.into() }
+        TransportError::Io {
+            host: self.host_label(),
+            op,
+            path: path.display().to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -186,7 +257,12 @@ const MASTER_IDLE_SECS: std::num::NonZeroUsize = match std::num::NonZeroUsize::n
 /// Close every master connection this process opened (`ssh -O exit`). The CLI calls it before it
 /// exits.
 pub async fn close_all() {
-    let cells: Vec<_> = SESSIONS.lock().expect("ssh session registry").drain().map(|(_, v)| v).collect();
+    let cells: Vec<_> = SESSIONS
+        .lock()
+        .expect("ssh session registry")
+        .drain()
+        .map(|(_, v)| v)
+        .collect();
     for cell in cells {
         exit_master(&cell).await;
     }
@@ -219,7 +295,10 @@ fn argv<I: IntoIterator<Item = S>, S: Into<OsString>>(it: I) -> Vec<OsString> {
 }
 
 fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.pgtopo-tmp-{}", std::process::id()))
 }
 
@@ -240,7 +319,17 @@ impl Transport for SshTransport {
     }
 
     async fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
-        let out = self.exec(argv(["cat", "--"]).into_iter().chain([path.into()]).collect(), &[], None, FILE_TIMEOUT).await?;
+        let out = self
+            .exec(
+                argv(["cat", "--"])
+                    .into_iter()
+                    .chain([path.into()])
+                    .collect(),
+                &[],
+                None,
+                FILE_TIMEOUT,
+            )
+            .await?;
         match out.success() {
             true => Ok(Some(out.stdout.into_bytes())),
             false if is_missing(&out.stderr) => Ok(None),
@@ -248,22 +337,71 @@ impl Transport for SshTransport {
         }
     }
 
-    async fn write_file_atomic(&self, path: &Path, contents: &[u8], mode: u32) -> Result<(), TransportError> {
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), TransportError> {
         let tmp = temp_beside(path);
         let of = format!("of={}", tmp.display());
-        self.file_op("write", path, argv(["dd", "status=none", "conv=fsync", of.as_str()]), Some(contents)).await?;
+        self.file_op(
+            "write",
+            path,
+            argv(["dd", "status=none", "conv=fsync", of.as_str()]),
+            Some(contents),
+        )
+        .await?;
         let mode = format!("{mode:o}");
-        self.file_op("chmod", path, argv(["chmod", mode.as_str(), "--"]).into_iter().chain([tmp.clone().into()]).collect(), None).await?;
-        self.file_op("rename", path, argv(["mv", "-f", "-T", "--"]).into_iter().chain([tmp.into(), path.into()]).collect(), None).await?;
+        self.file_op(
+            "chmod",
+            path,
+            argv(["chmod", mode.as_str(), "--"])
+                .into_iter()
+                .chain([tmp.clone().into()])
+                .collect(),
+            None,
+        )
+        .await?;
+        self.file_op(
+            "rename",
+            path,
+            argv(["mv", "-f", "-T", "--"])
+                .into_iter()
+                .chain([tmp.into(), path.into()])
+                .collect(),
+            None,
+        )
+        .await?;
         Ok(())
     }
 
     async fn remove_file(&self, path: &Path) -> Result<(), TransportError> {
-        self.file_op("remove", path, argv(["rm", "-f", "--"]).into_iter().chain([path.into()]).collect(), None).await.map(|_| ())
+        self.file_op(
+            "remove",
+            path,
+            argv(["rm", "-f", "--"])
+                .into_iter()
+                .chain([path.into()])
+                .collect(),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn list_dir(&self, path: &Path) -> Result<Option<Vec<String>>, TransportError> {
-        let out = self.exec(argv(["ls", "-A", "-1", "--"]).into_iter().chain([path.into()]).collect(), &[], None, FILE_TIMEOUT).await?;
+        let out = self
+            .exec(
+                argv(["ls", "-A", "-1", "--"])
+                    .into_iter()
+                    .chain([path.into()])
+                    .collect(),
+                &[],
+                None,
+                FILE_TIMEOUT,
+            )
+            .await?;
         match out.success() {
             true => Ok(Some(out.stdout.lines().map(str::to_string).collect())),
             false if is_missing(&out.stderr) => Ok(None),
@@ -272,11 +410,31 @@ impl Transport for SshTransport {
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<(), TransportError> {
-        self.file_op("rename", from, argv(["mv", "-T", "--"]).into_iter().chain([from.into(), to.into()]).collect(), None).await.map(|_| ())
+        self.file_op(
+            "rename",
+            from,
+            argv(["mv", "-T", "--"])
+                .into_iter()
+                .chain([from.into(), to.into()])
+                .collect(),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), TransportError> {
         let mode = format!("{mode:o}");
-        self.file_op("mkdir", path, argv(["mkdir", "-p", "-m", mode.as_str(), "--"]).into_iter().chain([path.into()]).collect(), None).await.map(|_| ())
+        self.file_op(
+            "mkdir",
+            path,
+            argv(["mkdir", "-p", "-m", mode.as_str(), "--"])
+                .into_iter()
+                .chain([path.into()])
+                .collect(),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 }
