@@ -3,8 +3,10 @@
 //! when pgtopo is root and the node's os_user differs), an SSH one (the `openssh` crate) and a
 //! fake for unit tests. Planner and steps never know which one they hold.
 
+mod fake;
 mod local;
 
+pub use fake::FakeTransport;
 pub use local::LocalTransport;
 
 use std::ffi::OsString;
