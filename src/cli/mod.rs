@@ -3,6 +3,7 @@
 //! those live in the phase modules and in `render`.
 
 mod args;
+mod observe_cmd;
 
 pub use args::*;
 
@@ -61,6 +62,8 @@ async fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate => commands::validate(g).await,
         Command::Schema(a) => commands::schema(g, a).await,
+        Command::Status(a) => observe_cmd::status(g, a).await,
+        Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }

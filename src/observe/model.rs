@@ -33,13 +33,22 @@ pub struct ObservedNode {
     pub unreachable_reason: Option<String>,
     /// The postmaster runs (SQL answered, or postmaster.pid names a live process).
     pub running: bool,
-    /// The node's host answered over its transport (its files and tools can be used).
+    /// The node's host answered over its transport (its files and tools can be used). Also true
+    /// when SQL answered (the host is evidently up) without the transport being tried.
     #[serde(default)]
     pub host_reachable: bool,
+    /// Why the node's files or tools could not be read when SQL failed (transport error,
+    /// pg_controldata failure). No secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_error: Option<String>,
     pub role: Option<Role>,
     /// Declared node name of the server this standby streams from (pg_stat_wal_receiver, else
     /// primary_conninfo), matched on host:port; null for a primary or when unknown.
     pub upstream: Option<String>,
+    /// `host:port` this standby streams from (WAL receiver) or would connect to
+    /// (primary_conninfo), also when it matches no declared node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_addr: Option<String>,
     /// A standby whose WAL receiver is in state `streaming`.
     pub streaming: bool,
     pub timeline: Option<u32>,
