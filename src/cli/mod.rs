@@ -64,6 +64,7 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Schema(a) => commands::schema(g, a).await,
         Command::Status(a) => observe_cmd::status(g, a).await,
         Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
+        Command::Sandbox(c) => observe_cmd::sandbox(g, c).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }

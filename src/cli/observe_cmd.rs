@@ -35,3 +35,47 @@ pub async fn observe_cmd(g: &GlobalArgs, a: ObserveArgs) -> CmdResult {
     }
     Ok(exit::OK)
 }
+
+/// `pgtopo sandbox up|down`.
+pub async fn sandbox(_g: &GlobalArgs, cmd: SandboxCommand) -> CmdResult {
+    match cmd {
+        SandboxCommand::Up(a) => {
+            let opts = crate::sandbox::UpOptions {
+                dir: a.dir,
+                nodes: a.nodes,
+                port: a.port,
+                bin_dir: a.bin_dir,
+            };
+            let sb = crate::sandbox::up(&opts)
+                .await
+                .map_err(miette::Report::new)?;
+            let n1 = &sb.nodes[0];
+            crate::render::say(&format!(
+                "sandbox up in {}: primary {} running on {}:{} ({}), {} standby(s) declared",
+                sb.dir.display(),
+                n1.name,
+                n1.host,
+                n1.port,
+                sb.bin_dir.display(),
+                sb.nodes.len() - 1
+            ));
+            crate::render::say(&format!(
+                "next: pgtopo apply -f {}   (then: pgtopo sandbox down --dir {})",
+                sb.topology.display(),
+                sb.dir.display()
+            ));
+            Ok(exit::OK)
+        }
+        SandboxCommand::Down(a) => {
+            let stopped = crate::sandbox::down(&a.dir)
+                .await
+                .map_err(miette::Report::new)?;
+            crate::render::say(&format!(
+                "sandbox down: stopped {} server(s), removed {}",
+                stopped.len(),
+                a.dir.display()
+            ));
+            Ok(exit::OK)
+        }
+    }
+}

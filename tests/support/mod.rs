@@ -814,6 +814,49 @@ fn claim_port(host: &str) -> (u16, PathBuf) {
     panic!("no free port in {PORT_RANGE:?}");
 }
 
+/// `count` consecutive ports, port `base + i` free on `127.0.0.<i+1>` (the sandbox layout),
+/// claimed until the block is dropped.
+pub struct PortBlock {
+    pub base: u16,
+    claims: Vec<PathBuf>,
+}
+
+impl Drop for PortBlock {
+    fn drop(&mut self) {
+        for c in &self.claims {
+            let _ = std::fs::remove_file(c);
+        }
+    }
+}
+
+/// Claim a [`PortBlock`] of `count` ports in 56000–56999.
+pub fn claim_port_block(count: u16) -> PortBlock {
+    let _ = std::fs::create_dir_all(CLAIM_DIR);
+    set_mode(Path::new(CLAIM_DIR), 0o777);
+    let span = (PORT_RANGE.end - PORT_RANGE.start - count) as u64;
+    let start = random_u64() % span;
+    'candidates: for i in 0..span {
+        let base = PORT_RANGE.start + ((start + i) % span) as u16;
+        let mut claims = Vec::new();
+        for k in 0..count {
+            let port = base + k;
+            let claim = Path::new(CLAIM_DIR).join(port.to_string());
+            let host = format!("127.0.0.{}", k + 1);
+            if !take_claim(&claim) {
+                drop(PortBlock { base, claims });
+                continue 'candidates;
+            }
+            claims.push(claim);
+            if std::net::TcpListener::bind((host.as_str(), port)).is_err() {
+                drop(PortBlock { base, claims });
+                continue 'candidates;
+            }
+        }
+        return PortBlock { base, claims };
+    }
+    panic!("no block of {count} free ports in {PORT_RANGE:?}");
+}
+
 fn take_claim(claim: &Path) -> bool {
     let create = || {
         std::fs::OpenOptions::new()
