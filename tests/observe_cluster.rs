@@ -226,6 +226,14 @@ async fn wrong_password_is_an_observed_fact_without_the_secret() {
     let json = serde_json::to_string(&obs).unwrap();
     assert!(!json.contains("Wrong-Secret-42"));
     assert_eq!(n1.role, Some(Role::Primary));
+    assert_eq!(
+        n1.system_identifier.as_deref(),
+        Some(
+            c.psql("n1", "select system_identifier from pg_control_system()")
+                .as_str()
+        )
+    );
+    assert_eq!(n1.control.as_ref().unwrap().cluster_state, "in production");
 
     std::env::set_var(&var, "right-pass");
     let obs = observe(&d, &opts()).await;
@@ -260,4 +268,31 @@ async fn promoted_standby_reports_its_new_timeline_and_history() {
     let n1 = &obs.nodes["n1"];
     assert_eq!(n1.timeline, Some(1));
     assert!(n1.control.as_ref().unwrap().shut_down_cleanly());
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let mut c = TestCluster::new();
+    c.declare_node("n1");
+    // Something accepts TCP connections on n1's address but never speaks PostgreSQL.
+    let n1 = c.node("n1").clone();
+    let _silent = std::net::TcpListener::bind((n1.host.as_str(), n1.port)).unwrap();
+    let mut topo = c.topology();
+    topo.role("n1", "primary", None);
+    let o = ObserveOptions {
+        timeout: std::time::Duration::from_millis(300),
+        ..opts()
+    };
+    let start = std::time::Instant::now();
+    let obs = observe(&c.desired_of(&topo), &o).await;
+    assert!(start.elapsed() < std::time::Duration::from_secs(3));
+    let n = &obs.nodes["n1"];
+    assert!(!n.reachable && !n.running && n.host_reachable, "{n:?}");
+    assert!(
+        n.unreachable_reason
+            .as_ref()
+            .unwrap()
+            .contains("no answer within"),
+        "{n:?}"
+    );
 }

@@ -138,12 +138,9 @@ pub async fn observe_files(
             errors: Vec::new(),
         });
     }
-    if node.running {
-        // A postmaster that runs but does not answer (starting, shutting down, refusing us):
-        // pg_controldata would describe a moving target; the role still follows the files.
-        node.role = Some(role_from_files(node.standby_signal));
-        return;
-    }
+    // Also for a postmaster that runs but does not answer us (starting, shutting down,
+    // authentication refused): pg_control then lags a little, but the system identifier and the
+    // timeline are still right, and `running` says how to read the rest.
     match read_control_data(transport, desired).await {
         Ok(cd) => {
             node.system_identifier = Some(cd.system_identifier.clone());

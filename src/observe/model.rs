@@ -84,7 +84,8 @@ pub struct ObservedNode {
     pub standby_signal: bool,
     #[serde(default)]
     pub data_dir: DataDirState,
-    /// pg_controldata output, read when the server is not running.
+    /// pg_controldata output, read when SQL does not answer (usually: the server is stopped;
+    /// see `running`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlData>,
     /// Fork points of the node's current timeline (its `.history` file), oldest first.
