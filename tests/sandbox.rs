@@ -83,6 +83,8 @@ async fn up_starts_a_primary_and_down_removes_everything() {
     assert_eq!(topo.nodes["n2"].port, ports.base + 1);
     assert_eq!(topo.nodes["n3"].upstream.as_deref(), Some("n1"));
     assert!(topo.replication.slots);
+    let desired = pgtopo::config::load(&sb.topology).expect("the sandbox topology is valid");
+    assert_eq!(desired.primary().name, "n1");
 
     // A second `up` on the same directory or ports refuses and touches nothing.
     assert!(matches!(
@@ -140,6 +142,24 @@ fn cli_up_and_down() {
     assert!(stdout.contains("pgtopo apply -f"), "{stdout}");
     assert!(dir.join("topology.yaml").exists());
     let pid = postmaster_pid(&dir.join("n1")).unwrap();
+
+    // status on the fresh sandbox: n1 runs; the standbys are declared, not built yet.
+    let mut c = Command::new(exe);
+    c.arg("-f")
+        .arg(dir.join("topology.yaml"))
+        .args(["status", "--format", "json"]);
+    let out = run_with_deadline(c, std::time::Duration::from_secs(60)).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cluster"], "sandbox");
+    assert_eq!(v["nodes"]["n1"]["role"], "primary");
+    assert_eq!(v["nodes"]["n1"]["reachable"], true);
+    assert_eq!(v["nodes"]["n2"]["reachable"], false);
+    assert_eq!(v["nodes"]["n2"]["data_dir"]["exists"], false);
 
     let mut c = Command::new(exe);
     c.args(["sandbox", "down", "--dir"]).arg(&dir);

@@ -45,9 +45,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use pgtopo::config::{
-    ConnectSpec, Desired, DesiredNode, DesiredRole, FailoverSpec, ReplicationSpec, SwitchoverSpec,
-};
+use pgtopo::config::Desired;
 
 /// Default PostgreSQL bin directory of the tests.
 pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -196,7 +194,6 @@ pub struct TestCluster {
     pub cluster_name: String,
     nodes: Vec<Node>,
     claims: Vec<PathBuf>,
-    topology_path: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
 
@@ -238,7 +235,6 @@ impl TestCluster {
             cluster_name: "test".into(),
             nodes: Vec::new(),
             claims: Vec::new(),
-            topology_path: None,
             _tmp: tmp,
         }
     }
@@ -537,79 +533,35 @@ impl TestCluster {
         }
     }
 
+    /// `DIR/topology.yaml`: the file [`TestCluster::write_topology`] writes and
+    /// [`TestCluster::pgtopo`] passes with `-f`.
+    pub fn topology_file(&self) -> PathBuf {
+        self.dir.join("topology.yaml")
+    }
+
     /// Write `topo` to `DIR/topology.yaml`; later [`TestCluster::pgtopo`] calls use it.
-    pub fn write_topology(&mut self, topo: &Topology) -> PathBuf {
-        let path = self.dir.join("topology.yaml");
+    pub fn write_topology(&self, topo: &Topology) -> PathBuf {
+        let path = self.topology_file();
         std::fs::write(&path, topo.to_yaml()).expect("write topology");
-        self.topology_path = Some(path.clone());
         path
     }
 
-    /// Run the pgtopo binary with `-f` the last written topology (`NO_COLOR` set).
+    /// Run the pgtopo binary with `-f DIR/topology.yaml` (`NO_COLOR` set), e.g.
+    /// `c.pgtopo(&["plan", "--format", "json"])`.
     pub fn pgtopo(&self, args: &[&str]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
-        if let Some(p) = &self.topology_path {
-            c.arg("-f").arg(p);
-        }
+        c.arg("-f").arg(self.topology_file());
         c.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
         run_with_deadline(c, Duration::from_secs(300)).expect("pgtopo ran")
     }
 
-    /// The validated topology of `topo`, built directly (as `config::load` would).
+    /// The validated topology of `topo`: written to `DIR/topology.yaml` (as
+    /// [`TestCluster::write_topology`]) and loaded with `config::load`; panics with the
+    /// diagnostics when the file is invalid.
     pub fn desired_of(&self, topo: &Topology) -> Desired {
-        let primary = topo
-            .nodes
-            .iter()
-            .find(|(_, n)| n.role.as_deref() == Some("primary"))
-            .map(|(k, _)| k.clone())
-            .unwrap_or_default();
-        let nodes = topo
-            .nodes
-            .iter()
-            .map(|(name, n)| {
-                let role = match (n.state.as_deref(), n.role.as_deref()) {
-                    (Some("absent"), _) => DesiredRole::Absent,
-                    (_, Some("primary")) => DesiredRole::Primary,
-                    _ => DesiredRole::Standby {
-                        upstream: n.upstream.clone().unwrap_or_else(|| primary.clone()),
-                    },
-                };
-                let mut settings = topo.settings.clone();
-                settings.extend(n.settings.clone());
-                (
-                    name.clone(),
-                    DesiredNode {
-                        name: name.clone(),
-                        host: n.host.clone(),
-                        port: n.port,
-                        data_dir: n.data_dir.clone(),
-                        bin_dir: topo.bin_dir.clone(),
-                        os_user: topo.os_user.clone(),
-                        ssh: None,
-                        role,
-                        settings,
-                    },
-                )
-            })
-            .collect();
-        let yaml = topo.to_yaml();
-        Desired {
-            cluster: topo.cluster.clone(),
-            source_path: self.dir.join("topology.yaml"),
-            sha256: {
-                use sha2::Digest;
-                hex::encode(sha2::Sha256::digest(yaml.as_bytes()))
-            },
-            connect: ConnectSpec::default(),
-            replication: ReplicationSpec {
-                slots: topo.slots,
-                ..ReplicationSpec::default()
-            },
-            hba: Vec::new(),
-            failover: FailoverSpec::default(),
-            switchover: SwitchoverSpec::default(),
-            nodes,
-        }
+        let path = self.topology_file();
+        std::fs::write(&path, topo.to_yaml()).expect("write topology");
+        pgtopo::config::load(&path).unwrap_or_else(|e| panic!("invalid test topology: {e:?}"))
     }
 
     /// The validated default topology ([`TestCluster::topology`]).
