@@ -255,7 +255,7 @@ async fn promoted_standby_reports_its_new_timeline_and_history() {
     c.wait_streaming("n2");
     c.stop("n1", "fast");
     c.psql("n2", "select pg_promote(true, 60)");
-    let obs = observe(&c.desired(), &opts()).await;
+    let obs = c.observe().await;
     let n2 = &obs.nodes["n2"];
     assert_eq!(n2.role, Some(Role::Primary));
     assert!(!n2.standby_signal);

@@ -83,13 +83,21 @@ async fn observe_node(
         obs.unreachable_reason = Some("assumed down (--assume-down): not contacted".into());
         return (obs, sql::ReceiverFacts::default());
     }
+    let started = std::time::Instant::now();
     let names: BTreeSet<String> = node.settings.keys().cloned().collect();
     let reason = match crate::pg::connect(desired, node, opts.timeout).await {
         Ok(client) => {
             match tokio::time::timeout(opts.timeout, sql::observe_sql(&client, &names, &mut obs))
                 .await
             {
-                Ok(Ok(facts)) => return (obs, facts),
+                Ok(Ok(facts)) => {
+                    tracing::debug!(
+                        node = %node.name,
+                        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "observed over SQL"
+                    );
+                    return (obs, facts);
+                }
                 Ok(Err(e)) => format!(
                     "{} ({}:{}): query failed: {}",
                     node.name,
@@ -112,6 +120,12 @@ async fn observe_node(
     };
     let transport = crate::transport::for_node(node);
     files::observe_files(transport.as_ref(), node, &mut obs).await;
+    tracing::debug!(
+        node = %node.name,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        reason = obs.unreachable_reason.as_deref().unwrap_or(""),
+        "observed through files"
+    );
     (obs, sql::ReceiverFacts::default())
 }
 

@@ -52,7 +52,8 @@ pub struct ObservedNode {
     /// A standby whose WAL receiver is in state `streaming`.
     pub streaming: bool,
     pub timeline: Option<u32>,
-    /// Current WAL insert location on a primary; replay location on a standby.
+    /// Current WAL write location on a primary (`pg_current_wal_lsn()`); replay location on a
+    /// standby.
     pub lsn: Option<Lsn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receive_lsn: Option<Lsn>,

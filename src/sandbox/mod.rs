@@ -220,6 +220,13 @@ pub async fn up(opts: &UpOptions) -> Result<Sandbox, SandboxError> {
     t.create_dir(&dir, 0o755)
         .await
         .map_err(|e| failed("create the sandbox directory", e))?;
+    // An empty directory that existed already is handed over too.
+    if nix::unistd::geteuid().is_root() {
+        if let Ok(Some(u)) = nix::unistd::User::from_name(&os_user) {
+            nix::unistd::chown(&dir, Some(u.uid), Some(u.gid))
+                .map_err(|e| failed(format!("chown {}", dir.display()), e))?;
+        }
+    }
     // The OS user must be able to reach and write the directory (e.g. not under /root).
     let probe = CommandSpec::new("test").args(["-w".into(), dir.clone().into_os_string()]);
     if !t.run(&probe).await.is_ok_and(|o| o.success()) {

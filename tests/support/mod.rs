@@ -564,6 +564,11 @@ impl TestCluster {
         pgtopo::config::load(&path).unwrap_or_else(|e| panic!("invalid test topology: {e:?}"))
     }
 
+    /// Observe the default topology now (`observe::observe` with default options).
+    pub async fn observe(&self) -> pgtopo::observe::ObservedCluster {
+        pgtopo::observe::observe(&self.desired(), &Default::default()).await
+    }
+
     /// The validated default topology ([`TestCluster::topology`]).
     pub fn desired(&self) -> Desired {
         self.desired_of(&self.topology())
