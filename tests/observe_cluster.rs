@@ -154,6 +154,10 @@ async fn stopped_and_crashed_nodes_are_read_from_disk() {
     assert_eq!(n1.role, Some(Role::Primary));
     assert_eq!(n2.role, Some(Role::Standby));
     assert!(n2.standby_signal && !n1.standby_signal);
+    // Settings as written in the node's configuration files.
+    assert_eq!(n2.settings["port"].value, c.node("n2").port.to_string());
+    assert_eq!(n1.settings["wal_level"].value, "replica");
+    assert_eq!(n1.settings["wal_level"].context, "");
     let c1 = n1.control.as_ref().unwrap();
     let c2 = n2.control.as_ref().unwrap();
     assert_eq!(c1.cluster_state, "in production");

@@ -72,10 +72,13 @@ pub fn parse_control_data(text: &str) -> Result<ControlData, String> {
     })
 }
 
-/// Fill what the files say about a node whose server did not answer SQL.
+/// Fill what the files say about a node whose server did not answer SQL. `setting_names` are
+/// the settings of interest (the topology's and the fixed list); those written in
+/// postgresql.conf / postgresql.auto.conf are recorded as written, with an empty `context`.
 pub async fn observe_files(
     transport: &dyn Transport,
     desired: &DesiredNode,
+    setting_names: &std::collections::BTreeSet<String>,
     node: &mut ObservedNode,
 ) {
     let dir = &desired.data_dir;
@@ -110,13 +113,35 @@ pub async fn observe_files(
     if node.data_dir.pg_version.is_none() {
         return;
     }
-    // Recovery settings as the next start would see them (postgresql.auto.conf wins).
+    // Settings as the next start would see them (postgresql.auto.conf wins; include directives
+    // and configuration files outside the data directory are not followed).
     let mut conf = std::collections::BTreeMap::new();
+    let mut from_file = std::collections::BTreeMap::new();
     for f in ["postgresql.conf", "postgresql.auto.conf"] {
         if let Some(t) = read_text(transport, &dir.join(f)).await {
-            conf.extend(parse_config_file(&t));
+            for (k, v) in parse_config_file(&t) {
+                from_file.insert(k.clone(), f);
+                conf.insert(k, v);
+            }
         }
     }
+    node.settings = conf
+        .iter()
+        .filter(|(k, _)| setting_names.contains(*k))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                ObservedSetting {
+                    value: v.clone(),
+                    raw: None,
+                    unit: None,
+                    pending_restart: false,
+                    context: String::new(),
+                    source: format!("file {}", from_file[k]),
+                },
+            )
+        })
+        .collect();
     node.primary_conninfo = conf
         .get("primary_conninfo")
         .filter(|s| !s.is_empty())
@@ -274,7 +299,7 @@ Data page checksum version:           0
             .with_file(
                 "/data/n1/postgresql.auto.conf",
                 "primary_conninfo = 'host=127.0.0.2 port=5433 password=secret'\n\
-                 primary_slot_name = 'n1'\n",
+                 primary_slot_name = 'n1'\nport = 5999\nwork_mem = '1MB'\n",
             )
             .with_file(
                 "/data/n1/pg_hba.conf",
@@ -286,13 +311,17 @@ Data page checksum version:           0
             )
             .with_output("pg_controldata", CommandOutput::ok(CONTROLDATA));
         let mut n = ObservedNode::default();
-        observe_files(&fake, &node(), &mut n).await;
+        let names = ["port".to_string(), "wal_level".to_string()].into();
+        observe_files(&fake, &node(), &names, &mut n).await;
         assert!(n.host_reachable && !n.running);
         assert_eq!(n.role, Some(Role::Standby));
         assert_eq!(n.timeline, Some(2));
         assert_eq!(n.data_dir.pg_version, Some(15));
         assert_eq!(n.primary_conninfo.as_ref().unwrap().port, Some(5433));
         assert_eq!(n.primary_slot_name.as_deref(), Some("n1"));
+        assert_eq!(n.settings.len(), 1, "only settings of interest");
+        assert_eq!(n.settings["port"].value, "5999");
+        assert_eq!(n.settings["port"].context, "");
         assert_eq!(n.timeline_history.len(), 1);
         assert_eq!(
             n.hba.unwrap().managed_block.unwrap(),
@@ -309,13 +338,25 @@ Data page checksum version:           0
     #[tokio::test]
     async fn missing_and_empty_data_dirs() {
         let mut n = ObservedNode::default();
-        observe_files(&FakeTransport::new(), &node(), &mut n).await;
+        observe_files(&FakeTransport::new(), &node(), &Default::default(), &mut n).await;
         assert!(n.host_reachable && !n.data_dir.exists && n.role.is_none());
         let mut n = ObservedNode::default();
-        observe_files(&FakeTransport::new().with_dir("/data/n1"), &node(), &mut n).await;
+        observe_files(
+            &FakeTransport::new().with_dir("/data/n1"),
+            &node(),
+            &Default::default(),
+            &mut n,
+        )
+        .await;
         assert!(n.data_dir.exists && n.data_dir.empty && n.role.is_none());
         let mut n = ObservedNode::default();
-        observe_files(&FakeTransport::new().unreachable(), &node(), &mut n).await;
+        observe_files(
+            &FakeTransport::new().unreachable(),
+            &node(),
+            &Default::default(),
+            &mut n,
+        )
+        .await;
         assert!(!n.host_reachable);
         assert!(n.files_error.is_some());
     }

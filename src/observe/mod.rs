@@ -119,7 +119,10 @@ async fn observe_node(
         ..ObservedNode::default()
     };
     let transport = crate::transport::for_node(node);
-    files::observe_files(transport.as_ref(), node, &mut obs).await;
+    let mut all_names: BTreeSet<String> =
+        sql::FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
+    all_names.extend(names);
+    files::observe_files(transport.as_ref(), node, &all_names, &mut obs).await;
     tracing::debug!(
         node = %node.name,
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,

@@ -75,7 +75,9 @@ pub struct ObservedNode {
     /// pg_stat_replication rows.
     #[serde(default)]
     pub replication: Vec<ObservedReplica>,
-    /// The settings pgtopo cares about (those in the topology plus a fixed list).
+    /// The settings pgtopo cares about (those in the topology plus a fixed list), from
+    /// pg_settings. For a node seen only through its files: those written in its
+    /// postgresql.conf / postgresql.auto.conf, as written, with an empty `context`.
     #[serde(default)]
     pub settings: BTreeMap<String, ObservedSetting>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
