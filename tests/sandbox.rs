@@ -24,7 +24,8 @@ fn psql(port: u16, sql: &str) -> String {
     .unwrap();
     let mut c = Command::new(psql);
     c.args(["-X", "-At", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-U", "postgres", "-d", "postgres", "-c", sql]);
+        .args(["-U", "postgres", "-d", "postgres"])
+        .arg(format!("--command={sql}"));
     let out = run_with_deadline(c, std::time::Duration::from_secs(30)).unwrap();
     assert!(
         out.status.success(),

@@ -349,8 +349,7 @@ impl TestCluster {
                 "-S",
                 name,
                 "--no-sync",
-                "-c",
-                "fast",
+                "--checkpoint=fast",
             ],
             Duration::from_secs(120),
         );
@@ -441,7 +440,7 @@ impl TestCluster {
                 "-d",
                 "postgres",
             ])
-            .args(["-c", sql])
+            .arg(format!("--command={sql}"))
             .env("PGCONNECT_TIMEOUT", "10")
             .env_remove("PGPASSWORD")
             .stdin(Stdio::null());
