@@ -111,7 +111,7 @@ fn status_marks_down_nodes_and_still_exits_0() {
         "{text}"
     );
     assert!(
-        text.contains("n3  ") && text.contains("DOWN ?: no data directory"),
+        text.contains("n3  ") && text.contains("DOWN: no data directory"),
         "{text}"
     );
     assert!(text.contains("slot inactive on n1"), "{text}");

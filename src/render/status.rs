@@ -321,7 +321,11 @@ fn node_line(
         } else {
             "stopped".to_string()
         };
-        parts.push(p.bad(&format!("DOWN {role}: {state}")));
+        let down = match o.role {
+            Some(_) => format!("DOWN {role}: {state}"),
+            None => format!("DOWN: {state}"),
+        };
+        parts.push(p.bad(&down));
         if let Some(r) = &o.unreachable_reason {
             parts.push(p.dim(&format!("— {r}")));
         }
