@@ -3,9 +3,11 @@
 //! when pgtopo is root and the node's os_user differs), an SSH one (the `openssh` crate) and a
 //! fake for unit tests. Planner and steps never know which one they hold.
 
+mod fake;
 mod local;
 pub mod ssh;
 
+pub use fake::FakeTransport;
 pub use local::LocalTransport;
 pub use ssh::SshTransport;
 
