@@ -4,6 +4,7 @@
 
 mod args;
 mod observe_cmd;
+mod plan_cmd;
 
 pub use args::*;
 
@@ -69,6 +70,10 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Status(a) => observe_cmd::status(g, a).await,
         Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
         Command::Sandbox(c) => observe_cmd::sandbox(g, c).await,
+        Command::Plan(a) => plan_cmd::plan(g, a).await,
+        Command::Show(a) => plan_cmd::show(g, a).await,
+        Command::Graph(a) => plan_cmd::graph(g, a).await,
+        Command::Drift(a) => plan_cmd::drift(g, a).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }

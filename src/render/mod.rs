@@ -3,6 +3,8 @@
 //! nothing that changes what is done.
 
 pub mod status;
+pub mod drift;
+pub mod plan;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
