@@ -70,16 +70,32 @@ mod commands {
 
     pub async fn validate(g: &GlobalArgs) -> CmdResult {
         let d = crate::config::load(&g.file)?;
+        let standbys = d.present().count() - 1;
+        let retired = d.nodes.len() - standbys - 1;
         crate::render::say(&format!(
-            "{}: valid ({} nodes)",
+            "{}: valid: cluster {}, primary {}, {standbys} standby{}{}",
             g.file.display(),
-            d.nodes.len()
+            d.cluster,
+            d.primary().name,
+            if standbys == 1 { "" } else { "s" },
+            if retired > 0 {
+                format!(", {retired} retired")
+            } else {
+                String::new()
+            }
         ));
         Ok(exit::OK)
     }
 
     pub async fn schema(_g: &GlobalArgs, a: SchemaArgs) -> CmdResult {
-        let _ = a;
-        Err(miette::miette!("schema is not implemented yet").into())
+        use crate::config::schema::{text, Kind};
+        let kind = match a.kind {
+            SchemaKind::Topology => Kind::Topology,
+            SchemaKind::Plan => Kind::Plan,
+            SchemaKind::Observed => Kind::Observed,
+        };
+        // Data for editors and tools: printed even with -q.
+        print!("{}", text(kind));
+        Ok(exit::OK)
     }
 }

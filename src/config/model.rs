@@ -15,6 +15,7 @@ use crate::units::{ByteSize, Duration};
 #[schemars(title = "pgtopo topology")]
 pub struct TopologyFile {
     /// Cluster name: `[a-z][a-z0-9_-]*`.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_-]*$"))]
     pub cluster: String,
     /// Defaults for every node (a node may override each key).
     #[serde(default)]
@@ -38,7 +39,29 @@ pub struct TopologyFile {
     #[serde(default)]
     pub switchover: SwitchoverSpec,
     /// The nodes, by name (`[a-z][a-z0-9_]{0,62}`: used as slot and application_name).
+    #[schemars(schema_with = "nodes_schema")]
     pub nodes: BTreeMap<String, NodeSpec>,
+}
+
+/// `nodes` in the JSON Schema: a mapping whose keys follow the node-name pattern.
+fn nodes_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    use schemars::schema::{InstanceType, ObjectValidation, Schema, SchemaObject};
+    let name = SchemaObject {
+        string: Some(Box::new(schemars::schema::StringValidation {
+            pattern: Some("^[a-z][a-z0-9_]{0,62}$".into()),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    Schema::Object(SchemaObject {
+        instance_type: Some(InstanceType::Object.into()),
+        object: Some(Box::new(ObjectValidation {
+            property_names: Some(Box::new(name.into())),
+            additional_properties: Some(Box::new(gen.subschema_for::<NodeSpec>())),
+            ..Default::default()
+        })),
+        ..Default::default()
+    })
 }
 
 /// Where the server tools live and which OS user runs them.
@@ -270,8 +293,10 @@ fn default_switchover_timeout() -> Duration {
 pub struct NodeSpec {
     /// Address that pgtopo and the other nodes use.
     pub host: String,
+    /// TCP port of the server (default 5432).
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The server's data directory (PGDATA) on the node's machine.
     pub data_dir: PathBuf,
     /// `primary` on exactly one node; default `standby`.
     pub role: Option<NodeRole>,
