@@ -167,6 +167,15 @@ impl ApplyReport {
             .count()
     }
 
+    /// Wall time from the start of step `from` to the end of step `to` (the writes-unavailable
+    /// window of a switchover: the stop of the old primary → the promotion done). None when
+    /// either did not run.
+    pub fn window(&self, from: StepId, to: StepId) -> Option<Duration> {
+        let a = self.steps.get(from as usize - 1)?.started_at?;
+        let b = self.steps.get(to as usize - 1)?.finished_at?;
+        b.duration_since(a).ok()
+    }
+
     /// The failed steps.
     pub fn failures(&self) -> impl Iterator<Item = &StepReport> {
         self.steps

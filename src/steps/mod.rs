@@ -263,15 +263,30 @@ impl Executor {
     }
 }
 
-/// check → (Fresh: already done) | act → verify.
+/// check → (Fresh: already done) | act → verify; each phase's time is traced at debug level.
 macro_rules! phases {
     ($m:ident, $ctx:expr, $node:expr, $p:expr) => {{
-        match $m::check($ctx, $node, $p).await? {
-            Freshness::Fresh => Ok(Executed::AlreadyDone),
+        let t = std::time::Instant::now();
+        let fresh = $m::check($ctx, $node, $p).await?;
+        let checked = t.elapsed();
+        match fresh {
+            Freshness::Fresh => {
+                tracing::debug!(node = $node, kind = stringify!($m), ?checked, "already done");
+                Ok(Executed::AlreadyDone)
+            }
             Freshness::Dirty(why) => {
-                tracing::debug!(node = $node, kind = stringify!($m), reason = %why, "step must run");
                 $m::act($ctx, $node, $p).await?;
+                let acted = t.elapsed();
                 $m::verify($ctx, $node, $p).await?;
+                tracing::debug!(
+                    node = $node,
+                    kind = stringify!($m),
+                    reason = %why,
+                    ?checked,
+                    ?acted,
+                    verified = ?t.elapsed(),
+                    "step phases"
+                );
                 Ok(Executed::Done)
             }
         }

@@ -267,7 +267,7 @@ pub async fn wait_streaming(
     let spec = WaitSpec::new(format!("{node} to stream from {upstream}"), timeout)
         .max_interval(Duration::from_millis(20));
     let host = &host;
-    wait_until(&spec, || async move {
+    let res = wait_until(&spec, || async move {
         let rows = ctx
             .query(
                 node,
@@ -300,8 +300,14 @@ pub async fn wait_streaming(
             },
         }
     })
-    .await?;
-    Ok(())
+    .await;
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) => Err(StepError::with_stderr(
+            e.to_string(),
+            log_tail(ctx, node).await,
+        )),
+    }
 }
 
 /// Whether the node is in recovery (a standby). Errors when it does not answer.

@@ -7,6 +7,8 @@
 //! was replayed and the old primary has no WAL the candidate lacks (it can follow without a
 //! rewind). Polled at millisecond resolution over a connection opened before the stop.
 //!
+//! A known LSN target (all a failover candidate received) only has to be reached.
+//!
 //! When the target is not reached in time (or the old primary did not shut down cleanly) and
 //! `on_failure_restart` names a node, that node — the old primary, still a primary — is started
 //! again and the step fails: the switchover is rolled back and nothing was promoted.
@@ -50,13 +52,16 @@ async fn target(ctx: &StepContext, p: &WaitReplayParams) -> Result<Lsn, StepErro
     }
 }
 
-async fn wait_past(
+/// Wait until the node's replay location is past `lsn` (`strict`) or at least `lsn`.
+async fn wait_replayed(
     ctx: &StepContext,
     node: &str,
     lsn: Lsn,
+    strict: bool,
     timeout: Duration,
 ) -> Result<(), StepError> {
-    let spec = WaitSpec::new(format!("{node} to replay past {lsn}"), timeout)
+    let what = if strict { "past" } else { "up to" };
+    let spec = WaitSpec::new(format!("{node} to replay {what} {lsn}"), timeout)
         .max_interval(Duration::from_millis(5));
     wait_until(&spec, || async move {
         match ctx
@@ -67,7 +72,7 @@ async fn wait_past(
             Ok(rows) => {
                 let v: Option<String> = rows.first().and_then(|r| r.get(0));
                 match v.as_deref().map(str::parse::<Lsn>) {
-                    Some(Ok(r)) if r > lsn => Poll::Ready(()),
+                    Some(Ok(r)) if r > lsn || (!strict && r == lsn) => Poll::Ready(()),
                     Some(Ok(r)) => Poll::Pending(format!("replayed {r}")),
                     _ => Poll::Pending("no replay location (not a standby?)".into()),
                 }
@@ -79,8 +84,11 @@ async fn wait_past(
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &WaitReplayParams) -> Result<(), StepError> {
+    // A shutdown checkpoint must itself be replayed (replay location past its start); a known
+    // location (e.g. all a failover candidate received) must be reached.
+    let strict = matches!(p.target, ReplayTarget::ShutdownCheckpointOf { .. });
     let res = match target(ctx, p).await {
-        Ok(lsn) => wait_past(ctx, node, lsn, Duration::from_millis(p.timeout_ms)).await,
+        Ok(lsn) => wait_replayed(ctx, node, lsn, strict, Duration::from_millis(p.timeout_ms)).await,
         Err(e) => Err(e),
     };
     let Err(e) = res else { return Ok(()) };

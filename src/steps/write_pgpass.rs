@@ -120,6 +120,10 @@ pub async fn check(
     node: &str,
     p: &WritePgpassParams,
 ) -> Result<Freshness, StepError> {
+    if ctx.desired.replication.password.is_none() {
+        // No password in the topology (trust, peer or certificates): nothing to keep.
+        return Ok(Freshness::Fresh);
+    }
     let path = pgpass_path(ctx, node).await?;
     let cur = current(ctx, node, &path).await?;
     Ok(if merge(&cur, &p.entries, &password(ctx)?) == cur {
