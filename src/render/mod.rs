@@ -4,6 +4,8 @@
 
 pub mod drift;
 pub mod plan;
+pub mod progress;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
