@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::{
-    ConnectSpec, Desired, DesiredNode, DesiredRole, FailoverSpec, ReplicationSpec, SwitchoverSpec,
+    ConnectSpec, Desired, DesiredNode, DesiredRole, FailoverSpec, ReplicationSpec, SecretRef,
+    SwitchoverSpec,
 };
 use crate::observe::{
     ConninfoSummary, DataDirState, ObservedCluster, ObservedHba, ObservedNode, ObservedReplica,
@@ -38,7 +39,12 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         source_path: PathBuf::from("topology.yaml"),
         sha256: "0".repeat(64),
         connect: ConnectSpec::default(),
-        replication: ReplicationSpec::default(),
+        replication: ReplicationSpec {
+            password: Some(SecretRef::Env {
+                env: "PGTOPO_REPLICATION_PASSWORD".into(),
+            }),
+            ..ReplicationSpec::default()
+        },
         hba: vec![],
         failover: FailoverSpec::default(),
         switchover: SwitchoverSpec::default(),

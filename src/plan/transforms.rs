@@ -576,7 +576,9 @@ fn start_streaming(c: &mut Ctx, x: &str, up: &str, deps: &[Idx]) -> Idx {
     s
 }
 
-fn pgpass(c: &mut Ctx, x: &str) -> Idx {
+/// The replication password in the os_user's .pgpass (only when the topology has one).
+fn pgpass(c: &mut Ctx, x: &str) -> Option<Idx> {
+    c.eff.replication.password.as_ref()?;
     let entries: Vec<PgpassEntry> = c
         .eff
         .present()
@@ -588,13 +590,13 @@ fn pgpass(c: &mut Ctx, x: &str) -> Idx {
         })
         .collect();
     let os_user = c.eff.nodes[x].os_user.clone();
-    c.dag.add(
+    Some(c.dag.add(
         x,
         Action::WritePgpass(WritePgpassParams { entries }),
         false,
         format!("{os_user}'s .pgpass (0600): replication password for the other nodes"),
         &[],
-    )
+    ))
 }
 
 fn stop_if_running(c: &mut Ctx, x: &str, why: &str, deps: &[Idx]) {
