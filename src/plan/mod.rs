@@ -97,6 +97,8 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let changes = changes(&a, o);
     let file_diffs = file_diffs(&a.eff, o, &a);
     let steps = ctx.dag.finish();
+    let mut file_diffs = file_diffs;
+    file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     let summary = summary(&a, o, &changes, &steps, restarts, window, notes);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -258,6 +260,39 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
         }
     }
     out
+}
+
+/// The .pgpass lines a write_pgpass step keeps, the password shown only as where it comes from.
+fn pgpass_diffs(d: &Desired, steps: &[Step]) -> Vec<FileDiff> {
+    let source = match &d.replication.password {
+        Some(crate::config::SecretRef::Env { env }) => format!("<from ${env}>"),
+        Some(crate::config::SecretRef::File { file }) => format!("<from {}>", file.display()),
+        None => return Vec::new(),
+    };
+    steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::WritePgpass(p) => {
+                let os_user = d
+                    .nodes
+                    .get(&s.node)
+                    .map(|n| n.os_user.as_str())
+                    .unwrap_or("postgres");
+                let after: String = p
+                    .entries
+                    .iter()
+                    .map(|e| format!("{}:{}:*:{}:{source}\n", e.host, e.port, e.user))
+                    .collect();
+                Some(FileDiff {
+                    node: s.node.clone(),
+                    path: format!("~{os_user}/.pgpass"),
+                    before: String::new(),
+                    after,
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn summary(
