@@ -3,6 +3,7 @@
 //! those live in the phase modules and in `render`.
 
 mod args;
+mod observe_cmd;
 
 pub use args::*;
 
@@ -46,7 +47,11 @@ pub fn run() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let outcome = runtime.block_on(dispatch(cli));
+    let outcome = runtime.block_on(async {
+        let outcome = dispatch(cli).await;
+        crate::transport::ssh::close_all().await;
+        outcome
+    });
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
@@ -61,6 +66,9 @@ async fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate => commands::validate(g).await,
         Command::Schema(a) => commands::schema(g, a).await,
+        Command::Status(a) => observe_cmd::status(g, a).await,
+        Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
+        Command::Sandbox(c) => observe_cmd::sandbox(g, c).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }

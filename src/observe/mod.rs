@@ -1,12 +1,32 @@
 //! Observe the live cluster: every declared node concurrently, SQL through tokio-postgres, files
 //! and `pg_controldata` through the node's transport when the server does not answer.
 //! It records facts and decides nothing.
+//!
+//! Design:
+//! - Every node at once (`join_all`); per node one connection (`pg::connect`) and a handful of
+//!   statements pipelined on it ([`sql`]): a running node costs no process spawn.
+//! - When SQL fails (refused, timeout, authentication), the reason is kept (it names the node and
+//!   its address, never a secret) and the node's transport looks at the data directory instead
+//!   ([`files`]): PG_VERSION, postmaster.pid, standby.signal, postgresql.auto.conf, pg_hba.conf,
+//!   `pg_controldata`. A transport that fails leaves `host_reachable` false.
+//! - Upstreams are resolved last, when every node's address is known: the WAL receiver's sender
+//!   host:port, else primary_conninfo's, matched against the declared nodes.
+//! - `assume_down` nodes are not contacted at all.
 
+pub mod conninfo;
+mod files;
 pub mod model;
+mod sql;
 
+pub use conninfo::{managed_block, parse_conninfo, HBA_BEGIN, HBA_END};
+pub use files::parse_control_data;
 pub use model::*;
+pub use sql::{parse_history, FIXED_SETTINGS};
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+use futures::future::join_all;
 
 use crate::config::{Desired, DesiredNode};
 use crate::transport::Transport;
@@ -32,8 +52,118 @@ impl Default for ObserveOptions {
 /// Observe every declared node concurrently. Never fails: what cannot be seen is recorded as
 /// such (`reachable: false` with a reason).
 pub async fn observe(desired: &Desired, opts: &ObserveOptions) -> ObservedCluster {
-    let _ = (desired, opts);
-    todo!("observe")
+    let results = join_all(
+        desired
+            .nodes
+            .values()
+            .map(|n| observe_node(desired, n, opts)),
+    )
+    .await;
+    let mut nodes = BTreeMap::new();
+    for (name, (mut node, facts)) in desired.nodes.keys().zip(results) {
+        resolve_upstream(desired, &mut node, &facts);
+        nodes.insert(name.clone(), node);
+    }
+    ObservedCluster {
+        format_version: OBSERVED_FORMAT_VERSION,
+        cluster: desired.cluster.clone(),
+        observed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        nodes,
+    }
+}
+
+/// One node: SQL first; the files and tools through its transport when SQL fails.
+async fn observe_node(
+    desired: &Desired,
+    node: &DesiredNode,
+    opts: &ObserveOptions,
+) -> (ObservedNode, sql::ReceiverFacts) {
+    let mut obs = ObservedNode::default();
+    if opts.assume_down.iter().any(|n| n == &node.name) {
+        obs.unreachable_reason = Some("assumed down (--assume-down): not contacted".into());
+        return (obs, sql::ReceiverFacts::default());
+    }
+    let started = std::time::Instant::now();
+    let names: BTreeSet<String> = node.settings.keys().cloned().collect();
+    let reason = match crate::pg::connect(desired, node, opts.timeout).await {
+        Ok(client) => {
+            match tokio::time::timeout(opts.timeout, sql::observe_sql(&client, &names, &mut obs))
+                .await
+            {
+                Ok(Ok(facts)) => {
+                    tracing::debug!(
+                        node = %node.name,
+                        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "observed over SQL"
+                    );
+                    return (obs, facts);
+                }
+                Ok(Err(e)) => format!(
+                    "{} ({}:{}): query failed: {}",
+                    node.name,
+                    node.host,
+                    node.port,
+                    crate::pg::describe(&e)
+                ),
+                Err(_) => format!(
+                    "{} ({}:{}): queries did not finish within {:?}",
+                    node.name, node.host, node.port, opts.timeout
+                ),
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    // Start again from what the files say; nothing half-read over SQL is kept.
+    let mut obs = ObservedNode {
+        unreachable_reason: Some(reason),
+        ..ObservedNode::default()
+    };
+    let transport = crate::transport::for_node(node);
+    let mut all_names: BTreeSet<String> =
+        sql::FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
+    all_names.extend(names);
+    files::observe_files(transport.as_ref(), node, &all_names, &mut obs).await;
+    tracing::debug!(
+        node = %node.name,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        reason = obs.unreachable_reason.as_deref().unwrap_or(""),
+        "observed through files"
+    );
+    (obs, sql::ReceiverFacts::default())
+}
+
+/// Name the upstream of a standby: the WAL receiver's sender, else primary_conninfo, matched on
+/// host:port against the declared nodes.
+fn resolve_upstream(desired: &Desired, node: &mut ObservedNode, facts: &sql::ReceiverFacts) {
+    if node.role != Some(Role::Standby) {
+        return;
+    }
+    let addr = match (&facts.sender_host, facts.sender_port) {
+        (Some(h), Some(p)) => Some((h.clone(), p)),
+        _ => node
+            .primary_conninfo
+            .as_ref()
+            .and_then(|c| Some((c.host.clone()?, c.port.unwrap_or(5432)))),
+    };
+    let Some((host, port)) = addr else {
+        return;
+    };
+    node.upstream_addr = Some(format!("{host}:{port}"));
+    node.upstream = desired
+        .nodes
+        .values()
+        .find(|n| n.port == port && same_host(&n.host, &host))
+        .map(|n| n.name.clone());
+}
+
+fn same_host(a: &str, b: &str) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    matches!(
+        (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()),
+        (Ok(x), Ok(y)) if x == y
+    )
 }
 
 /// Run `pg_controldata` on the node's data directory through its transport and parse it.
@@ -41,6 +171,5 @@ pub async fn read_control_data(
     transport: &dyn Transport,
     node: &DesiredNode,
 ) -> Result<ControlData, crate::transport::TransportError> {
-    let _ = (transport, node);
-    todo!("read_control_data")
+    files::read_control_data(transport, node).await
 }

@@ -33,17 +33,27 @@ pub struct ObservedNode {
     pub unreachable_reason: Option<String>,
     /// The postmaster runs (SQL answered, or postmaster.pid names a live process).
     pub running: bool,
-    /// The node's host answered over its transport (its files and tools can be used).
+    /// The node's host answered over its transport (its files and tools can be used). Also true
+    /// when SQL answered (the host is evidently up) without the transport being tried.
     #[serde(default)]
     pub host_reachable: bool,
+    /// Why the node's files or tools could not be read when SQL failed (transport error,
+    /// pg_controldata failure). No secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_error: Option<String>,
     pub role: Option<Role>,
     /// Declared node name of the server this standby streams from (pg_stat_wal_receiver, else
     /// primary_conninfo), matched on host:port; null for a primary or when unknown.
     pub upstream: Option<String>,
+    /// `host:port` this standby streams from (WAL receiver) or would connect to
+    /// (primary_conninfo), also when it matches no declared node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_addr: Option<String>,
     /// A standby whose WAL receiver is in state `streaming`.
     pub streaming: bool,
     pub timeline: Option<u32>,
-    /// Current WAL insert location on a primary; replay location on a standby.
+    /// Current WAL write location on a primary (`pg_current_wal_lsn()`); replay location on a
+    /// standby.
     pub lsn: Option<Lsn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receive_lsn: Option<Lsn>,
@@ -65,7 +75,9 @@ pub struct ObservedNode {
     /// pg_stat_replication rows.
     #[serde(default)]
     pub replication: Vec<ObservedReplica>,
-    /// The settings pgtopo cares about (those in the topology plus a fixed list).
+    /// The settings pgtopo cares about (those in the topology plus a fixed list), from
+    /// pg_settings. For a node seen only through its files: those written in its
+    /// postgresql.conf / postgresql.auto.conf, as written, with an empty `context`.
     #[serde(default)]
     pub settings: BTreeMap<String, ObservedSetting>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,7 +87,8 @@ pub struct ObservedNode {
     pub standby_signal: bool,
     #[serde(default)]
     pub data_dir: DataDirState,
-    /// pg_controldata output, read when the server is not running.
+    /// pg_controldata output, read when SQL does not answer (usually: the server is stopped;
+    /// see `running`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlData>,
     /// Fork points of the node's current timeline (its `.history` file), oldest first.

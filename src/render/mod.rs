@@ -3,6 +3,7 @@
 //! nothing that changes what is done.
 
 pub mod progress;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,11 +1,32 @@
 //! The local transport: this machine, tokio::process, `runuser -u OS_USER --` when pgtopo runs as
 //! root and the node's os_user is another user.
+//!
+//! Design:
+//! - Commands are argv only. As root with another os_user the argv becomes
+//!   `runuser -u OS_USER -- PROGRAM ARGS…`; runuser without `-l` keeps the environment (it only
+//!   resets HOME, USER, LOGNAME, SHELL), so [`CommandSpec::env`] is set on the runuser process and
+//!   reaches the program. The working directory is `/` so tools never complain that they cannot
+//!   enter root's home.
+//! - Every command runs in its own process group; on timeout the whole group is killed
+//!   (SIGKILL), so a program behind runuser dies with it. `pg_ctl` detaches the postmaster into its
+//!   own session, so a timed-out `pg_ctl start` never takes the server down with it. Callers must
+//!   redirect a daemon's output (`pg_ctl -l FILE`): output is collected until the pipes close.
+//! - File operations run in the blocking pool as pgtopo's own user (root can read and write
+//!   everything); files and directories it creates are chowned to os_user when pgtopo is root.
+//!   Writes are atomic: temp file in the same directory, write, fsync, chmod, chown, rename, fsync
+//!   of the directory.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 use async_trait::async_trait;
 
 use super::{CommandOutput, CommandSpec, Transport, TransportError};
+
+const HOST: &str = "local";
 
 /// This machine, acting as `os_user`.
 #[derive(Debug, Clone)]
@@ -19,22 +40,127 @@ impl LocalTransport {
             os_user: os_user.into(),
         }
     }
+
+    /// Whether commands must switch user: pgtopo is root and os_user is someone else.
+    pub fn switches_user(&self) -> bool {
+        nix::unistd::geteuid().is_root() && current_user_name().as_deref() != Some(&self.os_user)
+    }
+
+    /// The argv actually executed for `cmd` (program first).
+    pub fn argv(&self, cmd: &CommandSpec) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = Vec::with_capacity(cmd.args.len() + 5);
+        if self.switches_user() {
+            argv.extend(["runuser", "-u"].map(OsString::from));
+            argv.push(OsString::from(&self.os_user));
+            argv.push(OsString::from("--"));
+        }
+        argv.push(cmd.program.clone().into_os_string());
+        argv.extend(cmd.args.iter().cloned());
+        argv
+    }
+
+    /// uid and gid of os_user, when pgtopo is root and must hand files over to it.
+    fn owner(&self) -> Result<Option<(nix::unistd::Uid, nix::unistd::Gid)>, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        match nix::unistd::User::from_name(&self.os_user) {
+            Ok(Some(u)) => Ok(Some((u.uid, u.gid))),
+            Ok(None) => Err(format!("no OS user named {:?}", self.os_user)),
+            Err(e) => Err(format!("cannot look up OS user {:?}: {e}", self.os_user)),
+        }
+    }
+}
+
+fn current_user_name() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+fn io_err(op: &'static str, path: &Path, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Io {
+        host: HOST.into(),
+        op,
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Run a blocking file operation in tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    path: &Path,
+    f: impl FnOnce() -> Result<T, TransportError> + Send + 'static,
+) -> Result<T, TransportError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io_err(op, path, e))?
 }
 
 #[async_trait]
 impl Transport for LocalTransport {
     fn describe(&self) -> String {
-        "local".into()
+        HOST.into()
     }
 
     async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError> {
-        let _ = cmd;
-        todo!("local run")
+        let argv = self.argv(cmd);
+        let mut c = tokio::process::Command::new(&argv[0]);
+        c.args(&argv[1..])
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if self.switches_user() {
+            c.current_dir("/");
+        }
+        let child = c.spawn().map_err(|e| TransportError::Spawn {
+            host: HOST.into(),
+            command: cmd.display(),
+            message: e.to_string(),
+        })?;
+        let pid = child.id();
+        match tokio::time::timeout(cmd.timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => Ok(CommandOutput {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+            Ok(Err(e)) => Err(TransportError::Spawn {
+                host: HOST.into(),
+                command: cmd.display(),
+                message: e.to_string(),
+            }),
+            Err(_) => {
+                // The child itself was killed when its future was dropped; end the rest of its
+                // process group (e.g. the program behind runuser).
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                Err(TransportError::Timeout {
+                    host: HOST.into(),
+                    command: cmd.display(),
+                    timeout: cmd.timeout,
+                })
+            }
+        }
     }
 
     async fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
-        let _ = path;
-        todo!()
+        let p = path.to_path_buf();
+        blocking("read", path, move || match std::fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &p, e)),
+        })
+        .await
     }
 
     async fn write_file_atomic(
@@ -43,27 +169,289 @@ impl Transport for LocalTransport {
         contents: &[u8],
         mode: u32,
     ) -> Result<(), TransportError> {
-        let _ = (path, contents, mode);
-        todo!()
+        let owner = self.owner().map_err(|m| io_err("write", path, m))?;
+        let p = path.to_path_buf();
+        let contents = contents.to_vec();
+        blocking("write", path, move || {
+            write_atomic(&p, &contents, mode, owner).map_err(|e| io_err("write", &p, e))
+        })
+        .await
     }
 
     async fn remove_file(&self, path: &Path) -> Result<(), TransportError> {
-        let _ = path;
-        todo!()
+        let p = path.to_path_buf();
+        blocking("remove", path, move || match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &p, e)),
+        })
+        .await
     }
 
     async fn list_dir(&self, path: &Path) -> Result<Option<Vec<String>>, TransportError> {
-        let _ = path;
-        todo!()
+        let p = path.to_path_buf();
+        blocking("list", path, move || {
+            let rd = match std::fs::read_dir(&p) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("list", &p, e)),
+            };
+            let mut names = Vec::new();
+            for entry in rd {
+                let entry = entry.map_err(|e| io_err("list", &p, e))?;
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            Ok(Some(names))
+        })
+        .await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<(), TransportError> {
-        let _ = (from, to);
-        todo!()
+        let (f, t) = (from.to_path_buf(), to.to_path_buf());
+        blocking("rename", from, move || {
+            std::fs::rename(&f, &t)
+                .map_err(|e| io_err("rename", &f, format!("to {}: {e}", t.display())))?;
+            if let Some(dir) = t.parent() {
+                fsync_dir(dir).map_err(|e| io_err("rename", &f, e))?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), TransportError> {
-        let _ = (path, mode);
-        todo!()
+        let owner = self.owner().map_err(|m| io_err("mkdir", path, m))?;
+        let p = path.to_path_buf();
+        blocking("mkdir", path, move || {
+            create_dir_owned(&p, mode, owner).map_err(|e| io_err("mkdir", &p, e))
+        })
+        .await
+    }
+}
+
+/// Temp file beside `path`, write, fsync, chmod, chown, rename over `path`, fsync the directory.
+fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pgtopo-tmp-")
+        .tempfile_in(&dir)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(
+            std::os::fd::AsRawFd::as_raw_fd(tmp.as_file()),
+            Some(uid),
+            Some(gid),
+        )
+        .map_err(std::io::Error::from)?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    fsync_dir(&dir)
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Create `path` and its missing parents; the ones created are chowned to `owner`, and `path`
+/// gets `mode`.
+fn create_dir_owned(
+    path: &Path,
+    mode: u32,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        if p.as_os_str().is_empty() || p.exists() {
+            break;
+        }
+        missing.push(p.to_path_buf());
+        cur = p.parent();
+    }
+    std::fs::create_dir_all(path)?;
+    for p in missing.iter().rev() {
+        if let Some((uid, gid)) = owner {
+            nix::unistd::chown(p, Some(uid), Some(gid)).map_err(std::io::Error::from)?;
+        }
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+
+    fn me() -> LocalTransport {
+        LocalTransport::new(current_user_name().expect("current user"))
+    }
+
+    #[tokio::test]
+    async fn runs_argv_and_captures_output() {
+        let t = me();
+        let out = t
+            .run(&CommandSpec::new("/bin/echo").args(["a b", "$HOME", "'c'"]))
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, "a b $HOME 'c'\n");
+        let out = t
+            .run(&CommandSpec::new("/bin/ls").arg("/nonexistent-pgtopo"))
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(2));
+        assert!(out.stderr.contains("nonexistent-pgtopo"), "{}", out.stderr);
+    }
+
+    #[tokio::test]
+    async fn passes_environment() {
+        let out = me()
+            .run(&CommandSpec::new("/usr/bin/env").env("PGTOPO_TEST_VAR", "x=1"))
+            .await
+            .unwrap();
+        assert!(out.stdout.lines().any(|l| l == "PGTOPO_TEST_VAR=x=1"));
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let err = me()
+            .run(&CommandSpec::new("/nonexistent/pgtopo-nothing"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransportError::Spawn { .. }), "{err}");
+    }
+
+    /// PIDs of live processes whose argv is exactly `argv`.
+    fn processes_with_argv(argv: &[&str]) -> Vec<u32> {
+        let want: Vec<u8> = argv
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(want.clone()))
+            .collect()
+    }
+
+    /// Wait until no process has `argv`, up to `limit`.
+    fn wait_until_gone(argv: &[&str], limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if processes_with_argv(argv).is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_process_group() {
+        // timeout(1) runs sleep as its child: a grandchild of pgtopo, as behind runuser.
+        let secs = format!("{}.{}", 30, std::process::id());
+        let start = Instant::now();
+        let err = me()
+            .run(
+                &CommandSpec::new("timeout")
+                    .args(["60", "sleep", &secs])
+                    .timeout(Duration::from_millis(300)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(
+            wait_until_gone(&["sleep", &secs], Duration::from_secs(3)),
+            "the grandchild survived the timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn runuser_as_postgres_when_root() {
+        if !nix::unistd::geteuid().is_root()
+            || nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .is_none()
+        {
+            return;
+        }
+        let t = LocalTransport::new("postgres");
+        assert!(t.switches_user());
+        assert_eq!(
+            t.argv(&CommandSpec::new("/usr/bin/id").arg("-un")),
+            ["runuser", "-u", "postgres", "--", "/usr/bin/id", "-un"].map(OsString::from)
+        );
+        let out = t
+            .run(&CommandSpec::new("/usr/bin/id").arg("-un"))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.trim(), "postgres");
+        let out = t
+            .run(&CommandSpec::new("/usr/bin/env").env("PGTOPO_TEST_VAR", "kept"))
+            .await
+            .unwrap();
+        assert!(out.stdout.lines().any(|l| l == "PGTOPO_TEST_VAR=kept"));
+
+        // Files it creates belong to postgres.
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        t.create_dir(&sub, 0o700).await.unwrap();
+        let pg_uid = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        assert_eq!(
+            std::fs::metadata(dir.path().join("a")).unwrap().uid(),
+            pg_uid
+        );
+        assert_eq!(std::fs::metadata(&sub).unwrap().uid(), pg_uid);
+        let f = sub.join("f");
+        t.write_file_atomic(&f, b"x", 0o600).await.unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!(m.uid(), pg_uid);
+        assert_eq!(m.mode() & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn files_round_trip() {
+        let t = me();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("conf");
+        assert_eq!(t.read_file(&f).await.unwrap(), None);
+        t.write_file_atomic(&f, b"one\n", 0o640).await.unwrap();
+        t.write_file_atomic(&f, b"two\n", 0o600).await.unwrap();
+        assert_eq!(t.read_file(&f).await.unwrap().unwrap(), b"two\n");
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
+        // No temp file is left behind.
+        assert_eq!(
+            t.list_dir(dir.path()).await.unwrap().unwrap(),
+            vec!["conf".to_string()]
+        );
+        let g = dir.path().join("moved");
+        t.rename(&f, &g).await.unwrap();
+        assert_eq!(t.read_file(&f).await.unwrap(), None);
+        t.remove_file(&g).await.unwrap();
+        t.remove_file(&g).await.unwrap();
+        assert_eq!(t.list_dir(&dir.path().join("nope")).await.unwrap(), None);
+        let d = dir.path().join("x/y");
+        t.create_dir(&d, 0o700).await.unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        t.create_dir(&d, 0o700).await.unwrap();
     }
 }

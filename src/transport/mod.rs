@@ -3,9 +3,13 @@
 //! when pgtopo is root and the node's os_user differs), an SSH one (the `openssh` crate) and a
 //! fake for unit tests. Planner and steps never know which one they hold.
 
+mod fake;
 mod local;
+pub mod ssh;
 
+pub use fake::FakeTransport;
 pub use local::LocalTransport;
+pub use ssh::SshTransport;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -198,6 +202,8 @@ pub type DynTransport = Arc<dyn Transport>;
 
 /// The transport for a node: SSH when the node has `ssh`, else this machine.
 pub fn for_node(node: &crate::config::DesiredNode) -> DynTransport {
-    // The SSH transport is added with the SSH issue work; until then every node is local.
-    Arc::new(LocalTransport::new(node.os_user.clone()))
+    match &node.ssh {
+        Some(spec) => Arc::new(SshTransport::new(spec.clone(), node.os_user.clone())),
+        None => Arc::new(LocalTransport::new(node.os_user.clone())),
+    }
 }

@@ -1,0 +1,81 @@
+//! Handlers of `status`, `observe` and `sandbox up|down`: load the topology, call the phase, hand
+//! the result to a renderer or a file. No domain rules here.
+
+use super::*;
+use crate::observe::{observe, ObserveOptions};
+
+/// `pgtopo status [--format text|json]`: exit 0 whatever the nodes' state; 1 on a bad topology.
+pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CmdResult {
+    let desired = crate::config::load(&g.file)?;
+    let observed = observe(&desired, &ObserveOptions::default()).await;
+    match a.format {
+        StatusFormat::Text => print!("{}", crate::render::status::text(&desired, &observed)),
+        StatusFormat::Json => println!("{}", crate::render::status::json(&desired, &observed)),
+    }
+    Ok(exit::OK)
+}
+
+/// `pgtopo observe [--out FILE]`: the versioned recording, to FILE or stdout.
+pub async fn observe_cmd(g: &GlobalArgs, a: ObserveArgs) -> CmdResult {
+    let desired = crate::config::load(&g.file)?;
+    let observed = observe(&desired, &ObserveOptions::default()).await;
+    let json = serde_json::to_string_pretty(&observed)
+        .map_err(|e| miette::miette!("cannot serialise the observed state: {e}"))?;
+    match a.out {
+        None => println!("{json}"),
+        Some(path) => {
+            std::fs::write(&path, format!("{json}\n"))
+                .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
+            crate::render::say(&format!(
+                "observed state of {} nodes written to {}",
+                observed.nodes.len(),
+                path.display()
+            ));
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `pgtopo sandbox up|down`.
+pub async fn sandbox(_g: &GlobalArgs, cmd: SandboxCommand) -> CmdResult {
+    match cmd {
+        SandboxCommand::Up(a) => {
+            let opts = crate::sandbox::UpOptions {
+                dir: a.dir,
+                nodes: a.nodes,
+                port: a.port,
+                bin_dir: a.bin_dir,
+            };
+            let sb = crate::sandbox::up(&opts)
+                .await
+                .map_err(miette::Report::new)?;
+            let n1 = &sb.nodes[0];
+            crate::render::say(&format!(
+                "sandbox up in {}: primary {} running on {}:{} ({}), {} standby(s) declared",
+                sb.dir.display(),
+                n1.name,
+                n1.host,
+                n1.port,
+                sb.bin_dir.display(),
+                sb.nodes.len() - 1
+            ));
+            crate::render::say(&format!(
+                "next: pgtopo apply -f {}   (then: pgtopo sandbox down --dir {})",
+                sb.topology.display(),
+                sb.dir.display()
+            ));
+            Ok(exit::OK)
+        }
+        SandboxCommand::Down(a) => {
+            let stopped = crate::sandbox::down(&a.dir)
+                .await
+                .map_err(miette::Report::new)?;
+            crate::render::say(&format!(
+                "sandbox down: stopped {} server(s), removed {}",
+                stopped.len(),
+                a.dir.display()
+            ));
+            Ok(exit::OK)
+        }
+    }
+}

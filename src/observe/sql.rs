@@ -1,0 +1,362 @@
+//! The SQL side of observation: one connection per node and a handful of simple-protocol
+//! statements sent at once (tokio-postgres pipelines concurrent requests on one connection), so a
+//! running node costs about two network round trips (connect aside) and no process spawn.
+//!
+//! Every statement stands alone: functions that need privileges pgtopo's user might lack are
+//! guarded with `has_function_privilege`, and a statement that fails anyway (pg_hba_file_rules
+//! for a non-superuser) only leaves its own facts empty. Values are read as text.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::join_all;
+use sha2::Digest;
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+
+use super::conninfo::{managed_block, parse_conninfo};
+use super::model::*;
+use crate::units::Lsn;
+
+/// Settings observed on every node, besides those the topology names.
+pub const FIXED_SETTINGS: &[&str] = &[
+    "wal_level",
+    "max_wal_senders",
+    "max_replication_slots",
+    "hot_standby",
+    "hot_standby_feedback",
+    "wal_log_hints",
+    "data_checksums",
+    "max_connections",
+    "max_worker_processes",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+    "synchronous_standby_names",
+    "listen_addresses",
+    "port",
+    "wal_keep_size",
+    "synchronous_commit",
+];
+
+/// Facts about the WAL receiver that are resolved to a node name later.
+#[derive(Debug, Default)]
+pub struct ReceiverFacts {
+    pub status: Option<String>,
+    pub sender_host: Option<String>,
+    pub sender_port: Option<u16>,
+}
+
+const CORE: &str = "select pg_is_in_recovery(), \
+    current_setting('server_version_num'), \
+    case when has_function_privilege('pg_control_system()', 'execute') \
+         then (select system_identifier::text from pg_control_system()) end, \
+    case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end, \
+    pg_last_wal_receive_lsn()::text, \
+    pg_last_wal_replay_lsn()::text, \
+    case when pg_is_in_recovery() then null \
+         else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end, \
+    case when has_function_privilege('pg_control_checkpoint()', 'execute') \
+         then (select timeline_id::text from pg_control_checkpoint()) end, \
+    case when has_function_privilege('pg_control_recovery()', 'execute') \
+         then (select min_recovery_end_timeline::text from pg_control_recovery()) end, \
+    current_setting('data_directory', true), \
+    case when has_function_privilege('pg_stat_file(text, boolean)', 'execute') \
+         then (pg_stat_file('standby.signal', true)).size is not null end, \
+    current_setting('primary_conninfo', true), \
+    current_setting('primary_slot_name', true)";
+
+/// A separate statement: reading a file outside the data directory needs more than EXECUTE.
+const HBA: &str = "select current_setting('hba_file'), \
+    pg_read_file(current_setting('hba_file'), 0, 16777216, true)";
+
+const RECEIVER: &str =
+    "select status, sender_host, sender_port::text, received_tli::text from pg_stat_wal_receiver";
+
+/// The position WAL retention and lag are measured from: the insert position on a primary, the
+/// received (else replayed) position on a standby.
+const HEAD: &str = "case when pg_is_in_recovery() \
+    then coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) \
+    else pg_current_wal_lsn() end";
+
+fn slots_sql() -> String {
+    format!(
+        "select slot_name::text, slot_type, active, restart_lsn::text, \
+         ({HEAD} - restart_lsn)::bigint::text from pg_replication_slots order by slot_name"
+    )
+}
+
+fn replication_sql() -> String {
+    format!(
+        "select coalesce(application_name, ''), host(client_addr), coalesce(state, ''), \
+         coalesce(sync_state, ''), sent_lsn::text, flush_lsn::text, replay_lsn::text, \
+         greatest(({HEAD} - replay_lsn)::bigint, 0)::text \
+         from pg_stat_replication order by application_name"
+    )
+}
+
+const HBA_ERRORS: &str = "select line_number::text, error from pg_hba_file_rules \
+    where error is not null order by line_number";
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn settings_sql(names: &BTreeSet<String>) -> String {
+    let list = names
+        .iter()
+        .map(|n| quote_literal(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "select name, current_setting(name), setting, unit, pending_restart, context, source \
+         from pg_settings where name = any (array[{list}]::text[]) order by name"
+    )
+}
+
+fn rows(msgs: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn text(r: &SimpleQueryRow, i: usize) -> Option<String> {
+    r.get(i).map(str::to_string)
+}
+
+fn boolean(r: &SimpleQueryRow, i: usize) -> Option<bool> {
+    r.get(i).map(|v| v == "t")
+}
+
+fn lsn(r: &SimpleQueryRow, i: usize) -> Option<Lsn> {
+    r.get(i).and_then(|v| v.parse().ok())
+}
+
+fn num<T: std::str::FromStr>(r: &SimpleQueryRow, i: usize) -> Option<T> {
+    r.get(i).and_then(|v| v.parse().ok())
+}
+
+/// Observe a node over an open connection. `setting_names` are the topology's settings for the
+/// node; the fixed list is added. Fills `node`; returns the WAL receiver facts.
+pub async fn observe_sql(
+    client: &Client,
+    setting_names: &BTreeSet<String>,
+    node: &mut ObservedNode,
+) -> Result<ReceiverFacts, tokio_postgres::Error> {
+    let mut names: BTreeSet<String> = FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
+    names.extend(setting_names.iter().cloned());
+    let (slots_q, repl_q, settings_q) = (slots_sql(), replication_sql(), settings_sql(&names));
+    // Sent together: one round trip for all of them.
+    let mut results = join_all([
+        client.simple_query(CORE),
+        client.simple_query(RECEIVER),
+        client.simple_query(&slots_q),
+        client.simple_query(&repl_q),
+        client.simple_query(&settings_q),
+        client.simple_query(HBA),
+        client.simple_query(HBA_ERRORS),
+    ])
+    .await
+    .into_iter();
+    let mut next = || results.next().expect("one result per statement");
+    let core = rows(next()?);
+    let receiver = rows(next()?);
+    let slots = rows(next()?);
+    let repl = rows(next()?);
+    let settings = rows(next()?);
+    // Only a superuser (or pg_read_server_files) may read the file: without it, hba is unknown.
+    let hba = next().map(rows).unwrap_or_default();
+    // Only a superuser may read pg_hba_file_rules; without it the errors stay unknown.
+    let hba_errors = next().map(rows).unwrap_or_default();
+
+    let c = core.first().expect("the core query returns one row");
+    node.reachable = true;
+    node.running = true;
+    node.host_reachable = true;
+    let in_recovery = boolean(c, 0).unwrap_or(false);
+    node.role = Some(if in_recovery {
+        Role::Standby
+    } else {
+        Role::Primary
+    });
+    node.version = num(c, 1);
+    node.system_identifier = text(c, 2);
+    let current = lsn(c, 3);
+    node.receive_lsn = lsn(c, 4);
+    node.replay_lsn = lsn(c, 5);
+    node.lsn = if in_recovery {
+        node.replay_lsn
+    } else {
+        current
+    };
+    let insert_tli = r_hex(c.get(6));
+    let checkpoint_tli: Option<u32> = num(c, 7);
+    let min_recovery_tli: Option<u32> = num(c, 8).filter(|t| *t > 0);
+    let data_directory = text(c, 9);
+    node.standby_signal = boolean(c, 10).unwrap_or(in_recovery);
+    node.primary_conninfo = text(c, 11)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_conninfo(&s));
+    node.primary_slot_name = text(c, 12).filter(|s| !s.is_empty());
+    let hba_row = hba.first();
+    if let (Some(path), Some(contents)) = (
+        hba_row.and_then(|r| text(r, 0)),
+        hba_row.and_then(|r| r.get(1)),
+    ) {
+        node.hba = Some(ObservedHba {
+            path,
+            managed_block: managed_block(contents),
+            sha256: hex::encode(sha2::Sha256::digest(contents.as_bytes())),
+            errors: hba_errors
+                .iter()
+                .map(|r| {
+                    format!(
+                        "line {}: {}",
+                        r.get(0).unwrap_or("?"),
+                        r.get(1).unwrap_or("")
+                    )
+                })
+                .collect(),
+        });
+    }
+    if data_directory.is_some() {
+        node.data_dir = DataDirState {
+            exists: true,
+            empty: false,
+            pg_version: node.version.map(|v| v / 10000),
+        };
+    }
+
+    let mut facts = ReceiverFacts::default();
+    let mut received_tli = None;
+    if let Some(r) = receiver.first() {
+        facts.status = text(r, 0);
+        facts.sender_host = text(r, 1);
+        facts.sender_port = num(r, 2);
+        received_tli = num::<u32>(r, 3).filter(|t| *t > 0);
+    }
+    node.streaming = in_recovery && facts.status.as_deref() == Some("streaming");
+    node.timeline = if in_recovery {
+        [received_tli, min_recovery_tli, checkpoint_tli]
+            .into_iter()
+            .flatten()
+            .max()
+    } else {
+        insert_tli.or(checkpoint_tli)
+    };
+
+    node.replication_slots = slots
+        .iter()
+        .map(|r| ObservedSlot {
+            name: text(r, 0).unwrap_or_default(),
+            slot_type: text(r, 1).unwrap_or_default(),
+            active: boolean(r, 2).unwrap_or(false),
+            restart_lsn: lsn(r, 3),
+            wal_retained_bytes: num::<i64>(r, 4).map(|b| b.max(0) as u64),
+        })
+        .collect();
+    node.slots = node
+        .replication_slots
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    node.replication = repl
+        .iter()
+        .map(|r| ObservedReplica {
+            application_name: text(r, 0).unwrap_or_default(),
+            client_addr: text(r, 1),
+            state: text(r, 2).unwrap_or_default(),
+            sync_state: text(r, 3).unwrap_or_default(),
+            sent_lsn: lsn(r, 4),
+            flush_lsn: lsn(r, 5),
+            replay_lsn: lsn(r, 6),
+            lag_bytes: num(r, 7),
+        })
+        .collect();
+    node.settings = settings
+        .iter()
+        .filter_map(|r| {
+            Some((
+                text(r, 0)?,
+                ObservedSetting {
+                    value: text(r, 1).unwrap_or_default(),
+                    raw: text(r, 2),
+                    unit: text(r, 3),
+                    pending_restart: boolean(r, 4).unwrap_or(false),
+                    context: text(r, 5).unwrap_or_default(),
+                    source: text(r, 6).unwrap_or_default(),
+                },
+            ))
+        })
+        .collect::<BTreeMap<_, _>>();
+
+    if let Some(tli) = node.timeline.filter(|t| *t > 1) {
+        node.timeline_history = read_history(client, tli).await;
+    }
+    Ok(facts)
+}
+
+fn r_hex(v: Option<&str>) -> Option<u32> {
+    v.and_then(|h| u32::from_str_radix(h, 16).ok())
+}
+
+/// The fork points of timeline `tli` from `pg_wal/<TLI>.history` (empty when unreadable).
+async fn read_history(client: &Client, tli: u32) -> Vec<TimelineFork> {
+    let q = format!(
+        "select case when has_function_privilege('pg_read_file(text, bigint, bigint, boolean)', \
+         'execute') then pg_read_file('pg_wal/{tli:08X}.history', 0, 16777216, true) end"
+    );
+    match client.simple_query(&q).await {
+        Ok(msgs) => rows(msgs)
+            .first()
+            .and_then(|r| r.get(0))
+            .map(parse_history)
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Parse a timeline history file: `parentTLI<TAB>switchpoint<TAB>reason` lines, `#` comments.
+pub fn parse_history(text: &str) -> Vec<TimelineFork> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let timeline = f.next()?.parse().ok()?;
+            let fork_lsn = f.next()?.parse().ok()?;
+            Some(TimelineFork { timeline, fork_lsn })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_files_parse() {
+        let h = parse_history(
+            "1\t0/3000108\tno recovery target specified\n\n\
+             2\t0/50000A0\tno recovery target specified\n",
+        );
+        assert_eq!(
+            h,
+            vec![
+                TimelineFork {
+                    timeline: 1,
+                    fork_lsn: "0/3000108".parse().unwrap()
+                },
+                TimelineFork {
+                    timeline: 2,
+                    fork_lsn: "0/50000A0".parse().unwrap()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn setting_names_are_quoted() {
+        let q = settings_sql(&["a'b".to_string()].into_iter().collect());
+        assert!(q.contains("array['a''b']"));
+    }
+}
