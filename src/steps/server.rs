@@ -121,7 +121,10 @@ pub async fn wait_stopped(
 ) -> Result<(), StepError> {
     let t = ctx.transport(node)?;
     let pid = pid_file(ctx, node)?;
-    let spec = WaitSpec::new(format!("{node} to stop"), timeout);
+    // A file look is cheap, and every millisecond after the postmaster is gone is a
+    // millisecond of writes unavailable in a switchover: poll at most 2 ms apart.
+    let spec =
+        WaitSpec::new(format!("{node} to stop"), timeout).max_interval(Duration::from_millis(2));
     wait_until(&spec, || async {
         match t.read_file(&pid).await {
             Ok(None) => Poll::Ready(()),
