@@ -2,8 +2,10 @@
 //! (config → observe → diff → plan → render | apply). No domain rules and no formatting here:
 //! those live in the phase modules and in `render`.
 
+mod apply_cmd;
 mod args;
 mod observe_cmd;
+mod plan_cmd;
 
 pub use args::*;
 
@@ -69,6 +71,12 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Status(a) => observe_cmd::status(g, a).await,
         Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
         Command::Sandbox(c) => observe_cmd::sandbox(g, c).await,
+        Command::Plan(a) => plan_cmd::plan(g, a).await,
+        Command::Show(a) => plan_cmd::show(g, a).await,
+        Command::Graph(a) => plan_cmd::graph(g, a).await,
+        Command::Drift(a) => plan_cmd::drift(g, a).await,
+        Command::Apply(a) => apply_cmd::apply(g, a).await,
+        Command::Unlock => apply_cmd::unlock(g).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }
