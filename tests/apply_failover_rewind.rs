@@ -41,7 +41,6 @@ fn diverged_second_primary_is_rewound_and_follows() {
         .role("n1", "standby", Some("n2"));
     c.write_topology(&topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
-    eprintln!("{}", show(&out));
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("rewind"), "{stdout}");

@@ -133,6 +133,18 @@ async fn sampler(nodes: Vec<(String, String, u16)>, stop: Arc<AtomicBool>) -> Sa
     log
 }
 
+/// Append a measurement line to `<target tmp>/switchover-measurements.jsonl`.
+fn record(v: &serde_json::Value) {
+    use std::io::Write;
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("switchover-measurements.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("measurements file");
+    writeln!(f, "{v}").expect("write measurement");
+}
+
 fn pgtopo(topology: &PathBuf, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgtopo"))
         .arg("-f")
@@ -203,7 +215,6 @@ async fn switchover_under_writes_loses_nothing_and_switches_back() {
         .await
         .unwrap();
     let t1 = Instant::now();
-    eprintln!("switchover:\n{}", show(&out));
     assert!(out.status.success(), "{}", show(&out));
     let tl2 = timeline(&c, "n2");
     assert_eq!(tl2, tl1 + 1, "the timeline goes up by one");
@@ -227,7 +238,6 @@ async fn switchover_under_writes_loses_nothing_and_switches_back() {
         .await
         .unwrap();
     let t3 = Instant::now();
-    eprintln!("switch back:\n{}", show(&out));
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(timeline(&c, "n1"), tl2 + 1);
     let out = pgtopo(&path, &["plan", "--detailed-exitcode"]);
@@ -257,18 +267,19 @@ async fn switchover_under_writes_loses_nothing_and_switches_back() {
         .collect();
     let g1 = max_gap(&wlog.acked, t0, t1);
     let g2 = max_gap(&wlog.acked, t2, t3);
-    eprintln!(
-        "acked {} writes, {} writer errors, lost {}; writes unavailable: switchover {:?} (apply {:?}), switch back {:?} (apply {:?}); sampler rounds {}, max primaries {}",
-        wlog.acked.len(),
-        wlog.errors,
-        lost.len(),
-        g1,
-        t1 - t0,
-        g2,
-        t3 - t2,
-        slog.rounds,
-        slog.max_primaries
-    );
+    let measured = serde_json::json!({
+        "test": "switchover_under_writes",
+        "acked": wlog.acked.len(),
+        "writer_errors": wlog.errors,
+        "lost": lost.len(),
+        "switchover_write_unavailable_s": g1.as_secs_f64(),
+        "switchover_apply_wall_s": (t1 - t0).as_secs_f64(),
+        "switch_back_write_unavailable_s": g2.as_secs_f64(),
+        "switch_back_apply_wall_s": (t3 - t2).as_secs_f64(),
+        "sampler_rounds": slog.rounds,
+        "max_primaries": slog.max_primaries,
+    });
+    record(&measured);
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert!(wlog.acked.len() > 100, "the writer wrote");
     assert!(slog.rounds > 100, "the sampler sampled");

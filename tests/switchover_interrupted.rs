@@ -114,6 +114,18 @@ fn switchover_killed_at_every_step_converges_on_the_next_apply() {
             None => break,
         }
     }
-    eprintln!("killed at: {killed_kinds:?}; applies needed after each kill: {reruns:?}");
+    let line = serde_json::json!({
+        "test": "switchover_killed_at_every_step",
+        "killed_at": killed_kinds,
+        "applies_needed": reruns,
+    });
+    let path =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("switchover-measurements.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("measurements file");
+    std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()).expect("write");
     assert!(killed_kinds.len() >= 5, "{killed_kinds:?}");
 }
