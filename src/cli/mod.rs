@@ -2,6 +2,7 @@
 //! (config → observe → diff → plan → render | apply). No domain rules and no formatting here:
 //! those live in the phase modules and in `render`.
 
+mod apply_cmd;
 mod args;
 mod observe_cmd;
 mod plan_cmd;
@@ -76,6 +77,8 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Drift(a) => plan_cmd::drift(g, a).await,
         Command::Demo(a) => commands::demo(a).await,
         Command::Bench(a) => commands::bench(a).await,
+        Command::Apply(a) => apply_cmd::apply(g, a).await,
+        Command::Unlock => apply_cmd::unlock(g).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }
