@@ -300,3 +300,43 @@ async fn a_server_that_never_answers_times_out() {
         "{n:?}"
     );
 }
+
+#[tokio::test]
+async fn a_connect_user_without_superuser_still_observes_the_basics() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    c.wait_streaming("n2");
+    c.psql("n1", "create role watcher login");
+    c.wait_for_sql(
+        "n2",
+        "select count(*) from pg_roles where rolname = 'watcher'",
+        "1",
+    );
+    let mut d = c.desired();
+    d.connect.user = "watcher".into();
+    let obs = observe(&d, &opts()).await;
+    for (name, role) in [("n1", Role::Primary), ("n2", Role::Standby)] {
+        let n = &obs.nodes[name];
+        assert!(n.reachable, "{name}: {n:?}");
+        assert_eq!(n.role, Some(role));
+        assert!(n.version.is_some() && n.timeline.is_some() && n.lsn.is_some());
+        assert!(n.settings.contains_key("wal_level"));
+    }
+    // What such a role may not see stays unknown rather than failing the node: the WAL
+    // receiver's sender and primary_conninfo (pg_read_all_stats / superuser), pg_control, hba.
+    let n2 = &obs.nodes["n2"];
+    assert!(n2.upstream.is_none() && n2.primary_conninfo.is_none());
+    assert!(obs.nodes["n1"].hba.is_none());
+    // Granting pg_read_all_stats and pg_read_all_settings reveals the upstream.
+    c.psql(
+        "n1",
+        "grant pg_read_all_stats, pg_read_all_settings to watcher",
+    );
+    c.wait_replayed("n2", "n1");
+    let obs = observe(&d, &opts()).await;
+    let n2 = &obs.nodes["n2"];
+    assert_eq!(n2.upstream.as_deref(), Some("n1"), "{n2:?}");
+    assert!(n2.streaming);
+}
