@@ -1,1 +1,440 @@
-//! Apply: walk the plan DAG concurrently (lock, journal, events, waits). Never prints.
+//! Apply: walk the plan's step DAG concurrently and report what happened. Never prints.
+//!
+//! ## Overview
+//! [`apply`] runs exactly the steps of a [`Plan`] — it never re-derives work from the topology
+//! file (Terraform: "apply walks only the plan"). Each step is handed to a [`StepExecutor`]
+//! (the real one is [`crate::steps::Executor`]; tests use a fake), which checks whether the
+//! step's result already holds, acts, and verifies.
+//!
+//! ## Scheduling
+//! One coordinator (this function's loop) owns all state. A step becomes ready when every step
+//! in its `after` list finished `done` or `already done`; ready steps start in id order while
+//! fewer than `parallelism` run. Workers run on a `JoinSet` and send back one typed message each
+//! ([`Finished`]). Only the coordinator emits events ([`ApplyEvents`]) and writes the journal,
+//! so the event order is the order the coordinator saw things happen.
+//!
+//! ## Failure
+//! After the first failure no new step starts; steps already running finish (a half-done
+//! `pg_basebackup` is not interrupted). Then every step that depends, directly or through
+//! others, on a failed step is reported `skipped (upstream failed)`, and the rest `not started`.
+//! One failure is one error, never a cascade of errors.
+//!
+//! Architecture invariant: nothing here knows PostgreSQL; nothing here prints.
+
+pub mod events;
+pub mod journal;
+pub mod lock;
+pub mod wait;
+
+pub use events::{ApplyEvents, NullEvents};
+pub use journal::Journal;
+pub use wait::{wait_until, Poll, WaitError, WaitSpec};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::plan::{Plan, Step, StepId};
+
+/// What a step did when it succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executed {
+    /// It acted, and its result was verified.
+    Done,
+    /// Its result already held; nothing was done.
+    AlreadyDone,
+}
+
+/// Why a step failed: one line, plus the tool's own stderr when a tool failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    /// The failing tool's stderr (trimmed), verbatim.
+    pub stderr: Option<String>,
+}
+
+impl StepError {
+    /// A failure without tool output.
+    pub fn new(message: impl Into<String>) -> Self {
+        StepError {
+            message: message.into(),
+            stderr: None,
+        }
+    }
+
+    /// A failure with the tool's stderr.
+    pub fn with_stderr(message: impl Into<String>, stderr: impl Into<String>) -> Self {
+        let s: String = stderr.into();
+        let s = s.trim().to_string();
+        StepError {
+            message: message.into(),
+            stderr: (!s.is_empty()).then_some(s),
+        }
+    }
+}
+
+impl From<WaitError> for StepError {
+    fn from(e: WaitError) -> Self {
+        StepError::new(e.to_string())
+    }
+}
+
+/// Runs one step: check, act, verify. The seam between the scheduler and the step kinds.
+#[async_trait]
+pub trait StepExecutor: Send + Sync {
+    async fn execute(&self, step: &Step) -> Result<Executed, StepError>;
+}
+
+/// How a step ended, as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    AlreadyDone,
+    Failed(StepError),
+    /// A step it depends on failed (or was itself skipped).
+    SkippedUpstreamFailed,
+    /// Not started because another step failed.
+    NotStarted,
+}
+
+impl Outcome {
+    /// Stable name, used in the journal: `done`, `already_done`, `failed`, `skipped`,
+    /// `not_started`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::AlreadyDone => "already_done",
+            Outcome::Failed(_) => "failed",
+            Outcome::SkippedUpstreamFailed => "skipped",
+            Outcome::NotStarted => "not_started",
+        }
+    }
+
+    /// Words for people: `done`, `already done`, `failed`, `skipped (upstream failed)`,
+    /// `not started`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::AlreadyDone => "already done",
+            Outcome::Failed(_) => "failed",
+            Outcome::SkippedUpstreamFailed => "skipped (upstream failed)",
+            Outcome::NotStarted => "not started",
+        }
+    }
+
+    /// Done or already done.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Done | Outcome::AlreadyDone)
+    }
+}
+
+/// One step in the report.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub id: StepId,
+    pub kind: &'static str,
+    pub node: String,
+    pub description: String,
+    pub outcome: Outcome,
+    /// When it started (None when it never ran).
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub elapsed: Option<Duration>,
+}
+
+/// What an apply did, step by step, in plan order.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    pub steps: Vec<StepReport>,
+    pub elapsed: Duration,
+}
+
+impl ApplyReport {
+    /// Every step done or already done.
+    pub fn succeeded(&self) -> bool {
+        self.steps.iter().all(|s| s.outcome.is_success())
+    }
+
+    /// How many steps ended with this outcome name (see [`Outcome::name`]).
+    pub fn count(&self, name: &str) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.outcome.name() == name)
+            .count()
+    }
+
+    /// Wall time from the start of step `from` to the end of step `to` (the writes-unavailable
+    /// window of a switchover: the stop of the old primary → the promotion done). None when
+    /// either did not run.
+    pub fn window(&self, from: StepId, to: StepId) -> Option<Duration> {
+        let a = self.steps.get(from as usize - 1)?.started_at?;
+        let b = self.steps.get(to as usize - 1)?.finished_at?;
+        b.duration_since(a).ok()
+    }
+
+    /// The failed steps.
+    pub fn failures(&self) -> impl Iterator<Item = &StepReport> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Failed(_)))
+    }
+}
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Steps running at once, at least 1.
+    pub parallelism: usize,
+    /// Append a JSON-lines journal here.
+    pub journal: Option<PathBuf>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            parallelism: 4,
+            journal: None,
+        }
+    }
+}
+
+/// Why an apply could not run at all (a step failing is not this: it is in the report).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ApplyError {
+    #[error("the plan is malformed: step {step} waits for step {after}, which {why}")]
+    #[diagnostic(code(pgtopo::apply::plan))]
+    BadPlan {
+        step: StepId,
+        after: StepId,
+        why: &'static str,
+    },
+    #[error("step ids must be 1, 2, 3 … in order; found {found} at position {position}")]
+    #[diagnostic(code(pgtopo::apply::plan))]
+    BadIds { position: usize, found: StepId },
+    #[error(transparent)]
+    #[diagnostic(code(pgtopo::apply::journal))]
+    Journal(#[from] journal::JournalError),
+}
+
+/// The message a worker sends back to the coordinator.
+struct Finished {
+    index: usize,
+    result: Result<Executed, StepError>,
+    started_at: SystemTime,
+    finished_at: SystemTime,
+    elapsed: Duration,
+}
+
+/// Check the plan's shape: ids are positions, every `after` names an earlier step.
+fn check_plan(plan: &Plan) -> Result<(), ApplyError> {
+    for (i, s) in plan.steps.iter().enumerate() {
+        if s.id as usize != i + 1 {
+            return Err(ApplyError::BadIds {
+                position: i + 1,
+                found: s.id,
+            });
+        }
+        for &a in &s.after {
+            if a == 0 || a as usize > plan.steps.len() {
+                return Err(ApplyError::BadPlan {
+                    step: s.id,
+                    after: a,
+                    why: "does not exist",
+                });
+            }
+            if a >= s.id {
+                return Err(ApplyError::BadPlan {
+                    step: s.id,
+                    after: a,
+                    why: "does not come before it",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Running,
+    Ended,
+}
+
+/// Walk the plan. Returns the report (a failed step is in the report, not an `Err`).
+pub async fn apply(
+    plan: &Plan,
+    executor: Arc<dyn StepExecutor>,
+    events: &dyn ApplyEvents,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    check_plan(plan)?;
+    let mut journal = match &opts.journal {
+        Some(p) => Some(Journal::open(p)?),
+        None => None,
+    };
+    let t0 = Instant::now();
+    let n = plan.steps.len();
+    let parallelism = opts.parallelism.max(1);
+    let mut state = vec![State::Waiting; n];
+    let mut outcome: Vec<Option<Outcome>> = vec![None; n];
+    let mut times: Vec<(Option<SystemTime>, Option<SystemTime>, Option<Duration>)> =
+        vec![(None, None, None); n];
+    let mut running = 0usize;
+    let mut failed = false;
+    let mut workers: tokio::task::JoinSet<Finished> = tokio::task::JoinSet::new();
+    // Which running task is which step, to report a panicking worker.
+    let mut task_index: BTreeMap<tokio::task::Id, usize> = BTreeMap::new();
+
+    loop {
+        // Start every ready step, in id order, while there is room and nothing failed.
+        if !failed {
+            for (i, step) in plan.steps.iter().enumerate() {
+                if running >= parallelism {
+                    break;
+                }
+                if state[i] != State::Waiting {
+                    continue;
+                }
+                let ready = step.after.iter().all(|&a| {
+                    outcome[a as usize - 1]
+                        .as_ref()
+                        .is_some_and(Outcome::is_success)
+                });
+                if !ready {
+                    continue;
+                }
+                state[i] = State::Running;
+                running += 1;
+                events.step_started(step);
+                let exec = executor.clone();
+                let step = step.clone();
+                let handle = workers.spawn(async move {
+                    let started_at = SystemTime::now();
+                    let t = Instant::now();
+                    let result = exec.execute(&step).await;
+                    Finished {
+                        index: i,
+                        result,
+                        started_at,
+                        finished_at: SystemTime::now(),
+                        elapsed: t.elapsed(),
+                    }
+                });
+                task_index.insert(handle.id(), i);
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        let Some(joined) = workers.join_next_with_id().await else {
+            break;
+        };
+        let fin = match joined {
+            Ok((id, fin)) => {
+                task_index.remove(&id);
+                fin
+            }
+            Err(e) => {
+                let index = task_index.remove(&e.id()).unwrap_or(usize::MAX);
+                Finished {
+                    index,
+                    result: Err(StepError::new(format!(
+                        "the step's task ended abnormally: {e}"
+                    ))),
+                    started_at: SystemTime::now(),
+                    finished_at: SystemTime::now(),
+                    elapsed: Duration::ZERO,
+                }
+            }
+        };
+        if fin.index == usize::MAX {
+            // Unreachable in practice: every task is registered.
+            running -= 1;
+            failed = true;
+            continue;
+        }
+        running -= 1;
+        let i = fin.index;
+        state[i] = State::Ended;
+        let o = match fin.result {
+            Ok(Executed::Done) => Outcome::Done,
+            Ok(Executed::AlreadyDone) => Outcome::AlreadyDone,
+            Err(e) => {
+                failed = true;
+                Outcome::Failed(e)
+            }
+        };
+        times[i] = (
+            Some(fin.started_at),
+            Some(fin.finished_at),
+            Some(fin.elapsed),
+        );
+        events.step_finished(&plan.steps[i], &o, fin.elapsed);
+        if let Some(j) = journal.as_mut() {
+            if let Err(e) = j.record(
+                &plan.steps[i],
+                &o,
+                Some(fin.started_at),
+                Some(fin.finished_at),
+            ) {
+                events.message(&format!("journal: {e}"));
+            }
+        }
+        outcome[i] = Some(o);
+    }
+
+    // Whatever did not run: skipped because of a failed dependency, or not started.
+    for i in 0..n {
+        if outcome[i].is_some() {
+            continue;
+        }
+        let step = &plan.steps[i];
+        let upstream_failed = step.after.iter().any(|&a| {
+            matches!(
+                outcome[a as usize - 1],
+                Some(Outcome::Failed(_)) | Some(Outcome::SkippedUpstreamFailed)
+            )
+        });
+        let o = if upstream_failed {
+            Outcome::SkippedUpstreamFailed
+        } else {
+            Outcome::NotStarted
+        };
+        events.step_finished(step, &o, Duration::ZERO);
+        if let Some(j) = journal.as_mut() {
+            if let Err(e) = j.record(step, &o, None, None) {
+                events.message(&format!("journal: {e}"));
+            }
+        }
+        outcome[i] = Some(o);
+    }
+
+    let steps = plan
+        .steps
+        .iter()
+        .zip(outcome)
+        .zip(times)
+        .map(|((s, o), (started_at, finished_at, elapsed))| StepReport {
+            id: s.id,
+            kind: s.action.kind(),
+            node: s.node.clone(),
+            description: s.description.clone(),
+            outcome: o.expect("every step has an outcome"),
+            started_at,
+            finished_at,
+            elapsed,
+        })
+        .collect();
+    Ok(ApplyReport {
+        steps,
+        elapsed: t0.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -195,6 +195,9 @@ pub struct ApplyArgs {
 pub struct DriftArgs {
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+    /// Compare with a recording instead of the live cluster.
+    #[arg(long)]
+    pub observed: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

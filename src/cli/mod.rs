@@ -4,6 +4,7 @@
 
 mod args;
 mod observe_cmd;
+mod plan_cmd;
 
 pub use args::*;
 
@@ -47,7 +48,11 @@ pub fn run() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let outcome = runtime.block_on(dispatch(cli));
+    let outcome = runtime.block_on(async {
+        let outcome = dispatch(cli).await;
+        crate::transport::ssh::close_all().await;
+        outcome
+    });
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
@@ -65,6 +70,10 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Status(a) => observe_cmd::status(g, a).await,
         Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
         Command::Sandbox(c) => observe_cmd::sandbox(g, c).await,
+        Command::Plan(a) => plan_cmd::plan(g, a).await,
+        Command::Show(a) => plan_cmd::show(g, a).await,
+        Command::Graph(a) => plan_cmd::graph(g, a).await,
+        Command::Drift(a) => plan_cmd::drift(g, a).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }

@@ -342,8 +342,16 @@ pub enum NodeState {
 #[serde(deny_unknown_fields)]
 pub struct SshSpec {
     pub host: String,
+    /// Remote login user (default: ssh's own default, from ~/.ssh/config or the local user).
     pub user: Option<String>,
     pub port: Option<u16>,
+    /// Private key to authenticate with (default: ssh's own choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file to check the host key against (default: ~/.ssh/known_hosts). Host-key
+    /// checking is always strict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<PathBuf>,
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,6 +1,375 @@
 //! Changes → a DAG of steps, assembled by named ordering transforms (one per rule of SPEC §4).
-//! Pure and synchronous: no IO, no printing.
+//! Pure and synchronous: no IO, no printing, no clock.
+//!
+//! The pipeline of [`build`]:
+//! 1. `--assume-down` marks nodes unreachable in (a copy of) the observed state;
+//! 2. [`analysis::analyse`] decides the promotion (switchover, finishing one, failover) and every
+//!    node's fate, and refuses what a safety rule forbids ([`PlanError`]);
+//! 3. the [`transforms::TRANSFORMS`] add steps to a petgraph DAG, each one rule;
+//! 4. the DAG becomes `Plan::steps` (ids = topological order, `after` = direct dependencies),
+//!    with the changes of [`crate::diff::diff`], the file diffs, the fingerprint and the risk
+//!    summary.
+//!
+//! Architecture invariant: the planner never reads a clock, a file or the network; the same
+//! (desired, observed, options) always gives the same plan, byte for byte.
 
+pub mod analysis;
+pub mod end_state;
+pub mod error;
+pub mod fingerprint;
+pub mod fixtures;
+pub mod graph;
 pub mod model;
+pub mod transforms;
 
+pub use end_state::expected_end_state;
+pub use error::PlanError;
+pub use fingerprint::fingerprint;
 pub use model::*;
+
+use crate::config::{Desired, DesiredRole};
+use crate::diff;
+use crate::observe::ObservedCluster;
+use crate::units::ByteSize;
+
+use analysis::{Fate, PromotionKind, Rejoin};
+
+/// What the operator allows and assumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Consent to promote while the current primary is down (`--allow-failover`).
+    pub allow_failover: bool,
+    /// Plan as if these nodes were unreachable (`--assume-down`).
+    pub assume_down: Vec<String>,
+}
+
+/// The observed state with the `--assume-down` nodes unreachable (their last known LSNs kept).
+pub fn assume_down(
+    d: &Desired,
+    o: &ObservedCluster,
+    names: &[String],
+) -> Result<ObservedCluster, PlanError> {
+    let mut o = o.clone();
+    for n in names {
+        if !d.nodes.contains_key(n) {
+            return Err(PlanError::UnknownNode { node: n.clone() });
+        }
+        let x = o.nodes.entry(n.clone()).or_default();
+        x.reachable = false;
+        x.host_reachable = false;
+        x.running = false;
+        x.streaming = false;
+        x.unreachable_reason = Some("assumed down (--assume-down)".into());
+        // The node's standbys no longer receive anything from it.
+        let name = n.clone();
+        for other in o.nodes.values_mut() {
+            if other.upstream.as_deref() == Some(&name) {
+                other.streaming = false;
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// Plan: the changes between `d` and `o`, and the steps that make them.
+pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let o: std::borrow::Cow<ObservedCluster> = if opts.assume_down.is_empty() {
+        std::borrow::Cow::Borrowed(o)
+    } else {
+        std::borrow::Cow::Owned(assume_down(d, o, &opts.assume_down)?)
+    };
+    let o = o.as_ref();
+    let a = analysis::analyse(d, o, opts)?;
+    let mut ctx = transforms::Ctx::new(&a.eff, o, &a);
+    for (name, t) in transforms::TRANSFORMS {
+        let before = ctx.dag.len();
+        t(&mut ctx);
+        tracing::trace!(
+            transform = name,
+            added = ctx.dag.len() - before,
+            "plan transform"
+        );
+    }
+    let restarts: Vec<String> = ctx.restarts.iter().cloned().collect();
+    let window = window(&ctx);
+    let mut notes = a.notes.clone();
+    notes.append(&mut ctx.notes);
+    let changes = changes(&a, o);
+    let file_diffs = file_diffs(&a.eff, o, &a);
+    let steps = ctx.dag.finish();
+    let summary = summary(&a, o, &changes, &steps, restarts, window, notes);
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
+        cluster: d.cluster.clone(),
+        topology_sha256: d.sha256.clone(),
+        fingerprint: fingerprint(d, o),
+        changes,
+        steps,
+        file_diffs,
+        summary,
+    })
+}
+
+fn window(c: &transforms::Ctx) -> Option<WriteWindow> {
+    let id = |i: graph::Idx| i.index() as StepId + 1;
+    if let (Some(a), Some(b)) = (c.writes_down, c.writes_up) {
+        let est = match c.a.promotion.as_ref().map(|p| &p.kind) {
+            Some(PromotionKind::Switchover) => 2_000,
+            Some(PromotionKind::FinishSwitchover { .. }) => 1_000,
+            _ => 3_000,
+        };
+        return Some(WriteWindow {
+            from_step: id(a),
+            to_step: id(b),
+            estimated_ms: est,
+        });
+    }
+    c.primary_restart.map(|r| WriteWindow {
+        from_step: id(r),
+        to_step: id(r),
+        estimated_ms: 3_000,
+    })
+}
+
+/// The diff, with reasons that say what the plan does about each node.
+fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
+    let mut changes = diff::diff(&a.eff, o);
+    for c in &mut changes {
+        let Some(name) = c.address.strip_prefix("node.") else {
+            continue;
+        };
+        let up = match a.eff.nodes.get(name).map(|n| &n.role) {
+            Some(DesiredRole::Standby { upstream }) => upstream.clone(),
+            _ => String::new(),
+        };
+        match a.fates.get(name) {
+            Some(Fate::Promote) => {
+                if let Some(p) = &a.promotion {
+                    let old = p.old.clone().unwrap_or_else(|| "no primary".into());
+                    c.reason = match &p.kind {
+                        PromotionKind::Switchover => {
+                            format!("will be promoted (planned switchover from {old})")
+                        }
+                        PromotionKind::FinishSwitchover { checkpoint } => format!(
+                            "will be promoted (finishing the switchover from {old}, shut down cleanly at {checkpoint})"
+                        ),
+                        PromotionKind::Failover { exposure, .. } => format!(
+                            "will be promoted (failover from {old}, which is down; {})",
+                            match exposure {
+                                Some(0) => "it has received all WAL known to be written".to_string(),
+                                Some(b) => format!("up to {} of WAL may be lost", ByteSize::human(*b)),
+                                None => "an unknown amount of WAL may be lost".to_string(),
+                            }
+                        ),
+                    };
+                }
+            }
+            Some(Fate::Rejoin(r)) => {
+                c.reason = match r {
+                    Rejoin::Follow { .. } => format!("will follow {up}"),
+                    Rejoin::Rewind { reason } => {
+                        format!("will follow {up} after pg_rewind: {reason}")
+                    }
+                    Rejoin::Clone { reason } => {
+                        format!("will follow {up} after a fresh clone: {reason}")
+                    }
+                };
+            }
+            Some(Fate::New {
+                move_aside: true,
+                reason,
+            }) => c.reason = format!("will be cloned again from {up}: {reason}"),
+            Some(Fate::Deferred { why }) => {
+                c.reason = format!("is unreachable ({why}): nothing can be done on it now")
+            }
+            _ => {}
+        }
+    }
+    changes
+}
+
+fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<FileDiff> {
+    let mut out = Vec::new();
+    let block = diff::hba::managed_block(d);
+    for n in d.present() {
+        let obs = diff::observed(o, &n.name);
+        let fate = a.fates.get(&n.name);
+        if matches!(fate, Some(Fate::Deferred { .. })) || !diff::actionable(&obs) {
+            continue;
+        }
+        if !diff::needs_data(&obs) && (obs.hba.is_some() || obs.reachable) {
+            let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
+            if !diff::hba::block_matches(seen.as_deref(), &block) {
+                let wrap = |ls: &[String]| {
+                    let mut s = String::from("# BEGIN pgtopo managed\n");
+                    for l in ls {
+                        s.push_str(l);
+                        s.push('\n');
+                    }
+                    s.push_str("# END pgtopo managed\n");
+                    s
+                };
+                out.push(FileDiff {
+                    node: n.name.clone(),
+                    path: obs
+                        .hba
+                        .as_ref()
+                        .map(|h| h.path.clone())
+                        .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
+                    before: seen.as_deref().map(wrap).unwrap_or_default(),
+                    after: wrap(&block),
+                });
+            }
+        }
+        if obs.reachable {
+            let mut diffs = diff::setting_diffs(d, o, &n.name);
+            let p = d.primary();
+            if p.name == n.name {
+                let want = d.synchronous_standby_names();
+                let have = obs
+                    .settings
+                    .get("synchronous_standby_names")
+                    .map(|s| s.value.clone());
+                if have.as_deref().unwrap_or("").trim() != want.trim() {
+                    diffs.push(diff::SettingDiff {
+                        name: "synchronous_standby_names".into(),
+                        before: have,
+                        after: want,
+                        restart: false,
+                        why: String::new(),
+                    });
+                }
+            }
+            if !diffs.is_empty() {
+                let line = |k: &str, v: &str| format!("{k} = '{}'\n", v.replace('\'', "''"));
+                let before: String = diffs
+                    .iter()
+                    .filter_map(|s| s.before.as_deref().map(|b| line(&s.name, b)))
+                    .collect();
+                let after: String = diffs.iter().map(|s| line(&s.name, &s.after)).collect();
+                out.push(FileDiff {
+                    node: n.name.clone(),
+                    path: format!("{}/postgresql.auto.conf", n.data_dir.display()),
+                    before,
+                    after,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn summary(
+    a: &analysis::Analysis,
+    o: &ObservedCluster,
+    changes: &[Change],
+    steps: &[Step],
+    restarts: Vec<String>,
+    write_unavailable: Option<WriteWindow>,
+    mut notes: Vec<String>,
+) -> Summary {
+    let count = |k: ChangeAction| changes.iter().filter(|c| c.action == k).count() as u32;
+    let data_loss = match &a.promotion {
+        Some(p) => {
+            let old = p.old.clone().unwrap_or_else(|| "the old primary".into());
+            match &p.kind {
+                PromotionKind::Switchover => DataLoss::None {
+                    reason: format!(
+                        "{} must replay {old}'s shutdown checkpoint before it is promoted",
+                        p.candidate
+                    ),
+                },
+                PromotionKind::FinishSwitchover { checkpoint } => DataLoss::None {
+                    reason: format!(
+                        "{old} was shut down cleanly at {checkpoint} and {} has replayed it",
+                        p.candidate
+                    ),
+                },
+                PromotionKind::Failover {
+                    exposure,
+                    last_known,
+                    ..
+                } => {
+                    let got = diff::received(&diff::observed(o, &p.candidate)).unwrap_or_default();
+                    let reason = match (exposure, last_known) {
+                        (Some(b), Some(l)) => format!(
+                            "{} received up to {got}; {old} was last seen at {l} ({} behind)",
+                            p.candidate,
+                            ByteSize::human(*b)
+                        ),
+                        _ => format!(
+                            "{old}'s last WAL location is unknown; {} received up to {got}",
+                            p.candidate
+                        ),
+                    };
+                    DataLoss::Possible {
+                        bytes: *exposure,
+                        reason,
+                    }
+                }
+            }
+        }
+        None => {
+            // A second primary that rejoins loses what it accepted on its own timeline.
+            let rogue: Vec<&String> = a
+                .fates
+                .iter()
+                .filter(|(n, f)| {
+                    matches!(
+                        f,
+                        Fate::Rejoin(Rejoin::Rewind { .. } | Rejoin::Clone { .. })
+                    ) && diff::observed(o, n).running
+                        && diff::observed(o, n).role == Some(crate::observe::Role::Primary)
+                })
+                .map(|(n, _)| n)
+                .collect();
+            if rogue.is_empty() {
+                DataLoss::None {
+                    reason: "no promotion".into(),
+                }
+            } else {
+                let names = rogue
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                DataLoss::Possible {
+                    bytes: None,
+                    reason: format!(
+                        "{names} runs as a second primary: writes it accepted after the fork are discarded when it rejoins"
+                    ),
+                }
+            }
+        }
+    };
+    for (n, f) in &a.fates {
+        if let Fate::Rejoin(Rejoin::Rewind { .. }) = f {
+            notes.push(format!(
+                "pg_rewind discards {n}'s WAL past the fork point: those writes never reached the new primary"
+            ));
+        }
+        if let Fate::Rejoin(Rejoin::Clone { .. })
+        | Fate::New {
+            move_aside: true, ..
+        } = f
+        {
+            notes.push(format!(
+                "{n}'s old data directory is moved aside to <data_dir>.pgtopo-old-<UTC timestamp>, not deleted"
+            ));
+        }
+    }
+    Summary {
+        add: count(ChangeAction::Add),
+        change: count(ChangeAction::Change),
+        remove: count(ChangeAction::Remove),
+        steps: steps.len() as u32,
+        restarts,
+        write_unavailable,
+        data_loss,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,9 @@
 //! tree, progress of an apply, and plain messages. Renderers read finished values and compute
 //! nothing that changes what is done.
 
+pub mod drift;
+pub mod plan;
+pub mod progress;
 pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,9 +5,11 @@
 
 mod fake;
 mod local;
+pub mod ssh;
 
 pub use fake::FakeTransport;
 pub use local::LocalTransport;
+pub use ssh::SshTransport;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -146,6 +148,53 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 
     /// Create a directory (and parents) owned by os_user with `mode`.
     async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), TransportError>;
+
+    /// Create `path` holding `contents` only if nothing exists there, atomically: `Ok(true)`
+    /// when this call created it, `Ok(false)` when it already existed (used for the apply lock).
+    ///
+    /// The default writes a temporary file beside it and hard-links it into place with
+    /// `ln -T` (link(2) never replaces an existing name), so every transport gets a race-free
+    /// version from `write_file_atomic` and `run`; a transport may override it (O_EXCL).
+    async fn create_new(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<bool, TransportError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp-{}-{nanos}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        self.write_file_atomic(&tmp, contents, mode).await?;
+        let out = self
+            .run(
+                &CommandSpec::new("ln")
+                    .arg("-T")
+                    .arg("--")
+                    .arg(tmp.as_os_str())
+                    .arg(path.as_os_str())
+                    .timeout(Duration::from_secs(30)),
+            )
+            .await;
+        let removed = self.remove_file(&tmp).await;
+        let out = out?;
+        removed?;
+        if out.success() {
+            return Ok(true);
+        }
+        if self.read_file(path).await?.is_some() {
+            return Ok(false);
+        }
+        Err(TransportError::Io {
+            host: self.describe(),
+            op: "create",
+            path: path.display().to_string(),
+            message: out.stderr.trim().to_string(),
+        })
+    }
 }
 
 /// A shared transport.
@@ -153,6 +202,8 @@ pub type DynTransport = Arc<dyn Transport>;
 
 /// The transport for a node: SSH when the node has `ssh`, else this machine.
 pub fn for_node(node: &crate::config::DesiredNode) -> DynTransport {
-    // The SSH transport is added with the SSH issue work; until then every node is local.
-    Arc::new(LocalTransport::new(node.os_user.clone()))
+    match &node.ssh {
+        Some(spec) => Arc::new(SshTransport::new(spec.clone(), node.os_user.clone())),
+        None => Arc::new(LocalTransport::new(node.os_user.clone())),
+    }
 }

@@ -1,0 +1,137 @@
+//! `plan`, `show`, `graph` and `drift`: load the topology, observe (or read a recording), plan
+//! or compare, render. The wiring only; the rules live in `diff` and `plan`, the layout in
+//! `render`.
+
+use std::path::Path;
+
+use miette::{IntoDiagnostic, WrapErr};
+
+use super::{exit, CmdResult, DriftArgs, GlobalArgs, GraphArgs, PlanArgs, PlanFormat, ShowArgs};
+use crate::config::Desired;
+use crate::observe::{ObserveOptions, ObservedCluster};
+use crate::plan::{Plan, PlanOptions};
+use crate::render;
+
+/// Read an observed-state recording (`pgtopo observe --out`).
+pub fn read_observed(path: &Path) -> miette::Result<ObservedCluster> {
+    let text = std::fs::read_to_string(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the recording {}", path.display()))?;
+    serde_json::from_str(&text)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("{} is not an observed-state recording", path.display()))
+}
+
+/// Read a saved plan (`pgtopo plan --out`).
+pub fn read_plan(path: &Path) -> miette::Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the plan {}", path.display()))?;
+    serde_json::from_str(&text)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("{} is not a pgtopo plan file", path.display()))
+}
+
+async fn observed_state(
+    d: &Desired,
+    recording: Option<&Path>,
+    assume_down: &[String],
+) -> miette::Result<ObservedCluster> {
+    match recording {
+        Some(p) => read_observed(p),
+        None => {
+            let opts = ObserveOptions {
+                assume_down: assume_down.to_vec(),
+                ..Default::default()
+            };
+            Ok(crate::observe::observe(d, &opts).await)
+        }
+    }
+}
+
+/// Render a plan in the chosen format.
+pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
+    match format {
+        PlanFormat::Text => render::plan::text(plan, render::color()),
+        PlanFormat::Json => render::plan::json(plan),
+        PlanFormat::Markdown => render::plan::markdown(plan),
+    }
+}
+
+fn has_changes(plan: &Plan) -> bool {
+    !plan.changes.is_empty() || !plan.steps.is_empty()
+}
+
+async fn make_plan(
+    g: &GlobalArgs,
+    observed: Option<&Path>,
+    opts: &PlanOptions,
+) -> miette::Result<Plan> {
+    let d = crate::config::load(&g.file)?;
+    let o = observed_state(&d, observed, &opts.assume_down).await?;
+    crate::plan::build(&d, &o, opts).map_err(miette::Report::new)
+}
+
+/// `pgtopo plan`.
+pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
+    let opts = PlanOptions {
+        allow_failover: a.allow_failover,
+        assume_down: a.assume_down.clone(),
+    };
+    let plan = make_plan(g, a.observed.as_deref(), &opts).await?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, render::plan::json(&plan))
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot write the plan to {}", out.display()))?;
+    }
+    print!("{}", render_plan(&plan, a.format));
+    if let Some(out) = &a.out {
+        if a.format != PlanFormat::Json {
+            render::say(&format!(
+                "\nSaved the plan to {}. Apply exactly this plan with `pgtopo apply {}`.",
+                out.display(),
+                out.display()
+            ));
+        }
+    }
+    Ok(if a.detailed_exitcode && has_changes(&plan) {
+        exit::CHANGES
+    } else {
+        exit::OK
+    })
+}
+
+/// `pgtopo show PLAN`.
+pub async fn show(_g: &GlobalArgs, a: ShowArgs) -> CmdResult {
+    let plan = read_plan(&a.plan)?;
+    print!("{}", render_plan(&plan, a.format));
+    Ok(exit::OK)
+}
+
+/// `pgtopo graph [PLAN]`.
+pub async fn graph(g: &GlobalArgs, a: GraphArgs) -> CmdResult {
+    let plan = match &a.plan {
+        Some(p) => read_plan(p)?,
+        None => make_plan(g, a.observed.as_deref(), &PlanOptions::default()).await?,
+    };
+    print!("{}", render::plan::dot(&plan));
+    Ok(exit::OK)
+}
+
+/// `pgtopo drift`: exit 0 when nothing drifted, 2 when something did.
+pub async fn drift(g: &GlobalArgs, a: DriftArgs) -> CmdResult {
+    let d = crate::config::load(&g.file)?;
+    let o = observed_state(&d, a.observed.as_deref(), &[]).await?;
+    let r = crate::diff::drift::drift(&d, &o);
+    let text = match a.format {
+        PlanFormat::Text => render::drift::text(&r, render::color()),
+        PlanFormat::Json => render::drift::json(&r),
+        PlanFormat::Markdown => render::drift::markdown(&r),
+    };
+    print!("{text}");
+    if r.is_empty() {
+        Ok(exit::OK)
+    } else {
+        Ok(exit::CHANGES)
+    }
+}

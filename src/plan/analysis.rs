@@ -1,0 +1,582 @@
+//! What the cluster needs, node by node, before any step is drawn: who is primary now, whether
+//! the plan promotes someone and why (planned switchover, finishing one, failover), and the fate
+//! of every other node (keep, start, re-point, clone, rejoin by follow / rewind / clone, retire,
+//! wait because unreachable). All safety refusals of SPEC §4 are decided here, so the transforms
+//! only draw steps.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Desired, DesiredRole};
+use crate::diff::{
+    actionable, needs_data, observed, observed_role, observed_upstream, received, wal_end,
+};
+use crate::observe::{ObservedCluster, ObservedNode, Role};
+use crate::units::{ByteSize, Lsn};
+
+use super::error::PlanError;
+use super::PlanOptions;
+
+/// Why the plan promotes a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromotionKind {
+    /// The old primary is healthy: stop it, wait for its shutdown checkpoint, promote.
+    Switchover,
+    /// The old primary was shut down cleanly and the candidate has replayed that checkpoint.
+    FinishSwitchover { checkpoint: Lsn },
+    /// The old primary is down and not proven clean: consent given.
+    Failover {
+        /// Bytes the candidate lacks behind the old primary's last known location.
+        exposure: Option<u64>,
+        /// The old primary's host answers: fence it before promoting.
+        fence: bool,
+        last_known: Option<Lsn>,
+    },
+}
+
+/// The promotion of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    pub candidate: String,
+    /// The primary being replaced (None when nothing claims to be primary).
+    pub old: Option<String>,
+    pub kind: PromotionKind,
+}
+
+/// How a node whose history diverged (or was primary) joins its new upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejoin {
+    Follow { reason: String },
+    Rewind { reason: String },
+    Clone { reason: String },
+}
+
+/// What happens to one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Nothing about its replication changes.
+    Keep,
+    /// The declared primary, stopped: start it.
+    StartPrimary,
+    /// The node promoted by this plan.
+    Promote,
+    /// A stopped standby already configured for its upstream.
+    Start,
+    /// A standby configured for another upstream (or slot).
+    Repoint { from: Option<String> },
+    /// No data directory (or another cluster's): clone.
+    New { move_aside: bool, reason: String },
+    /// Was primary, or has a history its upstream does not share.
+    Rejoin(Rejoin),
+    /// Unreachable: nothing can be done now.
+    Deferred { why: String },
+    /// `state: absent`.
+    Retire,
+}
+
+/// The outcome of the analysis.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The topology as the plan realises it (the declared one, unless the declared primary is
+    /// unreachable and another node takes its place).
+    pub eff: Desired,
+    pub promotion: Option<Promotion>,
+    pub fates: BTreeMap<String, Fate>,
+    pub notes: Vec<String>,
+}
+
+/// Make `name` the primary of `d`: the old declared primary and its direct standbys follow it.
+pub fn reroot(d: &Desired, name: &str) -> Desired {
+    let mut e = d.clone();
+    let old = d.primary().name.clone();
+    if old == name {
+        return e;
+    }
+    for n in e.nodes.values_mut() {
+        if n.name == name {
+            n.role = DesiredRole::Primary;
+        } else if n.name == old
+            || matches!(&n.role, DesiredRole::Standby { upstream } if *upstream == old)
+        {
+            n.role = DesiredRole::Standby {
+                upstream: name.into(),
+            };
+        }
+    }
+    e
+}
+
+fn running_primaries(o: &ObservedCluster) -> Vec<String> {
+    o.nodes
+        .iter()
+        .filter(|(_, n)| n.running && n.role == Some(Role::Primary))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The most advanced reachable, running standby by received WAL (name order on ties).
+pub fn most_advanced_standby(
+    d: &Desired,
+    o: &ObservedCluster,
+    except: &[&str],
+) -> Option<(String, Lsn)> {
+    let mut best: Option<(String, Lsn)> = None;
+    for (k, n) in &o.nodes {
+        if except.contains(&k.as_str()) || !(n.reachable && n.running) {
+            continue;
+        }
+        if d.nodes
+            .get(k)
+            .map_or(true, |x| x.role == DesiredRole::Absent)
+        {
+            continue;
+        }
+        if n.role != Some(Role::Standby) {
+            continue;
+        }
+        let l = received(n).unwrap_or_default();
+        if best.as_ref().map_or(true, |(_, b)| l > *b) {
+            best = Some((k.clone(), l));
+        }
+    }
+    best
+}
+
+fn why_down(o: &ObservedNode) -> String {
+    o.unreachable_reason
+        .clone()
+        .unwrap_or_else(|| "no answer".into())
+}
+
+fn can_rewind(o: &ObservedNode) -> bool {
+    let on = |k: &str| {
+        o.settings
+            .get(k)
+            .is_some_and(|s| crate::diff::values::setting_matches("on", s))
+    };
+    on("wal_log_hints")
+        || on("data_checksums")
+        || o.control
+            .as_ref()
+            .is_some_and(|c| c.wal_log_hints || c.data_checksums)
+}
+
+fn diverged(x: &str, xo: &ObservedNode, reason: String) -> Rejoin {
+    if can_rewind(xo) {
+        Rejoin::Rewind { reason }
+    } else {
+        Rejoin::Clone {
+            reason: format!(
+                "{reason}; pg_rewind needs wal_log_hints=on or data checksums, which {x} has not"
+            ),
+        }
+    }
+}
+
+/// How `x` joins `up` (which is, or will be, on the primary's newest timeline).
+pub fn decide_rejoin(
+    x: &str,
+    up: &str,
+    o: &ObservedCluster,
+    promotion: Option<&Promotion>,
+) -> Rejoin {
+    let xo = observed(o, x);
+    let end = wal_end(&xo);
+    let tl = xo
+        .timeline
+        .or(xo.control.as_ref().map(|c| c.checkpoint_timeline));
+    if let Some(p) = promotion {
+        if p.old.as_deref() == Some(x) {
+            match &p.kind {
+                PromotionKind::Switchover => {
+                    return Rejoin::Follow {
+                        reason: format!(
+                            "{x} is shut down cleanly and {} replays its shutdown checkpoint before it is promoted",
+                            p.candidate
+                        ),
+                    }
+                }
+                PromotionKind::FinishSwitchover { checkpoint } => {
+                    return Rejoin::Follow {
+                        reason: format!(
+                            "{x} was shut down cleanly at {checkpoint}, which {} has replayed",
+                            p.candidate
+                        ),
+                    }
+                }
+                PromotionKind::Failover { .. } => {}
+            }
+        }
+        // Forks at what the candidate has received when it is promoted.
+        let co = observed(o, &p.candidate);
+        let fork = received(&co).unwrap_or_default();
+        let new_tl = co.timeline.map(|t| t + 1).unwrap_or(0);
+        return match end {
+            Some(e) if e <= fork => Rejoin::Follow {
+                reason: format!(
+                    "{x} has no WAL past the fork point {fork} of timeline {new_tl}"
+                ),
+            },
+            Some(e) => diverged(
+                x,
+                &xo,
+                format!(
+                    "{x} has WAL past the fork point {fork} of timeline {new_tl} (up to {e}, {} more)",
+                    ByteSize::human(e.bytes_after(fork))
+                ),
+            ),
+            None => diverged(
+                x,
+                &xo,
+                format!("{x}'s end of WAL is unknown, so it may have WAL past the fork point {fork} of timeline {new_tl}"),
+            ),
+        };
+    }
+    let uo = observed(o, up);
+    let (Some(tl), Some(utl)) = (tl, uo.timeline) else {
+        return Rejoin::Follow {
+            reason: format!("{x} and {up} share a timeline"),
+        };
+    };
+    if tl == utl {
+        return Rejoin::Follow {
+            reason: format!("{x} is on {up}'s timeline {utl}"),
+        };
+    }
+    let hist = &uo.timeline_history;
+    let Some(pos) = hist.iter().position(|f| f.timeline == tl) else {
+        return diverged(
+            x,
+            &xo,
+            format!("{x} is on timeline {tl}, which is not in {up}'s history (timeline {utl})"),
+        );
+    };
+    let fork = hist[pos].fork_lsn;
+    let next_tl = hist.get(pos + 1).map(|f| f.timeline).unwrap_or(utl);
+    match end {
+        Some(e) if e <= fork => Rejoin::Follow {
+            reason: format!(
+                "{x} stopped at {e}, before the fork point {fork} of timeline {next_tl}: it can follow"
+            ),
+        },
+        Some(_) => diverged(
+            x,
+            &xo,
+            format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
+        ),
+        None => diverged(
+            x,
+            &xo,
+            format!("{x}'s end of WAL is unknown, so it may have WAL past the fork point {fork} of timeline {next_tl}"),
+        ),
+    }
+}
+
+/// Decide the promotion and every node's fate, or refuse.
+pub fn analyse(
+    d: &Desired,
+    o: &ObservedCluster,
+    opts: &PlanOptions,
+) -> Result<Analysis, PlanError> {
+    let mut notes = Vec::new();
+    let declared = d.primary().name.clone();
+    let running = running_primaries(o);
+    let reachable_running: Vec<&String> = running
+        .iter()
+        .filter(|n| o.nodes.get(*n).is_some_and(|x| x.reachable))
+        .collect();
+    if reachable_running.len() > 1 && !reachable_running.contains(&&declared) {
+        return Err(PlanError::TwoPrimaries {
+            nodes: reachable_running
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let consent = opts.allow_failover || d.failover.allow;
+
+    // The declared primary is unreachable: another node takes its place.
+    let mut eff = d.clone();
+    let dobs = observed(o, &declared);
+    if !actionable(&dobs) {
+        if let Some(c) = reachable_running.iter().find(|n| {
+            ***n != declared
+                && d.nodes
+                    .get(n.as_str())
+                    .is_some_and(|x| x.role != DesiredRole::Absent)
+        }) {
+            notes.push(format!(
+                "topology.yaml declares {declared} primary, but {declared} is unreachable and {c} is primary: update topology.yaml"
+            ));
+            eff = reroot(d, c);
+        } else {
+            let Some((c, _)) = most_advanced_standby(d, o, &[&declared]) else {
+                return Err(PlanError::NoCandidate { primary: declared });
+            };
+            notes.push(format!(
+                "{declared} (the declared primary) is unreachable ({}); {c} is the most advanced reachable standby and takes its place: declare it in topology.yaml",
+                why_down(&dobs)
+            ));
+            eff = reroot(d, &c);
+        }
+    }
+    let p = eff.primary().name.clone();
+    let pobs = observed(o, &p);
+    let old = crate::diff::current_primary(&eff, o);
+
+    let mut promotion = None;
+    let mut fates = BTreeMap::new();
+    match old.as_deref() {
+        Some(op) if op == p => {
+            if !pobs.running {
+                if !actionable(&pobs) {
+                    return Err(PlanError::Unreachable {
+                        node: p.clone(),
+                        why: why_down(&pobs),
+                        needed_for: "start it as the primary".into(),
+                    });
+                }
+                fates.insert(p.clone(), Fate::StartPrimary);
+            } else {
+                fates.insert(p.clone(), Fate::Keep);
+            }
+        }
+        None if needs_data(&pobs) => return Err(PlanError::PrimaryHasNoData { node: p }),
+        other => {
+            let op = other.map(str::to_string);
+            if !(pobs.reachable && pobs.running) {
+                return Err(PlanError::CandidateNotReady {
+                    candidate: p.clone(),
+                    why: format!("it is not running ({})", why_down(&pobs)),
+                });
+            }
+            if observed_role(&pobs) != Some(Role::Standby) {
+                return Err(PlanError::CandidateNotReady {
+                    candidate: p.clone(),
+                    why: "it is not a standby".into(),
+                });
+            }
+            let cand_at = received(&pobs).unwrap_or_default();
+            let oobs = op.as_deref().map(|n| observed(o, n).into_owned());
+            let kind = match &oobs {
+                Some(oo) if oo.running && oo.reachable => {
+                    let at = pobs.replay_lsn.or(pobs.lsn).unwrap_or_default();
+                    let lag = wal_end(oo).unwrap_or_default().bytes_after(at);
+                    if lag > d.switchover.max_lag.0 {
+                        return Err(PlanError::SwitchoverLagTooLarge {
+                            candidate: p.clone(),
+                            primary: op.clone().unwrap_or_default(),
+                            bytes: lag,
+                            max_lag: d.switchover.max_lag.0,
+                        });
+                    }
+                    PromotionKind::Switchover
+                }
+                Some(oo)
+                    if oo.control.as_ref().is_some_and(|c| {
+                        c.cluster_state == "shut down" && cand_at >= c.latest_checkpoint
+                    }) =>
+                {
+                    PromotionKind::FinishSwitchover {
+                        checkpoint: oo
+                            .control
+                            .as_ref()
+                            .map(|c| c.latest_checkpoint)
+                            .unwrap_or_default(),
+                    }
+                }
+                _ => {
+                    if let Some(other) = reachable_running
+                        .iter()
+                        .find(|n| ***n != p && Some(n.as_str()) != op.as_deref())
+                    {
+                        return Err(PlanError::AnotherPrimary {
+                            other: (*other).clone(),
+                            candidate: p.clone(),
+                        });
+                    }
+                    let except: Vec<&str> = op.iter().map(|s| s.as_str()).collect();
+                    if let Some((best, at)) = most_advanced_standby(d, o, &except) {
+                        let behind = at.bytes_after(cand_at);
+                        if behind > d.failover.max_lag.0 {
+                            return Err(PlanError::CandidateTooFarBehind {
+                                candidate: p.clone(),
+                                best,
+                                bytes: behind,
+                                max_lag: d.failover.max_lag.0,
+                            });
+                        }
+                        if behind > 0 {
+                            notes.push(format!(
+                                "{p} is {behind} bytes behind {best}, the most advanced reachable standby (within failover.max_lag {})",
+                                d.failover.max_lag
+                            ));
+                        }
+                    }
+                    let last_known = oobs.as_ref().and_then(wal_end);
+                    let exposure = last_known.map(|l| l.bytes_after(cand_at));
+                    if !consent {
+                        return Err(PlanError::FailoverNotAllowed {
+                            primary: op.clone().unwrap_or_else(|| "the old primary".into()),
+                            candidate: p.clone(),
+                            exposure: match exposure {
+                                Some(0) => format!(
+                                    " ({p} has received all WAL {} was last seen to write, but later writes may be lost)",
+                                    op.as_deref().unwrap_or("the old primary")
+                                ),
+                                Some(b) => format!(", up to {b} bytes of WAL may be lost"),
+                                None => ", an unknown amount of WAL may be lost".into(),
+                            },
+                        });
+                    }
+                    PromotionKind::Failover {
+                        exposure,
+                        fence: oobs
+                            .as_ref()
+                            .is_some_and(|oo| oo.host_reachable || (oo.running && oo.reachable)),
+                        last_known,
+                    }
+                }
+            };
+            fates.insert(p.clone(), Fate::Promote);
+            promotion = Some(Promotion {
+                candidate: p.clone(),
+                old: op,
+                kind,
+            });
+        }
+    }
+
+    let primary_sysid = pobs.system_identifier.clone();
+    for n in eff.nodes.values() {
+        if n.name == p {
+            continue;
+        }
+        let xo = observed(o, &n.name);
+        let fate = match &n.role {
+            DesiredRole::Absent => Fate::Retire,
+            DesiredRole::Primary => unreachable!("one primary"),
+            DesiredRole::Standby { upstream } => {
+                if !actionable(&xo) {
+                    Fate::Deferred { why: why_down(&xo) }
+                } else if needs_data(&xo) {
+                    Fate::New {
+                        move_aside: false,
+                        reason: format!("new standby of {upstream}"),
+                    }
+                } else if let (Some(a), Some(b)) = (&xo.system_identifier, &primary_sysid) {
+                    if a != b {
+                        Fate::New {
+                            move_aside: true,
+                            reason: format!(
+                                "{} belongs to another cluster (system identifier {a}, {p} has {b})",
+                                n.name
+                            ),
+                        }
+                    } else {
+                        standby_fate(
+                            &eff,
+                            o,
+                            &n.name,
+                            upstream,
+                            promotion.as_ref(),
+                            old.as_deref(),
+                        )
+                    }
+                } else {
+                    standby_fate(
+                        &eff,
+                        o,
+                        &n.name,
+                        upstream,
+                        promotion.as_ref(),
+                        old.as_deref(),
+                    )
+                }
+            }
+        };
+        fates.insert(n.name.clone(), fate);
+    }
+    for n in eff.present() {
+        let DesiredRole::Standby { upstream } = &n.role else {
+            continue;
+        };
+        let verb = match fates.get(&n.name) {
+            Some(Fate::New { .. }) | Some(Fate::Rejoin(Rejoin::Clone { .. })) => "clone",
+            Some(Fate::Rejoin(_)) => "rejoin",
+            Some(Fate::Repoint { .. }) => "re-point",
+            Some(Fate::Start) => "start",
+            _ => continue,
+        };
+        if let Some(Fate::Deferred { why }) = fates.get(upstream) {
+            return Err(PlanError::Unreachable {
+                node: upstream.clone(),
+                why: why.clone(),
+                needed_for: format!("{verb} {} as its standby", n.name),
+            });
+        }
+    }
+    if let Some(pr) = &promotion {
+        if let Some(op) = &pr.old {
+            if matches!(fates.get(op), Some(Fate::Deferred { .. })) {
+                notes.push(format!(
+                    "{op} is unreachable: it is left alone; plan again when it is back to rejoin it"
+                ));
+            }
+            if let PromotionKind::Failover { fence: false, .. } = pr.kind {
+                notes.push(format!(
+                    "{op}'s host is unreachable, so it cannot be fenced: make sure it stays down"
+                ));
+            }
+        }
+    }
+    Ok(Analysis {
+        eff,
+        promotion,
+        fates,
+        notes,
+    })
+}
+
+fn standby_fate(
+    eff: &Desired,
+    o: &ObservedCluster,
+    x: &str,
+    up: &str,
+    promotion: Option<&Promotion>,
+    old: Option<&str>,
+) -> Fate {
+    let xo = observed(o, x);
+    let was_primary = observed_role(&xo) == Some(Role::Primary);
+    if was_primary || promotion.is_some_and(|p| p.old.as_deref() == Some(x)) || old == Some(x) {
+        return Fate::Rejoin(decide_rejoin(x, up, o, promotion));
+    }
+    // A standby of the old timeline whose WAL goes past the new fork point.
+    let on_new_branch = match promotion {
+        Some(p) if matches!(p.kind, PromotionKind::Failover { .. }) => {
+            match decide_rejoin(x, up, o, promotion) {
+                r @ (Rejoin::Rewind { .. } | Rejoin::Clone { .. }) => Some(r),
+                Rejoin::Follow { .. } => None,
+            }
+        }
+        Some(_) => None,
+        None => match decide_rejoin(x, up, o, None) {
+            r @ (Rejoin::Rewind { .. } | Rejoin::Clone { .. }) => Some(r),
+            Rejoin::Follow { .. } => None,
+        },
+    };
+    if let Some(r) = on_new_branch {
+        return Fate::Rejoin(r);
+    }
+    let cfg = observed_upstream(eff, &xo);
+    let slot_ok = !eff.replication.slots || xo.primary_slot_name.as_deref() == Some(x);
+    if cfg.as_deref() == Some(up) && slot_ok {
+        if xo.running {
+            Fate::Keep
+        } else {
+            Fate::Start
+        }
+    } else {
+        Fate::Repoint { from: cfg }
+    }
+}

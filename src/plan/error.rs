@@ -1,0 +1,100 @@
+//! Why the planner refuses to plan: each refusal is a diagnostic that says what it saw and what
+//! the operator can do. Never a secret in a message.
+
+use miette::Diagnostic;
+
+/// A safety rule refused the plan, or the plan needs something it cannot reach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Diagnostic)]
+pub enum PlanError {
+    #[error("{primary} (the primary) is down and cannot be proven shut down cleanly: promoting {candidate} is a failover{exposure}")]
+    #[diagnostic(
+        code(pgtopo::plan::failover_not_allowed),
+        help("a failover may lose the writes {primary} acknowledged last; to consent, pass --allow-failover or set failover.allow: true in topology.yaml")
+    )]
+    FailoverNotAllowed {
+        primary: String,
+        candidate: String,
+        /// ", up to N of WAL may be lost" or empty.
+        exposure: String,
+    },
+
+    #[error("failover candidate {candidate} is {bytes} bytes behind {best}, the most advanced reachable standby (failover.max_lag is {max_lag} bytes)")]
+    #[diagnostic(
+        code(pgtopo::plan::candidate_behind),
+        help("declare {best} as the primary instead, or raise failover.max_lag if losing that WAL is acceptable")
+    )]
+    CandidateTooFarBehind {
+        candidate: String,
+        best: String,
+        bytes: u64,
+        max_lag: u64,
+    },
+
+    #[error("switchover candidate {candidate} is {bytes} bytes behind {primary} (switchover.max_lag is {max_lag} bytes)")]
+    #[diagnostic(
+        code(pgtopo::plan::switchover_lag),
+        help("wait until {candidate} has caught up (see `pgtopo status`), or raise switchover.max_lag")
+    )]
+    SwitchoverLagTooLarge {
+        candidate: String,
+        primary: String,
+        bytes: u64,
+        max_lag: u64,
+    },
+
+    #[error("{nodes} are all running as primary and topology.yaml declares none of them primary")]
+    #[diagnostic(
+        code(pgtopo::plan::two_primaries),
+        help("declare in topology.yaml which node is the primary; the others will be fenced and rejoined")
+    )]
+    TwoPrimaries { nodes: String },
+
+    #[error("{other} is running as primary: pgtopo never promotes {candidate} while another reachable node is primary")]
+    #[diagnostic(
+        code(pgtopo::plan::another_primary),
+        help("declare {other} as the primary in topology.yaml, or stop it first")
+    )]
+    AnotherPrimary { other: String, candidate: String },
+
+    #[error("{node} is unreachable ({why}), and the plan needs it to {needed_for}")]
+    #[diagnostic(
+        code(pgtopo::plan::unreachable),
+        help(
+            "bring {node} back (check `pgtopo status`), or plan with --assume-down for a what-if"
+        )
+    )]
+    Unreachable {
+        node: String,
+        why: String,
+        needed_for: String,
+    },
+
+    #[error("{candidate} cannot be promoted: {why}")]
+    #[diagnostic(code(pgtopo::plan::candidate))]
+    CandidateNotReady { candidate: String, why: String },
+
+    #[error("{primary} (the primary) is unreachable and no reachable standby could replace it")]
+    #[diagnostic(
+        code(pgtopo::plan::no_candidate),
+        help("bring {primary} back; there is nothing to fail over to")
+    )]
+    NoCandidate { primary: String },
+
+    #[error("{node} has no data directory and pgtopo does not initialise a primary")]
+    #[diagnostic(
+        code(pgtopo::plan::no_primary_data),
+        help("initialise the primary first (e.g. `pgtopo sandbox up` or initdb), then plan again")
+    )]
+    PrimaryHasNoData { node: String },
+
+    #[error("--assume-down names {node}, which topology.yaml does not declare")]
+    #[diagnostic(code(pgtopo::plan::unknown_node))]
+    UnknownNode { node: String },
+
+    #[error("topology.yaml sets wal_level=minimal on {node}, which feeds standbys")]
+    #[diagnostic(
+        code(pgtopo::plan::wal_level_minimal),
+        help("a primary with wal_level=minimal cannot feed a standby: set wal_level to replica or logical")
+    )]
+    WalLevelMinimal { node: String },
+}

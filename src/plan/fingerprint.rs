@@ -1,0 +1,97 @@
+//! The fingerprint of a plan: per node, the facts the plan depends on (system identifier,
+//! timeline, role, upstream, running) and hashes of its managed settings, hba block and slot
+//! names — never LSNs, which move all the time. `apply PLAN` recomputes it from a fresh
+//! observation and refuses a stale plan when it differs.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Desired;
+use crate::observe::ObservedCluster;
+
+use super::model::NodeFingerprint;
+
+fn sha(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Fingerprint of every observed node (retired ones included).
+pub fn fingerprint(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, NodeFingerprint> {
+    let mut out = BTreeMap::new();
+    let mut seen_blocks: Vec<(&Vec<String>, String)> = Vec::new();
+    for (name, n) in &o.nodes {
+        let mut keys: Vec<String> = crate::diff::wanted_settings(d, o, name)
+            .into_keys()
+            .collect();
+        keys.push("synchronous_standby_names".into());
+        keys.sort();
+        keys.dedup();
+        let settings: String = keys
+            .iter()
+            .map(|k| {
+                let v = n
+                    .settings
+                    .get(k)
+                    .map(|s| s.raw.clone().unwrap_or_else(|| s.value.clone()))
+                    .unwrap_or_else(|| "<unset>".into());
+                format!("{k}={v}\n")
+            })
+            .collect();
+        // Blocks are usually the same on every node: hash each distinct one once.
+        let block = n.hba.as_ref().and_then(|h| h.managed_block.as_ref());
+        let hba_sha256 = match block {
+            None => sha("<none>"),
+            Some(b) => match seen_blocks.iter().find(|(k, _)| *k == b) {
+                Some((_, h)) => h.clone(),
+                None => {
+                    let h = sha(&b.join("\n"));
+                    if seen_blocks.len() < 8 {
+                        seen_blocks.push((b, h.clone()));
+                    }
+                    h
+                }
+            },
+        };
+        let mut slots = n.slots.clone();
+        slots.sort();
+        out.insert(
+            name.clone(),
+            NodeFingerprint {
+                system_identifier: n.system_identifier.clone(),
+                timeline: n.timeline,
+                role: crate::diff::observed_role(n),
+                upstream: crate::diff::observed_upstream(d, n),
+                running: n.running,
+                settings_sha256: sha(&settings),
+                hba_sha256,
+                slots_sha256: sha(&slots.join("\n")),
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::fixtures::*;
+
+    #[test]
+    fn lsns_do_not_change_the_fingerprint_but_roles_do() {
+        let d = desired3();
+        let o = healthy(&d);
+        let f1 = fingerprint(&d, &o);
+        let mut o2 = o.clone();
+        o2.nodes.get_mut("n2").unwrap().lsn = Some(crate::units::Lsn(0x9000000));
+        assert_eq!(f1, fingerprint(&d, &o2));
+        o2.nodes.get_mut("n2").unwrap().running = false;
+        assert_ne!(f1, fingerprint(&d, &o2));
+        let mut o3 = o.clone();
+        o3.nodes.get_mut("n1").unwrap().slots.push("x".into());
+        assert_ne!(
+            f1["n1"].slots_sha256,
+            fingerprint(&d, &o3)["n1"].slots_sha256
+        );
+    }
+}

@@ -1,0 +1,652 @@
+//! Unit tests of the planner: one per ordering transform and per refusal, each starting from a
+//! healthy cluster (`fixtures::healthy`) and breaking one thing.
+
+use super::fixtures::*;
+use super::*;
+use crate::config::SyncSpec;
+use crate::observe::{ControlData, ObservedNode, Role, TimelineFork};
+use crate::units::Lsn;
+
+fn plan(d: &Desired, o: &ObservedCluster) -> Plan {
+    build(d, o, &PlanOptions::default()).expect("plan")
+}
+
+fn consent() -> PlanOptions {
+    PlanOptions {
+        allow_failover: true,
+        assume_down: vec![],
+    }
+}
+
+fn lines(p: &Plan) -> Vec<String> {
+    p.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.kind(), s.node))
+        .collect()
+}
+
+fn step<'a>(p: &'a Plan, kind: &str, node: &str) -> &'a Step {
+    p.steps
+        .iter()
+        .find(|s| s.action.kind() == kind && s.node == node)
+        .unwrap_or_else(|| panic!("no {kind} on {node} in {:?}", lines(p)))
+}
+
+/// `a` is a (transitive) dependency of `b`.
+fn before(p: &Plan, a: StepId, b: StepId) -> bool {
+    let mut stack = vec![b];
+    while let Some(x) = stack.pop() {
+        for &d in &p.steps[x as usize - 1].after {
+            if d == a {
+                return true;
+            }
+            stack.push(d);
+        }
+    }
+    false
+}
+
+fn node_mut<'a>(o: &'a mut ObservedCluster, n: &str) -> &'a mut ObservedNode {
+    o.nodes.get_mut(n).unwrap()
+}
+
+fn stop(o: &mut ObservedCluster, n: &str, state: &str, ckpt: u64, hints: bool) {
+    let x = node_mut(o, n);
+    x.running = false;
+    x.reachable = false;
+    x.host_reachable = true;
+    x.streaming = false;
+    x.unreachable_reason = Some("connection refused".into());
+    x.control = Some(ControlData {
+        system_identifier: "7300000000000000001".into(),
+        cluster_state: state.into(),
+        latest_checkpoint: Lsn(ckpt),
+        latest_checkpoint_redo: Lsn(ckpt),
+        checkpoint_timeline: x.timeline.unwrap_or(1),
+        min_recovery_end: Lsn(0),
+        min_recovery_end_timeline: 0,
+        wal_log_hints: hints,
+        data_checksums: false,
+    });
+    x.lsn = None;
+}
+
+fn assert_idempotent(d: &Desired, o: &ObservedCluster) {
+    let end = expected_end_state(d, o);
+    let again = build(d, &end, &consent()).expect("replan");
+    assert!(
+        again.steps.is_empty(),
+        "replan has steps: {:?}",
+        lines(&again)
+    );
+}
+
+#[test]
+fn healthy_cluster_needs_nothing() {
+    let d = desired3();
+    let p = plan(&d, &healthy(&d));
+    assert!(p.steps.is_empty() && p.changes.is_empty());
+    assert_eq!(
+        p.summary.data_loss,
+        DataLoss::None {
+            reason: "no promotion".into()
+        }
+    );
+}
+
+#[test]
+fn start_stopped_primary_is_not_a_failover() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    stop(&mut o, "n1", "in production", 0x3000028, false);
+    let p = plan(&d, &o);
+    assert_eq!(lines(&p), vec!["start n1"]);
+    assert!(!p.steps.iter().any(|s| s.action.kind() == "promote"));
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn switchover_orders_slot_stop_wait_promote_rejoin_drop() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let o = healthy(&desired3());
+    let p = plan(&d, &o);
+    let slot = step(&p, "create_slot", "n2");
+    let stop = step(&p, "stop", "n1");
+    let wait = step(&p, "wait_replay", "n2");
+    let promote = step(&p, "promote", "n2");
+    let cfg = step(&p, "configure_standby", "n1");
+    let start = step(&p, "start", "n1");
+    let drop = step(&p, "drop_slot", "n1");
+    assert!(
+        matches!(&stop.action, Action::Stop(s) if s.writes_unavailable && s.mode == ShutdownMode::Fast)
+    );
+    match &wait.action {
+        Action::WaitReplay(w) => {
+            assert_eq!(
+                w.target,
+                ReplayTarget::ShutdownCheckpointOf { node: "n1".into() }
+            );
+            assert_eq!(w.on_failure_restart.as_deref(), Some("n1"));
+            assert_eq!(w.timeout_ms, 60_000);
+        }
+        _ => unreachable!(),
+    }
+    assert!(matches!(&promote.action, Action::Promote(p) if p.writes_available));
+    assert!(promote.destructive);
+    for (a, b) in [
+        (slot, stop),
+        (stop, wait),
+        (wait, promote),
+        (promote, cfg),
+        (cfg, start),
+        (start, drop),
+    ] {
+        assert!(before(&p, a.id, b.id), "{} before {}", a.id, b.id);
+    }
+    // n3, a sibling, follows n2 after the promotion, with a reload (PostgreSQL 15).
+    let n3 = step(&p, "configure_standby", "n3");
+    assert!(before(&p, promote.id, n3.id));
+    assert!(matches!(&n3.action, Action::ConfigureStandby(c) if c.apply == ConfigApply::Reload));
+    let w = p.summary.write_unavailable.as_ref().unwrap();
+    assert_eq!((w.from_step, w.to_step), (stop.id, promote.id));
+    assert!(matches!(p.summary.data_loss, DataLoss::None { .. }));
+    assert_eq!(p.summary.add, 2);
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn switchover_refused_when_candidate_lags() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    node_mut(&mut o, "n1").lsn = Some(Lsn(0x3000060 + (64 << 20)));
+    let e = build(&d, &o, &PlanOptions::default()).unwrap_err();
+    assert!(matches!(e, PlanError::SwitchoverLagTooLarge { bytes, .. } if bytes == 64 << 20));
+}
+
+#[test]
+fn cleanly_shut_down_primary_is_a_switchover_to_finish() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    stop(&mut o, "n1", "shut down", 0x3000028, false);
+    let p = plan(&d, &o);
+    assert!(!lines(&p)
+        .iter()
+        .any(|l| l.starts_with("fence") || l == "stop n1"));
+    let w = step(&p, "wait_replay", "n2");
+    assert!(
+        matches!(&w.action, Action::WaitReplay(w) if w.target == ReplayTarget::Lsn { lsn: Lsn(0x3000028) })
+    );
+    step(&p, "promote", "n2");
+    assert!(matches!(p.summary.data_loss, DataLoss::None { .. }));
+    assert_idempotent(&d, &o);
+}
+
+fn crashed_primary() -> (Desired, ObservedCluster) {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    stop(&mut o, "n1", "in production", 0x3000028, true);
+    node_mut(&mut o, "n1").lsn = Some(Lsn(0x3000100));
+    (d, o)
+}
+
+#[test]
+fn failover_needs_consent() {
+    let (d, o) = crashed_primary();
+    let e = build(&d, &o, &PlanOptions::default()).unwrap_err();
+    assert!(matches!(e, PlanError::FailoverNotAllowed { .. }));
+    let help = miette::Diagnostic::help(&e).unwrap().to_string();
+    assert!(
+        help.contains("--allow-failover") && help.contains("failover.allow"),
+        "{help}"
+    );
+}
+
+#[test]
+fn failover_fences_promotes_and_rewinds() {
+    let (d, o) = crashed_primary();
+    let p = build(&d, &o, &consent()).unwrap();
+    let fence = step(&p, "fence", "n1");
+    let promote = step(&p, "promote", "n2");
+    let ck = step(&p, "checkpoint", "n2");
+    let rw = step(&p, "rewind", "n1");
+    assert!(before(&p, fence.id, promote.id));
+    assert!(before(&p, promote.id, ck.id) && before(&p, ck.id, rw.id));
+    match &rw.action {
+        Action::Rewind(r) => assert!(
+            r.reason
+                .contains("n1 has WAL past the fork point 0/3000060 of timeline 2"),
+            "{}",
+            r.reason
+        ),
+        _ => unreachable!(),
+    }
+    let n3 = step(&p, "configure_standby", "n3");
+    assert!(before(&p, promote.id, n3.id));
+    assert!(matches!(
+        p.summary.data_loss,
+        DataLoss::Possible {
+            bytes: Some(0xa0),
+            ..
+        }
+    ));
+    assert_eq!(
+        p.steps
+            .iter()
+            .filter(|s| s.action.kind() == "promote")
+            .count(),
+        1
+    );
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn failover_candidate_too_far_behind() {
+    let (d, mut o) = crashed_primary();
+    node_mut(&mut o, "n3").receive_lsn = Some(Lsn(0x3000060 + (32 << 20)));
+    let e = build(&d, &o, &consent()).unwrap_err();
+    assert!(
+        matches!(&e, PlanError::CandidateTooFarBehind { best, bytes, .. } if best == "n3" && *bytes == 32 << 20)
+    );
+}
+
+#[test]
+fn two_primaries_without_a_declared_one_are_refused() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    stop(&mut o, "n1", "in production", 0x3000028, false);
+    for n in ["n2", "n3"] {
+        node_mut(&mut o, n).role = Some(Role::Primary);
+    }
+    let e = build(&d, &o, &consent()).unwrap_err();
+    assert!(matches!(e, PlanError::TwoPrimaries { .. }), "{e:?}");
+}
+
+/// After a failover to n2 (timeline 2 forked at 0/5000028), n1 comes back stopped.
+fn after_failover(hints: bool, n1_end: u64) -> (Desired, ObservedCluster) {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&d);
+    for x in o.nodes.values_mut() {
+        x.timeline = Some(2);
+        x.timeline_history = vec![TimelineFork {
+            timeline: 1,
+            fork_lsn: Lsn(0x5000028),
+        }];
+    }
+    let n1 = node_mut(&mut o, "n1");
+    n1.role = None;
+    n1.upstream = None;
+    n1.primary_conninfo = None;
+    n1.primary_slot_name = None;
+    n1.standby_signal = false;
+    n1.timeline = Some(1);
+    n1.timeline_history.clear();
+    stop(&mut o, "n1", "in production", n1_end, hints);
+    node_mut(&mut o, "n2").slots.retain(|s| s != "n1");
+    node_mut(&mut o, "n2")
+        .replication_slots
+        .retain(|s| s.name != "n1");
+    (d, o)
+}
+
+#[test]
+fn rejoin_rewinds_when_hints_allow() {
+    let (d, o) = after_failover(true, 0x5000100);
+    let p = plan(&d, &o);
+    let ck = step(&p, "checkpoint", "n2");
+    let rw = step(&p, "rewind", "n1");
+    assert!(before(&p, ck.id, rw.id));
+    match &rw.action {
+        Action::Rewind(r) => assert_eq!(
+            r.reason,
+            "n1 has WAL past the fork point 0/5000028 of timeline 2"
+        ),
+        _ => unreachable!(),
+    }
+    let cfg = step(&p, "configure_standby", "n1");
+    match &cfg.action {
+        Action::ConfigureStandby(c) => {
+            assert_eq!((c.port, c.listen_addresses.as_str()), (55601, "127.0.0.1"));
+            assert_eq!(c.upstream, "n2");
+        }
+        _ => unreachable!(),
+    }
+    assert!(
+        matches!(&step(&p, "start", "n1").action, Action::Start(s) if s.wait_streaming_from.as_deref() == Some("n2"))
+    );
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn rejoin_clones_without_hints() {
+    let (d, o) = after_failover(false, 0x5000100);
+    let p = plan(&d, &o);
+    let c = step(&p, "clone", "n1");
+    assert!(c.destructive);
+    assert!(
+        matches!(&c.action, Action::Clone(c) if c.move_aside && c.reason.contains("fork point 0/5000028"))
+    );
+    assert!(!lines(&p).contains(&"rewind n1".to_string()));
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn rejoin_follows_when_not_diverged() {
+    let (d, o) = after_failover(false, 0x5000000);
+    let p = plan(&d, &o);
+    assert!(!lines(&p)
+        .iter()
+        .any(|l| l.starts_with("rewind") || l.starts_with("clone")));
+    step(&p, "configure_standby", "n1");
+    step(&p, "start", "n1");
+}
+
+#[test]
+fn repoint_creates_slot_first_and_drops_old_last() {
+    let mut d = desired3();
+    d.nodes.get_mut("n3").unwrap().role = DesiredRole::Standby {
+        upstream: "n2".into(),
+    };
+    let o = healthy(&desired3());
+    let p = plan(&d, &o);
+    assert_eq!(
+        lines(&p),
+        vec!["create_slot n2", "configure_standby n3", "drop_slot n1"]
+    );
+    assert_eq!(p.steps[1].after, vec![1]);
+    assert_eq!(p.steps[2].after, vec![2]);
+    let mut o12 = o.clone();
+    node_mut(&mut o12, "n3").version = Some(120011);
+    let p12 = plan(&d, &o12);
+    assert!(
+        matches!(&step(&p12, "configure_standby", "n3").action, Action::ConfigureStandby(c) if c.apply == ConfigApply::Restart)
+    );
+    assert_idempotent(&d, &o);
+}
+
+fn with_setting(d: &mut Desired, k: &str, v: &str) {
+    for n in d.nodes.values_mut() {
+        n.settings.insert(k.into(), v.into());
+    }
+}
+
+#[test]
+fn increase_restarts_standbys_first_one_at_a_time() {
+    let mut d = desired3();
+    with_setting(&mut d, "max_connections", "200");
+    let o = healthy(&desired3());
+    let p = plan(&d, &o);
+    let r: Vec<&Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.action.kind() == "restart")
+        .collect();
+    assert_eq!(
+        r.iter().map(|s| s.node.as_str()).collect::<Vec<_>>(),
+        vec!["n2", "n3", "n1"]
+    );
+    assert!(before(&p, r[0].id, r[1].id) && before(&p, r[1].id, r[2].id));
+    assert!(r[2].destructive && !r[0].destructive);
+    let w = p.summary.write_unavailable.as_ref().unwrap();
+    assert_eq!(w.from_step, r[2].id);
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn decrease_restarts_primary_first() {
+    let mut d = desired3();
+    with_setting(&mut d, "max_connections", "50");
+    let o = healthy(&desired3());
+    let p = plan(&d, &o);
+    let r: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.action.kind() == "restart")
+        .map(|s| s.node.as_str())
+        .collect();
+    assert_eq!(r, vec!["n1", "n2", "n3"]);
+}
+
+#[test]
+fn sighup_settings_reload() {
+    let mut d = desired3();
+    with_setting(&mut d, "work_mem", "64MB");
+    let mut o = healthy(&desired3());
+    for x in o.nodes.values_mut() {
+        x.settings.insert("work_mem".into(), setting("4MB", "user"));
+    }
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.steps
+            .iter()
+            .filter(|s| s.action.kind() == "reload")
+            .count(),
+        3
+    );
+    assert!(p.summary.restarts.is_empty());
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn bootstrap_builds_standbys_in_order() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    for n in ["n2", "n3"] {
+        let x = node_mut(&mut o, n);
+        *x = ObservedNode {
+            host_reachable: true,
+            unreachable_reason: Some("connection refused".into()),
+            ..Default::default()
+        };
+    }
+    let n1 = node_mut(&mut o, "n1");
+    n1.slots.clear();
+    n1.replication_slots.clear();
+    n1.hba.as_mut().unwrap().managed_block = None;
+    let p = plan(&d, &o);
+    let role = step(&p, "create_role", "n1");
+    let hba = step(&p, "reload", "n1");
+    let clone = step(&p, "clone", "n2");
+    let cfg = step(&p, "configure_standby", "n2");
+    let start = step(&p, "start", "n2");
+    step(&p, "write_pgpass", "n2");
+    assert!(before(&p, role.id, clone.id) && before(&p, hba.id, clone.id));
+    assert!(before(&p, clone.id, cfg.id) && before(&p, cfg.id, start.id));
+    assert!(
+        matches!(&clone.action, Action::Clone(c) if c.slot.as_deref() == Some("n2") && !c.move_aside)
+    );
+    assert!(!clone.destructive);
+    match &cfg.action {
+        Action::ConfigureStandby(c) => {
+            assert_eq!((c.port, c.listen_addresses.as_str()), (55602, "127.0.0.2"))
+        }
+        _ => unreachable!(),
+    }
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn sync_set_waits_for_members_streaming() {
+    let mut d = desired3();
+    d.replication.synchronous = Some(SyncSpec {
+        mode: crate::config::SyncMode::Quorum,
+        count: 1,
+        standbys: vec!["n2".into(), "n3".into()],
+    });
+    let mut o = healthy(&desired3());
+    *node_mut(&mut o, "n3") = ObservedNode {
+        host_reachable: true,
+        ..Default::default()
+    };
+    node_mut(&mut o, "n1").slots.retain(|s| s != "n3");
+    let p = plan(&d, &o);
+    let alter = p
+        .steps
+        .iter()
+        .find(|s| matches!(&s.action, Action::AlterSystem(a) if a.set.contains_key("synchronous_standby_names")))
+        .unwrap();
+    let start = step(&p, "start", "n3");
+    assert!(before(&p, start.id, alter.id));
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn retire_leaves_sync_set_then_stops_then_drops_slot() {
+    let mut d = desired3();
+    d.replication.synchronous = Some(SyncSpec {
+        mode: crate::config::SyncMode::Quorum,
+        count: 1,
+        standbys: vec!["n2".into(), "n3".into()],
+    });
+    let o = healthy(&d);
+    d.nodes.get_mut("n3").unwrap().role = DesiredRole::Absent;
+    let p = plan(&d, &o);
+    let on_n3: Vec<&str> = p
+        .steps
+        .iter()
+        .filter(|s| s.node == "n3")
+        .map(|s| s.action.kind())
+        .collect();
+    assert_eq!(on_n3, vec!["stop"]);
+    let stop = step(&p, "stop", "n3");
+    let drop = step(&p, "drop_slot", "n1");
+    let sync = step(&p, "reload", "n1");
+    assert!(before(&p, sync.id, stop.id) && before(&p, stop.id, drop.id));
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn wal_level_minimal_is_raised_with_a_restart() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n1")
+        .settings
+        .insert("wal_level".into(), setting("minimal", "postmaster"));
+    let p = plan(&d, &o);
+    assert!(
+        matches!(&step(&p, "alter_system", "n1").action, Action::AlterSystem(a) if a.set["wal_level"] == "replica")
+    );
+    assert!(step(&p, "restart", "n1").destructive);
+    assert!(p
+        .changes
+        .iter()
+        .any(|c| c.reason.contains("cannot feed a standby")));
+}
+
+#[test]
+fn assume_down_plans_the_what_if() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n3").receive_lsn = Some(Lsn(0x3000050));
+    let opts = PlanOptions {
+        allow_failover: false,
+        assume_down: vec!["n1".into()],
+    };
+    let e = build(&d, &o, &opts).unwrap_err();
+    assert!(matches!(&e, PlanError::FailoverNotAllowed { candidate, .. } if candidate == "n2"));
+    let p = build(
+        &d,
+        &o,
+        &PlanOptions {
+            allow_failover: true,
+            ..opts
+        },
+    )
+    .unwrap();
+    step(&p, "promote", "n2");
+    step(&p, "configure_standby", "n3");
+    assert!(!p.steps.iter().any(|s| s.node == "n1"));
+    assert!(p
+        .summary
+        .notes
+        .iter()
+        .any(|n| n.contains("n1 (the declared primary) is unreachable")));
+    let bad = build(
+        &d,
+        &o,
+        &PlanOptions {
+            allow_failover: true,
+            assume_down: vec!["zz".into()],
+        },
+    );
+    assert!(matches!(bad, Err(PlanError::UnknownNode { .. })));
+}
+
+#[test]
+fn unreachable_upstream_needed_for_a_clone_is_refused() {
+    let mut d = desired3();
+    d.nodes.get_mut("n3").unwrap().role = DesiredRole::Standby {
+        upstream: "n2".into(),
+    };
+    let mut o = healthy(&desired3());
+    *node_mut(&mut o, "n3") = ObservedNode {
+        host_reachable: true,
+        ..Default::default()
+    };
+    let n2 = node_mut(&mut o, "n2");
+    n2.reachable = false;
+    n2.host_reachable = false;
+    n2.running = false;
+    let e = build(&d, &o, &PlanOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, PlanError::Unreachable { node, .. } if node == "n2"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn orphan_slots_are_dropped_with_a_wal_note() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n1 = node_mut(&mut o, "n1");
+    n1.slots.push("old".into());
+    n1.replication_slots.push(crate::observe::ObservedSlot {
+        name: "old".into(),
+        slot_type: "physical".into(),
+        active: false,
+        restart_lsn: None,
+        wal_retained_bytes: Some(2 << 30),
+    });
+    let p = plan(&d, &o);
+    assert_eq!(lines(&p), vec!["drop_slot n1"]);
+    assert!(
+        p.summary.notes.iter().any(|n| n.contains("frees 2.0 GB")),
+        "{:?}",
+        p.summary.notes
+    );
+}
+
+#[test]
+fn step_ids_are_topological() {
+    let (d, o) = crashed_primary();
+    let p = build(&d, &o, &consent()).unwrap();
+    for (i, s) in p.steps.iter().enumerate() {
+        assert_eq!(s.id as usize, i + 1);
+        assert!(s.after.iter().all(|a| *a < s.id));
+    }
+}
+
+#[test]
+fn a_second_primary_is_stopped_and_rejoined_with_data_loss_stated() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n3 = node_mut(&mut o, "n3");
+    n3.role = Some(Role::Primary);
+    n3.timeline = Some(2);
+    n3.upstream = None;
+    n3.streaming = false;
+    n3.lsn = Some(Lsn(0x3000200));
+    n3.settings
+        .insert("wal_log_hints".into(), setting("on", "postmaster"));
+    let p = plan(&d, &o);
+    let stop = step(&p, "stop", "n3");
+    assert!(stop.destructive);
+    let rw = step(&p, "rewind", "n3");
+    assert!(before(&p, stop.id, rw.id));
+    assert!(!p.steps.iter().any(|s| s.action.kind() == "promote"));
+    assert!(matches!(p.summary.data_loss, DataLoss::Possible { .. }));
+}

@@ -1,0 +1,317 @@
+//! Starting, stopping and watching a node's server — shared by stop, start, restart, fence,
+//! configure_standby and the switchover rollback.
+//!
+//! `pg_ctl -w` polls only every 100 ms, so pg_ctl runs with `-W` and pgtopo waits itself, at
+//! millisecond resolution: for `postmaster.pid` to disappear (stop; the postmaster removes it as
+//! the very last thing it does, after the shutdown checkpoint is in the control file), and for
+//! the server to accept SQL connections (start). The server is started with
+//! `-l <data_dir>.log`, a file beside the data directory, so it holds no pipe of ours open.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::StepContext;
+use crate::apply::{wait_until, Poll, StepError, WaitSpec};
+use crate::plan::ShutdownMode;
+
+/// `<data_dir>/postmaster.pid`.
+pub fn pid_file(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
+    Ok(ctx.node(node)?.data_dir.join("postmaster.pid"))
+}
+
+/// The server log beside the data directory: `<data_dir>.log`.
+pub fn log_file(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
+    let mut p = ctx.node(node)?.data_dir.as_os_str().to_owned();
+    p.push(".log");
+    Ok(PathBuf::from(p))
+}
+
+/// Marker beside the data directory while pg_rewind works on it: such a directory is never
+/// started.
+pub fn rewind_marker(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
+    let mut p = ctx.node(node)?.data_dir.as_os_str().to_owned();
+    p.push(".pgtopo-rewinding");
+    Ok(PathBuf::from(p))
+}
+
+/// Whether `postmaster.pid` exists (a server runs, or crashed and left it).
+pub async fn pid_file_exists(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
+    let t = ctx.transport(node)?;
+    t.read_file(&pid_file(ctx, node)?)
+        .await
+        .map(|b| b.is_some())
+        .map_err(|e| StepError::new(e.to_string()))
+}
+
+/// Whether a file exists on the node's host.
+pub async fn file_exists(
+    ctx: &StepContext,
+    node: &str,
+    path: &std::path::Path,
+) -> Result<bool, StepError> {
+    ctx.transport(node)?
+        .read_file(path)
+        .await
+        .map(|b| b.is_some())
+        .map_err(|e| StepError::new(e.to_string()))
+}
+
+/// The last lines of the server log, for error messages.
+pub async fn log_tail(ctx: &StepContext, node: &str) -> String {
+    let Ok(path) = log_file(ctx, node) else {
+        return String::new();
+    };
+    let Ok(t) = ctx.transport(node) else {
+        return String::new();
+    };
+    match t.read_file(&path).await {
+        Ok(Some(b)) => {
+            let text = String::from_utf8_lossy(&b);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
+fn mode_word(m: ShutdownMode) -> &'static str {
+    match m {
+        ShutdownMode::Smart => "smart",
+        ShutdownMode::Fast => "fast",
+        ShutdownMode::Immediate => "immediate",
+    }
+}
+
+/// Ask the server to stop (`pg_ctl stop -m MODE -W`); returns at once. A server that is not
+/// running (no pid file, or a stale one) is not an error.
+pub async fn request_stop(
+    ctx: &StepContext,
+    node: &str,
+    mode: ShutdownMode,
+) -> Result<(), StepError> {
+    let n = ctx.node(node)?;
+    ctx.forget(node);
+    let cmd = ctx
+        .tool(n, "pg_ctl")
+        .arg("stop")
+        .arg("-D")
+        .arg(n.data_dir.as_os_str())
+        .arg("-m")
+        .arg(mode_word(mode))
+        .arg("-W")
+        .timeout(Duration::from_secs(30));
+    match ctx.run_tool(node, &cmd).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let text = e.stderr.clone().unwrap_or_default();
+            if text.contains("Is server running?") || text.contains("No such process") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Wait until `postmaster.pid` is gone (the server has stopped), at ms resolution.
+pub async fn wait_stopped(
+    ctx: &StepContext,
+    node: &str,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let t = ctx.transport(node)?;
+    let pid = pid_file(ctx, node)?;
+    let spec = WaitSpec::new(format!("{node} to stop"), timeout);
+    wait_until(&spec, || async {
+        match t.read_file(&pid).await {
+            Ok(None) => Poll::Ready(()),
+            Ok(Some(_)) => Poll::Pending("postmaster.pid still exists".into()),
+            Err(e) => Poll::Failed(e.to_string()),
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Stop and wait. A stale pid file (crashed server) counts as stopped once pg_ctl says so.
+pub async fn stop(
+    ctx: &StepContext,
+    node: &str,
+    mode: ShutdownMode,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    request_stop(ctx, node, mode).await?;
+    match wait_stopped(ctx, node, timeout).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // A pid file left by a crash names no process: pg_ctl status says "no server running".
+            if !running_per_pg_ctl(ctx, node).await? {
+                return Ok(());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `pg_ctl status`: true when a server runs on the data directory.
+pub async fn running_per_pg_ctl(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
+    let n = ctx.node(node)?;
+    let cmd = ctx
+        .tool(n, "pg_ctl")
+        .arg("status")
+        .arg("-D")
+        .arg(n.data_dir.as_os_str())
+        .timeout(Duration::from_secs(30));
+    let out = ctx
+        .transport(node)?
+        .run(&cmd)
+        .await
+        .map_err(|e| StepError::new(e.to_string()))?;
+    // 0: running; 3: not running; 4: no accessible data directory.
+    Ok(out.code == Some(0))
+}
+
+/// Whether the server answers SQL now (a fresh check through the cached connection).
+pub async fn accepting(ctx: &StepContext, node: &str) -> bool {
+    ctx.query(node, "SELECT 1", &[]).await.is_ok()
+}
+
+/// Start the server (`pg_ctl start -W -l <data_dir>.log`) unless it already answers, then wait
+/// until it accepts connections.
+pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(), StepError> {
+    let n = ctx.node(node)?;
+    if file_exists(ctx, node, &rewind_marker(ctx, node)?).await? {
+        return Err(StepError::new(format!(
+            "{node}: refusing to start a data directory that pg_rewind did not finish ({}); \
+             rewind it again or clone it",
+            rewind_marker(ctx, node)?.display()
+        )));
+    }
+    if !(pid_file_exists(ctx, node).await? && accepting(ctx, node).await) {
+        let cmd = ctx
+            .tool(n, "pg_ctl")
+            .arg("start")
+            .arg("-D")
+            .arg(n.data_dir.as_os_str())
+            .arg("-l")
+            .arg(log_file(ctx, node)?.as_os_str())
+            .arg("-W")
+            .timeout(Duration::from_secs(30));
+        if let Err(mut e) = ctx.run_tool(node, &cmd).await {
+            let stderr = e.stderr.clone().unwrap_or_default();
+            if !stderr.contains("another server might be running") {
+                let tail = log_tail(ctx, node).await;
+                if !tail.is_empty() {
+                    e.stderr = Some(format!("{stderr}\n{tail}").trim().to_string());
+                }
+                return Err(e);
+            }
+        }
+    }
+    wait_accepting(ctx, node, timeout).await
+}
+
+/// Wait until the node accepts SQL connections. Fails early, with the server log, when the
+/// postmaster has exited.
+pub async fn wait_accepting(
+    ctx: &StepContext,
+    node: &str,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    ctx.forget(node);
+    let t0 = Instant::now();
+    let spec = WaitSpec::new(format!("{node} to accept connections"), timeout);
+    let res = wait_until(&spec, || async move {
+        match ctx.client_with_timeout(node, Duration::from_secs(2)).await {
+            Ok(c) => match c.simple_query("SELECT 1").await {
+                Ok(_) => Poll::Ready(()),
+                Err(e) => {
+                    ctx.forget(node);
+                    Poll::Pending(crate::pg::describe(&e))
+                }
+            },
+            Err(e) => {
+                // The postmaster writes its pid file at once; give it a moment after pg_ctl.
+                if t0.elapsed() > Duration::from_secs(2) {
+                    match pid_file_exists(ctx, node).await {
+                        Ok(false) => {
+                            return Poll::Failed(format!("the server exited ({})", e.message))
+                        }
+                        Err(e) => return Poll::Failed(e.message),
+                        Ok(true) => {}
+                    }
+                }
+                Poll::Pending(e.message)
+            }
+        }
+    })
+    .await;
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) => Err(StepError::with_stderr(
+            e.to_string(),
+            log_tail(ctx, node).await,
+        )),
+    }
+}
+
+/// Wait until the node's WAL receiver streams from `upstream` (pg_stat_wal_receiver).
+pub async fn wait_streaming(
+    ctx: &StepContext,
+    node: &str,
+    upstream: &str,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let up = ctx.node(upstream)?;
+    let (host, port) = (up.host.clone(), up.port as i32);
+    let spec = WaitSpec::new(format!("{node} to stream from {upstream}"), timeout)
+        .max_interval(Duration::from_millis(20));
+    let host = &host;
+    let res = wait_until(&spec, || async move {
+        let rows = ctx
+            .query(
+                node,
+                "SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver",
+                &[],
+            )
+            .await;
+        match rows {
+            Err(e) => Poll::Pending(e.message),
+            Ok(rows) => match rows.first() {
+                None => Poll::Pending("no WAL receiver".into()),
+                Some(r) => {
+                    let status: Option<String> = r.get(0);
+                    let shost: Option<String> = r.get(1);
+                    let sport: Option<i32> = r.get(2);
+                    let status = status.unwrap_or_default();
+                    if status == "streaming"
+                        && shost.as_deref() == Some(host.as_str())
+                        && sport == Some(port)
+                    {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending(format!(
+                            "WAL receiver {status} from {}:{}",
+                            shost.unwrap_or_default(),
+                            sport.map(|p| p.to_string()).unwrap_or_default()
+                        ))
+                    }
+                }
+            },
+        }
+    })
+    .await;
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) => Err(StepError::with_stderr(
+            e.to_string(),
+            log_tail(ctx, node).await,
+        )),
+    }
+}
+
+/// Whether the node is in recovery (a standby). Errors when it does not answer.
+pub async fn in_recovery(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
+    let rows = ctx.query(node, "SELECT pg_is_in_recovery()", &[]).await?;
+    Ok(rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+}

@@ -1,0 +1,123 @@
+//! `wait_replay`: the zero-data-loss gate of a planned switchover. The target is either a known
+//! LSN or the shutdown checkpoint of the stopped old primary: its control file must say
+//! "shut down" (a clean shutdown, so its walsender shipped everything up to and including the
+//! shutdown checkpoint record), and its "Latest checkpoint location" is read at apply time.
+//! The candidate must then have replayed *past* that location — `pg_last_wal_replay_lsn()`
+//! is the end of the last record replayed, so `> checkpoint` means the checkpoint record itself
+//! was replayed and the old primary has no WAL the candidate lacks (it can follow without a
+//! rewind). Polled at millisecond resolution over a connection opened before the stop.
+//!
+//! A known LSN target (all a failover candidate received) only has to be reached.
+//!
+//! When the target is not reached in time (or the old primary did not shut down cleanly) and
+//! `on_failure_restart` names a node, that node — the old primary, still a primary — is started
+//! again and the step fails: the switchover is rolled back and nothing was promoted.
+
+use std::time::Duration;
+
+use super::{control, server, Freshness, StepContext};
+use crate::apply::{wait_until, Poll, StepError, WaitSpec};
+use crate::plan::{ReplayTarget, WaitReplayParams};
+use crate::units::Lsn;
+
+pub async fn check(
+    _ctx: &StepContext,
+    _node: &str,
+    _p: &WaitReplayParams,
+) -> Result<Freshness, StepError> {
+    // A wait has no lasting result: it is cheap to look again, and act returns at the first
+    // look when the location is already replayed.
+    Ok(Freshness::Dirty("wait for replay".into()))
+}
+
+/// The location to reach.
+async fn target(ctx: &StepContext, p: &WaitReplayParams) -> Result<Lsn, StepError> {
+    match &p.target {
+        ReplayTarget::Lsn { lsn } => Ok(*lsn),
+        ReplayTarget::ShutdownCheckpointOf { node: old } => {
+            if server::pid_file_exists(ctx, old).await? {
+                return Err(StepError::new(format!(
+                    "{old} is still running (postmaster.pid exists): its shutdown checkpoint is not known"
+                )));
+            }
+            let c = control::read(ctx, old).await?;
+            if !c.shut_down() {
+                return Err(StepError::new(format!(
+                    "{old} did not shut down cleanly (control data: \"{}\"): the candidate cannot be proven to have all its WAL",
+                    c.state
+                )));
+            }
+            Ok(c.latest_checkpoint)
+        }
+    }
+}
+
+/// Wait until the node's replay location is past `lsn` (`strict`) or at least `lsn`.
+async fn wait_replayed(
+    ctx: &StepContext,
+    node: &str,
+    lsn: Lsn,
+    strict: bool,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let what = if strict { "past" } else { "up to" };
+    let spec = WaitSpec::new(format!("{node} to replay {what} {lsn}"), timeout)
+        .max_interval(Duration::from_millis(5));
+    wait_until(&spec, || async move {
+        match ctx
+            .query(node, "SELECT pg_last_wal_replay_lsn()::text", &[])
+            .await
+        {
+            Err(e) => Poll::Pending(e.message),
+            Ok(rows) => {
+                let v: Option<String> = rows.first().and_then(|r| r.get(0));
+                match v.as_deref().map(str::parse::<Lsn>) {
+                    Some(Ok(r)) if r > lsn || (!strict && r == lsn) => Poll::Ready(()),
+                    Some(Ok(r)) => Poll::Pending(format!("replayed {r}")),
+                    _ => Poll::Pending("no replay location (not a standby?)".into()),
+                }
+            }
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+pub async fn act(ctx: &StepContext, node: &str, p: &WaitReplayParams) -> Result<(), StepError> {
+    // A shutdown checkpoint must itself be replayed (replay location past its start); a known
+    // location (e.g. all a failover candidate received) must be reached.
+    let strict = matches!(p.target, ReplayTarget::ShutdownCheckpointOf { .. });
+    let res = match target(ctx, p).await {
+        Ok(lsn) => wait_replayed(ctx, node, lsn, strict, Duration::from_millis(p.timeout_ms)).await,
+        Err(e) => Err(e),
+    };
+    let Err(e) = res else { return Ok(()) };
+    let Some(old) = &p.on_failure_restart else {
+        return Err(e);
+    };
+    // Roll back: the old primary comes back as primary; nothing was promoted.
+    match server::start(ctx, old, ctx.server_timeout).await {
+        Ok(()) => Err(StepError {
+            message: format!(
+                "{}; switchover rolled back: {old} was started again as primary",
+                e.message
+            ),
+            stderr: e.stderr,
+        }),
+        Err(e2) => Err(StepError {
+            message: format!(
+                "{}; the rollback failed too: {old} could not be started again: {}",
+                e.message, e2.message
+            ),
+            stderr: e2.stderr.or(e.stderr),
+        }),
+    }
+}
+
+pub async fn verify(
+    _ctx: &StepContext,
+    _node: &str,
+    _p: &WaitReplayParams,
+) -> Result<(), StepError> {
+    Ok(())
+}

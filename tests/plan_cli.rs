@@ -1,0 +1,178 @@
+//! The plan, show, graph and drift commands end to end, offline (`--observed`): output and exit
+//! codes of SPEC §3.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn pgtopo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("PGTOPO_FILE")
+        .output()
+        .expect("run pgtopo")
+}
+
+fn example(name: &str) -> (String, String) {
+    let dir = examples_dir().join(name);
+    (
+        dir.join("topology.yaml").display().to_string(),
+        dir.join("observed.json").display().to_string(),
+    )
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn plan_offline_with_detailed_exitcode() {
+    let (topo, obs) = example("switchover");
+    let o = pgtopo(&[
+        "-f",
+        &topo,
+        "plan",
+        "--observed",
+        &obs,
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("# node.n2 will be promoted (planned switchover from n1)"),
+        "{out}"
+    );
+    assert!(out.contains("Writes unavailable: steps 3–5"), "{out}");
+    let o = pgtopo(&["-f", &topo, "plan", "--observed", &obs]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn saved_plan_shows_and_graphs() {
+    let (topo, obs) = example("failover-rejoin");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plan.json");
+    let out_s = out.display().to_string();
+    let o = pgtopo(&[
+        "-f",
+        &topo,
+        "plan",
+        "--observed",
+        &obs,
+        "--out",
+        &out_s,
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("<!-- pgtopo:plan cluster=shop -->"));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(plan["format_version"], 1);
+    assert!(plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["kind"] == "rewind"));
+    let o = pgtopo(&["show", &out_s]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("n1 has WAL past the fork point 0/5000028 of timeline 2"));
+    let o = pgtopo(&["show", &out_s, "--format", "json"]);
+    assert_eq!(stdout(&o), std::fs::read_to_string(&out).unwrap());
+    let o = pgtopo(&["graph", &out_s]);
+    let dot = stdout(&o);
+    assert!(
+        dot.starts_with("digraph")
+            && dot.contains("subgraph \"cluster_n1\"")
+            && dot.contains("s1 -> s3;"),
+        "{dot}"
+    );
+}
+
+#[test]
+fn failover_without_consent_is_refused_and_what_if_works() {
+    let (topo, obs) = example("switchover");
+    let o = pgtopo(&[
+        "-f",
+        &topo,
+        "plan",
+        "--observed",
+        &obs,
+        "--assume-down",
+        "n1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--allow-failover") && err.contains("failover.allow"),
+        "{err}"
+    );
+    let o = pgtopo(&[
+        "-f",
+        &topo,
+        "plan",
+        "--observed",
+        &obs,
+        "--assume-down",
+        "n1",
+        "--allow-failover",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("failover from n1"));
+}
+
+#[test]
+fn no_changes_and_no_drift() {
+    let (topo, obs) = example("cascade-repoint");
+    let d = load_topology(std::path::Path::new(&topo));
+    let o = load_observed(std::path::Path::new(&obs));
+    let end = pgtopo::plan::expected_end_state(&d, &o);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("end.json");
+    std::fs::write(&p, serde_json::to_string(&end).unwrap()).unwrap();
+    let ps = p.display().to_string();
+    let o = pgtopo(&[
+        "-f",
+        &topo,
+        "plan",
+        "--observed",
+        &ps,
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "No changes. The cluster matches topology.yaml."
+    );
+    let o = pgtopo(&["-f", &topo, "drift", "--observed", &ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = pgtopo(&["-f", &topo, "drift", "--observed", &obs, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["kind"] == "wrong_upstream"));
+}
+
+#[test]
+fn no_secret_in_any_output() {
+    let (topo, obs) = example("bootstrap-3-nodes");
+    for format in ["text", "json", "markdown"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+            .args(["-f", &topo, "plan", "--observed", &obs, "--format", format])
+            .env("PGTOPO_REPLICATION_PASSWORD", "s3cret-never-shown")
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("s3cret-never-shown"));
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("s3cret-never-shown"));
+    }
+}

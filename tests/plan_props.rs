@@ -1,0 +1,350 @@
+//! Property tests of the planner over generated (desired, observed) pairs: the observed cluster
+//! is a healthy cluster of another random topology over the same nodes, then perturbed (nodes
+//! stopped cleanly or crashed, unreachable, emptied, settings and slots changed by hand).
+//!
+//! Whenever a plan is made: the DAG is acyclic with topological ids, at most one node is
+//! promoted, a promotion waits for the stop or fence of every running primary (and, in a planned
+//! switchover, for the wait_replay), planning again against the expected end state gives no
+//! steps, a retired node gets no step but its stop, and no rendering holds a secret.
+
+use pgtopo::config::{Desired, DesiredRole, SecretRef, SyncMode, SyncSpec};
+use pgtopo::observe::{ControlData, ObservedCluster, ObservedNode, ObservedSlot, Role};
+use pgtopo::plan::fixtures::{desired_from, healthy, node, setting};
+use pgtopo::plan::{build, expected_end_state, Action, Plan, PlanOptions};
+use pgtopo::units::Lsn;
+use proptest::prelude::*;
+
+/// Choices drawn from a byte string (proptest shrinks it toward zeros: simpler scenarios).
+struct Dice<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Dice<'_> {
+    fn next(&mut self, n: usize) -> usize {
+        let b = self.bytes.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        b as usize % n.max(1)
+    }
+    fn chance(&mut self, one_in: usize) -> bool {
+        self.next(one_in) == one_in - 1
+    }
+}
+
+/// A random valid topology over n1..nN.
+fn topology(n: usize, dice: &mut Dice, allow_retire: bool) -> Desired {
+    let primary = dice.next(n);
+    let mut order: Vec<usize> = vec![primary];
+    order.extend((0..n).filter(|i| *i != primary));
+    let mut nodes = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+    for (k, &i) in order.iter().enumerate() {
+        let name = format!("n{}", i + 1);
+        let role = if k == 0 {
+            DesiredRole::Primary
+        } else if allow_retire && dice.chance(6) {
+            DesiredRole::Absent
+        } else {
+            let up = if dice.chance(4) {
+                present[dice.next(present.len())].clone()
+            } else {
+                present[0].clone()
+            };
+            DesiredRole::Standby { upstream: up }
+        };
+        if role != DesiredRole::Absent {
+            present.push(name.clone());
+        }
+        nodes.push(node(&name, i, role));
+    }
+    let mut d = desired_from(nodes);
+    d.replication.password = Some(SecretRef::Env {
+        env: "PGTOPO_PROPTEST_SECRET".into(),
+    });
+    let standbys: Vec<String> = present[1..].to_vec();
+    if !standbys.is_empty() && dice.chance(3) {
+        d.replication.synchronous = Some(SyncSpec {
+            mode: if dice.chance(2) {
+                SyncMode::Quorum
+            } else {
+                SyncMode::Priority
+            },
+            count: 1,
+            standbys,
+        });
+    }
+    if dice.chance(3) {
+        let v = ["200", "50", "100"][dice.next(3)];
+        for nd in d.nodes.values_mut() {
+            nd.settings.insert("max_connections".into(), v.into());
+        }
+    }
+    if dice.chance(3) {
+        for nd in d.nodes.values_mut() {
+            nd.settings.insert("work_mem".into(), "8MB".into());
+        }
+    }
+    if dice.chance(4) {
+        let name = present[dice.next(present.len())].clone();
+        d.nodes
+            .get_mut(&name)
+            .unwrap()
+            .settings
+            .insert("hot_standby_feedback".into(), "on".into());
+    }
+    d
+}
+
+fn control(state: &str, at: u64, hints: bool) -> ControlData {
+    ControlData {
+        system_identifier: "7300000000000000001".into(),
+        cluster_state: state.into(),
+        latest_checkpoint: Lsn(at),
+        latest_checkpoint_redo: Lsn(at),
+        checkpoint_timeline: 1,
+        min_recovery_end: Lsn(0),
+        min_recovery_end_timeline: 0,
+        wal_log_hints: hints,
+        data_checksums: false,
+    }
+}
+
+fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
+    let mut dice = Dice { bytes, at: 0 };
+    let d = topology(n, &mut dice, true);
+    let before = topology(n, &mut dice, false);
+    let mut o = healthy(&before);
+    let names: Vec<String> = o.nodes.keys().cloned().collect();
+    for name in &names {
+        let x = o.nodes.get_mut(name).unwrap();
+        match dice.next(12) {
+            0 => {
+                // Stopped cleanly.
+                let primary = x.role == Some(Role::Primary);
+                x.running = false;
+                x.reachable = false;
+                x.streaming = false;
+                x.control = Some(control(
+                    if primary {
+                        "shut down"
+                    } else {
+                        "shut down in recovery"
+                    },
+                    0x3000028,
+                    dice.chance(2),
+                ));
+            }
+            1 => {
+                // Crashed.
+                x.running = false;
+                x.reachable = false;
+                x.streaming = false;
+                let state = if x.role == Some(Role::Primary) {
+                    "in production"
+                } else {
+                    "in archive recovery"
+                };
+                x.control = Some(control(state, 0x3000028, dice.chance(2)));
+                x.lsn = Some(Lsn(0x3000100));
+            }
+            2 => {
+                // Unreachable host.
+                x.running = false;
+                x.reachable = false;
+                x.host_reachable = false;
+                x.streaming = false;
+            }
+            3 if x.role == Some(Role::Standby) => {
+                *x = ObservedNode {
+                    host_reachable: true,
+                    ..Default::default()
+                };
+            }
+            4 if x.reachable => {
+                x.slots.push("orphan".into());
+                x.replication_slots.push(ObservedSlot {
+                    name: "orphan".into(),
+                    slot_type: "physical".into(),
+                    active: false,
+                    restart_lsn: None,
+                    wal_retained_bytes: Some(1 << 20),
+                });
+            }
+            5 => {
+                x.version = Some(120011);
+            }
+            6 => {
+                x.settings
+                    .insert("max_connections".into(), setting("150", "postmaster"));
+            }
+            7 if x.receive_lsn.is_some() => {
+                let lag = [0u64, 1 << 20, 64 << 20][dice.next(3)];
+                x.receive_lsn = Some(Lsn(0x3000060 - lag.min(0x3000000)));
+                x.replay_lsn = x.receive_lsn;
+            }
+            _ => {}
+        }
+    }
+    let mut opts = PlanOptions {
+        allow_failover: dice.chance(2),
+        assume_down: vec![],
+    };
+    if dice.chance(8) {
+        opts.assume_down.push(names[dice.next(names.len())].clone());
+    }
+    (d, o, opts)
+}
+
+/// `a` is a transitive dependency of `b`.
+fn before(p: &Plan, a: u32, b: u32) -> bool {
+    let mut stack = vec![b];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(x) = stack.pop() {
+        for &d in &p.steps[x as usize - 1].after {
+            if d == a {
+                return true;
+            }
+            if seen.insert(d) {
+                stack.push(d);
+            }
+        }
+    }
+    false
+}
+
+fn check(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<(), TestCaseError> {
+    let Ok(p) = build(d, o, opts) else {
+        return Ok(());
+    };
+    // Acyclic, ids in topological order.
+    for (i, s) in p.steps.iter().enumerate() {
+        prop_assert_eq!(s.id as usize, i + 1);
+        prop_assert!(
+            s.after.iter().all(|a| *a < s.id),
+            "step {} waits for a later one",
+            s.id
+        );
+    }
+    let promotes: Vec<_> = p
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Promote(_)))
+        .collect();
+    prop_assert!(promotes.len() <= 1, "{} promotions", promotes.len());
+    let observed_after_assume = pgtopo::plan::assume_down(d, o, &opts.assume_down).unwrap();
+    if let Some(pr) = promotes.first() {
+        for (name, x) in &observed_after_assume.nodes {
+            if name == &pr.node || !x.running || x.role != Some(Role::Primary) {
+                continue;
+            }
+            if !(x.reachable || x.host_reachable) {
+                continue;
+            }
+            let stopped = p.steps.iter().any(|s| {
+                s.node == *name
+                    && matches!(s.action, Action::Stop(_) | Action::Fence(_))
+                    && before(&p, s.id, pr.id)
+            });
+            prop_assert!(stopped, "promote of {} before {} is stopped", pr.node, name);
+        }
+        if let Action::Promote(pp) = &pr.action {
+            if pp.reason.starts_with("planned switchover") {
+                let waited = p
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s.action, Action::WaitReplay(_)) && before(&p, s.id, pr.id));
+                prop_assert!(waited, "switchover promote without wait_replay");
+            }
+        }
+    }
+    for s in &p.steps {
+        if d.nodes.get(&s.node).map(|n| &n.role) == Some(&DesiredRole::Absent) {
+            prop_assert!(
+                matches!(s.action, Action::Stop(_)),
+                "{} on retired {}: {}\n{:?}\n{}",
+                s.action.kind(),
+                s.node,
+                pgtopo::render::plan::text(&p, false),
+                d.nodes
+                    .values()
+                    .map(|n| (n.name.clone(), n.role.clone()))
+                    .collect::<Vec<_>>(),
+                serde_json::to_string(
+                    &o.nodes
+                        .iter()
+                        .map(|(k, x)| (k.clone(), x.role, x.running, x.reachable, x.host_reachable))
+                        .collect::<Vec<_>>()
+                )
+                .unwrap()
+            );
+        }
+    }
+    // Planning again against the expected end state gives nothing to do.
+    let end = expected_end_state(d, &observed_after_assume);
+    let again_opts = PlanOptions {
+        allow_failover: true,
+        assume_down: vec![],
+    };
+    if let Ok(again) = build(d, &end, &again_opts) {
+        prop_assert!(
+            again.steps.is_empty(),
+            "replan: {}\nFIRST:\n{}\nEND:{}\nOBS:{}\n{:?}",
+            pgtopo::render::plan::text(&again, false),
+            pgtopo::render::plan::text(&p, false),
+            serde_json::to_string(
+                &end.nodes
+                    .iter()
+                    .map(|(k, x)| (
+                        k.clone(),
+                        x.role,
+                        x.upstream.clone(),
+                        x.running,
+                        x.settings.get("max_connections").map(|s| s.value.clone())
+                    ))
+                    .collect::<Vec<_>>()
+            )
+            .unwrap(),
+            serde_json::to_string(
+                &o.nodes
+                    .iter()
+                    .map(|(k, x)| (
+                        k.clone(),
+                        x.role,
+                        x.upstream.clone(),
+                        x.running,
+                        x.reachable,
+                        x.settings.get("max_connections").map(|s| s.value.clone())
+                    ))
+                    .collect::<Vec<_>>()
+            )
+            .unwrap(),
+            again
+                .steps
+                .iter()
+                .map(|s| format!("{} {} {}", s.action.kind(), s.node, s.description))
+                .collect::<Vec<_>>()
+        );
+    }
+    // No secret anywhere.
+    let secret = "hunter2-proptest-secret";
+    for r in [
+        pgtopo::render::plan::text(&p, false),
+        pgtopo::render::plan::json(&p),
+        pgtopo::render::plan::markdown(&p),
+        pgtopo::render::plan::dot(&p),
+    ] {
+        prop_assert!(!r.contains(secret));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_are_safe_and_converge(n in 2usize..7, bytes in proptest::collection::vec(any::<u8>(), 64)) {
+        std::env::set_var("PGTOPO_PROPTEST_SECRET", "hunter2-proptest-secret");
+        let (d, o, opts) = scenario(n, &bytes);
+        check(&d, &o, &opts)?;
+    }
+}
