@@ -638,12 +638,10 @@ impl Drop for TestCluster {
     }
 }
 
-/// `port = …`, `listen_addresses = …` and `cluster_name` of a node, as postgresql.conf lines.
+/// `port = …` and `listen_addresses = …` of a node, as postgresql.conf lines. (No
+/// `cluster_name`: a standby that pgtopo clones would inherit its source's.)
 fn own_identity(n: &Node) -> String {
-    format!(
-        "port = {}\nlisten_addresses = '{}'\ncluster_name = '{}'\n",
-        n.port, n.host, n.name
-    )
+    format!("port = {}\nlisten_addresses = '{}'\n", n.port, n.host)
 }
 
 fn path_str(p: &Path) -> &str {
