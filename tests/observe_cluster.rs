@@ -341,3 +341,19 @@ async fn a_connect_user_without_superuser_still_observes_the_basics() {
     assert_eq!(n2.upstream.as_deref(), Some("n1"), "{n2:?}");
     assert!(n2.streaming);
 }
+
+#[tokio::test]
+async fn a_stale_pid_file_naming_another_process_is_not_a_running_server() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.stop("n1", "fast");
+    // As after a SIGKILL and a reboot: the pid file names a live process that is no postmaster
+    // (this test itself). Neither observe nor the harness's cleanup may take it for one.
+    let pid_file = c.node("n1").data_dir.join("postmaster.pid");
+    c.write_os_file(&pid_file, &format!("{}\n", std::process::id()));
+    let obs = c.observe().await;
+    let n1 = &obs.nodes["n1"];
+    assert!(!n1.running, "{n1:?}");
+    assert_eq!(n1.control.as_ref().unwrap().cluster_state, "shut down");
+}
