@@ -249,6 +249,9 @@ async fn wrong_password_is_an_observed_fact_without_the_secret() {
         Some(&["host all pwuser 127.0.0.0/8 scram-sha-256".to_string()][..])
     );
     std::env::remove_var(&var);
+    let obs = observe(&d, &opts()).await;
+    let reason = obs.nodes["n1"].unreachable_reason.clone().unwrap();
+    assert!(reason.contains(&var) && reason.contains("not set"), "{reason}");
 }
 
 #[tokio::test]
