@@ -251,7 +251,10 @@ async fn wrong_password_is_an_observed_fact_without_the_secret() {
     std::env::remove_var(&var);
     let obs = observe(&d, &opts()).await;
     let reason = obs.nodes["n1"].unreachable_reason.clone().unwrap();
-    assert!(reason.contains(&var) && reason.contains("not set"), "{reason}");
+    assert!(
+        reason.contains(&var) && reason.contains("not set"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
