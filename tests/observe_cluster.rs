@@ -120,6 +120,28 @@ async fn primary_standby_and_cascade() {
     let json = serde_json::to_string(&obs).unwrap();
     let back: pgtopo::observe::ObservedCluster = serde_json::from_str(&json).unwrap();
     assert_eq!(back, obs);
+
+    // A password in primary_conninfo never reaches the observed state.
+    let n2 = c.node("n2").clone();
+    c.psql(
+        "n3",
+        &format!(
+            "alter system set primary_conninfo = 'host={} port={} user=postgres \
+             password=Sekret-99 application_name=n3'",
+            n2.host, n2.port
+        ),
+    );
+    c.psql("n3", "select pg_reload_conf()");
+    c.wait_for_sql(
+        "n3",
+        "select position('Sekret' in current_setting('primary_conninfo')) > 0",
+        "t",
+    );
+    let obs = observe(&c.desired_of(&topo), &opts()).await;
+    let n3 = &obs.nodes["n3"];
+    assert!(!n3.settings.contains_key("primary_conninfo"));
+    assert_eq!(n3.primary_conninfo.as_ref().unwrap().port, Some(n2.port));
+    assert!(!serde_json::to_string(&obs).unwrap().contains("Sekret"));
 }
 
 #[tokio::test]

@@ -47,8 +47,7 @@ pub struct ReceiverFacts {
     pub sender_port: Option<u16>,
 }
 
-/// What every role may read. Superuser-only settings come from pg_settings, which hides them
-/// from others instead of failing. (A CASE around a function the role may not execute does not
+/// What every role may read. (A CASE around a function the role may not execute does not
 /// help: PostgreSQL checks EXECUTE when the statement starts. Hence the separate statements.)
 const CORE: &str = "select pg_is_in_recovery(), \
     current_setting('server_version_num'), \
@@ -56,10 +55,12 @@ const CORE: &str = "select pg_is_in_recovery(), \
     pg_last_wal_receive_lsn()::text, \
     pg_last_wal_replay_lsn()::text, \
     case when pg_is_in_recovery() then null \
-         else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end, \
-    (select setting from pg_settings where name = 'data_directory'), \
-    (select setting from pg_settings where name = 'primary_conninfo'), \
-    (select setting from pg_settings where name = 'primary_slot_name')";
+         else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end";
+
+/// Read with the other settings (one pg_settings scan, which hides them from roles that may not
+/// see them instead of failing) and taken out of the settings map: primary_conninfo may hold a
+/// password and is kept only as its password-free summary.
+const RECOVERY_SETTINGS: [&str; 2] = ["primary_conninfo", "primary_slot_name"];
 
 /// pg_control, for roles allowed to read it.
 const CONTROL: &str = "select (select system_identifier::text from pg_control_system()), \
@@ -151,6 +152,7 @@ pub async fn observe_sql(
 ) -> Result<ReceiverFacts, tokio_postgres::Error> {
     let mut names: BTreeSet<String> = FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
     names.extend(setting_names.iter().cloned());
+    names.extend(RECOVERY_SETTINGS.iter().map(|s| s.to_string()));
     let (slots_q, repl_q, settings_q) = (slots_sql(), replication_sql(), settings_sql(&names));
     // Sent together: one round trip for all of them.
     let mut results = join_all([
@@ -200,10 +202,6 @@ pub async fn observe_sql(
         current
     };
     let insert_tli = r_hex(c.get(5));
-    let data_directory = text(c, 6);
-    node.primary_conninfo = text(c, 7)
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_conninfo(&s));
     let ctl = control.first();
     node.system_identifier = ctl.and_then(|r| text(r, 0));
     let checkpoint_tli: Option<u32> = ctl.and_then(|r| num(r, 1));
@@ -213,7 +211,6 @@ pub async fn observe_sql(
         .first()
         .and_then(|r| boolean(r, 0))
         .unwrap_or(in_recovery);
-    node.primary_slot_name = text(c, 8).filter(|s| !s.is_empty());
     let hba_row = hba.first();
     if let (Some(path), Some(contents)) = (
         hba_row.and_then(|r| text(r, 0)),
@@ -235,13 +232,12 @@ pub async fn observe_sql(
                 .collect(),
         });
     }
-    if data_directory.is_some() {
-        node.data_dir = DataDirState {
-            exists: true,
-            empty: false,
-            pg_version: node.version.map(|v| v / 10000),
-        };
-    }
+    // A server that answers runs on an initialised data directory.
+    node.data_dir = DataDirState {
+        exists: true,
+        empty: false,
+        pg_version: node.version.map(|v| v / 10000),
+    };
 
     let mut facts = ReceiverFacts::default();
     let mut received_tli = None;
@@ -305,6 +301,15 @@ pub async fn observe_sql(
             ))
         })
         .collect::<BTreeMap<_, _>>();
+    let conninfo = node.settings.remove("primary_conninfo");
+    node.primary_conninfo = conninfo
+        .filter(|s| !s.value.is_empty())
+        .map(|s| parse_conninfo(&s.value));
+    node.primary_slot_name = node
+        .settings
+        .remove("primary_slot_name")
+        .map(|s| s.value)
+        .filter(|s| !s.is_empty());
 
     if let Some(tli) = node.timeline.filter(|t| *t > 1) {
         node.timeline_history = read_history(client, tli).await;
