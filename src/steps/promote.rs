@@ -37,10 +37,11 @@ async fn other_primary(
         match sql {
             Some(false) => Some(format!("{o} is a primary")),
             Some(true) => None,
+            // A pid file may be left by a crash: pg_ctl decides (only in that unusual case).
             None if previous => match server::pid_file_exists(ctx, o).await {
-                Ok(true) => Some(format!(
-                    "{o} (the previous primary) has a running postmaster"
-                )),
+                Ok(true) if !matches!(server::running_per_pg_ctl(ctx, o).await, Ok(false)) => Some(
+                    format!("{o} (the previous primary) has a running postmaster"),
+                ),
                 _ => None,
             },
             None => None,
