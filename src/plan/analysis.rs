@@ -160,6 +160,36 @@ fn can_rewind(o: &ObservedNode) -> bool {
             .is_some_and(|c| c.wal_log_hints || c.data_checksums)
 }
 
+/// The node's end of WAL when it is known: what SQL reports on a running node, or the control
+/// data of a cleanly shut down one. None when it stopped without a clean shutdown (crashed,
+/// killed): its WAL goes on past its last checkpoint by an amount the control data cannot tell.
+pub fn known_wal_end(o: &ObservedNode) -> Option<Lsn> {
+    if o.running && o.reachable {
+        return wal_end(o);
+    }
+    match &o.control {
+        Some(c) if c.shut_down_cleanly() => wal_end(o),
+        _ => None,
+    }
+}
+
+/// Why a node's end of WAL is unknown, with what its control data does say.
+fn unknown_end(x: &str, xo: &ObservedNode) -> String {
+    match &xo.control {
+        Some(c) => format!(
+            "{x} did not shut down cleanly (cluster state \"{}\", latest checkpoint {}{}): its WAL past that point is unknown",
+            c.cluster_state,
+            c.latest_checkpoint,
+            if c.min_recovery_end.0 > 0 {
+                format!(", minimum recovery end {}", c.min_recovery_end)
+            } else {
+                String::new()
+            }
+        ),
+        None => format!("{x}'s end of WAL is unknown"),
+    }
+}
+
 fn diverged(x: &str, xo: &ObservedNode, reason: String) -> Rejoin {
     if can_rewind(xo) {
         Rejoin::Rewind { reason }
@@ -180,7 +210,7 @@ pub fn decide_rejoin(
     promotion: Option<&Promotion>,
 ) -> Rejoin {
     let xo = observed(o, x);
-    let end = wal_end(&xo);
+    let end = known_wal_end(&xo);
     let tl = xo
         .timeline
         .or(xo.control.as_ref().map(|c| c.checkpoint_timeline));
@@ -227,7 +257,10 @@ pub fn decide_rejoin(
             None => diverged(
                 x,
                 &xo,
-                format!("{x}'s end of WAL is unknown, so it may have WAL past the fork point {fork} of timeline {new_tl}"),
+                format!(
+                    "{}, so it may have WAL past the fork point {fork} of timeline {new_tl}",
+                    unknown_end(x, &xo)
+                ),
             ),
         };
     }
@@ -266,7 +299,10 @@ pub fn decide_rejoin(
         None => diverged(
             x,
             &xo,
-            format!("{x}'s end of WAL is unknown, so it may have WAL past the fork point {fork} of timeline {next_tl}"),
+            format!(
+                "{}, so it may have WAL past the fork point {fork} of timeline {next_tl}",
+                unknown_end(x, &xo)
+            ),
         ),
     }
 }
@@ -413,7 +449,7 @@ pub fn analyse(
                             ));
                         }
                     }
-                    let last_known = oobs.as_ref().and_then(wal_end);
+                    let last_known = oobs.as_ref().and_then(known_wal_end);
                     let exposure = last_known.map(|l| l.bytes_after(cand_at));
                     if !consent {
                         return Err(PlanError::FailoverNotAllowed {
