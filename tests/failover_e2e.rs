@@ -294,3 +294,177 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
     );
     assert_no_changes(&c);
 }
+
+/// Everything a what-if must leave alone, per node: the postmaster's PID, role, timeline, slots,
+/// the configuration files pgtopo writes, standby.signal; and the files beside the data
+/// directories (no lock, no marker left behind).
+fn snapshot(c: &TestCluster) -> Vec<String> {
+    use sha2::Digest;
+    let mut out = Vec::new();
+    for n in c.nodes() {
+        let name = n.name.as_str();
+        out.push(format!(
+            "{name} pid={:?} recovery={} tl={} slots={} receiver={}",
+            support::postmaster_pid(&n.data_dir),
+            in_recovery(c, name),
+            timeline(c, name),
+            slots(c, name),
+            receiver(c, name)
+        ));
+        for f in ["postgresql.auto.conf", "pg_hba.conf", "standby.signal"] {
+            let h = std::fs::read(n.data_dir.join(f))
+                .map(|b| hex::encode(sha2::Sha256::digest(&b)))
+                .unwrap_or_else(|_| "absent".into());
+            out.push(format!("{name}/{f} {h}"));
+        }
+    }
+    let mut beside: Vec<String> = std::fs::read_dir(&c.dir)
+        .expect("cluster dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    out.push(beside.join(" "));
+    out
+}
+
+/// What-if on a healthy cluster touches nothing. Then n2 is cut off and lags: a failover to n2
+/// is refused past failover.max_lag with the bytes it is behind; with n1 still declared, the
+/// plan picks n3, the most advanced reachable standby, itself.
+#[test]
+fn what_if_touches_nothing_and_a_lagging_candidate_is_refused() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    c.add_standby_basebackup("n3", "n1");
+    let mut topo = base_topology(&c);
+    topo.extra_yaml("failover: {max_lag: 64kB}");
+    c.write_topology(&topo);
+    apply_ok(&c, &[]);
+    c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
+    c.wait_replayed("n2", "n1");
+    c.wait_replayed("n3", "n1");
+
+    let before = snapshot(&c);
+    let out = c.pgtopo(&["plan", "--assume-down", "n1", "--allow-failover"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("node.n2 will be promoted (failover from n1"),
+        "{text}"
+    );
+    assert!(text.contains("Data loss: possible"), "{text}");
+    assert!(text.contains("node.n3 will follow n2"), "{text}");
+    // Without consent the what-if says what it would take.
+    let out = c.pgtopo(&["plan", "--assume-down", "n1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("--allow-failover"), "{}", show(&out));
+    assert_eq!(snapshot(&c), before, "a what-if changed the cluster");
+
+    cut_off(&c, "n2");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, repeat('z', 500) FROM generate_series(1, 2000) g",
+    );
+    c.wait_replayed("n3", "n1");
+    c.crash("n1");
+
+    topo.role("n2", "primary", None)
+        .role("n1", "standby", Some("n2"))
+        .role("n3", "standby", Some("n2"))
+        .extra_yaml("failover: {allow: true}");
+    c.write_topology(&topo);
+    let out = c.pgtopo(&["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("failover candidate n2 is") && err.contains("bytes behind n3"),
+        "{err}"
+    );
+    assert!(err.contains("failover.max_lag"), "{err}");
+
+    // n1 still declared primary: the plan takes n3, the most advanced, and says so.
+    let mut keep = base_topology(&c);
+    keep.extra_yaml("failover: {allow: true, max_lag: 64kB}");
+    c.write_topology(&keep);
+    let out = c.pgtopo(&["plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("node.n3 will be promoted (failover from n1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("n3 is the most advanced reachable standby"),
+        "{text}"
+    );
+    assert_eq!(in_recovery(&c, "n3"), "t", "a plan promotes nobody");
+}
+
+/// wal_log_hints off and no data checksums: pg_rewind cannot work, so the old primary is cloned
+/// again from the new one, its old directory moved aside to `<data_dir>.pgtopo-old-<ts>`.
+#[test]
+fn without_wal_log_hints_nor_checksums_the_old_primary_is_cloned() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    let conf = c.node("n1").data_dir.join("postgresql.conf");
+    c.append(&conf, "wal_log_hints = off\n");
+    c.start("n1");
+    let checksums = c.psql("n1", "SHOW data_checksums") == "on";
+    c.add_standby_basebackup("n2", "n1");
+    let mut topo = base_topology(&c);
+    c.write_topology(&topo);
+    apply_ok(&c, &[]);
+    c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 50) g",
+    );
+    c.wait_replayed("n2", "n1");
+    cut_off(&c, "n2");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, 'lost' FROM generate_series(51, 500) g",
+    );
+    c.crash("n1");
+
+    topo.role("n2", "primary", None)
+        .role("n1", "standby", Some("n2"))
+        .extra_yaml("failover: {allow: true}");
+    c.write_topology(&topo);
+    let out = c.pgtopo(&["plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = stdout(&out);
+    if checksums {
+        // PostgreSQL 18 initialises with data checksums: pg_rewind works there.
+        assert!(text.contains("rewind"), "{text}");
+    } else {
+        assert!(text.contains("clone"), "{text}");
+        assert!(
+            text.contains("pg_rewind needs wal_log_hints=on or data checksums"),
+            "{text}"
+        );
+        assert!(!text.contains(" rewind "), "{text}");
+    }
+    apply_ok(&c, &[]);
+    assert_eq!(in_recovery(&c, "n2"), "f");
+    assert_follows(&c, "n1", "n2");
+    assert_rows_everywhere(&c, "n2", &["n1"], 50);
+    assert_eq!(slots(&c, "n2"), "n1:true");
+    assert_eq!(c.psql("n1", "SHOW port"), c.node("n1").port.to_string());
+    if !checksums {
+        let aside: Vec<String> = std::fs::read_dir(&c.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with("n1.pgtopo-old-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert!(
+            c.dir.join(&aside[0]).join("PG_VERSION").exists(),
+            "the old data directory is kept whole"
+        );
+    }
+    assert_no_changes(&c);
+}
