@@ -84,7 +84,7 @@ pub async fn act(ctx: &StepContext, node: &str, _p: &PromoteParams) -> Result<()
 
 pub async fn verify(ctx: &StepContext, node: &str, _p: &PromoteParams) -> Result<(), StepError> {
     let spec = WaitSpec::new(format!("{node} to leave recovery"), Duration::from_secs(60))
-        .max_interval(Duration::from_millis(5));
+        .max_interval(Duration::from_millis(2));
     wait_until(&spec, || async move {
         match server::in_recovery(ctx, node).await {
             Ok(false) => Poll::Ready(()),
