@@ -333,10 +333,16 @@ fn summary(
                             p.candidate,
                             ByteSize::human(*b)
                         ),
-                        _ => format!(
-                            "{old}'s last WAL location is unknown; {} received up to {got}",
-                            p.candidate
-                        ),
+                        _ => match diff::observed(o, &old).control.as_ref() {
+                            Some(c) => format!(
+                                "{} received up to {got}; {old} did not shut down cleanly (cluster state \"{}\", latest checkpoint {}), so how much it wrote past that is unknown: whatever it acknowledged beyond {got} is lost",
+                                p.candidate, c.cluster_state, c.latest_checkpoint
+                            ),
+                            None => format!(
+                                "{old}'s last WAL location is unknown; {} received up to {got}: whatever {old} acknowledged beyond that is lost",
+                                p.candidate
+                            ),
+                        },
                     };
                     DataLoss::Possible {
                         bytes: *exposure,
