@@ -204,8 +204,17 @@ pub fn report(r: &ApplyReport) -> String {
         r.count("not_started"),
         human_elapsed(r.elapsed)
     ));
+    let failed = !r.succeeded();
     for st in &r.steps {
         match &st.outcome {
+            // After a failure, say exactly what was done too.
+            Outcome::Done | Outcome::AlreadyDone if failed => s.push_str(&format!(
+                "  {:<12} {:>3}  {} {}\n",
+                st.outcome.label(),
+                st.id,
+                st.kind,
+                st.node
+            )),
             Outcome::Failed(e) => {
                 s.push_str(&format!(
                     "  failed       {:>3}  {} {}: {}\n",
@@ -270,6 +279,7 @@ mod tests {
         let text = report(&r);
         assert!(text.starts_with("Apply failed. 1 done, 0 already done, 1 failed, 1 skipped (upstream failed), 1 not started. (1.5 s)"), "{text}");
         assert!(text.contains("| FATAL: boom"));
+        assert!(text.contains("  done           1  stop n1"), "{text}");
         assert!(text.contains("skipped        3  drop_slot n1"));
         assert!(text.contains("not started    4  reload n1"), "{text}");
     }
