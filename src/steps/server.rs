@@ -202,7 +202,9 @@ pub async fn accepting(ctx: &StepContext, node: &str) -> bool {
 /// until it accepts connections.
 pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(), StepError> {
     let n = ctx.node(node)?;
-    if file_exists(ctx, node, &rewind_marker(ctx, node)?).await? {
+    if file_exists(ctx, node, &rewind_marker(ctx, node)?).await?
+        && !super::rewind::finish_interrupted(ctx, node).await?
+    {
         return Err(StepError::new(format!(
             "{node}: refusing to start a data directory that pg_rewind did not finish ({}); \
              rewind it again or clone it",
