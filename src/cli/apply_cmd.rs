@@ -43,7 +43,7 @@ pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
     let held = lock::acquire(&desired, &ts, a.lock_timeout.map(|d| d.0), events.as_ref())
         .await
         .map_err(lock_failure)?;
-    let outcome = apply_locked(g, &a, desired, ts, events.as_ref()).await;
+    let outcome = apply_locked(&a, desired, ts, events.as_ref()).await;
     if let Err(e) = held.release().await {
         events.message(&format!("warning: the lock was not fully released: {e}"));
     }
@@ -136,7 +136,6 @@ fn ask_yes() -> Option<bool> {
 }
 
 async fn apply_locked(
-    _g: &GlobalArgs,
     a: &ApplyArgs,
     desired: Arc<Desired>,
     ts: BTreeMap<String, DynTransport>,

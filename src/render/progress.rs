@@ -155,37 +155,6 @@ pub fn for_stdout() -> Box<dyn ApplyEvents> {
     }
 }
 
-/// The steps of a plan, one line each, with their dependencies and the writes-unavailable
-/// window marked.
-pub fn plan_overview(plan: &crate::plan::Plan) -> String {
-    let mut s = String::from("Steps:\n");
-    let w = plan.summary.write_unavailable.as_ref();
-    for st in &plan.steps {
-        let after = if st.after.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "  after {}",
-                st.after
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let mark = match w {
-            Some(w) if w.from_step == st.id && w.to_step == st.id => "  ← writes unavailable",
-            Some(w) if w.from_step == st.id => "  ← writes unavailable from here",
-            Some(w) if w.to_step == st.id => "  ← writes available",
-            _ => "",
-        };
-        let bang = if st.destructive { "!" } else { " " };
-        s.push_str(&format!("{bang}{}{after}{mark}\n", step_line(st)));
-    }
-    s.push_str(&format!("{} steps.", plan.steps.len()));
-    s
-}
-
 /// The final report: counts, then what failed (with the tool's stderr), what was skipped and
 /// what was not started.
 pub fn report(r: &ApplyReport) -> String {
