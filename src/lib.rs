@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod diff;
+pub mod import;
 pub mod observe;
 pub mod pg;
 pub mod plan;

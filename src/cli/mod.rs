@@ -3,6 +3,7 @@
 //! those live in the phase modules and in `render`.
 
 mod args;
+mod import_cmd;
 mod observe_cmd;
 mod plan_cmd;
 
@@ -74,6 +75,7 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Show(a) => plan_cmd::show(g, a).await,
         Command::Graph(a) => plan_cmd::graph(g, a).await,
         Command::Drift(a) => plan_cmd::drift(g, a).await,
+        Command::Import(a) => import_cmd::import(g, a).await,
         other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }
