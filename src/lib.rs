@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod diff;
 pub mod import;
 pub mod observe;

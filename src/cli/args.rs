@@ -295,6 +295,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Switchover of a 2-node cluster under a writer: writes-unavailable window, apply wall, loss.
     Switchover(BenchSwitchoverArgs),
+    /// Wall time of an apply that builds 1 standby against one that builds 2 in parallel.
+    Build(BenchSwitchoverArgs),
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! (config → observe → diff → plan → render | apply). No domain rules and no formatting here:
 //! those live in the phase modules and in `render`.
 
+mod apply_cmd;
 mod args;
 mod import_cmd;
 mod observe_cmd;
@@ -76,12 +77,47 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Graph(a) => plan_cmd::graph(g, a).await,
         Command::Drift(a) => plan_cmd::drift(g, a).await,
         Command::Import(a) => import_cmd::import(g, a).await,
-        other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
+        Command::Demo(a) => commands::demo(a).await,
+        Command::Bench(a) => commands::bench(a).await,
+        Command::Apply(a) => apply_cmd::apply(g, a).await,
+        Command::Unlock => apply_cmd::unlock(g).await,
     }
 }
 
 mod commands {
     use super::*;
+
+    pub async fn demo(a: DemoArgs) -> CmdResult {
+        let opts = crate::demo::DemoOptions {
+            dir: a.dir,
+            port: a.port,
+            bin_dir: a.bin_dir,
+            keep: a.keep,
+        };
+        crate::demo::demo(&opts).await?;
+        Ok(exit::OK)
+    }
+
+    pub async fn bench(a: BenchArgs) -> CmdResult {
+        let (BenchCommand::Switchover(b) | BenchCommand::Build(b)) = &a.what;
+        let opts = crate::demo::BenchOptions {
+            runs: b.runs,
+            port: b.port,
+            bin_dir: b.bin_dir.clone(),
+            dir: b.dir.clone(),
+            results: b.results.clone(),
+        };
+        match a.what {
+            BenchCommand::Switchover(_) => match crate::demo::bench_switchover(&opts).await? {
+                true => Ok(exit::OK),
+                false => Err(miette::miette!("acknowledged writes were lost").into()),
+            },
+            BenchCommand::Build(_) => crate::demo::bench_build(&opts)
+                .await
+                .map(|_| exit::OK)
+                .map_err(Into::into),
+        }
+    }
 
     pub async fn validate(g: &GlobalArgs) -> CmdResult {
         let d = crate::config::load(&g.file)?;

@@ -68,7 +68,10 @@ async fn make_plan(
     opts: &PlanOptions,
 ) -> miette::Result<Plan> {
     let d = crate::config::load(&g.file)?;
-    let o = observed_state(&d, observed, &opts.assume_down).await?;
+    // The what-if nodes are observed like the others (read-only): `plan::build` then marks
+    // them down and keeps what was last seen of them (role, WAL position), so the plan can say
+    // whom it replaces and how much WAL is at risk.
+    let o = observed_state(&d, observed, &[]).await?;
     crate::plan::build(&d, &o, opts).map_err(miette::Report::new)
 }
 

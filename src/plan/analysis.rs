@@ -160,6 +160,37 @@ fn can_rewind(o: &ObservedNode) -> bool {
             .is_some_and(|c| c.wal_log_hints || c.data_checksums)
 }
 
+/// The node's end of WAL when it is known: a position seen over SQL (now, or kept from the last
+/// observation of an `--assume-down` node), or the control data of a cleanly shut down server.
+/// None for a server that stopped without a clean shutdown (crashed, killed) and is seen only
+/// through its files: its WAL goes on past its last checkpoint by an amount the control data
+/// cannot tell ([`wal_end`] is then only a lower bound).
+pub fn known_wal_end(o: &ObservedNode) -> Option<Lsn> {
+    let seen = o.lsn.is_some() || o.receive_lsn.is_some() || o.replay_lsn.is_some();
+    if seen || o.control.as_ref().is_some_and(|c| c.shut_down_cleanly()) {
+        wal_end(o)
+    } else {
+        None
+    }
+}
+
+/// Why a node's end of WAL is unknown, with what its control data does say.
+fn unknown_end(x: &str, xo: &ObservedNode) -> String {
+    match &xo.control {
+        Some(c) => format!(
+            "{x} did not shut down cleanly (cluster state \"{}\", latest checkpoint {}{}): its WAL past that point is unknown",
+            c.cluster_state,
+            c.latest_checkpoint,
+            if c.min_recovery_end.0 > 0 {
+                format!(", minimum recovery end {}", c.min_recovery_end)
+            } else {
+                String::new()
+            }
+        ),
+        None => format!("{x}'s end of WAL is unknown"),
+    }
+}
+
 fn diverged(x: &str, xo: &ObservedNode, reason: String) -> Rejoin {
     if can_rewind(xo) {
         Rejoin::Rewind { reason }
@@ -180,7 +211,9 @@ pub fn decide_rejoin(
     promotion: Option<&Promotion>,
 ) -> Rejoin {
     let xo = observed(o, x);
-    let end = wal_end(&xo);
+    let end = known_wal_end(&xo);
+    // What the node has at least (its last checkpoint when it crashed).
+    let lower = wal_end(&xo);
     let tl = xo
         .timeline
         .or(xo.control.as_ref().map(|c| c.checkpoint_timeline));
@@ -210,13 +243,13 @@ pub fn decide_rejoin(
         let co = observed(o, &p.candidate);
         let fork = received(&co).unwrap_or_default();
         let new_tl = co.timeline.map(|t| t + 1).unwrap_or(0);
-        return match end {
-            Some(e) if e <= fork => Rejoin::Follow {
+        return match (end, lower) {
+            (Some(e), _) if e <= fork => Rejoin::Follow {
                 reason: format!(
                     "{x} has no WAL past the fork point {fork} of timeline {new_tl}"
                 ),
             },
-            Some(e) => diverged(
+            (Some(e), _) => diverged(
                 x,
                 &xo,
                 format!(
@@ -224,10 +257,20 @@ pub fn decide_rejoin(
                     ByteSize::human(e.bytes_after(fork))
                 ),
             ),
-            None => diverged(
+            (None, Some(l)) if l > fork => diverged(
                 x,
                 &xo,
-                format!("{x}'s end of WAL is unknown, so it may have WAL past the fork point {fork} of timeline {new_tl}"),
+                format!(
+                    "{x} has WAL past the fork point {fork} of timeline {new_tl} (at least up to {l})"
+                ),
+            ),
+            (None, _) => diverged(
+                x,
+                &xo,
+                format!(
+                    "{}, so it may have WAL past the fork point {fork} of timeline {new_tl}",
+                    unknown_end(x, &xo)
+                ),
             ),
         };
     }
@@ -252,21 +295,29 @@ pub fn decide_rejoin(
     };
     let fork = hist[pos].fork_lsn;
     let next_tl = hist.get(pos + 1).map(|f| f.timeline).unwrap_or(utl);
-    match end {
-        Some(e) if e <= fork => Rejoin::Follow {
+    match (end, lower) {
+        (Some(e), _) if e <= fork => Rejoin::Follow {
             reason: format!(
                 "{x} stopped at {e}, before the fork point {fork} of timeline {next_tl}: it can follow"
             ),
         },
-        Some(_) => diverged(
+        (Some(_), _) => diverged(
             x,
             &xo,
             format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
         ),
-        None => diverged(
+        (None, Some(l)) if l > fork => diverged(
             x,
             &xo,
-            format!("{x}'s end of WAL is unknown, so it may have WAL past the fork point {fork} of timeline {next_tl}"),
+            format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
+        ),
+        (None, _) => diverged(
+            x,
+            &xo,
+            format!(
+                "{}, so it may have WAL past the fork point {fork} of timeline {next_tl}",
+                unknown_end(x, &xo)
+            ),
         ),
     }
 }
@@ -413,7 +464,7 @@ pub fn analyse(
                             ));
                         }
                     }
-                    let last_known = oobs.as_ref().and_then(wal_end);
+                    let last_known = oobs.as_ref().and_then(known_wal_end);
                     let exposure = last_known.map(|l| l.bytes_after(cand_at));
                     if !consent {
                         return Err(PlanError::FailoverNotAllowed {

@@ -68,7 +68,10 @@ fn stop(o: &mut ObservedCluster, n: &str, state: &str, ckpt: u64, hints: bool) {
         wal_log_hints: hints,
         data_checksums: false,
     });
+    // A stopped server is seen through its files only: no position from SQL.
     x.lsn = None;
+    x.receive_lsn = None;
+    x.replay_lsn = None;
 }
 
 fn assert_idempotent(d: &Desired, o: &ObservedCluster) {
@@ -336,13 +339,39 @@ fn rejoin_clones_without_hints() {
 
 #[test]
 fn rejoin_follows_when_not_diverged() {
-    let (d, o) = after_failover(false, 0x5000000);
+    let (d, mut o) = after_failover(false, 0x5000000);
+    // Shut down cleanly before the fork point: its WAL ends there.
+    node_mut(&mut o, "n1")
+        .control
+        .as_mut()
+        .unwrap()
+        .cluster_state = "shut down".into();
     let p = plan(&d, &o);
     assert!(!lines(&p)
         .iter()
         .any(|l| l.starts_with("rewind") || l.starts_with("clone")));
     step(&p, "configure_standby", "n1");
     step(&p, "start", "n1");
+}
+
+#[test]
+fn a_crash_before_the_fork_point_is_no_proof_of_no_divergence() {
+    // Crashed ("in production") with its last checkpoint before the fork: the WAL it wrote after
+    // that checkpoint is unknown, so it cannot simply follow.
+    let (d, o) = after_failover(true, 0x5000000);
+    let p = plan(&d, &o);
+    match &step(&p, "rewind", "n1").action {
+        Action::Rewind(r) => assert!(
+            r.reason.contains("did not shut down cleanly")
+                && r.reason.contains("latest checkpoint 0/5000000")
+                && r.reason.contains("fork point 0/5000028 of timeline 2"),
+            "{}",
+            r.reason
+        ),
+        _ => unreachable!(),
+    }
+    let (d, o) = after_failover(false, 0x5000000);
+    step(&plan(&d, &o), "clone", "n1");
 }
 
 #[test]

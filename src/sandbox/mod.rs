@@ -33,6 +33,18 @@ pub struct UpOptions {
     pub bin_dir: Option<PathBuf>,
 }
 
+impl Default for UpOptions {
+    /// The CLI's defaults: `./pgtopo-sandbox`, 3 nodes, port 54320, bin dir discovered.
+    fn default() -> Self {
+        UpOptions {
+            dir: PathBuf::from("pgtopo-sandbox"),
+            nodes: 3,
+            port: 54320,
+            bin_dir: None,
+        }
+    }
+}
+
 /// A node of a sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxNode {
@@ -52,6 +64,13 @@ pub struct Sandbox {
     pub os_user: String,
     /// n1 (running primary) first, then the declared standbys.
     pub nodes: Vec<SandboxNode>,
+}
+
+impl Sandbox {
+    /// Stop every server of this sandbox and remove its directory ([`down`]).
+    pub async fn down(&self) -> Result<Vec<PathBuf>, SandboxError> {
+        down(&self.dir).await
+    }
 }
 
 /// Why a sandbox could not be created or removed.

@@ -322,7 +322,7 @@ impl StepExecutor for Executor {
 }
 
 #[cfg(test)]
-mod tests {
+mod quoting_tests {
     use super::*;
 
     #[test]
@@ -331,3 +331,6 @@ mod tests {
         assert_eq!(sql_ident("we\"ird"), "\"we\"\"ird\"");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,19 @@
 //!
 //! A marker `<data_dir>.pgtopo-rewinding` exists while pg_rewind works: a directory that
 //! pg_rewind did not finish is never started (see `server::start`), and the next apply rewinds it
-//! again. PostgreSQL ≥ 13's pg_rewind runs crash recovery on an uncleanly stopped target itself.
+//! again. When pgtopo was killed but pg_rewind itself ran to its end (it runs in its own process
+//! group), the directory is recognised as rewound — `backup_label` says `BACKUP METHOD:
+//! pg_rewind` and the control file is "in archive recovery", the two things pg_rewind writes
+//! last — and the marker is cleared instead ([`finish_interrupted`]).
+//!
+//! PostgreSQL ≥ 13's pg_rewind runs crash recovery on an uncleanly stopped target itself, in
+//! single-user mode, which refuses to run with `standby.signal` ("standby mode is not supported
+//! by single-user servers"): a fenced node has one, so it is removed for the duration of
+//! pg_rewind (pg_rewind deletes it anyway: the source has none). Whatever pg_rewind's outcome,
+//! `standby.signal` is written back before the step ends, so a rewound (or half-rewound)
+//! directory started by anyone comes up in recovery, never as a primary. (PostgreSQL 12's
+//! pg_rewind needs a cleanly stopped target and is not handled here.)
+//!
 //! pg_rewind copies the source's configuration: `configure_standby` re-asserts the node's own.
 
 use std::time::Duration;
@@ -12,6 +24,7 @@ use std::time::Duration;
 use super::{conf, control, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RewindParams;
+use crate::transport::TransportError;
 
 pub async fn check(
     ctx: &StepContext,
@@ -24,22 +37,88 @@ pub async fn check(
         )));
     }
     if server::file_exists(ctx, node, &server::rewind_marker(ctx, node)?).await? {
-        return Ok(Freshness::Dirty(
-            "an earlier pg_rewind did not finish".into(),
-        ));
+        return Ok(Freshness::Dirty(if rewound(ctx, node).await? {
+            "an earlier pg_rewind finished after pgtopo was interrupted".into()
+        } else {
+            "an earlier pg_rewind did not finish".into()
+        }));
     }
     Ok(Freshness::Dirty(p.reason.clone()))
+}
+
+fn io(e: TransportError) -> StepError {
+    StepError::new(e.to_string())
+}
+
+/// The data directory holds the result of a finished pg_rewind that nobody started yet:
+/// pg_rewind's backup_label and a control file "in archive recovery".
+async fn rewound(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
+    let n = ctx.node(node)?;
+    let label = ctx
+        .transport(node)?
+        .read_file(&n.data_dir.join("backup_label"))
+        .await
+        .map_err(io)?;
+    let by_rewind = label.is_some_and(|b| {
+        String::from_utf8_lossy(&b)
+            .lines()
+            .any(|l| l.trim() == "BACKUP METHOD: pg_rewind")
+    });
+    if !by_rewind {
+        return Ok(false);
+    }
+    Ok(control::read(ctx, node).await?.state == "in archive recovery")
+}
+
+/// `standby.signal` in the node's data directory.
+async fn write_standby_signal(ctx: &StepContext, node: &str) -> Result<(), StepError> {
+    let n = ctx.node(node)?;
+    ctx.transport(node)?
+        .write_file_atomic(&n.data_dir.join("standby.signal"), b"", 0o600)
+        .await
+        .map_err(io)
+}
+
+/// A rewind marker left by an interrupted pgtopo whose pg_rewind nevertheless finished: make
+/// the directory a (not yet configured) standby and clear the marker. Returns whether the
+/// marker is gone. Used by `server::start` before it refuses a marked directory.
+pub async fn finish_interrupted(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
+    let marker = server::rewind_marker(ctx, node)?;
+    if !server::file_exists(ctx, node, &marker).await? {
+        return Ok(true);
+    }
+    if !rewound(ctx, node).await? {
+        return Ok(false);
+    }
+    write_standby_signal(ctx, node).await?;
+    ctx.transport(node)?
+        .remove_file(&marker)
+        .await
+        .map_err(io)?;
+    tracing::info!(node, "an interrupted rewind had finished; marker cleared");
+    Ok(true)
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), StepError> {
     let n = ctx.node(node)?.clone();
     let src = ctx.node(&p.source)?.clone();
     let t = ctx.transport(node)?.clone();
-    let io = |e: crate::transport::TransportError| StepError::new(e.to_string());
     let marker = server::rewind_marker(ctx, node)?;
+    if server::file_exists(ctx, node, &marker).await? && rewound(ctx, node).await? {
+        // pgtopo was interrupted after pg_rewind had done its work: nothing to copy again.
+        return finish_interrupted(ctx, node).await.map(|_| ());
+    }
     t.write_file_atomic(&marker, p.reason.as_bytes(), 0o600)
         .await
         .map_err(io)?;
+    let signal = n.data_dir.join("standby.signal");
+    let clean = control::read(ctx, node)
+        .await
+        .is_ok_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
+    if !clean && server::file_exists(ctx, node, &signal).await? {
+        // pg_rewind's single-user crash recovery cannot run in standby mode.
+        t.remove_file(&signal).await.map_err(io)?;
+    }
 
     let user = &ctx.desired.connect.user;
     let conninfo = format!(
@@ -80,7 +159,10 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     if let Some(pf) = passfile {
         let _ = t.remove_file(&pf).await;
     }
+    // Rewound or not, the directory must never come up as a primary.
+    let fenced = write_standby_signal(ctx, node).await;
     res?;
+    fenced?;
     t.remove_file(&marker).await.map_err(io)?;
     Ok(())
 }

@@ -121,11 +121,33 @@ pub async fn wait_stopped(
 ) -> Result<(), StepError> {
     let t = ctx.transport(node)?;
     let pid = pid_file(ctx, node)?;
-    let spec = WaitSpec::new(format!("{node} to stop"), timeout);
-    wait_until(&spec, || async {
-        match t.read_file(&pid).await {
+    // A file look is cheap, and every millisecond after the postmaster is gone is a
+    // millisecond of writes unavailable in a switchover: poll at most 2 ms apart. A pid file
+    // that outlives a few seconds may be stale (a crashed server leaves it): then `pg_ctl
+    // status` is asked, at most every 2 s.
+    let spec =
+        WaitSpec::new(format!("{node} to stop"), timeout).max_interval(Duration::from_millis(2));
+    let t0 = Instant::now();
+    let last_status = std::sync::Mutex::new(t0);
+    let last_status = &last_status;
+    let pid = &pid;
+    wait_until(&spec, || async move {
+        match t.read_file(pid).await {
             Ok(None) => Poll::Ready(()),
-            Ok(Some(_)) => Poll::Pending("postmaster.pid still exists".into()),
+            Ok(Some(_)) => {
+                let due = {
+                    let mut l = last_status.lock().expect("status clock");
+                    let due = l.elapsed() >= Duration::from_secs(2);
+                    if due {
+                        *l = Instant::now();
+                    }
+                    due
+                };
+                if due && matches!(running_per_pg_ctl(ctx, node).await, Ok(false)) {
+                    return Poll::Ready(());
+                }
+                Poll::Pending("postmaster.pid still exists".into())
+            }
             Err(e) => Poll::Failed(e.to_string()),
         }
     })
@@ -180,7 +202,9 @@ pub async fn accepting(ctx: &StepContext, node: &str) -> bool {
 /// until it accepts connections.
 pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(), StepError> {
     let n = ctx.node(node)?;
-    if file_exists(ctx, node, &rewind_marker(ctx, node)?).await? {
+    if file_exists(ctx, node, &rewind_marker(ctx, node)?).await?
+        && !super::rewind::finish_interrupted(ctx, node).await?
+    {
         return Err(StepError::new(format!(
             "{node}: refusing to start a data directory that pg_rewind did not finish ({}); \
              rewind it again or clone it",
@@ -255,7 +279,24 @@ pub async fn wait_accepting(
     }
 }
 
-/// Wait until the node's WAL receiver streams from `upstream` (pg_stat_wal_receiver).
+/// The timeline a node writes (primary) or receives (standby); None when unknown.
+async fn timeline_of(ctx: &StepContext, node: &str) -> Option<i64> {
+    let rows = ctx
+        .query(
+            node,
+            "SELECT CASE WHEN pg_is_in_recovery() \
+                 THEN (SELECT received_tli::bigint FROM pg_stat_wal_receiver) \
+                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END",
+            &[],
+        )
+        .await
+        .ok()?;
+    rows.first().and_then(|r| r.get::<_, Option<i64>>(0))
+}
+
+/// Wait until the node's WAL receiver streams from `upstream` (pg_stat_wal_receiver: status
+/// `streaming`, sender host and port) and has received the upstream's timeline — a standby
+/// whose history diverged streams the old timeline but never switches, and must not pass.
 pub async fn wait_streaming(
     ctx: &StepContext,
     node: &str,
@@ -271,33 +312,33 @@ pub async fn wait_streaming(
         let rows = ctx
             .query(
                 node,
-                "SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver",
+                "SELECT status, sender_host, sender_port, received_tli::bigint FROM pg_stat_wal_receiver",
                 &[],
             )
             .await;
-        match rows {
-            Err(e) => Poll::Pending(e.message),
+        let r = match &rows {
+            Err(e) => return Poll::Pending(e.message.clone()),
             Ok(rows) => match rows.first() {
-                None => Poll::Pending("no WAL receiver".into()),
-                Some(r) => {
-                    let status: Option<String> = r.get(0);
-                    let shost: Option<String> = r.get(1);
-                    let sport: Option<i32> = r.get(2);
-                    let status = status.unwrap_or_default();
-                    if status == "streaming"
-                        && shost.as_deref() == Some(host.as_str())
-                        && sport == Some(port)
-                    {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending(format!(
-                            "WAL receiver {status} from {}:{}",
-                            shost.unwrap_or_default(),
-                            sport.map(|p| p.to_string()).unwrap_or_default()
-                        ))
-                    }
-                }
+                None => return Poll::Pending("no WAL receiver".into()),
+                Some(r) => r,
             },
+        };
+        let status: String = r.get::<_, Option<String>>(0).unwrap_or_default();
+        let shost: Option<String> = r.get(1);
+        let sport: Option<i32> = r.get(2);
+        let tli: Option<i64> = r.get(3);
+        if !(status == "streaming" && shost.as_deref() == Some(host.as_str()) && sport == Some(port)) {
+            return Poll::Pending(format!(
+                "WAL receiver {status} from {}:{}",
+                shost.unwrap_or_default(),
+                sport.map(|p| p.to_string()).unwrap_or_default()
+            ));
+        }
+        match (tli, timeline_of(ctx, upstream).await) {
+            (Some(mine), Some(theirs)) if mine < theirs => Poll::Pending(format!(
+                "streaming, but received timeline {mine} while {upstream} is on timeline {theirs}"
+            )),
+            _ => Poll::Ready(()),
         }
     })
     .await;

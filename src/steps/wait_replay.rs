@@ -62,7 +62,7 @@ async fn wait_replayed(
 ) -> Result<(), StepError> {
     let what = if strict { "past" } else { "up to" };
     let spec = WaitSpec::new(format!("{node} to replay {what} {lsn}"), timeout)
-        .max_interval(Duration::from_millis(5));
+        .max_interval(Duration::from_millis(2));
     wait_until(&spec, || async move {
         match ctx
             .query(node, "SELECT pg_last_wal_replay_lsn()::text", &[])

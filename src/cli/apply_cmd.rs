@@ -1,0 +1,284 @@
+//! `pgtopo apply` and `pgtopo unlock`: the wiring of lock → observe → plan (or a saved plan,
+//! checked for staleness) → approval → [`crate::apply::apply`] → report, with the exit codes of
+//! SPEC §3 (3 stale plan, 4 locked, 5 not approved). No domain rule lives here.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use super::{exit, ApplyArgs, CmdResult, Failure, GlobalArgs};
+use crate::apply::lock::{self, LockError};
+use crate::apply::{ApplyEvents, ApplyOptions};
+use crate::config::Desired;
+use crate::observe::{self, ObserveOptions};
+use crate::plan::{self, Action, Plan, PlanOptions};
+use crate::render::{self, progress};
+use crate::steps::{Executor, StepContext};
+use crate::transport::{self, DynTransport};
+
+fn fail(code: u8, report: miette::Report) -> Failure {
+    Failure { code, report }
+}
+
+fn lock_failure(e: LockError) -> Failure {
+    let code = match e {
+        LockError::Held { .. } | LockError::HolderAlive { .. } => exit::LOCKED,
+        LockError::Io { .. } => exit::ERROR,
+    };
+    fail(code, miette::Report::new(e))
+}
+
+fn transports(d: &Desired) -> BTreeMap<String, DynTransport> {
+    d.nodes
+        .values()
+        .map(|n| (n.name.clone(), transport::for_node(n)))
+        .collect()
+}
+
+/// `pgtopo apply [PLAN]`.
+pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
+    let desired = Arc::new(crate::config::load(&g.file)?);
+    let ts = transports(&desired);
+    let events = progress::for_stdout();
+    let held = lock::acquire(&desired, &ts, a.lock_timeout.map(|d| d.0), events.as_ref())
+        .await
+        .map_err(lock_failure)?;
+    let outcome = apply_locked(g, &a, desired, ts, events.as_ref()).await;
+    if let Err(e) = held.release().await {
+        events.message(&format!("warning: the lock was not fully released: {e}"));
+    }
+    outcome
+}
+
+/// Why a saved plan no longer fits, if it does not.
+fn staleness(
+    saved: &Plan,
+    desired: &Desired,
+    fresh: &BTreeMap<String, plan::NodeFingerprint>,
+) -> Option<String> {
+    if saved.topology_sha256 != desired.sha256 {
+        return Some(format!(
+            "{} changed since the plan was made (sha256 {} → {})",
+            desired.source_path.display(),
+            short(&saved.topology_sha256),
+            short(&desired.sha256)
+        ));
+    }
+    if saved.cluster != desired.cluster {
+        return Some(format!(
+            "the plan is for cluster {}, not {}",
+            saved.cluster, desired.cluster
+        ));
+    }
+    let mut diffs = Vec::new();
+    let names: std::collections::BTreeSet<&String> =
+        saved.fingerprint.keys().chain(fresh.keys()).collect();
+    for n in names {
+        match (saved.fingerprint.get(n), fresh.get(n)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => {
+                let mut what = Vec::new();
+                if a.system_identifier != b.system_identifier {
+                    what.push("system identifier");
+                }
+                if a.timeline != b.timeline {
+                    what.push("timeline");
+                }
+                if a.role != b.role {
+                    what.push("role");
+                }
+                if a.upstream != b.upstream {
+                    what.push("upstream");
+                }
+                if a.running != b.running {
+                    what.push("running");
+                }
+                if a.settings_sha256 != b.settings_sha256 {
+                    what.push("settings");
+                }
+                if a.hba_sha256 != b.hba_sha256 {
+                    what.push("hba");
+                }
+                if a.slots_sha256 != b.slots_sha256 {
+                    what.push("slots");
+                }
+                diffs.push(format!("{n}: {}", what.join(", ")));
+            }
+            _ => diffs.push(format!("{n}: not observed the same way")),
+        }
+    }
+    (!diffs.is_empty()).then(|| {
+        format!(
+            "the cluster changed since the plan was made ({})",
+            diffs.join("; ")
+        )
+    })
+}
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(12)]
+}
+
+/// Ask for `yes` on the terminal. None when there is no terminal to ask.
+fn ask_yes() -> Option<bool> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = write!(
+        out,
+        "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
+    let _ = out.flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    Some(line.trim() == "yes")
+}
+
+async fn apply_locked(
+    _g: &GlobalArgs,
+    a: &ApplyArgs,
+    desired: Arc<Desired>,
+    ts: BTreeMap<String, DynTransport>,
+    events: &dyn ApplyEvents,
+) -> CmdResult {
+    let observed = observe::observe(&desired, &ObserveOptions::default()).await;
+    let the_plan = match &a.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| miette::miette!("cannot read the plan {}: {e}", path.display()))?;
+            let saved: Plan = serde_json::from_str(&text)
+                .map_err(|e| miette::miette!("{} is not a pgtopo plan: {e}", path.display()))?;
+            if saved.format_version != plan::PLAN_FORMAT_VERSION {
+                return Err(miette::miette!(
+                    "{} has plan format {}, this pgtopo reads {}",
+                    path.display(),
+                    saved.format_version,
+                    plan::PLAN_FORMAT_VERSION
+                )
+                .into());
+            }
+            let fresh = plan::fingerprint(&desired, &observed);
+            if let Some(why) = staleness(&saved, &desired, &fresh) {
+                return Err(fail(
+                    exit::STALE,
+                    miette::miette!(
+                        code = "pgtopo::apply::stale",
+                        help = "run `pgtopo plan --out` again, review it, and apply the new plan",
+                        "stale plan: {why}; nothing was done"
+                    ),
+                ));
+            }
+            saved
+        }
+        None => {
+            let opts = PlanOptions {
+                allow_failover: a.allow_failover,
+                assume_down: Vec::new(),
+            };
+            plan::build(&desired, &observed, &opts).map_err(miette::Report::new)?
+        }
+    };
+
+    if the_plan.steps.is_empty() {
+        render::say(render::plan::text(&the_plan, render::color()).trim_end());
+        return Ok(exit::OK);
+    }
+    render::say(render::plan::text(&the_plan, render::color()).trim_end());
+
+    // A saved plan was reviewed when it was made (as in Terraform): it is applied without asking.
+    if a.plan.is_none() && !a.auto_approve {
+        match ask_yes() {
+            Some(true) => {}
+            Some(false) => {
+                return Err(fail(exit::NOT_APPROVED, miette::miette!("Apply cancelled: the answer was not `yes`. Nothing was done.")))
+            }
+            None => {
+                return Err(fail(
+                    exit::NOT_APPROVED,
+                    miette::miette!(
+                        help = "pass --auto-approve, or save the plan with `pgtopo plan --out plan.json` and apply that",
+                        "no terminal to ask for approval and no --auto-approve; nothing was done"
+                    ),
+                ))
+            }
+        }
+    }
+
+    let ctx = Arc::new(StepContext::new(desired.clone(), ts));
+    // Open the connections a promotion needs now, outside the writes-unavailable window.
+    if the_plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Promote(_) | Action::WaitReplay(_)))
+    {
+        let names: Vec<String> = desired.nodes.keys().cloned().collect();
+        ctx.prewarm(&names).await;
+    }
+    let opts = ApplyOptions {
+        parallelism: a.parallelism,
+        journal: a.journal.clone(),
+    };
+    let report = crate::apply::apply(&the_plan, Arc::new(Executor::new(ctx)), events, &opts)
+        .await
+        .map_err(miette::Report::new)?;
+    render::say(&progress::report(&report));
+    if let Some(w) = &the_plan.summary.write_unavailable {
+        if let Some(d) = report.window(w.from_step, w.to_step) {
+            let checkpoint_first = matches!(
+                the_plan.steps.get(w.from_step as usize - 1).map(|s| &s.action),
+                Some(Action::Stop(p)) if p.writes_unavailable
+            );
+            render::say(&format!(
+                "Steps {}–{} (writes unavailable) took {}{}.",
+                w.from_step,
+                w.to_step,
+                progress::human_elapsed(d),
+                if checkpoint_first {
+                    ", the CHECKPOINT before the stop (writes still possible) included"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    if report.succeeded() {
+        Ok(exit::OK)
+    } else {
+        let f = report
+            .failures()
+            .next()
+            .expect("a failed apply has a failure");
+        Err(fail(
+            exit::ERROR,
+            miette::miette!(
+                help = "fix the cause and run `pgtopo apply` again: it plans from what is now and finishes the job",
+                "apply failed at step {} ({} on {}): {}",
+                f.id,
+                f.kind,
+                f.node,
+                match &f.outcome {
+                    crate::apply::Outcome::Failed(e) => e.message.clone(),
+                    _ => String::new(),
+                }
+            ),
+        ))
+    }
+}
+
+/// `pgtopo unlock`.
+pub async fn unlock(g: &GlobalArgs) -> CmdResult {
+    let desired = crate::config::load(&g.file)?;
+    let ts = transports(&desired);
+    let removed = lock::unlock(&desired, &ts).await.map_err(lock_failure)?;
+    if removed.is_empty() {
+        render::say(&format!("No lock held on cluster {}.", desired.cluster));
+    } else {
+        render::say(&format!(
+            "Removed the lock of cluster {} on {}.",
+            desired.cluster,
+            removed.join(", ")
+        ));
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,395 @@
+//! `pgtopo demo` and `pgtopo bench`: whole stories on a local sandbox.
+//!
+//! Both drive the real `pgtopo` binary (this executable) for every plan and apply, so what the
+//! demo shows is exactly what a user sees, and what the benchmark times is exactly what a user
+//! runs. Around it: a sandbox (`crate::sandbox`), the probe writer ([`writer`]) and the
+//! verification that no acknowledged write was lost. This module prints: it is a front end.
+
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use miette::{miette, IntoDiagnostic, Result};
+
+use crate::sandbox::{self, Sandbox, UpOptions};
+use writer::{lost_writes, Writer};
+
+/// Options of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub dir: Option<PathBuf>,
+    pub port: u16,
+    pub bin_dir: Option<PathBuf>,
+    pub keep: bool,
+}
+
+fn heading(n: u32, text: &str) {
+    let line = format!("── {n}. {text} ");
+    if crate::render::color() {
+        use owo_colors::OwoColorize;
+        println!("\n{}", line.bold());
+    } else {
+        println!("\n{line}");
+    }
+}
+
+/// Run this executable with `args`, its output shown (indented by nothing: it is pgtopo's own).
+async fn pgtopo(topology: &Path, args: &[&str], quiet: bool) -> Result<std::process::ExitStatus> {
+    let exe = std::env::current_exe().into_diagnostic()?;
+    if !quiet {
+        println!("$ pgtopo -f {} {}", topology.display(), args.join(" "));
+    }
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("-f").arg(topology).args(args).stdin(Stdio::null());
+    if !crate::render::color() {
+        cmd.arg("--no-color");
+    }
+    if quiet {
+        cmd.stdout(Stdio::null());
+    }
+    cmd.status().await.into_diagnostic()
+}
+
+async fn pgtopo_ok(topology: &Path, args: &[&str], quiet: bool) -> Result<()> {
+    let st = pgtopo(topology, args, quiet).await?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(miette!("`pgtopo {}` failed ({st})", args.join(" ")))
+    }
+}
+
+/// Rewrite a sandbox topology so that `new_primary` is the primary and every other node follows it.
+pub fn switch_topology(sb: &Sandbox, new_primary: usize) -> Result<()> {
+    let mut order = sb.nodes.clone();
+    let p = order.remove(new_primary);
+    order.insert(0, p);
+    std::fs::write(
+        &sb.topology,
+        sandbox::topology_yaml(&sb.bin_dir, &sb.os_user, &order),
+    )
+    .into_diagnostic()
+}
+
+fn hosts(sb: &Sandbox) -> Vec<(String, u16)> {
+    sb.nodes.iter().map(|n| (n.host.clone(), n.port)).collect()
+}
+
+/// A timeline, role and streaming line per node, read over SQL.
+async fn node_facts(sb: &Sandbox) -> Vec<String> {
+    let desired = match crate::config::load(&sb.topology) {
+        Ok(d) => d,
+        Err(_) => return vec![],
+    };
+    let obs = crate::observe::observe(&desired, &crate::observe::ObserveOptions::default()).await;
+    obs.nodes
+        .iter()
+        .map(|(name, n)| {
+            let role = n
+                .role
+                .map(|r| format!("{r:?}").to_lowercase())
+                .unwrap_or_else(|| "down".into());
+            let up = n
+                .upstream
+                .as_deref()
+                .map(|u| format!(", streaming from {u}"))
+                .unwrap_or_default();
+            let tl = n
+                .timeline
+                .map(|t| format!("timeline {t}"))
+                .unwrap_or_default();
+            format!(
+                "{name}: {role}, {tl}{}",
+                if n.streaming { up } else { String::new() }
+            )
+        })
+        .collect()
+}
+
+/// `pgtopo demo`.
+pub async fn demo(opts: &DemoOptions) -> Result<()> {
+    let tmp;
+    let dir = match &opts.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::Builder::new()
+                .prefix("pgtopo-demo-")
+                .tempdir()
+                .into_diagnostic()?;
+            tmp.path().join("sandbox")
+        }
+    };
+    println!(
+        "pgtopo demo: a 3-node cluster on this machine, built from a topology file, switched over"
+    );
+    println!(
+        "under a continuous writer, and checked for lost writes. Everything runs on 127.0.0.x."
+    );
+
+    heading(
+        1,
+        "a sandbox: one primary, two standbys declared but not built yet",
+    );
+    let sb = sandbox::up(&UpOptions {
+        dir: dir.clone(),
+        nodes: 3,
+        port: opts.port,
+        bin_dir: opts.bin_dir.clone(),
+    })
+    .await?;
+    println!(
+        "{}",
+        std::fs::read_to_string(&sb.topology).into_diagnostic()?
+    );
+    let result = story(&sb).await;
+
+    if opts.keep {
+        println!(
+            "\nThe sandbox keeps running: `pgtopo sandbox down --dir {}` removes it.",
+            sb.dir.display()
+        );
+    } else {
+        heading(6, "teardown");
+        let stopped = sandbox::down(&sb.dir).await?;
+        println!(
+            "stopped {} servers by their PID, removed {}",
+            stopped.len(),
+            sb.dir.display()
+        );
+    }
+    result
+}
+
+async fn story(sb: &Sandbox) -> Result<()> {
+    let topo = &sb.topology;
+    heading(2, "plan: what it takes to build the standbys");
+    pgtopo_ok(topo, &["plan"], false).await?;
+
+    heading(
+        3,
+        "apply: pg_hba, replication role, slots, two base backups in parallel",
+    );
+    let t = Instant::now();
+    pgtopo_ok(topo, &["apply", "--auto-approve"], false).await?;
+    println!("built in {:.2} s", t.elapsed().as_secs_f64());
+    pgtopo_ok(topo, &["status"], false).await?;
+
+    heading(
+        4,
+        "a writer: one autocommit INSERT per round trip, to whichever node is primary",
+    );
+    let w = Writer::start(&hosts(sb), "postgres")
+        .await
+        .map_err(|e| miette!("writer: {e}"))?;
+    w.wait_for_more_acks(2000, Duration::from_secs(30))
+        .await
+        .map_err(|e| miette!("writer: {e}"))?;
+    println!("{} writes acknowledged so far", w.acked());
+
+    heading(4, "switchover: the topology now says n2 is the primary");
+    switch_topology(sb, 1)?;
+    let t = Instant::now();
+    pgtopo_ok(topo, &["apply", "--auto-approve"], false).await?;
+    let wall = t.elapsed();
+    w.wait_for_more_acks(2000, Duration::from_secs(30))
+        .await
+        .map_err(|e| miette!("writer: {e}"))?;
+    let log = w.stop().await;
+
+    heading(5, "verification");
+    let n2 = &sb.nodes[1];
+    let lost = lost_writes(&n2.host, n2.port, "postgres", &log)
+        .await
+        .map_err(|e| miette!("verify: {e}"))?;
+    let gap = log
+        .max_gap()
+        .map(|g| g.length.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0);
+    println!(
+        "apply took {:.2} s; writes were unavailable for {gap:.0} ms at most",
+        wall.as_secs_f64()
+    );
+    println!(
+        "{} writes acknowledged, {} of them missing on the new primary n2{}",
+        log.acks.len(),
+        lost.len(),
+        if lost.is_empty() {
+            " — none lost"
+        } else {
+            ""
+        }
+    );
+    for line in node_facts(sb).await {
+        println!("  {line}");
+    }
+    pgtopo_ok(topo, &["plan", "--detailed-exitcode"], false).await?;
+    if !lost.is_empty() {
+        return Err(miette!(
+            "{} acknowledged writes were lost: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(10)]
+        ));
+    }
+    Ok(())
+}
+
+/// Options of `pgtopo bench switchover`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub runs: usize,
+    pub port: u16,
+    pub bin_dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub results: Option<PathBuf>,
+}
+
+/// One switchover run's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SwitchoverRun {
+    pub tool: &'static str,
+    pub write_unavailable_s: f64,
+    pub switchover_wall_s: f64,
+    pub acked: usize,
+    pub lost: usize,
+    pub errors: u64,
+    pub gap_start_rel_s: f64,
+    pub gap_end_rel_s: f64,
+}
+
+fn scratch(dir: &Option<PathBuf>, name: &str) -> Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match dir {
+        Some(d) => Ok((None, d.join(name))),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("pgtopo-bench-")
+                .tempdir()
+                .into_diagnostic()?;
+            let p = t.path().join(name);
+            Ok((Some(t), p))
+        }
+    }
+}
+
+/// One switchover of a fresh 2-node sandbox under the writer.
+async fn switchover_run(opts: &BenchOptions, run: usize) -> Result<SwitchoverRun> {
+    let (_tmp, dir) = scratch(&opts.dir, &format!("run{run}"))?;
+    let sb = sandbox::up(&UpOptions {
+        dir,
+        nodes: 2,
+        port: opts.port,
+        bin_dir: opts.bin_dir.clone(),
+    })
+    .await?;
+    let r = async {
+        pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
+        let w = Writer::start(&hosts(&sb), "postgres")
+            .await
+            .map_err(|e| miette!("writer: {e}"))?;
+        w.wait_for_more_acks(3000, Duration::from_secs(30))
+            .await
+            .map_err(|e| miette!("writer: {e}"))?;
+        switch_topology(&sb, 1)?;
+        let t0 = Instant::now();
+        pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
+        let wall = t0.elapsed();
+        w.wait_for_more_acks(3000, Duration::from_secs(30))
+            .await
+            .map_err(|e| miette!("writer: {e}"))?;
+        let log = w.stop().await;
+        let n2 = &sb.nodes[1];
+        let lost = lost_writes(&n2.host, n2.port, "postgres", &log)
+            .await
+            .map_err(|e| miette!("verify: {e}"))?;
+        let gap = log
+            .max_gap()
+            .ok_or_else(|| miette!("the writer acknowledged nothing"))?;
+        let rel = |t: Instant| {
+            t.checked_duration_since(t0)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(-(t0 - t).as_secs_f64())
+        };
+        Ok(SwitchoverRun {
+            tool: "pgtopo",
+            write_unavailable_s: gap.length.as_secs_f64(),
+            switchover_wall_s: wall.as_secs_f64(),
+            acked: log.acks.len(),
+            lost: lost.len(),
+            errors: log.errors,
+            gap_start_rel_s: rel(gap.start),
+            gap_end_rel_s: rel(gap.end),
+        })
+    }
+    .await;
+    sandbox::down(&sb.dir).await?;
+    r
+}
+
+fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let mid = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    (mid, v[0], v[v.len() - 1])
+}
+
+/// `pgtopo bench switchover`.
+pub async fn bench_switchover(opts: &BenchOptions) -> Result<bool> {
+    let mut runs = Vec::new();
+    for i in 1..=opts.runs.max(1) {
+        let r = switchover_run(opts, i).await?;
+        let line = serde_json::to_string(&r).into_diagnostic()?;
+        println!("{line}");
+        if let Some(p) = &opts.results {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .into_diagnostic()?;
+            writeln!(f, "{line}").into_diagnostic()?;
+        }
+        runs.push(r);
+    }
+    let (m, lo, hi) = median_range(runs.iter().map(|r| r.write_unavailable_s).collect());
+    let (wm, wlo, whi) = median_range(runs.iter().map(|r| r.switchover_wall_s).collect());
+    let lost: usize = runs.iter().map(|r| r.lost).sum();
+    let acked: usize = runs.iter().map(|r| r.acked).sum();
+    println!(
+        "\n{} runs: writes unavailable {m:.3} s median ({lo:.3}-{hi:.3}); apply wall {wm:.3} s ({wlo:.3}-{whi:.3}); \
+         {acked} writes acknowledged, {lost} lost",
+        runs.len()
+    );
+    Ok(lost == 0)
+}
+
+/// `pgtopo bench build`: wall time of an apply that builds 1 standby, then one that builds 2.
+pub async fn bench_build(opts: &BenchOptions) -> Result<()> {
+    for standbys in [1usize, 2] {
+        let mut walls = Vec::new();
+        for i in 1..=opts.runs.max(1) {
+            let (_tmp, dir) = scratch(&opts.dir, &format!("build{standbys}-{i}"))?;
+            let sb = sandbox::up(&UpOptions {
+                dir,
+                nodes: standbys + 1,
+                port: opts.port,
+                bin_dir: opts.bin_dir.clone(),
+            })
+            .await?;
+            let t = Instant::now();
+            let r = pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await;
+            walls.push(t.elapsed().as_secs_f64());
+            sandbox::down(&sb.dir).await?;
+            r?;
+        }
+        let (m, lo, hi) = median_range(walls);
+        println!(
+            "build {standbys} standby(s): apply wall {m:.3} s median ({lo:.3}-{hi:.3}), {} runs",
+            opts.runs.max(1)
+        );
+    }
+    Ok(())
+}

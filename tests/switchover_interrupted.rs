@@ -1,0 +1,131 @@
+//! A switchover interrupted by SIGKILL at each of its steps in turn: the next `pgtopo apply`
+//! (which takes over the dead apply's lock) plans from what it finds and finishes the job, with
+//! no committed row lost and `pgtopo plan` reporting no changes afterwards.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use support::TestCluster;
+
+fn show(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Run `pgtopo apply --auto-approve` and SIGKILL it as soon as step `k` starts. Returns the
+/// kind of the step killed, or None when the apply ended before step `k` began.
+fn apply_killed_at(c: &TestCluster, k: u32) -> Option<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+        .arg("-f")
+        .arg(c.dir.join("topology.yaml"))
+        .args(["apply", "--auto-approve"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pgtopo runs");
+    let stdout = child.stdout.take().expect("piped");
+    let mut killed = None;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() > 3 && w[1] == k.to_string() && w.last() == Some(&"started") {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .expect("kill pgtopo");
+            killed = Some(w[2].to_string());
+            break;
+        }
+    }
+    child.wait().expect("reaped");
+    killed
+}
+
+#[test]
+fn switchover_killed_at_every_step_converges_on_the_next_apply() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    c.wait_streaming("n2");
+    let mut topo = c.topology();
+    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    c.write_topology(&topo);
+    let out = c.pgtopo(&["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", show(&out));
+    c.psql("n1", "CREATE TABLE rows(i int PRIMARY KEY)");
+
+    let mut primary = "n1";
+    let mut killed_kinds = Vec::new();
+    let mut reruns = Vec::new();
+    for k in 1..=12u32 {
+        let (new, old) = if primary == "n1" {
+            ("n2", "n1")
+        } else {
+            ("n1", "n2")
+        };
+        c.psql(primary, &format!("INSERT INTO rows VALUES ({k})"));
+        topo.role(new, "primary", None)
+            .role(old, "standby", Some(new));
+        c.write_topology(&topo);
+        let killed = apply_killed_at(&c, k);
+        // Re-run apply until the plan is empty. Known gap (observe): the slots of a node that is
+        // stopped when the plan is made are not seen, so one that must be dropped is dropped by
+        // the apply after (recorded in `reruns`).
+        let mut applies = 0;
+        loop {
+            applies += 1;
+            let out = c.pgtopo(&["apply", "--auto-approve"]);
+            assert!(
+                out.status.success(),
+                "apply after a kill at step {k} ({killed:?}): {}",
+                show(&out)
+            );
+            let out = c.pgtopo(&["plan", "--detailed-exitcode"]);
+            if out.status.code() == Some(0) {
+                break;
+            }
+            assert!(
+                applies < 2,
+                "after a kill at step {k} and {applies} applies: {}",
+                show(&out)
+            );
+        }
+        reruns.push(applies);
+        assert_eq!(c.psql(new, "SELECT pg_is_in_recovery()"), "f");
+        c.wait_streaming(old);
+        assert_eq!(
+            c.psql(new, "SELECT count(*) FROM rows"),
+            k.to_string(),
+            "every committed row is on {new}"
+        );
+        primary = new;
+        match killed {
+            Some(kind) => killed_kinds.push(format!("{k}:{kind}")),
+            None => break,
+        }
+    }
+    let line = serde_json::json!({
+        "test": "switchover_killed_at_every_step",
+        "killed_at": killed_kinds,
+        "applies_needed": reruns,
+    });
+    let path =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("switchover-measurements.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("measurements file");
+    std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()).expect("write");
+    assert!(killed_kinds.len() >= 5, "{killed_kinds:?}");
+}
