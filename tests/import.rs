@@ -173,9 +173,26 @@ fn import_then_plan_reports_no_changes() {
     // A cluster whose pg_hba.conf already carries pgtopo's block (built by pgtopo, its topology
     // file lost): the import is exact.
     add_managed_block(&c);
+    // n2 confirms every commit.
+    c.psql(
+        "n1",
+        r#"alter system set synchronous_standby_names = 'FIRST 1 ("n2")'"#,
+    );
+    c.psql("n1", "select pg_reload_conf()");
+    c.wait_for_sql(
+        "n1",
+        "select sync_state from pg_stat_replication where application_name = 'n2'",
+        "sync",
+    );
     let file = import(&c, &["n1"]);
     let d = load(&file);
     assert_matches_cascade(&c, &d);
+    let sync = d.replication.synchronous.as_ref().expect("synchronous set");
+    assert_eq!(sync.mode, pgtopo::config::SyncMode::Priority);
+    assert_eq!(
+        (sync.count, sync.standbys.as_slice()),
+        (1, ["n2".to_string()].as_slice())
+    );
     let (code, changes, o) = planned_changes(&file);
     assert_eq!(changes, Vec::<String>::new(), "{}", text(&o));
     assert_eq!(code, Some(0), "{}", text(&o));
@@ -190,7 +207,7 @@ fn import_then_plan_reports_no_changes() {
 }
 
 #[test]
-fn import_of_a_hand_built_cluster_leaves_only_the_managed_hba_block_to_add() {
+fn import_of_a_hand_built_cluster_leaves_only_the_managed_hba_block_then_nothing() {
     let c = cascade();
     // Discovery from the cascaded leaf: upstreams up to the primary, then the primary's standbys.
     let file = import(&c, &["n3"]);
@@ -206,6 +223,19 @@ fn import_of_a_hand_built_cluster_leaves_only_the_managed_hba_block_to_add() {
     let (code, changes, o) = planned_changes(&file);
     assert_eq!(changes, ["hba.n1", "hba.n2", "hba.n3"], "{}", text(&o));
     assert_eq!(code, Some(2), "{}", text(&o));
+    // Adopting the cluster: the first apply writes pgtopo's block, and then nothing is left.
+    let f = file.to_str().unwrap();
+    let a = pgtopo(&["-f", f, "apply", "--auto-approve"]);
+    assert!(a.status.success(), "{}", text(&a));
+    let (code, changes, o) = planned_changes(&file);
+    assert_eq!(changes, Vec::<String>::new(), "{}", text(&o));
+    assert_eq!(code, Some(0), "{}", text(&o));
+    // Importing again gives the same topology.
+    let before = load(&file);
+    let again = load(&import(&c, &["n1"]));
+    assert_eq!(again.nodes, before.nodes);
+    assert_eq!(again.replication, before.replication);
+    assert_eq!(again.hba, before.hba);
 }
 
 #[test]
