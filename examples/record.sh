@@ -34,7 +34,7 @@ ALL_EXAMPLES=(bootstrap-3-nodes switchover cascade-repoint failover-rejoin
 
 if [[ -z "${PGTOPO:-}" ]]; then
   PGTOPO=$REPO/target/debug/pgtopo
-  (cd "$REPO" && cargo build --quiet --bin pgtopo)
+  [[ "${BASH_SOURCE[0]}" != "$0" ]] || (cd "$REPO" && cargo build --quiet --bin pgtopo)
 fi
 
 EX=""        # current example
@@ -334,20 +334,28 @@ record_retire-node() {
 
 # ---------------------------------------------------------------------------------------------
 
-trap 'teardown' EXIT
-mkdir -p "$ROOT"
-chmod 755 "$ROOT"
-examples=("$@")
-[[ ${#examples[@]} -gt 0 ]] || examples=("${ALL_EXAMPLES[@]}")
-for e in "${examples[@]}"; do
-  if ! declare -F "record_$e" >/dev/null; then
-    echo "unknown example: $e (known: ${ALL_EXAMPLES[*]})" >&2
-    exit 1
-  fi
-done
-for e in "${examples[@]}"; do
-  begin "$e"
-  "record_$e"
-  finish
-done
-rmdir "$ROOT" 2>/dev/null || true
+main() {
+  trap 'teardown' EXIT
+  mkdir -p "$ROOT"
+  chmod 755 "$ROOT"
+  local examples=("$@") e
+  [[ ${#examples[@]} -gt 0 ]] || examples=("${ALL_EXAMPLES[@]}")
+  for e in "${examples[@]}"; do
+    if ! declare -F "record_$e" >/dev/null; then
+      echo "unknown example: $e (known: ${ALL_EXAMPLES[*]})" >&2
+      exit 1
+    fi
+  done
+  for e in "${examples[@]}"; do
+    begin "$e"
+    "record_$e"
+    finish
+  done
+  rmdir "$ROOT" 2>/dev/null || true
+}
+
+# Sourced (`source examples/record.sh`), it only defines its functions: `begin switchover;
+# record_switchover` builds that cluster and leaves it running until `teardown`.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
