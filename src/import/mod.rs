@@ -350,7 +350,6 @@ struct Discovery {
     servers: Vec<Probe>,
     /// Address → index into `servers` (None: nothing answered there).
     at: HashMap<(String, u16), Option<usize>>,
-    notes: Vec<String>,
 }
 
 impl Discovery {
@@ -398,15 +397,20 @@ async fn discover(opts: &ImportOptions) -> Result<Discovery, ImportError> {
     for f in &opts.from {
         from.push(split_addr(f)?);
     }
+    let mut frontier = disc.visit(opts, from.clone()).await;
     for (h, p) in &from {
-        if let Err(reason) = probe(opts, h, *p).await {
+        if disc.at.get(&(h.clone(), *p)) == Some(&None) {
+            // Once more, for the reason.
+            let reason = match probe(opts, h, *p).await {
+                Err(reason) => reason,
+                Ok(_) => "it answered only on a second try".into(),
+            };
             return Err(ImportError::Unreachable {
                 addr: format!("{h}:{p}"),
                 reason,
             });
         }
     }
-    let mut frontier = disc.visit(opts, from.clone()).await;
     let mut searched = BTreeSet::new();
     let listeners = local::listeners();
     loop {
@@ -573,8 +577,20 @@ pub async fn import(opts: &ImportOptions) -> Result<Imported, ImportError> {
     }
     let disc = discover(opts).await?;
     let (primary, order) = members(&disc)?;
-    let mut notes = disc.notes.clone();
+    let mut notes = Vec::new();
     let sv = |i: usize| &disc.servers[i];
+    // Servers of this system that hang off nothing reachable.
+    for (i, p) in disc.servers.iter().enumerate() {
+        if !order.contains(&i) && p.obs.system_identifier == sv(primary).obs.system_identifier {
+            notes.push(format!(
+                "{}:{} is a standby of this cluster that streams from {}, which is not part of \
+                 it: not imported",
+                p.host,
+                p.port,
+                p.obs.upstream_addr.as_deref().unwrap_or("nothing")
+            ));
+        }
+    }
 
     // Names: standbys first (their names are slot and application names), then the primary.
     let mut names: BTreeMap<usize, String> = BTreeMap::new();
@@ -605,6 +621,8 @@ pub async fn import(opts: &ImportOptions) -> Result<Imported, ImportError> {
             .iter()
             .filter(|j| disc.upstream_of(**j) == Some(i))
             .filter_map(|j| sv(*j).upstream_addr().map(|(h, _)| h))
+            // A standby connected through a Unix socket names a directory, not an address.
+            .filter(|h| !h.starts_with('/'))
             .collect();
         if via_standbys.len() > 1 {
             notes.push(format!(
