@@ -15,7 +15,7 @@
 //! file, so a mistyped `--dir` never deletes anything else.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::transport::{CommandSpec, LocalTransport, Transport};
 
@@ -450,14 +450,17 @@ async fn stop_postmaster(pid: i32, data_dir: &Path) -> bool {
 }
 
 async fn wait_gone(pid: i32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if !alive(pid) {
-            return true;
+    use crate::apply::wait::{wait_until, Poll, WaitSpec};
+    let spec = WaitSpec::new(format!("postmaster {pid} to exit"), limit);
+    wait_until(&spec, || async move {
+        if alive(pid) {
+            Poll::Pending("still running".to_string())
+        } else {
+            Poll::Ready(())
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    !alive(pid)
+    })
+    .await
+    .is_ok()
 }
 
 #[cfg(test)]
