@@ -8,14 +8,17 @@
 //!   come from postgresql.auto.conf, and the replication rules of pg_hba.conf.
 //! - Upstreams are exact: a standby's WAL receiver (pg_stat_wal_receiver, else primary_conninfo)
 //!   names its upstream's host and port, which is probed in turn, up to the primary.
-//! - Downstreams are searched: pg_stat_replication gives a standby's client address and
-//!   application_name but not the port it listens on. Candidates are the client address with
-//!   every port of `--port` (default 5432) and of the nodes found so far, and, when the client
-//!   address is a loopback address and the upstream runs on this machine, every TCP socket that
-//!   listens on this machine (`/proc/net/tcp{,6}`). A candidate is a downstream of node U only if
-//!   it is a standby of the same system whose own upstream address probes to U. A standby that
-//!   cannot be found this way (another machine, another port) is named in the notes, and can be
-//!   given with another `--from`.
+//! - Downstreams: pg_stat_replication gives a standby's client address and application_name but
+//!   not the port it listens on. When the upstream and the client are both on this machine
+//!   (loopback), the standby is found exactly: the walsender's `client_port` is the local end of
+//!   an established socket (`/proc/net/tcp{,6}`), held by the standby's WAL receiver, whose parent
+//!   is its postmaster, whose working directory holds `postmaster.pid` (port, listen address).
+//!   Otherwise candidates are tried: the client address with every port of `--port` (default
+//!   5432) and of the nodes found so far, and, for a loopback client that the socket walk could
+//!   not resolve, every TCP socket listening on this machine. A candidate is a downstream of node
+//!   U only if it is a standby of the same system whose own upstream address probes to U. A
+//!   standby that cannot be found this way (another machine, another port) is named in the
+//!   notes, and can be given with another `--from`.
 //! - The same server reached at two addresses (a server listening on `*`) is recognised by its
 //!   system identifier, data directory, port and postmaster start time.
 //! - Node names: a standby's application_name (primary_conninfo), else its cluster_name, else its
@@ -153,6 +156,10 @@ const EXTRA: &str = "select current_setting('data_directory'), \
     coalesce((select json_agg(json_build_array(name, current_setting(name)) order by name) \
        from pg_settings where sourcefile like '%/postgresql.auto.conf'), '[]')::text";
 
+/// The walsenders' client ports, which pg_stat_replication has and observation does not keep.
+const WALSENDERS: &str = "select host(client_addr), client_port::text from pg_stat_replication \
+    where state <> 'backup' and client_port > 0";
+
 const HBA_REPLICATION_RULES: &str =
     "select coalesce(array_to_string(user_name, ','), ''), coalesce(auth_method, '') \
      from pg_hba_file_rules where error is null and type <> 'local' \
@@ -170,6 +177,8 @@ struct Probe {
     auto_settings: BTreeMap<String, String>,
     /// (users, method) of pg_hba's replication rules, in file order.
     hba_replication: Vec<(Vec<String>, String)>,
+    /// (client address, client port) of each walsender.
+    walsenders: Vec<(String, u16)>,
 }
 
 impl Probe {
@@ -282,15 +291,16 @@ async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe, Str
         .map_err(|e| e.to_string().replacen("probe (", "(", 1))?;
     let q = async {
         let extra = rows(client.simple_query(EXTRA).await?);
+        let senders = rows(client.simple_query(WALSENDERS).await?);
         // Only a superuser may read pg_hba_file_rules; without it, the method stays the default.
         let hba = client
             .simple_query(HBA_REPLICATION_RULES)
             .await
             .map(rows)
             .unwrap_or_default();
-        Ok::<_, tokio_postgres::Error>((extra, hba))
+        Ok::<_, tokio_postgres::Error>((extra, senders, hba))
     };
-    let (extra, hba) = tokio::time::timeout(opts.timeout, q)
+    let (extra, senders, hba) = tokio::time::timeout(opts.timeout, q)
         .await
         .map_err(|_| format!("{host}:{port}: no answer within {:?}", opts.timeout))?
         .map_err(|e| format!("{host}:{port}: {}", crate::pg::describe(&e)))?;
@@ -334,6 +344,10 @@ async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe, Str
                     r.get(1).unwrap_or_default().to_string(),
                 )
             })
+            .collect(),
+        walsenders: senders
+            .iter()
+            .filter_map(|r| Some((r.get(0)?.to_string(), r.get(1)?.parse().ok()?)))
             .collect(),
     })
 }
@@ -440,22 +454,40 @@ async fn discover(opts: &ImportOptions) -> Result<Discovery, ImportError> {
             }
             let mut ports: BTreeSet<u16> = opts.ports.iter().copied().collect();
             ports.extend(disc.servers.iter().map(|x| x.port));
+            let up_local = is_loopback_host(&up.host);
             for r in feeds {
                 let Some(client) = r.client_addr.clone() else {
                     continue;
                 };
+                if up_local && is_loopback_host(&client) {
+                    continue; // below, by its socket
+                }
                 candidates.extend(ports.iter().map(|p| (client.clone(), *p)));
-                if is_loopback_host(&client) && is_loopback_host(&up.host) {
-                    for l in &listeners {
-                        let host = if l.addr.is_unspecified() {
-                            client.clone()
-                        } else if l.addr.is_loopback() {
-                            l.addr.to_string()
-                        } else {
-                            continue;
-                        };
-                        candidates.push((host, l.port));
-                    }
+            }
+            if !up_local {
+                continue;
+            }
+            // A standby on this machine: found exactly through its WAL receiver's socket, else
+            // among the client address's ports and this machine's listening sockets.
+            for (client, client_port) in &up.walsenders {
+                if !is_loopback_host(client) {
+                    continue;
+                }
+                if let Some(addr) = local::server_of_local_client(*client_port, up.port) {
+                    tracing::debug!(host = %addr.0, port = addr.1, "import: standby found by its socket");
+                    candidates.push(addr);
+                    continue;
+                }
+                candidates.extend(ports.iter().map(|p| (client.clone(), *p)));
+                for l in &listeners {
+                    let host = if l.addr.is_unspecified() {
+                        client.clone()
+                    } else if l.addr.is_loopback() {
+                        l.addr.to_string()
+                    } else {
+                        continue;
+                    };
+                    candidates.push((host, l.port));
                 }
             }
         }
