@@ -252,7 +252,12 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                 let after: String = diffs.iter().map(|s| line(&s.name, &s.after)).collect();
                 out.push(FileDiff {
                     node: n.name.clone(),
-                    path: format!("{}/postgresql.auto.conf", n.data_dir.display()),
+                    // Not the whole file: the settings ALTER SYSTEM changes, with the values the
+                    // server runs with now (which may come from postgresql.conf or a default).
+                    path: format!(
+                        "{}/postgresql.auto.conf [ALTER SYSTEM: changed settings, running values]",
+                        n.data_dir.display()
+                    ),
                     before,
                     after,
                 });

@@ -4,7 +4,7 @@
 //! pg_hba are in effect). They run in the order of [`TRANSFORMS`]; a transform may only wait for
 //! steps that earlier transforms (or itself) added, which keeps the DAG acyclic by construction.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::config::{Desired, DesiredRole};
 use crate::diff::{self, observed, values, HOT_STANDBY_CRITICAL};
@@ -189,13 +189,22 @@ pub fn hba_managed_block(c: &mut Ctx) {
 /// Settings: ALTER SYSTEM, then reload (sighup/superuser/user) or restart (postmaster). Restarts
 /// roll one standby at a time; for the hot-standby-critical settings an increase restarts the
 /// standbys before the primary and a decrease the primary first.
+/// A node whose settings need a restart: its name, the differences, what ALTER SYSTEM sets, and
+/// the step description.
+type RollingRestart = (
+    String,
+    Vec<diff::SettingDiff>,
+    BTreeMap<String, String>,
+    String,
+);
+
 pub fn settings_rolling(c: &mut Ctx) {
     let old =
         c.a.promotion
             .as_ref()
             .and_then(|p| p.old.clone())
             .unwrap_or_default();
-    let mut restart_nodes: Vec<(String, Vec<diff::SettingDiff>)> = Vec::new();
+    let mut restart_nodes: Vec<RollingRestart> = Vec::new();
     let mut primary_decrease = false;
     for n in c.eff.present() {
         let fate = c.fate(&n.name);
@@ -222,14 +231,7 @@ pub fn settings_rolling(c: &mut Ctx) {
             .map(|d| format!("{} = {}", d.name, d.after))
             .collect::<Vec<_>>()
             .join(", ");
-        let alter = c.dag.add(
-            &n.name,
-            Action::AlterSystem(AlterSystemParams { set, reset: vec![] }),
-            false,
-            desc,
-            &[],
-        );
-        c.settings_ready.insert(n.name.clone(), alter);
+        let needs_restart = diffs.iter().any(|d| d.restart);
         if obs.role == Some(Role::Primary) {
             primary_decrease |= diffs.iter().any(|d| {
                 HOT_STANDBY_CRITICAL.contains(&d.name.as_str())
@@ -239,15 +241,26 @@ pub fn settings_rolling(c: &mut Ctx) {
                     )
             });
         }
-        if diffs.iter().any(|d| d.restart) {
-            if n.name == old {
-                c.notes.push(format!(
-                    "{}'s new settings take effect when it starts again as a standby",
-                    n.name
-                ));
-                continue;
-            }
-            restart_nodes.push((n.name.clone(), diffs));
+        if needs_restart && n.name != old {
+            // ALTER SYSTEM waits for its node's turn in the rolling order: a primary whose
+            // raised max_connections is only pending must not be restarted with it by anyone
+            // else while its standbys still run with the old value.
+            restart_nodes.push((n.name.clone(), diffs, set, desc));
+            continue;
+        }
+        let alter = c.dag.add(
+            &n.name,
+            Action::AlterSystem(AlterSystemParams { set, reset: vec![] }),
+            false,
+            desc,
+            &[],
+        );
+        c.settings_ready.insert(n.name.clone(), alter);
+        if needs_restart {
+            c.notes.push(format!(
+                "{}'s new settings take effect when it starts again as a standby",
+                n.name
+            ));
         } else {
             let r = c.dag.add(
                 &n.name,
@@ -263,12 +276,20 @@ pub fn settings_rolling(c: &mut Ctx) {
     }
     // Rolling order: standbys one at a time, the primary last (first on a decrease).
     let is_primary = |name: &str| observed(c.o, name).role == Some(Role::Primary);
-    restart_nodes.sort_by_key(|(n, _)| {
+    restart_nodes.sort_by_key(|(n, ..)| {
         let p = is_primary(n);
         (if primary_decrease { !p } else { p }, n.clone())
     });
     let mut prev: Option<Idx> = None;
-    for (name, diffs) in restart_nodes {
+    for (name, diffs, set, desc) in restart_nodes {
+        let alter = c.dag.add(
+            &name,
+            Action::AlterSystem(AlterSystemParams { set, reset: vec![] }),
+            false,
+            desc,
+            &prev.into_iter().collect::<Vec<_>>(),
+        );
+        c.settings_ready.insert(name.clone(), alter);
         let obs = observed(c.o, &name);
         let primary = obs.role == Some(Role::Primary);
         let names: Vec<&str> = diffs
@@ -1124,11 +1145,11 @@ mod tests {
         assert_eq!(
             alone(&d, &o, settings_rolling),
             vec![
-                "alter_system n1",
                 "alter_system n2",
-                "alter_system n3",
                 "restart n2",
+                "alter_system n3",
                 "restart n3",
+                "alter_system n1",
                 "restart n1"
             ]
         );

@@ -193,7 +193,19 @@ fn seconds(ms: u64) -> u64 {
 
 /// `Writes unavailable: …` and `Data loss: …` on one line, as in SPEC §3.
 pub fn risk_line(plan: &Plan) -> String {
+    let fenced = |id: u32| {
+        plan.steps
+            .get(id as usize - 1)
+            .filter(|s| matches!(s.action, crate::plan::Action::Fence(_)))
+            .map(|s| s.node.clone())
+    };
     let w = match &plan.summary.write_unavailable {
+        // A failover: the window opened when the old primary went down, not at a step.
+        Some(w) if fenced(w.from_step).is_some() => format!(
+            "Writes unavailable: since {} went down, until step {}.",
+            fenced(w.from_step).unwrap_or_default(),
+            w.to_step
+        ),
         Some(w) if w.from_step == w.to_step => format!(
             "Writes unavailable: step {} (estimated < {} s).",
             w.from_step,
