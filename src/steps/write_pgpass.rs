@@ -133,8 +133,13 @@ pub async fn check(
     })
 }
 
+/// Serialises the read-merge-write of .pgpass files within one apply: nodes that share a machine
+/// and an os_user share one file, and two concurrent merges would lose one's entries.
+static PGPASS_MERGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub async fn act(ctx: &StepContext, node: &str, p: &WritePgpassParams) -> Result<(), StepError> {
     let path = pgpass_path(ctx, node).await?;
+    let _merging = PGPASS_MERGE.lock().await;
     let cur = current(ctx, node, &path).await?;
     let new = merge(&cur, &p.entries, &password(ctx)?);
     ctx.transport(node)?
