@@ -161,7 +161,22 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     }
     // Rewound or not, the directory must never come up as a primary.
     let fenced = write_standby_signal(ctx, node).await;
-    res?;
+    if let Err(mut e) = res {
+        // The marker stays: the next plan clones the node instead (its directory moved aside).
+        let missing_wal = e.stderr.as_deref().is_some_and(|s| {
+            s.contains("could not find previous WAL record") || s.contains("pg_wal/")
+        });
+        e.message = format!(
+            "{}{}; {node}'s data directory is marked unfinished and is never started: the next `pgtopo apply` clones {node} again (its old directory moved aside)",
+            e.message,
+            if missing_wal {
+                format!(" — {node} no longer has the WAL back to its last checkpoint before the fork (raise wal_keep_size to keep it)")
+            } else {
+                String::new()
+            }
+        );
+        return Err(e);
+    }
     fenced?;
     t.remove_file(&marker).await.map_err(io)?;
     Ok(())
