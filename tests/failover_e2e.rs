@@ -449,7 +449,10 @@ fn a_returning_old_primary_is_fenced_and_rejoined() {
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
-    c.psql("n1", "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g",
+    );
     c.wait_replayed("n2", "n1");
     c.wait_replayed("n3", "n1");
     c.crash("n1");
@@ -540,10 +543,10 @@ fn a_returning_old_primary_is_fenced_and_rejoined() {
         .collect();
     assert!(kinds.contains(&"clone n3".to_string()), "{kinds:?}");
     assert!(!kinds.contains(&"rewind n3".to_string()), "{kinds:?}");
-    assert!(std::fs::read_dir(&c.dir)
-        .unwrap()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with("n3.pgtopo-old-")));
+    assert!(std::fs::read_dir(&c.dir).unwrap().flatten().any(|e| e
+        .file_name()
+        .to_string_lossy()
+        .starts_with("n3.pgtopo-old-")));
 
     assert_eq!(in_recovery(&c, "n2"), "f");
     assert_follows(&c, "n1", "n2");
@@ -593,7 +596,10 @@ fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
-    c.psql("n1", "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g",
+    );
     c.wait_replayed("n2", "n1");
     c.psql("n1", "CHECKPOINT");
     cut_off(&c, "n2");
@@ -650,7 +656,12 @@ fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
     assert!(!c.is_running("n1"), "a half-rewound directory was started");
 
     let out = c.pgtopo(&["apply", "--auto-approve"]);
-    assert_eq!(out.status.code(), Some(0), "apply after the kill: {}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "apply after the kill: {}",
+        show(&out)
+    );
     assert_eq!(in_recovery(&c, "n2"), "f");
     assert_eq!(timeline(&c, "n2"), "2");
     assert_follows(&c, "n1", "n2");
