@@ -92,10 +92,11 @@ async fn primary_standby_and_cascade() {
     assert!(n3.slots.is_empty());
     let s = &n1.replication_slots[0];
     assert!(s.active && s.slot_type == "physical");
-    assert_eq!(
-        s.restart_lsn.unwrap().to_string(),
-        c.psql("n1", "select restart_lsn from pg_replication_slots")
-    );
+    let restart_now: pgtopo::units::Lsn = c
+        .psql("n1", "select restart_lsn from pg_replication_slots")
+        .parse()
+        .unwrap();
+    assert!(s.restart_lsn.unwrap() <= restart_now);
     assert!(s.wal_retained_bytes.is_some());
     assert_eq!(n1.replication.len(), 1);
     let r = &n1.replication[0];
@@ -119,6 +120,28 @@ async fn primary_standby_and_cascade() {
     let json = serde_json::to_string(&obs).unwrap();
     let back: pgtopo::observe::ObservedCluster = serde_json::from_str(&json).unwrap();
     assert_eq!(back, obs);
+
+    // A password in primary_conninfo never reaches the observed state.
+    let n2 = c.node("n2").clone();
+    c.psql(
+        "n3",
+        &format!(
+            "alter system set primary_conninfo = 'host={} port={} user=postgres \
+             password=Sekret-99 application_name=n3'",
+            n2.host, n2.port
+        ),
+    );
+    c.psql("n3", "select pg_reload_conf()");
+    c.wait_for_sql(
+        "n3",
+        "select position('Sekret' in current_setting('primary_conninfo')) > 0",
+        "t",
+    );
+    let obs = observe(&c.desired_of(&topo), &opts()).await;
+    let n3 = &obs.nodes["n3"];
+    assert!(!n3.settings.contains_key("primary_conninfo"));
+    assert_eq!(n3.primary_conninfo.as_ref().unwrap().port, Some(n2.port));
+    assert!(!serde_json::to_string(&obs).unwrap().contains("Sekret"));
 }
 
 #[tokio::test]
@@ -248,6 +271,12 @@ async fn wrong_password_is_an_observed_fact_without_the_secret() {
         Some(&["host all pwuser 127.0.0.0/8 scram-sha-256".to_string()][..])
     );
     std::env::remove_var(&var);
+    let obs = observe(&d, &opts()).await;
+    let reason = obs.nodes["n1"].unreachable_reason.clone().unwrap();
+    assert!(
+        reason.contains(&var) && reason.contains("not set"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -299,4 +328,60 @@ async fn a_server_that_never_answers_times_out() {
             .contains("no answer within"),
         "{n:?}"
     );
+}
+
+#[tokio::test]
+async fn a_connect_user_without_superuser_still_observes_the_basics() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    c.wait_streaming("n2");
+    c.psql("n1", "create role watcher login");
+    c.wait_for_sql(
+        "n2",
+        "select count(*) from pg_roles where rolname = 'watcher'",
+        "1",
+    );
+    let mut d = c.desired();
+    d.connect.user = "watcher".into();
+    let obs = observe(&d, &opts()).await;
+    for (name, role) in [("n1", Role::Primary), ("n2", Role::Standby)] {
+        let n = &obs.nodes[name];
+        assert!(n.reachable, "{name}: {n:?}");
+        assert_eq!(n.role, Some(role));
+        assert!(n.version.is_some() && n.timeline.is_some() && n.lsn.is_some());
+        assert!(n.settings.contains_key("wal_level"));
+    }
+    // What such a role may not see stays unknown rather than failing the node: the WAL
+    // receiver's sender and primary_conninfo (pg_read_all_stats / superuser), pg_control, hba.
+    let n2 = &obs.nodes["n2"];
+    assert!(n2.upstream.is_none() && n2.primary_conninfo.is_none());
+    assert!(obs.nodes["n1"].hba.is_none());
+    // Granting pg_read_all_stats and pg_read_all_settings reveals the upstream.
+    c.psql(
+        "n1",
+        "grant pg_read_all_stats, pg_read_all_settings to watcher",
+    );
+    c.wait_replayed("n2", "n1");
+    let obs = observe(&d, &opts()).await;
+    let n2 = &obs.nodes["n2"];
+    assert_eq!(n2.upstream.as_deref(), Some("n1"), "{n2:?}");
+    assert!(n2.streaming);
+}
+
+#[tokio::test]
+async fn a_stale_pid_file_naming_another_process_is_not_a_running_server() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.stop("n1", "fast");
+    // As after a SIGKILL and a reboot: the pid file names a live process that is no postmaster
+    // (this test itself). Neither observe nor the harness's cleanup may take it for one.
+    let pid_file = c.node("n1").data_dir.join("postmaster.pid");
+    c.write_os_file(&pid_file, &format!("{}\n", std::process::id()));
+    let obs = c.observe().await;
+    let n1 = &obs.nodes["n1"];
+    assert!(!n1.running, "{n1:?}");
+    assert_eq!(n1.control.as_ref().unwrap().cluster_state, "shut down");
 }

@@ -66,9 +66,9 @@ async fn up_starts_a_primary_and_down_removes_everything() {
     let _cleanup = Cleanup(&dir);
     let opts = UpOptions {
         dir: dir.clone(),
-        nodes: 3,
         port: ports.base,
         bin_dir: Some(bin_dir()),
+        ..UpOptions::default()
     };
     let sb = sandbox::up(&opts).await.unwrap();
     assert_eq!(sb.nodes.len(), 3);
@@ -104,7 +104,7 @@ async fn up_starts_a_primary_and_down_removes_everything() {
 
     let pid = postmaster_pid(&sb.nodes[0].data_dir).unwrap();
     assert!(pid_alive(pid));
-    let stopped = sandbox::down(&dir).await.unwrap();
+    let stopped = sb.down().await.unwrap();
     assert_eq!(stopped, vec![sb.nodes[0].data_dir.clone()]);
     assert!(!pid_alive(pid));
     assert!(!dir.exists());

@@ -15,6 +15,8 @@ pub trait ApplyEvents: Send + Sync {
     fn step_finished(&self, step: &Step, outcome: &Outcome, elapsed: Duration);
     /// A free-form note (lock taken, journal problem, …).
     fn message(&self, text: &str);
+    /// The walk is over (every step has its outcome): a live view clears itself.
+    fn apply_finished(&self) {}
 }
 
 /// Events that go nowhere.

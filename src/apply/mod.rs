@@ -414,6 +414,7 @@ pub async fn apply(
         outcome[i] = Some(o);
     }
 
+    events.apply_finished();
     let steps = plan
         .steps
         .iter()

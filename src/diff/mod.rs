@@ -384,8 +384,8 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
         if !actionable(&obs) || needs_data(&obs) || (obs.hba.is_none() && !obs.reachable) {
             continue;
         }
-        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
-        if !hba::block_matches(seen.as_deref(), &block) {
+        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
+        if !hba::block_matches(seen, &block) {
             let count = |k: usize| format!("{k} rules");
             out.push(Change {
                 address: format!("hba.{}", n.name),
@@ -553,8 +553,14 @@ fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
         if hd.role == DesiredRole::Absent || !hobs.reachable {
             continue;
         }
+        let infos: std::collections::HashMap<&str, &crate::observe::ObservedSlot> = hobs
+            .replication_slots
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
         for s in &hobs.slots {
-            if let Some(reason) = obsolete_slot(d, o, holder, s) {
+            let info = infos.get(s.as_str()).copied();
+            if let Some(reason) = obsolete_slot_with(d, o, holder, s, info) {
                 out.push(Change {
                     address: format!("slot.{holder}.{s}"),
                     action: ChangeAction::Remove,
@@ -579,20 +585,34 @@ pub fn slot_retained(o: &ObservedCluster, holder: &str, slot: &str) -> Option<u6
 /// Whether slot `slot` on `holder` serves nobody the topology declares, and why. Logical slots,
 /// and the slots of declared standbys that cannot be re-pointed now (down, unreachable), are kept.
 pub fn obsolete_slot(d: &Desired, o: &ObservedCluster, holder: &str, slot: &str) -> Option<String> {
-    let hobs = o.nodes.get(holder)?;
+    let info = o
+        .nodes
+        .get(holder)?
+        .replication_slots
+        .iter()
+        .find(|s| s.name == slot);
+    obsolete_slot_with(d, o, holder, slot, info)
+}
+
+/// [`obsolete_slot`] with the slot's details already looked up (callers that walk every slot of
+/// a holder index them once).
+pub fn obsolete_slot_with(
+    d: &Desired,
+    o: &ObservedCluster,
+    holder: &str,
+    slot: &str,
+    info: Option<&crate::observe::ObservedSlot>,
+) -> Option<String> {
+    o.nodes.get(holder)?;
     let declared_here = matches!(d.nodes.get(slot).map(|n| &n.role), Some(DesiredRole::Standby { upstream }) if upstream == holder);
     if declared_here {
         return None;
     }
-    if hobs
-        .replication_slots
-        .iter()
-        .any(|s| s.name == slot && s.slot_type != "physical")
-    {
+    if info.is_some_and(|s| s.slot_type != "physical") {
         return None;
     }
     let retained = || {
-        slot_retained(o, holder, slot)
+        info.and_then(|s| s.wal_retained_bytes)
             .filter(|b| *b > 0)
             .map(|b| format!("; it retains {}", ByteSize::human(b)))
             .unwrap_or_default()

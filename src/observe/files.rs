@@ -229,11 +229,21 @@ async fn postmaster_running(transport: &dyn Transport, node: &DesiredNode) -> bo
         if pid <= 0 {
             return false;
         }
-        return match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
             Ok(()) => !is_zombie(pid),
             Err(nix::errno::Errno::EPERM) => true,
             Err(_) => false,
         };
+        // A stale pid file (after a SIGKILL or a reboot) may name a PID reused by another
+        // process: a postmaster's working directory is its data directory.
+        let elsewhere = match (
+            std::fs::read_link(format!("/proc/{pid}/cwd")),
+            std::fs::canonicalize(&node.data_dir),
+        ) {
+            (Ok(cwd), Ok(dir)) => cwd != dir,
+            _ => false,
+        };
+        return alive && !elsewhere;
     }
     let cmd = CommandSpec::new(node.bin_dir.join("pg_ctl"))
         .arg("status")

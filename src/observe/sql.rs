@@ -2,9 +2,12 @@
 //! statements sent at once (tokio-postgres pipelines concurrent requests on one connection), so a
 //! running node costs about two network round trips (connect aside) and no process spawn.
 //!
-//! Every statement stands alone: functions that need privileges pgtopo's user might lack are
-//! guarded with `has_function_privilege`, and a statement that fails anyway (pg_hba_file_rules
-//! for a non-superuser) only leaves its own facts empty. Values are read as text.
+//! Every statement stands alone, so a connect user without superuser still gets what it may see:
+//! functions that need grants (pg_control_*, pg_stat_file, pg_read_file, pg_hba_file_rules) are
+//! in statements of their own whose refusal only leaves their facts unknown, and superuser-only
+//! settings are read from pg_settings, which hides them instead of failing. (What such a role
+//! cannot see — the WAL receiver's sender without pg_read_all_stats, primary_conninfo without
+//! pg_read_all_settings — stays unknown.) Values are read as text.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,24 +47,28 @@ pub struct ReceiverFacts {
     pub sender_port: Option<u16>,
 }
 
+/// What every role may read. (A CASE around a function the role may not execute does not
+/// help: PostgreSQL checks EXECUTE when the statement starts. Hence the separate statements.)
 const CORE: &str = "select pg_is_in_recovery(), \
     current_setting('server_version_num'), \
-    case when has_function_privilege('pg_control_system()', 'execute') \
-         then (select system_identifier::text from pg_control_system()) end, \
     case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end, \
     pg_last_wal_receive_lsn()::text, \
     pg_last_wal_replay_lsn()::text, \
     case when pg_is_in_recovery() then null \
-         else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end, \
-    case when has_function_privilege('pg_control_checkpoint()', 'execute') \
-         then (select timeline_id::text from pg_control_checkpoint()) end, \
-    case when has_function_privilege('pg_control_recovery()', 'execute') \
-         then (select min_recovery_end_timeline::text from pg_control_recovery()) end, \
-    current_setting('data_directory', true), \
-    case when has_function_privilege('pg_stat_file(text, boolean)', 'execute') \
-         then (pg_stat_file('standby.signal', true)).size is not null end, \
-    current_setting('primary_conninfo', true), \
-    current_setting('primary_slot_name', true)";
+         else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end";
+
+/// Read with the other settings (one pg_settings scan, which hides them from roles that may not
+/// see them instead of failing) and taken out of the settings map: primary_conninfo may hold a
+/// password and is kept only as its password-free summary.
+const RECOVERY_SETTINGS: [&str; 2] = ["primary_conninfo", "primary_slot_name"];
+
+/// pg_control, for roles allowed to read it.
+const CONTROL: &str = "select (select system_identifier::text from pg_control_system()), \
+    (select timeline_id::text from pg_control_checkpoint()), \
+    (select min_recovery_end_timeline::text from pg_control_recovery())";
+
+/// standby.signal in the data directory (pg_stat_file needs a grant).
+const SIGNAL: &str = "select (pg_stat_file('standby.signal', true)).size is not null";
 
 /// A separate statement: reading a file outside the data directory needs more than EXECUTE.
 const HBA: &str = "select current_setting('hba_file'), \
@@ -145,10 +152,13 @@ pub async fn observe_sql(
 ) -> Result<ReceiverFacts, tokio_postgres::Error> {
     let mut names: BTreeSet<String> = FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
     names.extend(setting_names.iter().cloned());
+    names.extend(RECOVERY_SETTINGS.iter().map(|s| s.to_string()));
     let (slots_q, repl_q, settings_q) = (slots_sql(), replication_sql(), settings_sql(&names));
     // Sent together: one round trip for all of them.
     let mut results = join_all([
         client.simple_query(CORE),
+        client.simple_query(CONTROL),
+        client.simple_query(SIGNAL),
         client.simple_query(RECEIVER),
         client.simple_query(&slots_q),
         client.simple_query(&repl_q),
@@ -160,6 +170,9 @@ pub async fn observe_sql(
     .into_iter();
     let mut next = || results.next().expect("one result per statement");
     let core = rows(next()?);
+    // Statements that need privileges leave their facts unknown when refused.
+    let control = next().map(rows).unwrap_or_default();
+    let signal = next().map(rows).unwrap_or_default();
     let receiver = rows(next()?);
     let slots = rows(next()?);
     let repl = rows(next()?);
@@ -180,24 +193,24 @@ pub async fn observe_sql(
         Role::Primary
     });
     node.version = num(c, 1);
-    node.system_identifier = text(c, 2);
-    let current = lsn(c, 3);
-    node.receive_lsn = lsn(c, 4);
-    node.replay_lsn = lsn(c, 5);
+    let current = lsn(c, 2);
+    node.receive_lsn = lsn(c, 3);
+    node.replay_lsn = lsn(c, 4);
     node.lsn = if in_recovery {
         node.replay_lsn
     } else {
         current
     };
-    let insert_tli = r_hex(c.get(6));
-    let checkpoint_tli: Option<u32> = num(c, 7);
-    let min_recovery_tli: Option<u32> = num(c, 8).filter(|t| *t > 0);
-    let data_directory = text(c, 9);
-    node.standby_signal = boolean(c, 10).unwrap_or(in_recovery);
-    node.primary_conninfo = text(c, 11)
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_conninfo(&s));
-    node.primary_slot_name = text(c, 12).filter(|s| !s.is_empty());
+    let insert_tli = r_hex(c.get(5));
+    let ctl = control.first();
+    node.system_identifier = ctl.and_then(|r| text(r, 0));
+    let checkpoint_tli: Option<u32> = ctl.and_then(|r| num(r, 1));
+    let min_recovery_tli: Option<u32> = ctl.and_then(|r| num(r, 2)).filter(|t| *t > 0);
+    // Unknown without pg_stat_file: a server in recovery was started with standby.signal.
+    node.standby_signal = signal
+        .first()
+        .and_then(|r| boolean(r, 0))
+        .unwrap_or(in_recovery);
     let hba_row = hba.first();
     if let (Some(path), Some(contents)) = (
         hba_row.and_then(|r| text(r, 0)),
@@ -219,13 +232,12 @@ pub async fn observe_sql(
                 .collect(),
         });
     }
-    if data_directory.is_some() {
-        node.data_dir = DataDirState {
-            exists: true,
-            empty: false,
-            pg_version: node.version.map(|v| v / 10000),
-        };
-    }
+    // A server that answers runs on an initialised data directory.
+    node.data_dir = DataDirState {
+        exists: true,
+        empty: false,
+        pg_version: node.version.map(|v| v / 10000),
+    };
 
     let mut facts = ReceiverFacts::default();
     let mut received_tli = None;
@@ -289,6 +301,15 @@ pub async fn observe_sql(
             ))
         })
         .collect::<BTreeMap<_, _>>();
+    let conninfo = node.settings.remove("primary_conninfo");
+    node.primary_conninfo = conninfo
+        .filter(|s| !s.value.is_empty())
+        .map(|s| parse_conninfo(&s.value));
+    node.primary_slot_name = node
+        .settings
+        .remove("primary_slot_name")
+        .map(|s| s.value)
+        .filter(|s| !s.is_empty());
 
     if let Some(tli) = node.timeline.filter(|t| *t > 1) {
         node.timeline_history = read_history(client, tli).await;
@@ -302,10 +323,7 @@ fn r_hex(v: Option<&str>) -> Option<u32> {
 
 /// The fork points of timeline `tli` from `pg_wal/<TLI>.history` (empty when unreadable).
 async fn read_history(client: &Client, tli: u32) -> Vec<TimelineFork> {
-    let q = format!(
-        "select case when has_function_privilege('pg_read_file(text, bigint, bigint, boolean)', \
-         'execute') then pg_read_file('pg_wal/{tli:08X}.history', 0, 16777216, true) end"
-    );
+    let q = format!("select pg_read_file('pg_wal/{tli:08X}.history', 0, 16777216, true)");
     match client.simple_query(&q).await {
         Ok(msgs) => rows(msgs)
             .first()

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::{
-    ConnectSpec, Desired, DesiredNode, DesiredRole, FailoverSpec, ReplicationSpec, SwitchoverSpec,
+    ConnectSpec, Desired, DesiredNode, DesiredRole, FailoverSpec, ReplicationSpec, SecretRef,
+    SwitchoverSpec,
 };
 use crate::observe::{
     ConninfoSummary, DataDirState, ObservedCluster, ObservedHba, ObservedNode, ObservedReplica,
@@ -16,12 +17,12 @@ use crate::observe::{
 };
 use crate::units::Lsn;
 
-/// A node at 127.0.0.<i>, port 55600+i.
+/// A node at 127.0.0.<i+1> (hosts repeat every 250 nodes), port 55601+i (10000+i past 9,000).
 pub fn node(name: &str, i: usize, role: DesiredRole) -> DesiredNode {
     DesiredNode {
         name: name.into(),
         host: format!("127.0.0.{}", (i % 250) + 1),
-        port: 55601 + i as u16,
+        port: if i < 9000 { 55601 + i } else { 10000 + i } as u16,
         data_dir: PathBuf::from(format!("/tmp/pgtopo-test/{name}")),
         bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
         os_user: "postgres".into(),
@@ -38,7 +39,12 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         source_path: PathBuf::from("topology.yaml"),
         sha256: "0".repeat(64),
         connect: ConnectSpec::default(),
-        replication: ReplicationSpec::default(),
+        replication: ReplicationSpec {
+            password: Some(SecretRef::Env {
+                env: "PGTOPO_REPLICATION_PASSWORD".into(),
+            }),
+            ..ReplicationSpec::default()
+        },
         hba: vec![],
         failover: FailoverSpec::default(),
         switchover: SwitchoverSpec::default(),

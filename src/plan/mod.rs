@@ -97,6 +97,8 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let changes = changes(&a, o);
     let file_diffs = file_diffs(&a.eff, o, &a);
     let steps = ctx.dag.finish();
+    let mut file_diffs = file_diffs;
+    file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     let summary = summary(&a, o, &changes, &steps, restarts, window, notes);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -199,8 +201,8 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
             continue;
         }
         if !diff::needs_data(&obs) && (obs.hba.is_some() || obs.reachable) {
-            let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
-            if !diff::hba::block_matches(seen.as_deref(), &block) {
+            let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
+            if !diff::hba::block_matches(seen, &block) {
                 let wrap = |ls: &[String]| {
                     let mut s = String::from("# BEGIN pgtopo managed\n");
                     for l in ls {
@@ -217,7 +219,7 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                         .as_ref()
                         .map(|h| h.path.clone())
                         .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
-                    before: seen.as_deref().map(wrap).unwrap_or_default(),
+                    before: seen.map(wrap).unwrap_or_default(),
                     after: wrap(&block),
                 });
             }
@@ -258,6 +260,39 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
         }
     }
     out
+}
+
+/// The .pgpass lines a write_pgpass step keeps, the password shown only as where it comes from.
+fn pgpass_diffs(d: &Desired, steps: &[Step]) -> Vec<FileDiff> {
+    let source = match &d.replication.password {
+        Some(crate::config::SecretRef::Env { env }) => format!("<from ${env}>"),
+        Some(crate::config::SecretRef::File { file }) => format!("<from {}>", file.display()),
+        None => return Vec::new(),
+    };
+    steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::WritePgpass(p) => {
+                let os_user = d
+                    .nodes
+                    .get(&s.node)
+                    .map(|n| n.os_user.as_str())
+                    .unwrap_or("postgres");
+                let after: String = p
+                    .entries
+                    .iter()
+                    .map(|e| format!("{}:{}:*:{}:{source}\n", e.host, e.port, e.user))
+                    .collect();
+                Some(FileDiff {
+                    node: s.node.clone(),
+                    path: format!("~{os_user}/.pgpass"),
+                    before: String::new(),
+                    after,
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn summary(

@@ -157,8 +157,8 @@ pub fn hba_managed_block(c: &mut Ctx) {
         if !diff::actionable(&obs) || (obs.hba.is_none() && !obs.reachable) {
             continue;
         }
-        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.clone());
-        if diff::hba::block_matches(seen.as_deref(), &block) {
+        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
+        if diff::hba::block_matches(seen, &block) {
             continue;
         }
         let mut last = c.dag.add(
@@ -576,7 +576,9 @@ fn start_streaming(c: &mut Ctx, x: &str, up: &str, deps: &[Idx]) -> Idx {
     s
 }
 
-fn pgpass(c: &mut Ctx, x: &str) -> Idx {
+/// The replication password in the os_user's .pgpass (only when the topology has one).
+fn pgpass(c: &mut Ctx, x: &str) -> Option<Idx> {
+    c.eff.replication.password.as_ref()?;
     let entries: Vec<PgpassEntry> = c
         .eff
         .present()
@@ -588,13 +590,13 @@ fn pgpass(c: &mut Ctx, x: &str) -> Idx {
         })
         .collect();
     let os_user = c.eff.nodes[x].os_user.clone();
-    c.dag.add(
+    Some(c.dag.add(
         x,
         Action::WritePgpass(WritePgpassParams { entries }),
         false,
         format!("{os_user}'s .pgpass (0600): replication password for the other nodes"),
         &[],
-    )
+    ))
 }
 
 fn stop_if_running(c: &mut Ctx, x: &str, why: &str, deps: &[Idx]) {
@@ -973,8 +975,14 @@ pub fn slot_cleanup(c: &mut Ctx) {
         ) {
             continue;
         }
+        let infos: HashMap<&str, &crate::observe::ObservedSlot> = ho
+            .replication_slots
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
         for s in &ho.slots {
-            let Some(reason) = diff::obsolete_slot(c.eff, c.o, holder, s) else {
+            let info = infos.get(s.as_str()).copied();
+            let Some(reason) = diff::obsolete_slot_with(c.eff, c.o, holder, s, info) else {
                 continue;
             };
             let mut deps: Vec<Idx> = Vec::new();
@@ -991,7 +999,7 @@ pub fn slot_cleanup(c: &mut Ctx) {
                 format!("slot {s} ({reason})"),
                 &deps,
             );
-            match diff::slot_retained(c.o, holder, s) {
+            match info.and_then(|i| i.wal_retained_bytes) {
                 Some(b) => c.notes.push(format!(
                     "dropping slot {s} on {holder} frees {} of WAL",
                     ByteSize::human(b)

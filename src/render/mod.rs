@@ -34,6 +34,11 @@ pub fn init_output(g: &GlobalArgs) {
                 .unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(
+            !g.no_color
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::io::stderr().is_terminal(),
+        )
         .try_init();
     miette::set_hook(Box::new(move |_| {
         Box::new(

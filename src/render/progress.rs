@@ -137,6 +137,12 @@ impl ApplyEvents for TtyProgress {
     fn message(&self, text: &str) {
         let _ = self.multi.println(text);
     }
+    fn apply_finished(&self) {
+        for (_, bar) in self.bars.lock().expect("bars").drain() {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
 }
 
 /// The events sink for this process: live lines when stdout is a terminal, else plain lines.

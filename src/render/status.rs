@@ -281,6 +281,9 @@ fn node_line(
             } else {
                 p.bad("not streaming")
             });
+            if let (None, Some(addr)) = (&o.upstream, &o.upstream_addr) {
+                parts.push(p.warn(&format!("from {addr} (not a declared node)")));
+            }
         }
         if let Some(t) = o.timeline {
             parts.push(format!("timeline {t}"));
@@ -489,6 +492,19 @@ n1  primary  127.0.0.1:5432  timeline 1  lsn 0/3000060  PG 15.4
 └─ n4  127.0.0.4:5432  DOWN standby: stopped (shut down in recovery, checkpoint 0/2000028 on timeline 1)  — n4 (127.0.0.4:5432): connection refused  slot inactive on n1 retains 2.0 kB
 ";
         assert_eq!(t, expected, "\n{t}");
+    }
+
+    #[test]
+    fn an_undeclared_upstream_is_named() {
+        let mut o = observed();
+        let n3 = o.nodes.get_mut("n3").unwrap();
+        n3.upstream = None;
+        n3.upstream_addr = Some("10.9.9.9:5432".into());
+        let t = text_with(&desired(), &o, false);
+        assert!(
+            t.contains("streaming  from 10.9.9.9:5432 (not a declared node)"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! file, so a mistyped `--dir` never deletes anything else.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::transport::{CommandSpec, LocalTransport, Transport};
 
@@ -31,6 +31,18 @@ pub struct UpOptions {
     /// Port of n1; node i uses port + i - 1.
     pub port: u16,
     pub bin_dir: Option<PathBuf>,
+}
+
+impl Default for UpOptions {
+    /// The CLI's defaults: `./pgtopo-sandbox`, 3 nodes, port 54320, bin dir discovered.
+    fn default() -> Self {
+        UpOptions {
+            dir: PathBuf::from("pgtopo-sandbox"),
+            nodes: 3,
+            port: 54320,
+            bin_dir: None,
+        }
+    }
 }
 
 /// A node of a sandbox.
@@ -52,6 +64,13 @@ pub struct Sandbox {
     pub os_user: String,
     /// n1 (running primary) first, then the declared standbys.
     pub nodes: Vec<SandboxNode>,
+}
+
+impl Sandbox {
+    /// Stop every server of this sandbox and remove its directory ([`down`]).
+    pub async fn down(&self) -> Result<Vec<PathBuf>, SandboxError> {
+        down(&self.dir).await
+    }
 }
 
 /// Why a sandbox could not be created or removed.
@@ -431,14 +450,17 @@ async fn stop_postmaster(pid: i32, data_dir: &Path) -> bool {
 }
 
 async fn wait_gone(pid: i32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if !alive(pid) {
-            return true;
+    use crate::apply::wait::{wait_until, Poll, WaitSpec};
+    let spec = WaitSpec::new(format!("postmaster {pid} to exit"), limit);
+    wait_until(&spec, || async move {
+        if alive(pid) {
+            Poll::Pending("still running".to_string())
+        } else {
+            Poll::Ready(())
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    !alive(pid)
+    })
+    .await
+    .is_ok()
 }
 
 #[cfg(test)]

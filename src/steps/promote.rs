@@ -37,10 +37,11 @@ async fn other_primary(
         match sql {
             Some(false) => Some(format!("{o} is a primary")),
             Some(true) => None,
+            // A pid file may be left by a crash: pg_ctl decides (only in that unusual case).
             None if previous => match server::pid_file_exists(ctx, o).await {
-                Ok(true) => Some(format!(
-                    "{o} (the previous primary) has a running postmaster"
-                )),
+                Ok(true) if !matches!(server::running_per_pg_ctl(ctx, o).await, Ok(false)) => Some(
+                    format!("{o} (the previous primary) has a running postmaster"),
+                ),
                 _ => None,
             },
             None => None,
@@ -85,13 +86,37 @@ pub async fn act(ctx: &StepContext, node: &str, _p: &PromoteParams) -> Result<()
 pub async fn verify(ctx: &StepContext, node: &str, _p: &PromoteParams) -> Result<(), StepError> {
     let spec = WaitSpec::new(format!("{node} to leave recovery"), Duration::from_secs(60))
         .max_interval(Duration::from_millis(2));
-    wait_until(&spec, || async move {
+    let started = std::time::Instant::now();
+    let last_nudge = std::sync::Mutex::new(started);
+    wait_until(&spec, || async {
         match server::in_recovery(ctx, node).await {
             Ok(false) => Poll::Ready(()),
-            Ok(true) => Poll::Pending("still in recovery".into()),
+            Ok(true) => {
+                nudge_startup(ctx, node, &last_nudge).await;
+                Poll::Pending("still in recovery".into())
+            }
             Err(e) => Poll::Pending(e.message),
         }
     })
     .await?;
     Ok(())
 }
+
+/// PostgreSQL (seen on 15) can sit out the rest of `wal_retrieve_retry_interval` (5 s by default)
+/// before it acts on a promote request that arrives just after its WAL receiver lost the old
+/// primary: the startup process notices the request, then sleeps in its retry wait. A SIGHUP sets
+/// the same latch that sleep waits on, so while the node is still in recovery, every
+/// [`NUDGE_EVERY`] a `pg_reload_conf()` wakes it. A reload changes nothing else: the
+/// configuration files are what they were.
+async fn nudge_startup(ctx: &StepContext, node: &str, last: &std::sync::Mutex<std::time::Instant>) {
+    {
+        let mut last = last.lock().expect("nudge clock");
+        if last.elapsed() < NUDGE_EVERY {
+            return;
+        }
+        *last = std::time::Instant::now();
+    }
+    let _ = ctx.query(node, "SELECT pg_reload_conf()", &[]).await;
+}
+
+const NUDGE_EVERY: Duration = Duration::from_millis(15);

@@ -122,13 +122,32 @@ pub async fn wait_stopped(
     let t = ctx.transport(node)?;
     let pid = pid_file(ctx, node)?;
     // A file look is cheap, and every millisecond after the postmaster is gone is a
-    // millisecond of writes unavailable in a switchover: poll at most 2 ms apart.
+    // millisecond of writes unavailable in a switchover: poll at most 2 ms apart. A pid file
+    // that outlives a few seconds may be stale (a crashed server leaves it): then `pg_ctl
+    // status` is asked, at most every 2 s.
     let spec =
         WaitSpec::new(format!("{node} to stop"), timeout).max_interval(Duration::from_millis(2));
-    wait_until(&spec, || async {
-        match t.read_file(&pid).await {
+    let t0 = Instant::now();
+    let last_status = std::sync::Mutex::new(t0);
+    let last_status = &last_status;
+    let pid = &pid;
+    wait_until(&spec, || async move {
+        match t.read_file(pid).await {
             Ok(None) => Poll::Ready(()),
-            Ok(Some(_)) => Poll::Pending("postmaster.pid still exists".into()),
+            Ok(Some(_)) => {
+                let due = {
+                    let mut l = last_status.lock().expect("status clock");
+                    let due = l.elapsed() >= Duration::from_secs(2);
+                    if due {
+                        *l = Instant::now();
+                    }
+                    due
+                };
+                if due && matches!(running_per_pg_ctl(ctx, node).await, Ok(false)) {
+                    return Poll::Ready(());
+                }
+                Poll::Pending("postmaster.pid still exists".into())
+            }
             Err(e) => Poll::Failed(e.to_string()),
         }
     })

@@ -211,3 +211,34 @@ async fn start_refuses_a_half_rewound_directory() {
     assert!(e.message.contains("pg_rewind did not finish"), "{e:?}");
     assert!(f1.command_lines().is_empty());
 }
+
+#[tokio::test]
+async fn a_stale_pid_file_left_by_a_crash_counts_as_stopped() {
+    let (c, f1, _) = ctx();
+    f1.set_file("/d/n1/postmaster.pid", "4242\n");
+    f1.script(
+        "pg_ctl",
+        Some("stop"),
+        CommandOutput::failed(
+            1,
+            "pg_ctl: could not send stop signal (PID: 4242): No such process",
+        ),
+    );
+    f1.script(
+        "pg_ctl",
+        Some("status"),
+        CommandOutput::failed(3, "pg_ctl: no server running"),
+    );
+    let ex = Executor::new(c);
+    let s = step(
+        "n1",
+        Action::Stop(StopParams {
+            mode: ShutdownMode::Fast,
+            writes_unavailable: false,
+        }),
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(ex.execute(&s).await.unwrap(), Executed::Done);
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(f1.unused_scripts(), 0);
+}

@@ -348,15 +348,17 @@ mod tests {
     }
 
     /// Wait until no process has `argv`, up to `limit`.
-    fn wait_until_gone(argv: &[&str], limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if processes_with_argv(argv).is_empty() {
-                return true;
+    async fn wait_until_gone(argv: &[&str], limit: Duration) -> bool {
+        use crate::apply::wait::{wait_until, Poll, WaitSpec};
+        let spec = WaitSpec::new("the process to be gone", limit);
+        wait_until(&spec, || async {
+            match processes_with_argv(argv).is_empty() {
+                true => Poll::Ready(()),
+                false => Poll::Pending("still running".to_string()),
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
+        })
+        .await
+        .is_ok()
     }
 
     #[tokio::test]
@@ -375,7 +377,7 @@ mod tests {
         assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
         assert!(start.elapsed() < Duration::from_secs(2));
         assert!(
-            wait_until_gone(&["sleep", &secs], Duration::from_secs(3)),
+            wait_until_gone(&["sleep", &secs], Duration::from_secs(3)).await,
             "the grandchild survived the timeout"
         );
     }

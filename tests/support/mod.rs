@@ -13,11 +13,20 @@
 //!     c.start("n1");
 //!     c.add_standby_basebackup("n2", "n1"); // cloned, configured and started
 //!     c.wait_streaming("n2");
-//!     let topo = c.write_topology(&c.topology());
-//!     let out = c.pgtopo(&["status", "--format", "json"]);
+//!     c.declare_node("n3");                 // address, port, data_dir only: for apply to build
+//!     let mut topo = c.topology();          // n1 primary, n2 standby of n1, n3 standby of n1
+//!     topo.role("n3", "standby", Some("n2"));
+//!     topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+//!     c.write_topology(&topo);              // DIR/topology.yaml
+//!     let out = c.pgtopo(&["status", "--format", "json"]); // runs with -f DIR/topology.yaml
 //!     assert!(out.status.success());
+//!     let desired = c.desired_of(&topo);    // through config::load
+//!     assert_eq!(c.psql("n2", "select pg_is_in_recovery()"), "t");
 //! }
 //! ```
+//!
+//! Async tests (`#[tokio::test]`) may call these blocking helpers directly; `c.observe().await`
+//! observes the default topology in-process.
 //!
 //! Design:
 //! - One [`TestCluster`] owns one temp directory `/tmp/pgtopo-test-XXXX` (owned by the OS user that
@@ -638,12 +647,10 @@ impl Drop for TestCluster {
     }
 }
 
-/// `port = …`, `listen_addresses = …` and `cluster_name` of a node, as postgresql.conf lines.
+/// `port = …` and `listen_addresses = …` of a node, as postgresql.conf lines. (No
+/// `cluster_name`: a standby that pgtopo clones would inherit its source's.)
 fn own_identity(n: &Node) -> String {
-    format!(
-        "port = {}\nlisten_addresses = '{}'\ncluster_name = '{}'\n",
-        n.port, n.host, n.name
-    )
+    format!("port = {}\nlisten_addresses = '{}'\n", n.port, n.host)
 }
 
 fn path_str(p: &Path) -> &str {
