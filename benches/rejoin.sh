@@ -11,6 +11,7 @@
 # Usage (as root; servers run as the postgres OS user; loopback only):
 #   benches/rejoin.sh                     # SCALE=70 DIVERGE_MB=10 RUNS=3
 #   PGTOPO=target/release/pgtopo PORT=57300 benches/rejoin.sh
+#   MODES=rewind RUNS=5 benches/rejoin.sh  # one side only, with each step's time
 # Everything lives in one temp directory that is removed at the end; every server it started is
 # stopped by its data directory.
 set -euo pipefail
@@ -124,22 +125,25 @@ kinds = [s["kind"] for s in mine]
 kind = "rewind" if "rewind" in kinds else "clone" if "clone" in kinds else "none"
 first = next(s for s in mine if s["kind"] == kind)
 ms = (max(t(s["end"]) for s in mine) - t(first["start"])).total_seconds() * 1000
-print(kind, round(ms), apply_ms)
+parts = " ".join(
+    f"{s['kind']}={round((t(s['end']) - t(s['start'])).total_seconds() * 1000)}ms" for s in mine
+)
+print(kind, round(ms), apply_ms, parts)
 EOF
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
 
 declare -A RESULTS
-for mode in rewind clone; do
+for mode in ${MODES:-rewind clone}; do
   dir=$WORK/$mode
   hints=$([[ $mode == rewind ]] && echo on || echo off)
   setup "$dir" "$hints"
   old=n1 new=n2
   for i in $(seq "$RUNS"); do
-    read -r kind ms apply_ms < <(one_run "$dir" "$old" "$new")
+    read -r kind ms apply_ms parts < <(one_run "$dir" "$old" "$new")
     [[ $kind == "$mode" ]] || { echo "expected pgtopo to choose $mode, it chose $kind" >&2; exit 1; }
-    log "$mode run $i: $old rejoined $new by $kind in ${ms} ms (whole apply ${apply_ms} ms)"
+    log "$mode run $i: $old rejoined $new by $kind in ${ms} ms (whole apply ${apply_ms} ms; $parts)"
     RESULTS[$mode]+="$ms "
     RESULTS[$mode-apply]+="$apply_ms "
     tmp=$old old=$new new=$tmp
@@ -149,6 +153,7 @@ for mode in rewind clone; do
   rm -rf "$dir"
 done
 
+[[ -n ${RESULTS[rewind]:-} && -n ${RESULTS[clone]:-} ]] || exit 0
 rw=$(tr ' ' '\n' <<<"${RESULTS[rewind]}" | grep . | median)
 cl=$(tr ' ' '\n' <<<"${RESULTS[clone]}" | grep . | median)
 rwa=$(tr ' ' '\n' <<<"${RESULTS[rewind-apply]}" | grep . | median)
