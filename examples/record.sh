@@ -34,7 +34,7 @@ ALL_EXAMPLES=(bootstrap-3-nodes switchover cascade-repoint failover-rejoin
 
 if [[ -z "${PGTOPO:-}" ]]; then
   PGTOPO=$REPO/target/debug/pgtopo
-  (cd "$REPO" && cargo build --quiet --bin pgtopo)
+  [[ "${BASH_SOURCE[0]}" != "$0" ]] || (cd "$REPO" && cargo build --quiet --bin pgtopo)
 fi
 
 EX=""        # current example
@@ -270,7 +270,8 @@ record_cascade-repoint() {
 }
 
 # n1 was primary of n2 and n3; n2 and n3 stopped receiving (they were stopped), n1 committed
-# more and checkpointed, then crashed (immediate shutdown: no shutdown checkpoint). n2 and n3
+# more, then crashed (immediate shutdown: no shutdown checkpoint). No checkpoint on n1 after the
+# standbys left: one would remove the WAL of the last common checkpoint, which pg_rewind needs. n2 and n3
 # run again as standbys with nothing to stream from. The topology declares n2 primary with
 # failover consent: a failover, and n1 has WAL past what n2 received, so it must be rewound.
 record_failover-rejoin() {
@@ -284,7 +285,7 @@ record_failover-rejoin() {
   wait_replayed n3 n1
   stop_node n3 fast
   stop_node n2 fast
-  psql_on n1 "insert into orders select g, 'lost ' || g from generate_series(1001, 1200) g; checkpoint" >/dev/null
+  psql_on n1 "insert into orders select g, 'lost ' || g from generate_series(1001, 1200) g" >/dev/null
   stop_node n1 immediate
   start_node n2
   start_node n3
@@ -334,20 +335,28 @@ record_retire-node() {
 
 # ---------------------------------------------------------------------------------------------
 
-trap 'teardown' EXIT
-mkdir -p "$ROOT"
-chmod 755 "$ROOT"
-examples=("$@")
-[[ ${#examples[@]} -gt 0 ]] || examples=("${ALL_EXAMPLES[@]}")
-for e in "${examples[@]}"; do
-  if ! declare -F "record_$e" >/dev/null; then
-    echo "unknown example: $e (known: ${ALL_EXAMPLES[*]})" >&2
-    exit 1
-  fi
-done
-for e in "${examples[@]}"; do
-  begin "$e"
-  "record_$e"
-  finish
-done
-rmdir "$ROOT" 2>/dev/null || true
+main() {
+  trap 'teardown' EXIT
+  mkdir -p "$ROOT"
+  chmod 755 "$ROOT"
+  local examples=("$@") e
+  [[ ${#examples[@]} -gt 0 ]] || examples=("${ALL_EXAMPLES[@]}")
+  for e in "${examples[@]}"; do
+    if ! declare -F "record_$e" >/dev/null; then
+      echo "unknown example: $e (known: ${ALL_EXAMPLES[*]})" >&2
+      exit 1
+    fi
+  done
+  for e in "${examples[@]}"; do
+    begin "$e"
+    "record_$e"
+    finish
+  done
+  rmdir "$ROOT" 2>/dev/null || true
+}
+
+# Sourced (`source examples/record.sh`), it only defines its functions: `begin switchover;
+# record_switchover` builds that cluster and leaves it running until `teardown`.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

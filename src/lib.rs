@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod diff;
+pub mod import;
 pub mod observe;
 pub mod pg;
 pub mod plan;

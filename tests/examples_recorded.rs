@@ -261,11 +261,13 @@ fn failover_rejoin() {
     );
     let (d, o, _) = load("failover-rejoin");
     assert!(d.failover.allow, "the example has failover consent");
-    // n1 wrote (and checkpointed) WAL that n2 never received.
+    // n1 took no checkpoint after its standbys left (one would remove the WAL of the last common
+    // checkpoint, which pg_rewind needs), so its control data cannot tell how far its WAL goes:
+    // the plan must rewind it whatever it wrote.
     let n1_checkpoint = o.nodes["n1"].control.as_ref().unwrap().latest_checkpoint;
     let n2_received = pgtopo::diff::received(&o.nodes["n2"]).unwrap();
     assert!(
-        n1_checkpoint > n2_received,
+        n1_checkpoint < n2_received,
         "{n1_checkpoint} vs {n2_received}"
     );
 }

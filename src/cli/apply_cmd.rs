@@ -43,7 +43,7 @@ pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
     let held = lock::acquire(&desired, &ts, a.lock_timeout.map(|d| d.0), events.as_ref())
         .await
         .map_err(lock_failure)?;
-    let outcome = apply_locked(g, &a, desired, ts, events.as_ref()).await;
+    let outcome = apply_locked(&a, desired, ts, events.as_ref()).await;
     if let Err(e) = held.release().await {
         events.message(&format!("warning: the lock was not fully released: {e}"));
     }
@@ -136,7 +136,6 @@ fn ask_yes() -> Option<bool> {
 }
 
 async fn apply_locked(
-    _g: &GlobalArgs,
     a: &ApplyArgs,
     desired: Arc<Desired>,
     ts: BTreeMap<String, DynTransport>,
@@ -184,10 +183,50 @@ async fn apply_locked(
         render::say(render::plan::text(&the_plan, render::color()).trim_end());
         return Ok(exit::OK);
     }
-    render::say(render::plan::text(&the_plan, render::color()).trim_end());
-
     // A saved plan was reviewed when it was made (as in Terraform): it is applied without asking.
-    if a.plan.is_none() && !a.auto_approve {
+    let ask = a.plan.is_none() && !a.auto_approve;
+    run_plan(a, &desired, &ts, &the_plan, events, ask).await?;
+
+    // Converge: what one plan could not see (e.g. the slots of a node that was stopped when it
+    // was observed) shows after it ran. Observe again; a plan made here (not a saved one) goes
+    // on with a follow-up plan, shown and approved the same way, at most twice.
+    let opts = PlanOptions {
+        allow_failover: a.allow_failover,
+        assume_down: Vec::new(),
+    };
+    for _ in 0..2 {
+        let observed = observe::observe(&desired, &ObserveOptions::default()).await;
+        let Ok(next) = plan::build(&desired, &observed, &opts) else {
+            break;
+        };
+        if next.steps.is_empty() {
+            break;
+        }
+        if a.plan.is_some() {
+            render::say(&format!(
+                "The saved plan is applied, and the cluster, observed again, still differs from {} ({} more steps): run `pgtopo plan` to review them.",
+                desired.source_path.display(),
+                next.steps.len()
+            ));
+            break;
+        }
+        render::say("\nObserved again, the cluster still differs: a follow-up plan.\n");
+        run_plan(a, &desired, &ts, &next, events, ask).await?;
+    }
+    Ok(exit::OK)
+}
+
+/// Show a plan, get it approved when `ask`, walk it, report. Ok when every step succeeded.
+async fn run_plan(
+    a: &ApplyArgs,
+    desired: &Arc<Desired>,
+    ts: &BTreeMap<String, DynTransport>,
+    the_plan: &Plan,
+    events: &dyn ApplyEvents,
+    ask: bool,
+) -> Result<(), Failure> {
+    render::say(render::plan::text(the_plan, render::color()).trim_end());
+    if ask {
         match ask_yes() {
             Some(true) => {}
             Some(false) => {
@@ -205,7 +244,7 @@ async fn apply_locked(
         }
     }
 
-    let ctx = Arc::new(StepContext::new(desired.clone(), ts));
+    let ctx = Arc::new(StepContext::new(desired.clone(), ts.clone()));
     // Open the connections a promotion needs now, outside the writes-unavailable window.
     if the_plan
         .steps
@@ -219,7 +258,7 @@ async fn apply_locked(
         parallelism: a.parallelism,
         journal: a.journal.clone(),
     };
-    let report = crate::apply::apply(&the_plan, Arc::new(Executor::new(ctx)), events, &opts)
+    let report = crate::apply::apply(the_plan, Arc::new(Executor::new(ctx)), events, &opts)
         .await
         .map_err(miette::Report::new)?;
     render::say(&progress::report(&report));
@@ -243,7 +282,7 @@ async fn apply_locked(
         }
     }
     if report.succeeded() {
-        Ok(exit::OK)
+        Ok(())
     } else {
         let f = report
             .failures()

@@ -202,14 +202,46 @@ pub struct DriftArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Any node of the cluster, HOST:PORT.
-    #[arg(long)]
-    pub from: String,
+    /// A node of the cluster, HOST:PORT; repeat to add nodes that discovery cannot find (a
+    /// standby on another port or machine).
+    #[arg(long, required = true)]
+    pub from: Vec<String>,
+    /// Write the topology here (default: stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Cluster name to write.
     #[arg(long, default_value = "imported")]
     pub cluster: String,
+    /// User pgtopo connects as (written as `connect.user`).
+    #[arg(long, default_value = "postgres")]
+    pub user: String,
+    /// Database pgtopo connects to (written as `connect.dbname`).
+    #[arg(long, default_value = "postgres")]
+    pub dbname: String,
+    /// Environment variable that holds the connection password (written as
+    /// `connect.password: {env: VAR}`; the value is never written).
+    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
+    pub password_env: Option<String>,
+    /// File that holds the connection password (written as `connect.password: {file: PATH}`).
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable of the replication password (written as
+    /// `replication.password: {env: VAR}`).
+    #[arg(long, value_name = "VAR")]
+    pub replication_password_env: Option<String>,
+    /// Ports to try for standbys found in pg_stat_replication (their client address with each
+    /// port); the ports of the nodes found are always tried.
+    #[arg(long = "port", value_name = "PORT", default_values_t = [5432u16])]
+    pub ports: Vec<u16>,
+    /// `postgres.bin_dir` to write (default: /usr/lib/postgresql/<major>/bin when it exists).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// `postgres.os_user` to write.
+    #[arg(long)]
+    pub os_user: Option<String>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 
 mod apply_cmd;
 mod args;
+mod import_cmd;
 mod observe_cmd;
 mod plan_cmd;
 
@@ -75,11 +76,11 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Show(a) => plan_cmd::show(g, a).await,
         Command::Graph(a) => plan_cmd::graph(g, a).await,
         Command::Drift(a) => plan_cmd::drift(g, a).await,
+        Command::Import(a) => import_cmd::import(g, a).await,
         Command::Demo(a) => commands::demo(a).await,
         Command::Bench(a) => commands::bench(a).await,
         Command::Apply(a) => apply_cmd::apply(g, a).await,
         Command::Unlock => apply_cmd::unlock(g).await,
-        other => Err(miette::miette!("`{}` is not implemented yet", other.name()).into()),
     }
 }
 

@@ -221,17 +221,12 @@ pub fn wanted_settings(
     }
     // Parameter compatibility: a hot standby needs these at least as high as its upstream.
     if let Some(up) = d.upstream_of(name) {
-        let up_obs = observed(o, &up.name);
-        // What the upstream will have (its own raises included, up the cascade).
-        let up_wanted = wanted_settings(d, o, &up.name);
         for key in HOT_STANDBY_CRITICAL {
             if node.settings.contains_key(key) {
                 continue;
             }
-            let up_val = up_wanted
-                .get(key)
-                .and_then(|w| values::numeric(&w.value))
-                .or_else(|| up_obs.settings.get(key).and_then(values::observed_numeric));
+            // What the upstream will have (its own raises included, up the cascade).
+            let up_val = effective_critical(d, o, &up.name, key);
             let own = obs.settings.get(key).and_then(values::observed_numeric);
             if let (Some(u), Some(mine)) = (up_val, own) {
                 if mine < u {
@@ -250,6 +245,27 @@ pub fn wanted_settings(
         }
     }
     out
+}
+
+/// The value a hot-standby-critical setting will have on a node once the plan is applied: the
+/// topology's, else the larger of its own and its upstream's (the compatibility raise).
+fn effective_critical(d: &Desired, o: &ObservedCluster, name: &str, key: &str) -> Option<f64> {
+    let node = d.nodes.get(name)?;
+    if let Some(v) = node.settings.get(key) {
+        return values::numeric(v);
+    }
+    let own = o
+        .nodes
+        .get(name)
+        .and_then(|x| x.settings.get(key))
+        .and_then(values::observed_numeric);
+    match d.upstream_of(name) {
+        Some(up) => match (own, effective_critical(d, o, &up.name, key)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, _) => a,
+        },
+        None => own,
+    }
 }
 
 /// One managed setting that differs on a node.

@@ -569,11 +569,6 @@ pub fn analyse(
     }
     if let Some(pr) = &promotion {
         if let Some(op) = &pr.old {
-            if matches!(fates.get(op), Some(Fate::Deferred { .. })) {
-                notes.push(format!(
-                    "{op} is unreachable: it is left alone; plan again when it is back to rejoin it"
-                ));
-            }
             if let PromotionKind::Failover { fence: false, .. } = pr.kind {
                 notes.push(format!(
                     "{op}'s host is unreachable, so it cannot be fenced: make sure it stays down"

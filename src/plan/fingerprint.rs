@@ -1,5 +1,5 @@
 //! The fingerprint of a plan: per node, the facts the plan depends on (system identifier,
-//! timeline, role, upstream, running) and hashes of its managed settings, hba block and slot
+//! timeline, role, upstream, running) and hashes of the settings the plan reads, hba block and slot
 //! names — never LSNs, which move all the time. `apply PLAN` recomputes it from a fresh
 //! observation and refuses a stale plan when it differs.
 
@@ -21,9 +21,19 @@ pub fn fingerprint(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, NodeFin
     let mut out = BTreeMap::new();
     let mut seen_blocks: Vec<(&Vec<String>, String)> = Vec::new();
     for (name, n) in &o.nodes {
-        let mut keys: Vec<String> = crate::diff::wanted_settings(d, o, name)
-            .into_keys()
-            .collect();
+        // Every setting the plan may read on the node: the topology's, and those it checks
+        // for replication (hot-standby-critical ones, wal_level, synchronous_standby_names).
+        let mut keys: Vec<String> = d
+            .nodes
+            .get(name)
+            .map(|n| n.settings.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.extend(
+            crate::diff::HOT_STANDBY_CRITICAL
+                .iter()
+                .map(|k| k.to_string()),
+        );
+        keys.push("wal_level".into());
         keys.push("synchronous_standby_names".into());
         keys.sort();
         keys.dedup();

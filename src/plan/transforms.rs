@@ -466,7 +466,7 @@ pub fn promotion(c: &mut Ctx) {
                 c.writes_down = Some(f);
                 f
             } else {
-                c.dag.add(
+                let w = c.dag.add(
                     &cand,
                     Action::WaitReplay(WaitReplayParams {
                         target: ReplayTarget::Lsn {
@@ -481,7 +481,9 @@ pub fn promotion(c: &mut Ctx) {
                         diff::received(&co).unwrap_or_default()
                     ),
                     &pre,
-                )
+                );
+                c.writes_down = Some(w);
+                w
             }
         }
     };
@@ -717,11 +719,18 @@ pub fn standbys(c: &mut Ctx) {
             }
             Fate::Rejoin(r) => rejoin(c, &x, &up, &r),
             Fate::Deferred { why } => {
-                let kept = diff::slot_retained(c.o, &up, &x)
-                    .map(|b| format!("; it retains {}", ByteSize::human(b)))
-                    .unwrap_or_default();
+                let slot = if !c.eff.replication.slots {
+                    String::new()
+                } else if c.slot_index.contains(&(up.clone(), x.clone())) {
+                    let kept = diff::slot_retained(c.o, &up, &x)
+                        .map(|b| format!("; it retains {}", ByteSize::human(b)))
+                        .unwrap_or_default();
+                    format!("; its slot on {up} is kept{kept}")
+                } else {
+                    format!("; its slot on {up} is made when it is back")
+                };
                 c.notes.push(format!(
-                    "{x} is unreachable ({why}): nothing is done on it; its slot on {up} is kept{kept}"
+                    "{x} is unreachable ({why}): nothing is done on it now; plan again when it is back{slot}"
                 ));
             }
             _ => {}

@@ -210,6 +210,12 @@ pub fn risk_line(plan: &Plan) -> String {
     let d = match &plan.summary.data_loss {
         DataLoss::None { reason } => format!("Data loss: none ({reason})."),
         DataLoss::Possible {
+            bytes: Some(0),
+            reason,
+        } => {
+            format!("Data loss: possible, only writes made after the last observation ({reason}).")
+        }
+        DataLoss::Possible {
             bytes: Some(b),
             reason,
         } => format!(

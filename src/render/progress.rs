@@ -155,37 +155,6 @@ pub fn for_stdout() -> Box<dyn ApplyEvents> {
     }
 }
 
-/// The steps of a plan, one line each, with their dependencies and the writes-unavailable
-/// window marked.
-pub fn plan_overview(plan: &crate::plan::Plan) -> String {
-    let mut s = String::from("Steps:\n");
-    let w = plan.summary.write_unavailable.as_ref();
-    for st in &plan.steps {
-        let after = if st.after.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "  after {}",
-                st.after
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let mark = match w {
-            Some(w) if w.from_step == st.id && w.to_step == st.id => "  ← writes unavailable",
-            Some(w) if w.from_step == st.id => "  ← writes unavailable from here",
-            Some(w) if w.to_step == st.id => "  ← writes available",
-            _ => "",
-        };
-        let bang = if st.destructive { "!" } else { " " };
-        s.push_str(&format!("{bang}{}{after}{mark}\n", step_line(st)));
-    }
-    s.push_str(&format!("{} steps.", plan.steps.len()));
-    s
-}
-
 /// The final report: counts, then what failed (with the tool's stderr), what was skipped and
 /// what was not started.
 pub fn report(r: &ApplyReport) -> String {
@@ -204,8 +173,17 @@ pub fn report(r: &ApplyReport) -> String {
         r.count("not_started"),
         human_elapsed(r.elapsed)
     ));
+    let failed = !r.succeeded();
     for st in &r.steps {
         match &st.outcome {
+            // After a failure, say exactly what was done too.
+            Outcome::Done | Outcome::AlreadyDone if failed => s.push_str(&format!(
+                "  {:<12} {:>3}  {} {}\n",
+                st.outcome.label(),
+                st.id,
+                st.kind,
+                st.node
+            )),
             Outcome::Failed(e) => {
                 s.push_str(&format!(
                     "  failed       {:>3}  {} {}: {}\n",
@@ -270,6 +248,7 @@ mod tests {
         let text = report(&r);
         assert!(text.starts_with("Apply failed. 1 done, 0 already done, 1 failed, 1 skipped (upstream failed), 1 not started. (1.5 s)"), "{text}");
         assert!(text.contains("| FATAL: boom"));
+        assert!(text.contains("  done           1  stop n1"), "{text}");
         assert!(text.contains("skipped        3  drop_slot n1"));
         assert!(text.contains("not started    4  reload n1"), "{text}");
     }

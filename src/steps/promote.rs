@@ -30,6 +30,11 @@ async fn other_primary(
         .collect();
     let looks = others.iter().map(|o| async move {
         let previous = p.previous_primaries.contains(o);
+        // A previous primary without a postmaster.pid runs no server: a file look, no
+        // connection attempt inside the writes-unavailable window.
+        if previous && matches!(server::pid_file_exists(ctx, o).await, Ok(false)) {
+            return None;
+        }
         let sql = match ctx.client_with_timeout(o, Duration::from_secs(1)).await {
             Ok(_) => server::in_recovery(ctx, o).await.ok(),
             Err(_) => None,
