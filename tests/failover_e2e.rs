@@ -39,68 +39,29 @@ fn base_topology(c: &TestCluster) -> Topology {
     t
 }
 
-/// What an apply did: the plan it ran and each step's outcome.
+/// What an apply did: the reviewed plan it ran, and its output.
 struct Applied {
     plan: pgtopo::plan::Plan,
-    report: pgtopo::apply::ApplyReport,
 }
 
-impl Applied {
-    /// `kind node outcome` per step, one a line.
-    fn lines(&self) -> String {
-        self.report
-            .steps
-            .iter()
-            .map(|s| format!("{} {} {} {}\n", s.id, s.kind, s.node, s.outcome.label()))
-            .collect()
-    }
-}
-
-/// Observe, plan and apply `DIR/topology.yaml` through the library (what `pgtopo apply
-/// --auto-approve [--allow-failover]` does); panics with the report unless every step succeeded.
+/// The reviewed-plan flow: `pgtopo plan [extra] --out DIR/plan.json`, then `pgtopo apply
+/// DIR/plan.json` (a saved plan is applied without a question). Panics with the output unless
+/// both exit 0.
 fn apply_ok(c: &TestCluster, extra: &[&str]) -> Applied {
-    let a = apply_lib(c, extra);
-    assert!(
-        a.report.succeeded(),
-        "apply failed:\n{}\n{:#?}",
-        a.lines(),
-        a.report.failures().collect::<Vec<_>>()
-    );
-    a
-}
-
-fn apply_lib(c: &TestCluster, extra: &[&str]) -> Applied {
-    use std::sync::Arc;
-    let d = pgtopo::config::load(&c.topology_file()).expect("valid topology");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let o = pgtopo::observe::observe(&d, &Default::default()).await;
-        let opts = pgtopo::plan::PlanOptions {
-            allow_failover: extra.contains(&"--allow-failover"),
-            assume_down: vec![],
-        };
-        let plan = pgtopo::plan::build(&d, &o, &opts)
-            .unwrap_or_else(|e| panic!("plan refused: {:?}", miette::Report::new(e)));
-        let transports = d
-            .nodes
-            .values()
-            .map(|n| (n.name.clone(), pgtopo::transport::for_node(n)))
-            .collect();
-        let ctx = Arc::new(pgtopo::steps::StepContext::new(
-            Arc::new(d.clone()),
-            transports,
-        ));
-        let exec = Arc::new(pgtopo::steps::Executor::new(ctx));
-        let report =
-            pgtopo::apply::apply(&plan, exec, &pgtopo::apply::NullEvents, &Default::default())
-                .await
-                .expect("apply runs");
-        Applied { plan, report }
-    })
+    let path = c.dir.join("plan.json");
+    let path_s = path.display().to_string();
+    let mut args = vec!["plan"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", &path_s, "--format", "json"]);
+    let out = c.pgtopo(&args);
+    assert_eq!(out.status.code(), Some(0), "plan: {}", show(&out));
+    let plan: pgtopo::plan::Plan =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("plan file"))
+            .expect("plan JSON");
+    let out = c.pgtopo(&["apply", &path_s]);
+    assert_eq!(out.status.code(), Some(0), "apply: {}", show(&out));
+    std::fs::remove_file(&path).expect("plan file removed");
+    Applied { plan }
 }
 
 /// `pgtopo plan --detailed-exitcode` exits 0: the cluster matches the topology.
@@ -126,8 +87,14 @@ fn in_recovery(c: &TestCluster, n: &str) -> String {
     c.psql(n, "SELECT pg_is_in_recovery()")
 }
 
+/// The timeline a node is on: the one it writes WAL on (primary) or receives (standby).
 fn timeline(c: &TestCluster, n: &str) -> String {
-    c.psql(n, "SELECT timeline_id FROM pg_control_checkpoint()")
+    c.psql(
+        n,
+        "SELECT CASE WHEN pg_is_in_recovery() \
+         THEN (SELECT received_tli FROM pg_stat_wal_receiver)::text \
+         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text END",
+    )
 }
 
 /// The node's WAL receiver: `status sender_port`.
@@ -408,8 +375,17 @@ fn without_wal_log_hints_nor_checksums_the_old_primary_is_cloned() {
     c.init_primary("n1");
     let conf = c.node("n1").data_dir.join("postgresql.conf");
     c.append(&conf, "wal_log_hints = off\n");
+    // PostgreSQL 18's initdb turns data checksums on; turn them off (on 15 they are off already
+    // and pg_checksums says so with a non-zero exit, which is fine).
+    let mut off = std::process::Command::new("runuser");
+    off.args(["-u", &c.os_user, "--"])
+        .arg(c.bin_dir.join("pg_checksums"))
+        .arg("--disable")
+        .arg("-D")
+        .arg(&c.node("n1").data_dir);
+    let _ = support::run_with_deadline(off, std::time::Duration::from_secs(60));
     c.start("n1");
-    let checksums = c.psql("n1", "SHOW data_checksums") == "on";
+    assert_eq!(c.psql("n1", "SHOW data_checksums"), "off");
     c.add_standby_basebackup("n2", "n1");
     let mut topo = base_topology(&c);
     c.write_topology(&topo);
@@ -434,35 +410,270 @@ fn without_wal_log_hints_nor_checksums_the_old_primary_is_cloned() {
     let out = c.pgtopo(&["plan"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = stdout(&out);
-    if checksums {
-        // PostgreSQL 18 initialises with data checksums: pg_rewind works there.
-        assert!(text.contains("rewind"), "{text}");
-    } else {
-        assert!(text.contains("clone"), "{text}");
-        assert!(
-            text.contains("pg_rewind needs wal_log_hints=on or data checksums"),
-            "{text}"
-        );
-        assert!(!text.contains(" rewind "), "{text}");
-    }
+    assert!(text.contains("clone"), "{text}");
+    assert!(
+        text.contains("pg_rewind needs wal_log_hints=on or data checksums"),
+        "{text}"
+    );
+    assert!(!text.contains(" rewind "), "{text}");
     apply_ok(&c, &[]);
     assert_eq!(in_recovery(&c, "n2"), "f");
     assert_follows(&c, "n1", "n2");
     assert_rows_everywhere(&c, "n2", &["n1"], 50);
     assert_eq!(slots(&c, "n2"), "n1:true");
     assert_eq!(c.psql("n1", "SHOW port"), c.node("n1").port.to_string());
-    if !checksums {
-        let aside: Vec<String> = std::fs::read_dir(&c.dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|f| f.starts_with("n1.pgtopo-old-"))
-            .collect();
-        assert_eq!(aside.len(), 1, "{aside:?}");
-        assert!(
-            c.dir.join(&aside[0]).join("PG_VERSION").exists(),
-            "the old data directory is kept whole"
+    let aside: Vec<String> = std::fs::read_dir(&c.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("n1.pgtopo-old-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        c.dir.join(&aside[0]).join("PG_VERSION").exists(),
+        "the old data directory is kept whole"
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.dir.join(&aside[0]).join("PG_VERSION")).unwrap(),
+        std::fs::read_to_string(c.node("n1").data_dir.join("PG_VERSION")).unwrap()
+    );
+    assert_no_changes(&c);
+}
+
+/// n1 crashes and n2 is promoted by hand (outside pgtopo); n1 comes back as a primary on the
+/// old timeline, n3 follows it there and it takes writes: two primaries. A topology that names
+/// neither is refused; with n2 declared, n1 is stopped first (no step writes to it before), then
+/// rewound with n3, both follow n2, and n1's rows are gone.
+#[test]
+fn a_returning_old_primary_is_fenced_and_rejoined() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    c.add_standby_basebackup("n3", "n1");
+    let topo = base_topology(&c);
+    c.write_topology(&topo);
+    apply_ok(&c, &[]);
+    c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g",
+    );
+    c.wait_replayed("n2", "n1");
+    c.wait_replayed("n3", "n1");
+    c.crash("n1");
+    c.psql("n2", "SELECT pg_promote(true, 60)");
+    c.psql(
+        "n2",
+        "INSERT INTO t SELECT g, 'n2' FROM generate_series(11, 20) g",
+    );
+    c.start("n1");
+    assert_eq!(in_recovery(&c, "n1"), "f", "n1 came back as a primary");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, 'rogue' FROM generate_series(11, 1000) g",
+    );
+    c.wait_replayed("n3", "n1");
+    // A restartpoint on n3 past the fork recycles the WAL pg_rewind would need to find n3's
+    // last checkpoint before the fork.
+    c.psql("n3", "CHECKPOINT");
+    assert_eq!(timeline(&c, "n1"), "1");
+    assert_eq!(timeline(&c, "n2"), "2");
+
+    // The topology names neither of them: pgtopo refuses to pick.
+    let mut neither = topo.clone();
+    neither
+        .role("n3", "primary", None)
+        .role("n1", "standby", Some("n3"))
+        .role("n2", "standby", Some("n3"));
+    c.write_topology(&neither);
+    let out = c.pgtopo(&["plan", "--allow-failover"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("n1, n2 are all running as primary")
+            && err.contains("declare in topology.yaml which node is the primary"),
+        "{err}"
+    );
+
+    let mut topo = topo;
+    topo.role("n2", "primary", None)
+        .role("n1", "standby", Some("n2"))
+        .role("n3", "standby", Some("n2"));
+    c.write_topology(&topo);
+    let path = c.dir.join("plan.json");
+    let path_s = path.display().to_string();
+    let out = c.pgtopo(&["plan", "--out", &path_s, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let plan: pgtopo::plan::Plan =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let on = |n: &str| -> Vec<&str> {
+        plan.steps
+            .iter()
+            .filter(|s| s.node == n)
+            .map(|s| s.action.kind())
+            .collect()
+    };
+    let on_n1 = on("n1");
+    assert!(
+        matches!(on_n1.first(), Some(&"stop") | Some(&"fence")),
+        "the first thing done on n1 stops it: {on_n1:?}"
+    );
+    assert!(on_n1.contains(&"rewind"), "{on_n1:?}");
+    assert!(on("n3").contains(&"rewind"), "n3 followed n1's rogue WAL");
+    match &plan.summary.data_loss {
+        pgtopo::plan::DataLoss::Possible { reason, .. } => {
+            assert!(reason.contains("n1 runs as a second primary"), "{reason}")
+        }
+        other => panic!("the rogue writes are lost and the plan must say so: {other:?}"),
+    }
+
+    // n3's WAL before the fork is gone: its pg_rewind fails, clearly, and n3 stays down.
+    let out = c.pgtopo(&["apply", &path_s]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("rewind on n3"), "{err}");
+    assert!(
+        err.contains("no longer has the WAL") && err.contains("clones n3 again"),
+        "{err}"
+    );
+    assert!(!c.is_running("n3"), "a failed rewind never starts");
+    // The next apply clones n3 (its old directory kept) and finishes n1.
+    let a = apply_ok(&c, &[]);
+    let kinds: Vec<String> = a
+        .plan
+        .steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.kind(), s.node))
+        .collect();
+    assert!(kinds.contains(&"clone n3".to_string()), "{kinds:?}");
+    assert!(!kinds.contains(&"rewind n3".to_string()), "{kinds:?}");
+    assert!(std::fs::read_dir(&c.dir).unwrap().flatten().any(|e| e
+        .file_name()
+        .to_string_lossy()
+        .starts_with("n3.pgtopo-old-")));
+
+    assert_eq!(in_recovery(&c, "n2"), "f");
+    assert_follows(&c, "n1", "n2");
+    assert_follows(&c, "n3", "n2");
+    for n in ["n1", "n3"] {
+        assert_eq!(
+            c.psql(n, "SELECT received_tli FROM pg_stat_wal_receiver"),
+            "2",
+            "{n} receives timeline 2"
         );
     }
+    assert_rows_everywhere(&c, "n2", &["n1", "n3"], 20);
+    assert_eq!(
+        c.psql("n1", "SELECT count(*) FROM t WHERE pad = 'rogue'"),
+        "0"
+    );
+    assert_eq!(slots(&c, "n2"), "n1:true,n3:true");
+    assert_eq!(streaming_apps(&c, "n2"), "n1:streaming,n3:streaming");
+    assert_no_changes(&c);
+}
+
+/// Processes whose command line names pg_rewind and `dir`.
+fn pg_rewind_running(dir: &std::path::Path) -> bool {
+    let d = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .any(|cmd| cmd.contains("pg_rewind") && cmd.contains(&d) && !cmd.contains("runuser"))
+}
+
+/// `pgtopo apply` is SIGKILLed while pg_rewind works on the old primary (pg_rewind itself, in
+/// its own process group, runs on). The next apply takes over the dead apply's lock, recognises
+/// the finished rewind (or rewinds again), and converges: n1 follows n2 without its rows.
+#[test]
+fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    let mut topo = base_topology(&c);
+    c.write_topology(&topo);
+    apply_ok(&c, &[]);
+    c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g",
+    );
+    c.wait_replayed("n2", "n1");
+    c.psql("n1", "CHECKPOINT");
+    cut_off(&c, "n2");
+    // Enough WAL after n1's last checkpoint that pg_rewind's crash recovery takes a moment.
+    c.psql(
+        "n1",
+        "INSERT INTO t SELECT g, repeat('r', 400) FROM generate_series(101, 60000) g",
+    );
+    c.crash("n1");
+    topo.role("n2", "primary", None)
+        .role("n1", "standby", Some("n2"))
+        .extra_yaml("failover: {allow: true}");
+    c.write_topology(&topo);
+
+    let n1_dir = c.node("n1").data_dir.clone();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+        .arg("-f")
+        .arg(c.topology_file())
+        .args(["apply", "--auto-approve"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pgtopo runs");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed = false;
+    while Instant::now() < deadline {
+        if pg_rewind_running(&n1_dir) {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .expect("kill pgtopo");
+            killed = true;
+            break;
+        }
+        if child.try_wait().expect("child").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = child.wait().expect("reaped");
+    assert!(
+        killed,
+        "pg_rewind was never seen running; pgtopo ended with {status:?}"
+    );
+    // The orphaned pg_rewind runs to its end (an operator re-runs apply later).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pg_rewind_running(&n1_dir) {
+        assert!(Instant::now() < deadline, "pg_rewind never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!c.is_running("n1"), "a half-rewound directory was started");
+
+    let out = c.pgtopo(&["apply", "--auto-approve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "apply after the kill: {}",
+        show(&out)
+    );
+    assert_eq!(in_recovery(&c, "n2"), "f");
+    assert_eq!(timeline(&c, "n2"), "2");
+    assert_follows(&c, "n1", "n2");
+    assert_rows_everywhere(&c, "n2", &["n1"], 100);
+    assert!(!c.dir.join("n1.pgtopo-rewinding").exists());
+    assert_eq!(slots(&c, "n2"), "n1:true");
+    assert_eq!(c.psql("n1", "SHOW port"), c.node("n1").port.to_string());
     assert_no_changes(&c);
 }

@@ -85,7 +85,9 @@ fn saved_plan_shows_and_graphs() {
     assert_eq!(o.status.code(), Some(0));
     let shown = stdout(&o);
     assert!(
-        shown.contains("WAL past the fork point") && shown.contains("of timeline 2"),
+        shown.contains("n1 did not shut down cleanly")
+            && shown.contains("may have WAL past the fork point")
+            && shown.contains("of timeline 2"),
         "{shown}"
     );
     let o = pgtopo(&["show", &out_s, "--format", "json"]);

@@ -175,6 +175,19 @@ pub async fn observe_files(
         Err(e) => node.files_error = Some(e.to_string()),
     }
     node.role = Some(role_from_files(node.standby_signal));
+    let mut marker = dir.as_os_str().to_owned();
+    marker.push(".pgtopo-rewinding");
+    if let Ok(Some(_)) = transport.read_file(Path::new(&marker)).await {
+        let by_rewind = read_text(transport, &dir.join("backup_label"))
+            .await
+            .is_some_and(|t| t.lines().any(|l| l.trim() == "BACKUP METHOD: pg_rewind"));
+        let rewound = by_rewind
+            && node
+                .control
+                .as_ref()
+                .is_some_and(|c| c.cluster_state == "in archive recovery");
+        node.rewind_unfinished = !rewound;
+    }
     if let Some(tli) = node.timeline.filter(|t| *t > 1) {
         let path = dir.join("pg_wal").join(format!("{tli:08X}.history"));
         if let Some(t) = read_text(transport, &path).await {

@@ -85,6 +85,12 @@ pub struct ObservedNode {
     /// standby.signal exists in the data directory.
     #[serde(default)]
     pub standby_signal: bool,
+    /// A pg_rewind started by pgtopo did not finish on this (stopped) node: its marker
+    /// `<data_dir>.pgtopo-rewinding` is there and the directory does not hold a finished rewind
+    /// (pg_rewind's backup_label with a control file "in archive recovery"). Such a directory is
+    /// never started; it is cloned again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rewind_unfinished: bool,
     #[serde(default)]
     pub data_dir: DataDirState,
     /// pg_controldata output, read when SQL does not answer (usually: the server is stopped;

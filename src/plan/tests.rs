@@ -679,3 +679,18 @@ fn a_second_primary_is_stopped_and_rejoined_with_data_loss_stated() {
     assert!(!p.steps.iter().any(|s| s.action.kind() == "promote"));
     assert!(matches!(p.summary.data_loss, DataLoss::Possible { .. }));
 }
+
+#[test]
+fn an_unfinished_rewind_is_cloned_again() {
+    let (d, mut o) = after_failover(true, 0x5000100);
+    node_mut(&mut o, "n1").rewind_unfinished = true;
+    let p = plan(&d, &o);
+    assert!(!lines(&p).iter().any(|l| l.starts_with("rewind")));
+    match &step(&p, "clone", "n1").action {
+        Action::Clone(c) => {
+            assert!(c.move_aside);
+            assert!(c.reason.contains("did not finish"), "{}", c.reason);
+        }
+        _ => unreachable!(),
+    }
+}

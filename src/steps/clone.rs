@@ -94,6 +94,11 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             }
             let aside = aside_path(&n.data_dir, std::time::SystemTime::now());
             t.rename(&n.data_dir, &aside).await.map_err(io)?;
+            // A rewind that did not finish marked the directory now moved aside.
+            let marker = server::rewind_marker(ctx, node)?;
+            if server::file_exists(ctx, node, &marker).await? {
+                t.remove_file(&marker).await.map_err(io)?;
+            }
             tracing::info!(node, from = %n.data_dir.display(), to = %aside.display(), "data directory moved aside");
         }
         Some(_) => {}

@@ -9,10 +9,13 @@
 //! pg_rewind` and the control file is "in archive recovery", the two things pg_rewind writes
 //! last — and the marker is cleared instead ([`finish_interrupted`]).
 //!
-//! PostgreSQL ≥ 13's pg_rewind runs crash recovery on an uncleanly stopped target itself, in
-//! single-user mode, which refuses to run with `standby.signal` ("standby mode is not supported
-//! by single-user servers"): a fenced node has one, so it is removed for the duration of
-//! pg_rewind (pg_rewind deletes it anyway: the source has none). Whatever pg_rewind's outcome,
+//! An uncleanly stopped target (crashed, killed) gets its crash recovery from pgtopo first:
+//! `postgres --single -c wal_keep_size=<max>`. pg_rewind ≥ 13 would run the same single-user
+//! recovery itself, but its end-of-recovery checkpoint recycles the WAL from the last checkpoint
+//! before the fork — exactly what pg_rewind reads next ("could not find previous WAL record").
+//! Single-user mode refuses to run with `standby.signal` ("standby mode is not supported by
+//! single-user servers"): a fenced node has one, so it is removed for the duration of the
+//! recovery and pg_rewind (pg_rewind deletes it anyway: the source has none). Whatever the outcome,
 //! `standby.signal` is written back before the step ends, so a rewound (or half-rewound)
 //! directory started by anyone comes up in recovery, never as a primary. (PostgreSQL 12's
 //! pg_rewind needs a cleanly stopped target and is not handled here.)
@@ -115,9 +118,33 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     let clean = control::read(ctx, node)
         .await
         .is_ok_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
-    if !clean && server::file_exists(ctx, node, &signal).await? {
-        // pg_rewind's single-user crash recovery cannot run in standby mode.
-        t.remove_file(&signal).await.map_err(io)?;
+    if !clean {
+        // Single-user crash recovery cannot run in standby mode.
+        if server::file_exists(ctx, node, &signal).await? {
+            t.remove_file(&signal).await.map_err(io)?;
+        }
+        // Crash recovery here, not pg_rewind's own: its end-of-recovery checkpoint would
+        // recycle the WAL between the last checkpoint before the fork and the fork, which
+        // pg_rewind then needs ("could not find previous WAL record"). wal_keep_size at its
+        // maximum keeps every segment.
+        let recover = ctx
+            .tool(&n, "postgres")
+            .arg("--single")
+            .arg("-F")
+            .arg("-D")
+            .arg(n.data_dir.as_os_str())
+            .arg("-c")
+            .arg("wal_keep_size=2147483647")
+            .arg("template1")
+            .timeout(Duration::from_secs(6 * 3600));
+        if let Err(mut e) = ctx.run_tool(node, &recover).await {
+            let _ = write_standby_signal(ctx, node).await;
+            e.message = format!(
+                "{}: crash recovery (single-user) before pg_rewind failed; {node}'s data directory is marked unfinished and is never started: the next `pgtopo apply` clones {node} again",
+                e.message
+            );
+            return Err(e);
+        }
     }
 
     let user = &ctx.desired.connect.user;
@@ -161,7 +188,22 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     }
     // Rewound or not, the directory must never come up as a primary.
     let fenced = write_standby_signal(ctx, node).await;
-    res?;
+    if let Err(mut e) = res {
+        // The marker stays: the next plan clones the node instead (its directory moved aside).
+        let missing_wal = e.stderr.as_deref().is_some_and(|s| {
+            s.contains("could not find previous WAL record") || s.contains("pg_wal/")
+        });
+        e.message = format!(
+            "{}{}; {node}'s data directory is marked unfinished and is never started: the next `pgtopo apply` clones {node} again (its old directory moved aside)",
+            e.message,
+            if missing_wal {
+                format!(" — {node} no longer has the WAL back to its last checkpoint before the fork (raise wal_keep_size to keep it)")
+            } else {
+                String::new()
+            }
+        );
+        return Err(e);
+    }
     fenced?;
     t.remove_file(&marker).await.map_err(io)?;
     Ok(())
