@@ -114,11 +114,13 @@ fn failover_without_consent_is_refused_and_what_if_works() {
         "--assume-down",
         "n1",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
     assert!(
-        err.contains("--allow-failover") && err.contains("failover.allow"),
-        "{err}"
+        out.contains("failover from n1")
+            && out.contains("--allow-failover")
+            && out.contains("failover.allow"),
+        "a what-if shows the failover and says apply would need consent: {out}"
     );
     let o = pgtopo(&[
         "-f",

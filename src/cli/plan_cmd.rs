@@ -77,11 +77,27 @@ async fn make_plan(
 
 /// `pgtopo plan`.
 pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
+    // A what-if answers "what would happen", so it plans with failover consent; the plan says
+    // that apply would still need it. (A saved what-if plan cannot be applied anyway: its
+    // fingerprint does not match a cluster whose nodes are up.)
+    let what_if_consent = !a.assume_down.is_empty() && !a.allow_failover;
     let opts = PlanOptions {
-        allow_failover: a.allow_failover,
+        allow_failover: a.allow_failover || what_if_consent,
         assume_down: a.assume_down.clone(),
     };
-    let plan = make_plan(g, a.observed.as_deref(), &opts).await?;
+    let mut plan = make_plan(g, a.observed.as_deref(), &opts).await?;
+    if what_if_consent
+        && plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, crate::plan::Action::Promote(_)))
+    {
+        plan.summary.notes.push(format!(
+            "what-if: planned as if {} were down, with failover consent assumed; a real apply would \
+             need --allow-failover or failover.allow: true",
+            a.assume_down.join(", ")
+        ));
+    }
     if let Some(out) = &a.out {
         std::fs::write(out, render::plan::json(&plan))
             .into_diagnostic()
