@@ -204,6 +204,38 @@ fn settings_reload_or_restart_in_the_rolling_order() {
     c.psql("n1", "CREATE TABLE t AS SELECT 1 AS x");
     c.wait_for_sql("n3", "SELECT count(*) FROM t", "1");
     assert_converged(&c);
+
+    // A decrease: the primary restarts first, each standby once it replayed the primary's
+    // lower value.
+    let lowered = (before + 20).to_string();
+    topo.settings
+        .insert("max_connections".into(), lowered.clone());
+    c.write_topology(&topo);
+    let journal = c.dir.join("lower.jsonl");
+    apply_ok(&c, &["--journal", journal.to_str().unwrap()]);
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(c.psql(n, "SHOW max_connections"), lowered, "{n}");
+        assert_eq!(
+            c.psql(n, "SELECT count(*) FROM pg_settings WHERE pending_restart"),
+            "0",
+            "{n}"
+        );
+    }
+    let lines = journal_lines(&journal);
+    let r = restarts(&lines);
+    let primary: Vec<_> = r.iter().filter(|x| x.0 == "n1").collect();
+    let standbys: Vec<_> = r.iter().filter(|x| x.0 != "n1").collect();
+    assert_eq!(primary.len(), 1, "{lines:#?}");
+    assert_eq!(standbys.len(), 2, "{lines:#?}");
+    for s in &standbys {
+        assert!(
+            primary[0].2 <= s.1,
+            "standby restart before primary's: {r:?}"
+        );
+    }
+    c.wait_streaming("n2");
+    c.wait_streaming("n3");
+    assert_converged(&c);
 }
 
 #[test]
