@@ -93,6 +93,10 @@ fn repoint_a_standby_into_a_cascade() {
     let (c, mut topo) = built(&["n2", "n3"]);
     assert_eq!(c.psql("n1", SLOTS), "n2 true,n3 true");
     assert_eq!(c.psql("n3", SENDER), sender_of(&c, "n1"));
+    let started: Vec<String> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| c.psql(n, STARTED))
+        .collect();
 
     topo.role("n3", "standby", Some("n2"));
     c.write_topology(&topo);
@@ -104,6 +108,10 @@ fn repoint_a_standby_into_a_cascade() {
     assert_eq!(c.psql("n1", SLOTS), "n2 true");
     c.psql("n1", "CREATE TABLE t AS SELECT 1 AS x");
     c.wait_for_sql("n3", "SELECT count(*) FROM t", "1");
+    // PostgreSQL 15 re-reads primary_conninfo on reload: nobody restarted.
+    for (n, before) in ["n1", "n2", "n3"].iter().zip(&started) {
+        assert_eq!(&c.psql(n, STARTED), before, "{n} restarted");
+    }
     assert_converged(&c);
 }
 
