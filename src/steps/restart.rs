@@ -2,10 +2,17 @@
 //! connections), and for a standby wait until it streams again. A restart has no lasting
 //! result that could be checked afterwards (the settings that needed it are the planner's
 //! concern), so it always runs; a stopped server is simply started.
+//!
+//! A running standby first catches up with its upstream: PostgreSQL checks a hot standby's
+//! max_connections & co. at startup against the values in its control file, which come from the
+//! last parameter-change record it replayed. After a primary restarted with a lower value (a
+//! decrease restarts the primary first), a standby restarted before it replayed that record
+//! refuses to start ("recovery aborted because of insufficient parameter settings").
 
-use super::{server, Freshness, StepContext};
+use super::{server, wait_replay, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RestartParams;
+use crate::units::Lsn;
 
 pub async fn check(
     _ctx: &StepContext,
@@ -16,7 +23,11 @@ pub async fn check(
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &RestartParams) -> Result<(), StepError> {
-    if server::pid_file_exists(ctx, node).await? {
+    let running = server::pid_file_exists(ctx, node).await?;
+    if let (true, Some(up)) = (running, &p.wait_streaming_from) {
+        catch_up(ctx, node, up).await?;
+    }
+    if running {
         server::stop(ctx, node, p.mode, ctx.server_timeout).await?;
     }
     server::start(ctx, node, ctx.server_timeout).await
@@ -28,4 +39,25 @@ pub async fn verify(ctx: &StepContext, node: &str, p: &RestartParams) -> Result<
         server::wait_streaming(ctx, node, up, ctx.server_timeout).await?;
     }
     Ok(())
+}
+
+/// Wait until the standby streams from `upstream` and has replayed everything the upstream has
+/// (written, for a primary; replayed, for a cascading standby) at this moment.
+async fn catch_up(ctx: &StepContext, node: &str, upstream: &str) -> Result<(), StepError> {
+    server::wait_streaming(ctx, node, upstream, ctx.server_timeout).await?;
+    let rows = ctx
+        .query(
+            upstream,
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+             ELSE pg_current_wal_lsn() END)::text",
+            &[],
+        )
+        .await?;
+    let lsn: Option<String> = rows.first().and_then(|r| r.get(0));
+    let Some(Ok(lsn)) = lsn.as_deref().map(str::parse::<Lsn>) else {
+        return Err(StepError::new(format!(
+            "{upstream} has no WAL position to catch up with"
+        )));
+    };
+    wait_replay::wait_replayed(ctx, node, lsn, false, ctx.server_timeout).await
 }

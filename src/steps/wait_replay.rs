@@ -53,7 +53,7 @@ async fn target(ctx: &StepContext, p: &WaitReplayParams) -> Result<Lsn, StepErro
 }
 
 /// Wait until the node's replay location is past `lsn` (`strict`) or at least `lsn`.
-async fn wait_replayed(
+pub(super) async fn wait_replayed(
     ctx: &StepContext,
     node: &str,
     lsn: Lsn,
