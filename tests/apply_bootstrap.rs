@@ -3,16 +3,9 @@
 
 mod support;
 
-use support::TestCluster;
+use support::show;
 
-fn show(out: &std::process::Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::TestCluster;
 
 #[test]
 fn bootstrap_one_to_three_with_a_cascade_and_slots() {

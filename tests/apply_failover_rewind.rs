@@ -5,16 +5,9 @@
 
 mod support;
 
-use support::TestCluster;
+use support::show;
 
-fn show(out: &std::process::Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::TestCluster;
 
 #[test]
 fn diverged_second_primary_is_rewound_and_follows() {

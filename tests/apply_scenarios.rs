@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::show;
+
 use std::process::Output;
 
 use support::{TestCluster, Topology};
@@ -14,15 +16,6 @@ const SLOTS: &str =
     "SELECT coalesce(string_agg(slot_name || ' ' || active, ',' ORDER BY slot_name), '') \
      FROM pg_replication_slots";
 const STARTED: &str = "SELECT pg_postmaster_start_time()";
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn apply(c: &TestCluster, extra: &[&str]) -> Output {
     let mut args = vec!["apply", "--auto-approve"];

@@ -12,6 +12,8 @@
 
 mod support;
 
+use support::show;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,15 +22,6 @@ use std::time::{Duration, Instant};
 
 use support::TestCluster;
 use tokio_postgres::config::TargetSessionAttrs;
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Pause between the writer's or sampler's attempts.
 async fn pause_wait(ms: u64) {

@@ -4,19 +4,12 @@
 
 mod support;
 
+use support::show;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use support::TestCluster;
-
-fn show(out: &std::process::Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Run `pgtopo apply --auto-approve` and SIGKILL it as soon as step `k` starts. Returns the
 /// kind of the step killed, or None when the apply ended before step `k` began.

@@ -657,6 +657,16 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 test path")
 }
 
+/// A finished pgtopo run for an assertion message: exit status, stdout and stderr.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
