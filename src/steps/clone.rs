@@ -79,6 +79,9 @@ pub fn aside_path(data_dir: &std::path::Path, now: std::time::SystemTime) -> Pat
     PathBuf::from(p)
 }
 
+/// How often a clone is tried when a concurrent checkpoint removed WAL it still needed.
+const CLONE_ATTEMPTS: u32 = 3;
+
 pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), StepError> {
     let n = ctx.node(node)?.clone();
     let t = ctx.transport(node)?.clone();
@@ -110,36 +113,60 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             }
         }
     }
-    let src = ctx.node(&p.source)?.clone();
-    let mut cmd = ctx
-        .tool(&n, "pg_basebackup")
-        .arg("-h")
-        .arg(&src.host)
-        .arg("-p")
-        .arg(src.port.to_string())
-        .arg("-U")
-        .arg(&ctx.desired.replication.user)
-        .arg("-D")
-        .arg(n.data_dir.as_os_str())
-        .arg("-X")
-        .arg("stream")
-        .arg("-c")
-        .arg("fast")
-        .arg("-w")
-        .timeout(Duration::from_secs(12 * 3600));
-    if let Some(slot) = &p.slot {
-        match super::create_slot::slot_exists(ctx, &p.source, slot).await? {
-            Some(true) => {
-                return Err(StepError::new(format!(
-                "{}: slot {slot} is in use by another connection; cannot clone {node} through it",
-                p.source
-            )))
+    // Two base backups started together from one source can race: each start forces a WAL
+    // switch and a checkpoint, which may remove the segment the other one has still to stream
+    // before its slot (created by the same pg_basebackup) holds it. pg_basebackup then fails
+    // with "requested WAL segment … has already been removed" and removes what it copied; a
+    // fresh attempt is safe and sees the slot as it is now.
+    let mut attempt = 1;
+    loop {
+        let src = ctx.node(&p.source)?.clone();
+        let mut cmd = ctx
+            .tool(&n, "pg_basebackup")
+            .arg("-h")
+            .arg(&src.host)
+            .arg("-p")
+            .arg(src.port.to_string())
+            .arg("-U")
+            .arg(&ctx.desired.replication.user)
+            .arg("-D")
+            .arg(n.data_dir.as_os_str())
+            .arg("-X")
+            .arg("stream")
+            .arg("-c")
+            .arg("fast")
+            .arg("-w")
+            .timeout(Duration::from_secs(12 * 3600));
+        if let Some(slot) = &p.slot {
+            match super::create_slot::slot_exists(ctx, &p.source, slot).await? {
+                Some(true) => {
+                    return Err(StepError::new(format!(
+                    "{}: slot {slot} is in use by another connection; cannot clone {node} through it",
+                    p.source
+                )))
+                }
+                Some(false) => cmd = cmd.arg("-S").arg(slot),
+                None => cmd = cmd.arg("-C").arg("-S").arg(slot),
             }
-            Some(false) => cmd = cmd.arg("-S").arg(slot),
-            None => cmd = cmd.arg("-C").arg("-S").arg(slot),
+        }
+        match ctx.run_tool(node, &cmd).await {
+            Ok(_) => break,
+            Err(e)
+                if attempt < CLONE_ATTEMPTS
+                    && e.stderr
+                        .as_deref()
+                        .is_some_and(|s| s.contains("has already been removed")) =>
+            {
+                tracing::info!(
+                    node,
+                    attempt,
+                    "pg_basebackup lost a WAL segment to a concurrent checkpoint; trying again"
+                );
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
-    ctx.run_tool(node, &cmd).await?;
     // An empty directory that already existed keeps its mode: PostgreSQL wants 0700.
     ctx.run_tool(
         node,
