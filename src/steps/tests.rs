@@ -242,3 +242,60 @@ async fn a_stale_pid_file_left_by_a_crash_counts_as_stopped() {
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(f1.unused_scripts(), 0);
 }
+
+fn clone_params() -> CloneParams {
+    CloneParams {
+        source: "n1".into(),
+        slot: None,
+        move_aside: false,
+        reason: "new standby".into(),
+    }
+}
+
+#[tokio::test]
+async fn clone_tries_again_when_a_concurrent_checkpoint_removed_its_wal() {
+    let (c, _, f2) = ctx();
+    f2.script(
+        "pg_basebackup",
+        None,
+        CommandOutput::failed(
+            1,
+            "pg_basebackup: error: unexpected termination of replication stream: ERROR:  \
+             requested WAL segment 000000010000000000000002 has already been removed",
+        ),
+    );
+    f2.script("pg_basebackup", None, CommandOutput::ok(""));
+    super::clone::act(&c, "n2", &clone_params()).await.unwrap();
+    let runs = f2
+        .command_lines()
+        .iter()
+        .filter(|l| l.contains("pg_basebackup"))
+        .count();
+    assert_eq!(runs, 2, "{:?}", f2.command_lines());
+}
+
+#[tokio::test]
+async fn clone_fails_at_once_on_any_other_pg_basebackup_error() {
+    let (c, _, f2) = ctx();
+    f2.script(
+        "pg_basebackup",
+        None,
+        CommandOutput::failed(1, "pg_basebackup: error: connection refused"),
+    );
+    let err = super::clone::act(&c, "n2", &clone_params())
+        .await
+        .unwrap_err();
+    assert!(
+        err.stderr
+            .as_deref()
+            .unwrap_or("")
+            .contains("connection refused"),
+        "{err:?}"
+    );
+    let runs = f2
+        .command_lines()
+        .iter()
+        .filter(|l| l.contains("pg_basebackup"))
+        .count();
+    assert_eq!(runs, 1);
+}
