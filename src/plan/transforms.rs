@@ -881,30 +881,7 @@ pub fn rejoin(c: &mut Ctx, x: &str, up: &str, r: &Rejoin) {
             start_streaming(c, x, up, &[]);
             own_settings_after_copy(c, x, up);
         }
-        Rejoin::Clone { reason } => {
-            let mut deps = ready;
-            deps.extend(c.role_step);
-            pgpass(c, x);
-            let slot = c.eff.replication.slots.then(|| x.to_string());
-            let ci = c.dag.add(
-                x,
-                Action::Clone(CloneParams {
-                    source: up.into(),
-                    slot: slot.clone(),
-                    move_aside: true,
-                    reason: reason.clone(),
-                }),
-                true,
-                format!("from {up}, the old data directory moved aside: {reason}"),
-                &deps,
-            );
-            if let Some(s) = slot {
-                c.slots_made.insert((up.into(), s), ci);
-            }
-            configure(c, x, up, ConfigApply::None, &[]);
-            start_streaming(c, x, up, &[]);
-            own_settings_after_copy(c, x, up);
-        }
+        Rejoin::Clone { reason } => new_standby(c, x, up, true, reason),
     }
     c.restarts.insert(x.into());
 }
