@@ -43,7 +43,8 @@ fn plan(steps: Vec<Step>) -> Plan {
     }
 }
 
-/// The fake's work: a pause.
+/// The fake's work: a pause of `ms` on tokio's paused test clock (every test here starts paused),
+/// so the scheduler's overlap is deterministic and no real time passes.
 async fn wait_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
@@ -115,7 +116,7 @@ fn outcomes(r: &ApplyReport) -> Vec<(StepId, &'static str)> {
     r.steps.iter().map(|s| (s.id, s.outcome.name())).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dependencies_run_in_order() {
     let fake = Arc::new(Fake::default());
     let p = plan(vec![
@@ -133,7 +134,7 @@ async fn dependencies_run_in_order() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn independent_steps_run_concurrently_up_to_parallelism() {
     let mut fake = Fake::default();
     for i in 1..=6 {
@@ -159,7 +160,7 @@ async fn independent_steps_run_concurrently_up_to_parallelism() {
     assert_eq!(fake4.running.lock().unwrap().1, 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failure_skips_dependents_lets_running_finish_and_starts_nothing_new() {
     // 1 fails fast; 2 (independent) is running and finishes; 3 depends on 1 → skipped;
     // 4 depends on 3 → skipped; 5 is independent but not started (parallelism 2, after failure).
@@ -211,7 +212,7 @@ async fn failure_skips_dependents_lets_running_finish_and_starts_nothing_new() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn already_done_counts_as_success_for_dependents() {
     let mut fake = Fake::default();
     fake.behaviour.insert(1, Behaviour::Already);
@@ -224,7 +225,7 @@ async fn already_done_counts_as_success_for_dependents() {
     assert_eq!(r.count("already_done"), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn malformed_plans_are_refused_before_anything_runs() {
     let fake = Arc::new(Fake::default());
     let p = plan(vec![step(1, "n1", &[2]), step(2, "n1", &[])]);
@@ -241,7 +242,7 @@ async fn malformed_plans_are_refused_before_anything_runs() {
     assert!(fake.log.lock().unwrap().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn journal_has_one_line_per_step() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.jsonl");
