@@ -114,6 +114,7 @@ one_run() { # DIR OLD NEW
   [[ $(sql "$old" "SELECT status FROM pg_stat_wal_receiver") == streaming ]] \
     || { echo "$old does not stream after the apply" >&2; exit 1; }
   # Old directories moved aside by a clone: kept by pgtopo, removed here to save disk.
+  [[ -n "${KEEP_JOURNAL:-}" ]] && cp "$dir/journal" "/tmp/journal-$mode-$(date +%s%N)"
   rm -rf "$dir/$old".pgtopo-old-*
   python3 - "$dir/journal" "$old" $(((t1 - t0) / 1000000)) <<'EOF'
 import json, sys, datetime

@@ -32,9 +32,10 @@ fn base_topology(c: &TestCluster) -> Topology {
     t
 }
 
-/// What an apply did: the reviewed plan it ran, and its output.
+/// What an apply did: the reviewed plan it ran, and its debug log (`-vv`, stderr).
 struct Applied {
     plan: pgtopo::plan::Plan,
+    log: String,
 }
 
 /// The reviewed-plan flow: `pgtopo plan [extra] --out DIR/plan.json`, then `pgtopo apply
@@ -51,10 +52,13 @@ fn apply_ok(c: &TestCluster, extra: &[&str]) -> Applied {
     let plan: pgtopo::plan::Plan =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("plan file"))
             .expect("plan JSON");
-    let out = c.pgtopo(&["apply", &path_s]);
+    let out = c.pgtopo(&["apply", &path_s, "-vv"]);
     assert_eq!(out.status.code(), Some(0), "apply: {}", show(&out));
     std::fs::remove_file(&path).expect("plan file removed");
-    Applied { plan }
+    Applied {
+        plan,
+        log: stderr(&out),
+    }
 }
 
 /// `pgtopo plan --detailed-exitcode` exits 0: the cluster matches the topology.
@@ -214,7 +218,39 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
     }
     assert!(!text.contains("clone "), "no clone expected:\n{text}");
 
+    // Segments recycled for future use, as a busy primary keeps max_wal_size worth of them: old
+    // WAL under names past n1's end of WAL. The rewind sets them aside rather than have
+    // pg_rewind unlink them one by one.
+    let pg_wal = c.node("n1").data_dir.join("pg_wal");
+    let last = std::fs::read_dir(&pg_wal)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.len() == 24 && n.starts_with("00000001"))
+        .max()
+        .expect("n1 has WAL on timeline 1");
+    let seg = u64::from_str_radix(&last[16..], 16).unwrap();
+    let recycled: Vec<String> = (seg + 3..seg + 5)
+        .map(|s| format!("{}{s:08X}", &last[..16]))
+        .collect();
+    for r in &recycled {
+        std::fs::copy(pg_wal.join(&last), pg_wal.join(r)).unwrap();
+    }
+
     let a = apply_ok(&c, &["--allow-failover"]);
+    assert!(
+        a.log
+            .contains("recycled WAL segments set aside node=\"n1\" count=2"),
+        "{}",
+        a.log
+    );
+    for r in &recycled {
+        assert!(!pg_wal.join(r).exists(), "{r} is left in n1's pg_wal");
+    }
+    let set_aside = format!("{}.pgtopo-recycled-wal", c.node("n1").data_dir.display());
+    assert!(
+        !std::path::Path::new(&set_aside).exists(),
+        "{set_aside} is removed after the apply"
+    );
     let kinds: Vec<(&str, &str)> = a
         .plan
         .steps

@@ -187,6 +187,45 @@ async fn files_are_written_atomically_with_mode_and_owner() {
     pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
 }
 
+/// Garbage (recycled WAL) is moved by rename only — never copied to another file system — and its
+/// directory removed.
+#[tokio::test]
+async fn files_are_moved_by_rename_only_and_a_garbage_tree_removed() {
+    let sshd = Sshd::start();
+    let dir = sshd.pg_dir();
+    let t = SshTransport::new(sshd.spec("known_hosts"), "postgres");
+    let (wal, aside) = (dir.join("pg_wal"), dir.join("aside"));
+    t.create_dir(&wal, 0o700).await.unwrap();
+    t.create_dir(&aside, 0o700).await.unwrap();
+    let names: Vec<String> = ["000000010000000000000005", "000000010000000000000006"]
+        .map(String::from)
+        .to_vec();
+    for n in &names {
+        t.write_file_atomic(&wal.join(n), b"old wal", 0o600)
+            .await
+            .unwrap();
+    }
+    // Another file system (tmpfs): nothing is moved, nothing copied.
+    let other = PathBuf::from(format!("/dev/shm/pgtopo-ssh-test-{}", std::process::id()));
+    if std::fs::metadata("/dev/shm")
+        .is_ok_and(|m| m.dev() != std::fs::metadata(&dir).unwrap().dev())
+    {
+        t.create_dir(&other, 0o700).await.unwrap();
+        assert!(!t.move_into(&wal, &names, &other).await.unwrap());
+        assert_eq!(t.list_dir(&other).await.unwrap(), Some(vec![]));
+        assert!(names.iter().all(|n| wal.join(n).exists()));
+        t.remove_tree(&other).await.unwrap();
+        assert!(!other.exists());
+    }
+    assert!(t.move_into(&wal, &names, &aside).await.unwrap());
+    assert_eq!(t.list_dir(&wal).await.unwrap(), Some(vec![]));
+    assert!(names.iter().all(|n| aside.join(n).exists()));
+    t.remove_tree(&aside).await.unwrap();
+    assert!(!aside.exists());
+    t.remove_tree(&aside).await.unwrap();
+    pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
 #[tokio::test]
 async fn unknown_host_key_is_refused() {
     let sshd = Sshd::start();

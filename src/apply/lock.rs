@@ -454,6 +454,17 @@ pub(crate) mod tests {
         async fn create_dir(&self, p: &Path, _mode: u32) -> Result<(), TransportError> {
             std::fs::create_dir_all(p).map_err(|e| io("mkdir", p, e))
         }
+        async fn move_into(
+            &self,
+            _: &Path,
+            _: &[String],
+            _: &Path,
+        ) -> Result<bool, TransportError> {
+            unreachable!("the lock moves no files")
+        }
+        async fn remove_tree(&self, _: &Path) -> Result<(), TransportError> {
+            unreachable!("the lock removes no directories")
+        }
     }
 
     /// A topology of `names` (the first primary) with data directories under `dir`.

@@ -258,9 +258,16 @@ async fn run_plan(
         parallelism: a.parallelism,
         journal: a.journal.clone(),
     };
-    let report = crate::apply::apply(the_plan, Arc::new(Executor::new(ctx)), events, &opts)
-        .await
-        .map_err(miette::Report::new)?;
+    let report = crate::apply::apply(
+        the_plan,
+        Arc::new(Executor::new(ctx.clone())),
+        events,
+        &opts,
+    )
+    .await
+    .map_err(miette::Report::new);
+    ctx.remove_set_aside().await;
+    let report = report?;
     render::say(&progress::report(&report));
     if let Some(w) = &the_plan.summary.write_unavailable {
         if let Some(d) = report.window(w.from_step, w.to_step) {

@@ -6,7 +6,10 @@
 //! Layout of `ControlFileData` since PostgreSQL 11 (pg_control_version ≥ 1100), native byte
 //! order: system_identifier u64 @0, pg_control_version u32 @8, catalog_version_no u32 @12,
 //! state u32 @16, time i64 @24, checkPoint u64 @32, checkPointCopy.redo u64 @40,
-//! checkPointCopy.ThisTimeLineID u32 @48.
+//! checkPointCopy.ThisTimeLineID u32 @48. The WAL segment size sits further on at an offset that
+//! moved between versions; it is found after its anchor: `floatFormat`, the double 1234567.0,
+//! which every version since 8.x stores followed by blcksz, relseg_size, xlog_blcksz and
+//! xlog_seg_size (u32 each).
 
 use crate::apply::StepError;
 use crate::units::Lsn;
@@ -21,6 +24,8 @@ pub struct ControlSnapshot {
     pub state: String,
     pub latest_checkpoint: Lsn,
     pub checkpoint_timeline: u32,
+    /// Bytes per WAL segment; None when read through pg_controldata or not found.
+    pub wal_segment_size: Option<u64>,
 }
 
 impl ControlSnapshot {
@@ -59,7 +64,25 @@ pub fn parse(bytes: &[u8]) -> Option<ControlSnapshot> {
         state: state_word(u32_at(16)).to_string(),
         latest_checkpoint: Lsn(u64_at(32)),
         checkpoint_timeline: u32_at(48),
+        wal_segment_size: wal_segment_size(bytes),
     })
+}
+
+/// xlog_seg_size, found after the `floatFormat` anchor (8-byte aligned, after checkPointCopy),
+/// accepted only when it is a size PostgreSQL allows (a power of two, 1 MB to 1 GB) and the block
+/// sizes before it are plausible too.
+fn wal_segment_size(bytes: &[u8]) -> Option<u64> {
+    let float_format = 1234567.0f64.to_ne_bytes();
+    let at = (56..bytes.len().saturating_sub(24))
+        .step_by(8)
+        .find(|&o| bytes[o..o + 8] == float_format)?;
+    let u32_at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let (blcksz, xlog_blcksz, seg) = (u32_at(at + 8), u32_at(at + 16), u32_at(at + 20));
+    let pow2_in = |v: u32, lo: u32, hi: u32| v.is_power_of_two() && (lo..=hi).contains(&v);
+    (pow2_in(blcksz, 1024, 32768) && pow2_in(xlog_blcksz, 1024, 65536))
+        .then_some(seg)
+        .filter(|&s| pow2_in(s, 1 << 20, 1 << 30))
+        .map(u64::from)
 }
 
 /// Read a stopped node's control data: the file when its layout is known, else pg_controldata.
@@ -80,6 +103,7 @@ pub async fn read(ctx: &StepContext, node: &str) -> Result<ControlSnapshot, Step
         state: cd.cluster_state,
         latest_checkpoint: cd.latest_checkpoint,
         checkpoint_timeline: cd.checkpoint_timeline,
+        wal_segment_size: None,
     })
 }
 
@@ -95,6 +119,19 @@ mod tests {
         b[16..20].copy_from_slice(&1u32.to_ne_bytes());
         b[32..40].copy_from_slice(&0x3000108u64.to_ne_bytes());
         b[48..52].copy_from_slice(&2u32.to_ne_bytes());
+        let s = parse(&b).unwrap();
+        assert_eq!(s.wal_segment_size, None, "no floatFormat anchor");
+        b[200..208].copy_from_slice(&1234567.0f64.to_ne_bytes());
+        for (i, v) in [8192u32, 131072, 8192, 16 << 20].into_iter().enumerate() {
+            b[208 + 4 * i..212 + 4 * i].copy_from_slice(&v.to_ne_bytes());
+        }
+        assert_eq!(parse(&b).unwrap().wal_segment_size, Some(16 << 20));
+        b[220..224].copy_from_slice(&(3u32 << 20).to_ne_bytes());
+        assert_eq!(
+            parse(&b).unwrap().wal_segment_size,
+            None,
+            "not a power of two"
+        );
         let s = parse(&b).unwrap();
         assert_eq!(s.system_identifier, "7311234567890123456");
         assert!(s.shut_down());

@@ -42,6 +42,7 @@ pub mod write_hba;
 pub mod write_pgpass;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub struct StepContext {
     pub connect_timeout: Duration,
     /// How long a server may take to stop or start.
     pub server_timeout: Duration,
+    /// Directories of garbage that steps moved aside (node, path), removed by
+    /// [`StepContext::remove_set_aside`] once no step runs any more, off every step's clock.
+    set_aside: Mutex<Vec<(String, PathBuf)>>,
 }
 
 impl StepContext {
@@ -84,6 +88,29 @@ impl StepContext {
             clients: Mutex::new(HashMap::new()),
             connect_timeout: Duration::from_secs(3),
             server_timeout: Duration::from_secs(120),
+            set_aside: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Remember a directory of garbage on `node` to remove after the steps.
+    pub fn remove_later(&self, node: &str, dir: PathBuf) {
+        self.set_aside
+            .lock()
+            .expect("set-aside list")
+            .push((node.to_string(), dir));
+    }
+
+    /// Remove the directories [`StepContext::remove_later`] collected; a failure is logged (the
+    /// directory only holds garbage and the next run removes it again).
+    pub async fn remove_set_aside(&self) {
+        let dirs = std::mem::take(&mut *self.set_aside.lock().expect("set-aside list"));
+        for (node, dir) in dirs {
+            let Ok(t) = self.transport(&node) else {
+                continue;
+            };
+            if let Err(e) = t.remove_tree(&dir).await {
+                tracing::warn!(node, "{e}");
+            }
         }
     }
 
@@ -186,17 +213,19 @@ impl StepContext {
         name: &str,
         cmd: &CommandSpec,
     ) -> Result<CommandOutput, StepError> {
+        let started = std::time::Instant::now();
         let out = self
             .transport(name)?
             .run(cmd)
             .await
             .map_err(|e| StepError::new(e.to_string()))?;
+        let prog = cmd
+            .program
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tracing::debug!(node = name, tool = %prog, code = ?out.code, elapsed_ms = started.elapsed().as_millis() as u64, "tool finished");
         if !out.success() {
-            let prog = cmd
-                .program
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
             let how = match out.code {
                 Some(c) => format!("exited with status {c}"),
                 None => "was killed by a signal".into(),

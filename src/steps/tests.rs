@@ -299,3 +299,100 @@ async fn clone_fails_at_once_on_any_other_pg_basebackup_error() {
         .count();
     assert_eq!(runs, 1);
 }
+
+/// The bytes of a `global/pg_control` in the layout `control::parse` reads: `state` (1 = shut
+/// down, 2 = shut down in recovery), the latest checkpoint, its timeline, 16 MB WAL segments.
+fn pg_control(state: u32, checkpoint: u64, tli: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 8192];
+    b[8..12].copy_from_slice(&1300u32.to_ne_bytes());
+    b[16..20].copy_from_slice(&state.to_ne_bytes());
+    b[32..40].copy_from_slice(&checkpoint.to_ne_bytes());
+    b[48..52].copy_from_slice(&tli.to_ne_bytes());
+    b[208..216].copy_from_slice(&1234567.0f64.to_ne_bytes());
+    for (i, v) in [8192u32, 131072, 8192, 16 << 20].into_iter().enumerate() {
+        b[216 + 4 * i..220 + 4 * i].copy_from_slice(&v.to_ne_bytes());
+    }
+    b
+}
+
+const WAL: [&str; 8] = [
+    "00000001000000000000004A",
+    "00000001000000000000004B",
+    "00000001000000000000004C",
+    "00000001000000000000004D",
+    "00000001000000000000005F",
+    "000000010000000100000002",
+    "00000002000000000000004E",
+    "00000001000000000000004E.partial",
+];
+
+fn rewind_params() -> RewindParams {
+    RewindParams {
+        source: "n2".into(),
+        reason: "n1 has WAL past the fork point".into(),
+    }
+}
+
+/// n1 stopped in `state` at 0/4BB2EB18 on timeline 1, with every segment of [`WAL`].
+fn stopped_with_wal(state: u32) -> (Arc<StepContext>, FakeTransport) {
+    let (c, f1, _) = ctx();
+    f1.set_file("/d/n1/global/pg_control", pg_control(state, 0x4BB2_EB18, 1));
+    for w in WAL {
+        f1.set_file(format!("/d/n1/pg_wal/{w}"), "wal");
+    }
+    (c, f1)
+}
+
+fn wal_left(f: &FakeTransport) -> Vec<&'static str> {
+    WAL.into_iter()
+        .filter(|w| f.file(format!("/d/n1/pg_wal/{w}")).is_some())
+        .collect()
+}
+
+#[tokio::test]
+async fn rewind_sets_aside_the_segments_after_a_clean_shutdown_checkpoint_and_turns_jit_off() {
+    // Shut down cleanly at 0/4BB2EB18 on timeline 1: segment 4B holds the checkpoint, 4C may
+    // hold its tail; 4D, 5F and 1/02 of timeline 1 were recycled for future use.
+    let (c, f1) = stopped_with_wal(1);
+    super::rewind::act(&c, "n1", &rewind_params())
+        .await
+        .unwrap();
+    assert_eq!(
+        wal_left(&f1),
+        [
+            "00000001000000000000004A",
+            "00000001000000000000004B",
+            "00000001000000000000004C",
+            "00000002000000000000004E",
+            "00000001000000000000004E.partial",
+        ]
+    );
+    assert!(f1
+        .file("/d/n1.pgtopo-recycled-wal/00000001000000000000005F")
+        .is_some());
+    let lines = f1.command_lines();
+    let rewind = lines.iter().find(|l| l.contains("pg_rewind")).unwrap();
+    assert!(rewind.contains("options='-c jit=off'"), "{rewind}");
+    assert!(
+        !lines.iter().any(|l| l.contains("--single")),
+        "a clean target needs no crash recovery: {lines:?}"
+    );
+    // Removed once the steps are over, not while pg_rewind runs.
+    c.remove_set_aside().await;
+    assert_eq!(
+        crate::transport::Transport::list_dir(&f1, Path::new("/d/n1.pgtopo-recycled-wal"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn rewind_moves_no_wal_of_a_target_shut_down_in_recovery() {
+    // A standby's WAL may run past its last restartpoint: nothing can be called recycled.
+    let (c, f1) = stopped_with_wal(2);
+    super::rewind::act(&c, "n1", &rewind_params())
+        .await
+        .unwrap();
+    assert_eq!(wal_left(&f1), WAL);
+}

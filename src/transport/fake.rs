@@ -323,6 +323,34 @@ impl Transport for FakeTransport {
         add_dirs(&mut self.st().dirs, path);
         Ok(())
     }
+
+    async fn move_into(
+        &self,
+        from: &Path,
+        names: &[String],
+        to: &Path,
+    ) -> Result<bool, TransportError> {
+        self.check_reachable()?;
+        let mut st = self.st();
+        if !st.dirs.contains(to) {
+            return Ok(false);
+        }
+        for n in names {
+            let Some(f) = st.files.remove(&from.join(n)) else {
+                return Ok(false);
+            };
+            st.files.insert(to.join(n), f);
+        }
+        Ok(true)
+    }
+
+    async fn remove_tree(&self, path: &Path) -> Result<(), TransportError> {
+        self.check_reachable()?;
+        let mut st = self.st();
+        st.files.retain(|f, _| !f.starts_with(path));
+        st.dirs.retain(|d| !d.starts_with(path));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -228,6 +228,32 @@ impl Transport for LocalTransport {
         })
         .await
     }
+
+    async fn move_into(
+        &self,
+        from: &Path,
+        names: &[String],
+        to: &Path,
+    ) -> Result<bool, TransportError> {
+        let (f, t, names) = (from.to_path_buf(), to.to_path_buf(), names.to_vec());
+        // rename(2) fails with EXDEV across filesystems: nothing is ever copied.
+        blocking("move", from, move || {
+            Ok(names
+                .iter()
+                .all(|n| std::fs::rename(f.join(n), t.join(n)).is_ok()))
+        })
+        .await
+    }
+
+    async fn remove_tree(&self, path: &Path) -> Result<(), TransportError> {
+        let p = path.to_path_buf();
+        blocking("remove", path, move || match std::fs::remove_dir_all(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &p, e)),
+        })
+        .await
+    }
 }
 
 /// Temp file beside `path`, write, fsync, chmod, chown, rename over `path`, fsync the directory.
@@ -428,6 +454,28 @@ mod tests {
         let m = std::fs::metadata(&f).unwrap();
         assert_eq!(m.uid(), pg_uid);
         assert_eq!(m.mode() & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn moves_by_rename_only_and_removes_a_garbage_tree() {
+        let t = me();
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, aside) = (dir.path().join("pg_wal"), dir.path().join("aside"));
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::create_dir_all(aside.join("older")).unwrap();
+        let names = vec!["000000010000000000000005".to_string()];
+        std::fs::write(wal.join(&names[0]), b"old wal").unwrap();
+        // tmpfs is another file system: nothing moves (GNU mv would have copied).
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        if std::fs::metadata(shm.path()).unwrap().dev() != std::fs::metadata(&wal).unwrap().dev() {
+            assert!(!t.move_into(&wal, &names, shm.path()).await.unwrap());
+            assert!(wal.join(&names[0]).exists());
+        }
+        assert!(t.move_into(&wal, &names, &aside).await.unwrap());
+        assert!(aside.join(&names[0]).exists() && !wal.join(&names[0]).exists());
+        t.remove_tree(&aside).await.unwrap();
+        assert!(!aside.exists());
+        t.remove_tree(&aside).await.unwrap();
     }
 
     #[tokio::test]

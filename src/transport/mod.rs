@@ -149,6 +149,21 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Create a directory (and parents) owned by os_user with `mode`.
     async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), TransportError>;
 
+    /// Move the entries `names` of directory `from` into the existing directory `to`, each by
+    /// rename(2) — never by copying: nothing is moved when the two are on different filesystems.
+    /// `Ok(false)` when not all of them were (whatever could not be moved stays where it was).
+    /// Not durable: used for files that are garbage wherever they end up (recycled WAL segments).
+    async fn move_into(
+        &self,
+        from: &Path,
+        names: &[String],
+        to: &Path,
+    ) -> Result<bool, TransportError>;
+
+    /// Remove a directory tree that pgtopo created for garbage it moved aside (see `move_into`);
+    /// never used on a data directory. No error when it is already gone.
+    async fn remove_tree(&self, path: &Path) -> Result<(), TransportError>;
+
     /// Create `path` holding `contents` only if nothing exists there, atomically: `Ok(true)`
     /// when this call created it, `Ok(false)` when it already existed (used for the apply lock).
     ///

@@ -238,6 +238,14 @@ impl SshTransport {
         }
     }
 
+    /// `rm FLAGS -- PATH`; a missing path is no error (`-f`).
+    async fn rm(&self, flags: &str, path: &Path) -> Result<(), TransportError> {
+        let args = argv(["rm", flags, "--"]).into_iter().chain([path.into()]);
+        self.file_op("remove", path, args.collect(), None)
+            .await
+            .map(|_| ())
+    }
+
     fn io_err(&self, op: &'static str, path: &Path, message: &str) -> TransportError {
         TransportError::Io {
             host: self.host_label(),
@@ -377,17 +385,7 @@ impl Transport for SshTransport {
     }
 
     async fn remove_file(&self, path: &Path) -> Result<(), TransportError> {
-        self.file_op(
-            "remove",
-            path,
-            argv(["rm", "-f", "--"])
-                .into_iter()
-                .chain([path.into()])
-                .collect(),
-            None,
-        )
-        .await
-        .map(|_| ())
+        self.rm("-f", path).await
     }
 
     async fn list_dir(&self, path: &Path) -> Result<Option<Vec<String>>, TransportError> {
@@ -436,5 +434,36 @@ impl Transport for SshTransport {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn move_into(
+        &self,
+        from: &Path,
+        names: &[String],
+        to: &Path,
+    ) -> Result<bool, TransportError> {
+        if names.is_empty() {
+            return Ok(true);
+        }
+        // GNU mv copies across filesystems; check the devices first so nothing is ever copied.
+        const SCRIPT: &str = r#"cd "$1" && [ "$(stat -c %d .)" = "$(stat -c %d "$2")" ] || exit 3
+to=$2; shift 2; exec mv -t "$to" -- "$@""#;
+        let out = self
+            .exec(
+                argv(["sh", "-c", SCRIPT, "sh"])
+                    .into_iter()
+                    .chain([from.into(), to.into()])
+                    .chain(names.iter().map(OsString::from))
+                    .collect(),
+                &[],
+                None,
+                FILE_TIMEOUT,
+            )
+            .await?;
+        Ok(out.success())
+    }
+
+    async fn remove_tree(&self, path: &Path) -> Result<(), TransportError> {
+        self.rm("-rf", path).await
     }
 }

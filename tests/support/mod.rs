@@ -292,23 +292,26 @@ impl TestCluster {
     /// wal_level=replica, wal_log_hints=on, max_wal_senders=10, its own address, port and socket
     /// directory.
     pub fn init_primary(&mut self, name: &str) -> &Node {
+        self.init_primary_with(name, &[])
+    }
+
+    /// [`TestCluster::init_primary`] with more initdb options (`--wal-segsize=32`, …).
+    pub fn init_primary_with(&mut self, name: &str, initdb_options: &[&str]) -> &Node {
         let node = self.new_node(name, NodeKind::Primary).clone();
-        self.os_cmd(
-            &self.bin("initdb"),
-            &[
-                "-D",
-                path_str(&node.data_dir),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-            Duration::from_secs(120),
-        );
+        let mut args = vec![
+            "-D",
+            path_str(&node.data_dir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ];
+        args.extend_from_slice(initdb_options);
+        self.os_cmd(&self.bin("initdb"), &args, Duration::from_secs(120));
         self.append(
             &node.data_dir.join("pg_hba.conf"),
             "\n# test harness\nlocal all all trust\nhost all all 127.0.0.0/8 trust\n\
