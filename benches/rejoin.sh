@@ -65,7 +65,11 @@ EOF
 setup() { # DIR HINTS
   local dir=$1 hints=$2
   as_pg mkdir -p "$dir"
-  as_pg "$BIN/initdb" -D "$dir/n1" -U postgres -A trust -E UTF8 --locale=C >/dev/null
+  # PostgreSQL 18 turns data checksums on by default, which lets pg_rewind work too.
+  local checksums=()
+  [[ $hints == off ]] && "$BIN/initdb" --help | grep -q -- --no-data-checksums \
+    && checksums=(--no-data-checksums)
+  as_pg "$BIN/initdb" -D "$dir/n1" -U postgres -A trust -E UTF8 --locale=C "${checksums[@]}" >/dev/null
   cat >>"$dir/n1/postgresql.conf" <<EOF
 wal_level = replica
 wal_log_hints = $hints

@@ -22,8 +22,8 @@
 //!
 //! pg_rewind copies the source's configuration: `configure_standby` re-asserts the node's own.
 //!
-//! Two things pg_rewind would otherwise spend most of its time on (measured with a 1 GB
-//! database and 10 MB of divergence, where pg_rewind took 0.8 s and now takes about 0.2 s):
+//! Where pg_rewind's time went, measured with a 1 GB database and 10 MB of divergence
+//! (`benches/rejoin.sh`: pg_rewind 0.8 s before, ~0.16 s after, sync included):
 //! - Its source file list is one recursive query whose estimated cost crosses `jit_above_cost`;
 //!   compiling it took ~200 ms of the source's time. The source session runs with `jit=off`.
 //! - It unlinks every WAL segment the target has that the source does not, one by one — mostly
@@ -33,6 +33,10 @@
 //!   when that is another filesystem), which apply removes after its last step. (Removed while
 //!   pg_rewind ran, it slowed pg_rewind's own writes by ~100 ms.) A directory left by a killed
 //!   pgtopo holds only garbage; the next rewind of the node removes it with its own.
+//! - Its final sync fsyncs each file of the directory, every written one a device flush
+//!   (~70 ms). One syncfs(2) per file system does the same ([`sync_data_dir`]; pg_rewind ≥ 17:
+//!   `--sync-method=syncfs`), before the marker is cleared; an interrupted rewind that is
+//!   finished later is synced again first.
 
 use std::time::Duration;
 
@@ -105,6 +109,8 @@ pub async fn finish_interrupted(ctx: &StepContext, node: &str) -> Result<bool, S
     if !rewound(ctx, node).await? {
         return Ok(false);
     }
+    // pgtopo may have been killed between pg_rewind --no-sync and the sync that follows it.
+    sync_data_dir(ctx, node).await?;
     write_standby_signal(ctx, node).await?;
     ctx.transport(node)?
         .remove_file(&marker)
@@ -169,12 +175,22 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         conf::conninfo_value(user),
         conf::conninfo_value(&ctx.desired.connect.dbname)
     );
+    // pg_rewind's own sync fsyncs every file of the directory one by one, each a device flush
+    // after a write (~70 ms of its ~230 ms here). One syncfs per file system does the same at
+    // once: pg_rewind ≥ 17 does it itself (--sync-method=syncfs), older ones run with --no-sync
+    // and pgtopo syncs before it clears the marker.
+    let official_syncfs = server::pg_major(ctx, node).await >= Some(17);
     let mut cmd = ctx
         .tool(&n, "pg_rewind")
         .arg("--target-pgdata")
         .arg(n.data_dir.as_os_str())
         .arg("--source-server")
         .arg(conninfo)
+        .arg(if official_syncfs {
+            "--sync-method=syncfs"
+        } else {
+            "--no-sync"
+        })
         .timeout(Duration::from_secs(6 * 3600));
     let mut passfile = None;
     if let Some(r) = &ctx.desired.connect.password {
@@ -196,7 +212,10 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         cmd = cmd.env("PGPASSFILE", path.display().to_string());
         passfile = Some(path);
     }
-    let res = ctx.run_tool(node, &cmd).await;
+    let mut res = ctx.run_tool(node, &cmd).await.map(|_| ());
+    if res.is_ok() && !official_syncfs {
+        res = sync_data_dir(ctx, node).await;
+    }
     if let Some(dir) = recycled {
         ctx.remove_later(node, dir);
     }
@@ -224,6 +243,32 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     fenced?;
     t.remove_file(&marker).await.map_err(io)?;
     Ok(())
+}
+
+/// Make everything in the data directory durable with one syncfs(2) per file system it spans
+/// (`sync -f`): the directory's own, pg_wal's and each tablespace's, should they be elsewhere.
+/// What `recovery_init_sync_method=syncfs` and `pg_rewind --sync-method=syncfs` do; it reports
+/// write-back errors on Linux ≥ 5.8.
+async fn sync_data_dir(ctx: &StepContext, node: &str) -> Result<(), StepError> {
+    let n = ctx.node(node)?;
+    let t = ctx.transport(node)?;
+    let tablespaces = t
+        .list_dir(&n.data_dir.join("pg_tblspc"))
+        .await
+        .map_err(io)?
+        .unwrap_or_default();
+    let cmd = crate::transport::CommandSpec::new("sync")
+        .arg("-f")
+        .arg("--")
+        .arg(n.data_dir.as_os_str())
+        .arg(n.data_dir.join("pg_wal/.").as_os_str())
+        .args(
+            tablespaces
+                .iter()
+                .map(|ts| n.data_dir.join("pg_tblspc").join(ts).join(".")),
+        )
+        .timeout(Duration::from_secs(3600));
+    ctx.run_tool(node, &cmd).await.map(|_| ())
 }
 
 /// Move the WAL segments of a cleanly shut down target that lie wholly after the segment of its

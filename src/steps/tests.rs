@@ -373,6 +373,18 @@ async fn rewind_sets_aside_the_segments_after_a_clean_shutdown_checkpoint_and_tu
     let lines = f1.command_lines();
     let rewind = lines.iter().find(|l| l.contains("pg_rewind")).unwrap();
     assert!(rewind.contains("options='-c jit=off'"), "{rewind}");
+    // No PG_VERSION ≥ 17: pg_rewind does not sync, pgtopo syncs the file systems after it.
+    assert!(rewind.contains("--no-sync"), "{rewind}");
+    let after: Vec<&String> = lines
+        .iter()
+        .skip_while(|l| !l.contains("pg_rewind"))
+        .collect();
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("sync -f -- /d/n1 /d/n1/pg_wal/.")),
+        "{lines:?}"
+    );
     assert!(
         !lines.iter().any(|l| l.contains("--single")),
         "a clean target needs no crash recovery: {lines:?}"
@@ -395,4 +407,17 @@ async fn rewind_moves_no_wal_of_a_target_shut_down_in_recovery() {
         .await
         .unwrap();
     assert_eq!(wal_left(&f1), WAL);
+}
+
+#[tokio::test]
+async fn pg_rewind_17_syncs_with_syncfs_itself() {
+    let (c, f1) = stopped_with_wal(1);
+    f1.set_file("/d/n1/PG_VERSION", "17\n");
+    super::rewind::act(&c, "n1", &rewind_params())
+        .await
+        .unwrap();
+    let lines = f1.command_lines();
+    let rewind = lines.iter().find(|l| l.contains("pg_rewind")).unwrap();
+    assert!(rewind.contains("--sync-method=syncfs"), "{rewind}");
+    assert!(!lines.iter().any(|l| l.starts_with("sync ")), "{lines:?}");
 }
