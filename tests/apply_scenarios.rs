@@ -169,6 +169,9 @@ fn settings_reload_or_restart_in_the_rolling_order() {
     topo.settings
         .insert("max_connections".into(), raised.clone());
     topo.settings.insert("work_mem".into(), "8MB".into());
+    // A list setting: two schemas, not one schema named "pgtopo_a, public".
+    topo.settings
+        .insert("search_path".into(), "pgtopo_a, public".into());
     c.write_topology(&topo);
     let journal = c.dir.join("raise.jsonl");
     apply_ok(&c, &["--journal", journal.to_str().unwrap()]);
@@ -176,6 +179,7 @@ fn settings_reload_or_restart_in_the_rolling_order() {
     for n in ["n1", "n2", "n3"] {
         assert_eq!(c.psql(n, "SHOW max_connections"), raised, "{n}");
         c.wait_for_sql(n, "SHOW work_mem", "8MB");
+        c.wait_for_sql(n, "SHOW search_path", "pgtopo_a, public");
         assert_eq!(
             c.psql(n, "SELECT count(*) FROM pg_settings WHERE pending_restart"),
             "0",

@@ -243,6 +243,63 @@ pub async fn edit_auto_conf(
         .map_err(|e| StepError::new(e.to_string()))
 }
 
+/// Settings PostgreSQL quotes element by element (GUC_LIST_QUOTE; the list pg_dump keeps in
+/// `variable_is_guc_list_quote`): `SET x = 'a, b'` would make one element named "a, b".
+const LIST_QUOTE: [&str; 6] = [
+    "local_preload_libraries",
+    "search_path",
+    "session_preload_libraries",
+    "shared_preload_libraries",
+    "temp_tablespaces",
+    "unix_socket_directories",
+];
+
+/// The right-hand side of `ALTER SYSTEM SET name = …` for the value as the topology (and
+/// postgresql.auto.conf) writes it: one literal, or for a list setting one literal per element
+/// (`'a', 'b'`; a double-quoted element keeps its commas and spaces).
+fn set_value_sql(name: &str, value: &str) -> String {
+    if !LIST_QUOTE.contains(&name) || value.trim().is_empty() {
+        return super::sql_literal(value);
+    }
+    list_elements(value)
+        .iter()
+        .map(|e| super::sql_literal(e))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Split a list setting's value as PostgreSQL's SplitIdentifierString does: commas outside double
+/// quotes separate, whitespace around elements goes, `""` inside quotes is one quote.
+fn list_elements(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut cur, mut quoted, mut in_quotes) = (String::new(), false, false);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if in_quotes && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                quoted = true;
+            }
+            ',' if !in_quotes => {
+                out.push(if quoted {
+                    cur.clone()
+                } else {
+                    cur.trim().into()
+                });
+                (cur, quoted) = (String::new(), false);
+            }
+            c if !in_quotes && c.is_whitespace() && (cur.is_empty() || quoted) => {}
+            c => cur.push(c),
+        }
+    }
+    out.push(if quoted { cur } else { cur.trim().into() });
+    out
+}
+
 /// `ALTER SYSTEM SET name = 'value'` / `ALTER SYSTEM RESET name` statements.
 pub fn alter_system_sql(
     set: &BTreeMap<String, String>,
@@ -253,7 +310,7 @@ pub fn alter_system_sql(
         if !valid_name(k) {
             return Err(format!("{k:?} is not a setting name"));
         }
-        out.push(format!("ALTER SYSTEM SET {k} = {}", super::sql_literal(v)));
+        out.push(format!("ALTER SYSTEM SET {k} = {}", set_value_sql(k, v)));
     }
     for k in reset {
         if !valid_name(k) {
@@ -351,10 +408,26 @@ mod tests {
         assert_eq!(
             alter_system_sql(&set, &["x".into()]).unwrap(),
             [
-                "ALTER SYSTEM SET search_path = E'a'', b'",
+                "ALTER SYSTEM SET search_path = E'a''', E'b'",
                 "ALTER SYSTEM RESET x"
             ]
         );
+        let list: BTreeMap<String, String> = [
+            (
+                "shared_preload_libraries".to_string(),
+                "pg_stat_statements, \"my, lib\" ,auto_explain".to_string(),
+            ),
+            ("work_mem".to_string(), "4MB, x".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            alter_system_sql(&list, &[]).unwrap(),
+            [
+                "ALTER SYSTEM SET shared_preload_libraries = E'pg_stat_statements', E'my, lib', E'auto_explain'",
+                "ALTER SYSTEM SET work_mem = E'4MB, x'"
+            ]
+        );
+        assert_eq!(list_elements("\"a\"\"b\", c"), ["a\"b", "c"]);
         let bad: BTreeMap<String, String> = [("a; DROP".to_string(), "1".to_string())].into();
         assert!(alter_system_sql(&bad, &[]).is_err());
     }
