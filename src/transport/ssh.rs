@@ -445,21 +445,20 @@ impl Transport for SshTransport {
         if names.is_empty() {
             return Ok(true);
         }
-        // GNU mv copies across filesystems; check the devices first so nothing is ever copied.
-        const SCRIPT: &str = r#"cd "$1" && [ "$(stat -c %d .)" = "$(stat -c %d "$2")" ] || exit 3
-to=$2; shift 2; exec mv -t "$to" -- "$@""#;
-        let out = self
-            .exec(
-                argv(["sh", "-c", SCRIPT, "sh"])
-                    .into_iter()
-                    .chain([from.into(), to.into()])
-                    .chain(names.iter().map(OsString::from))
-                    .collect(),
-                &[],
-                None,
-                FILE_TIMEOUT,
-            )
-            .await?;
+        // GNU mv copies across file systems: compare the devices first so nothing is ever copied.
+        let stat = argv(["stat", "-c", "%d", "--"])
+            .into_iter()
+            .chain([from.into(), to.into()]);
+        let out = self.exec(stat.collect(), &[], None, FILE_TIMEOUT).await?;
+        let devices: Vec<&str> = out.stdout.lines().collect();
+        if !out.success() || devices.len() != 2 || devices[0] != devices[1] {
+            return Ok(false);
+        }
+        let mv = argv(["mv", "-t"])
+            .into_iter()
+            .chain([to.into(), "--".into()])
+            .chain(names.iter().map(|n| from.join(n).into_os_string()));
+        let out = self.exec(mv.collect(), &[], None, FILE_TIMEOUT).await?;
         Ok(out.success())
     }
 
