@@ -883,7 +883,10 @@ pub fn rejoin(c: &mut Ctx, x: &str, up: &str, r: &Rejoin) {
         }
         Rejoin::Clone { reason } => new_standby(c, x, up, true, reason),
     }
-    c.restarts.insert(x.into());
+    // A node that is down (crashed, fenced) is only started, not restarted.
+    if observed(c.o, x).running {
+        c.restarts.insert(x.into());
+    }
 }
 
 /// Synchronous standbys: synchronous_standby_names is set on the primary only after its members
