@@ -223,6 +223,7 @@ pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(
             rewind_marker(ctx, node)?.display()
         )));
     }
+    let mut one_off = false;
     if !(pid_file_exists(ctx, node).await? && accepting(ctx, node).await) {
         let mut cmd = ctx
             .tool(n, "pg_ctl")
@@ -235,9 +236,12 @@ pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(
             .timeout(Duration::from_secs(30));
         // A rewound directory is "in archive recovery", so the startup fsyncs every file in it
         // first — work pg_rewind has just done (~50 ms for 1 GB here). syncfs, one call per
-        // file system, does the same job at once (PostgreSQL ≥ 14; a one-off option).
+        // file system, does the same job at once (PostgreSQL ≥ 14; a one-off option, taken out
+        // of postmaster.opts again once the server is up, so that a later `pg_ctl restart`
+        // does not repeat it).
         if super::rewind::rewound(ctx, node).await? && pg_major(ctx, node).await >= Some(14) {
-            cmd = cmd.arg("-o").arg("-c recovery_init_sync_method=syncfs");
+            cmd = cmd.arg("-o").arg(ONE_OFF_SYNCFS);
+            one_off = true;
         }
         if let Err(mut e) = ctx.run_tool(node, &cmd).await {
             let stderr = e.stderr.clone().unwrap_or_default();
@@ -250,7 +254,31 @@ pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(
             }
         }
     }
-    wait_accepting(ctx, node, timeout).await
+    wait_accepting(ctx, node, timeout).await?;
+    if one_off {
+        forget_one_off_options(ctx, node).await;
+    }
+    Ok(())
+}
+
+const ONE_OFF_SYNCFS: &str = "-c recovery_init_sync_method=syncfs";
+
+/// Drop [`ONE_OFF_SYNCFS`] from `postmaster.opts` (the postmaster's record of its command line,
+/// which only `pg_ctl restart` reads). Best effort: it is a harmless setting if it stays.
+async fn forget_one_off_options(ctx: &StepContext, node: &str) {
+    let Ok(n) = ctx.node(node) else { return };
+    let Ok(t) = ctx.transport(node) else { return };
+    let path = n.data_dir.join("postmaster.opts");
+    let Ok(Some(bytes)) = t.read_file(&path).await else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let kept = text.replace(" \"-c\" \"recovery_init_sync_method=syncfs\"", "");
+    if kept != text {
+        if let Err(e) = t.write_file_atomic(&path, kept.as_bytes(), 0o600).await {
+            tracing::warn!(node, "{e}");
+        }
+    }
 }
 
 /// Wait until the node accepts SQL connections. Fails early, with the server log, when the
