@@ -7,7 +7,7 @@
 //! replication rules are pgtopo's to write), starts it on 127.0.0.1:PORT and writes
 //! DIR/topology.yaml declaring n1 and the standbys n2..nN on 127.0.0.2.. and PORT+1.., which
 //! `pgtopo apply -f DIR/topology.yaml` then builds. Every command goes through the local
-//! transport (argv, `runuser` as the OS user).
+//! transport (argv, run as the OS user).
 //!
 //! `down` stops every server under DIR by the PID in its postmaster.pid (fast shutdown, then
 //! immediate, then SIGKILL, each after a bounded wait; only a process whose working directory is

@@ -1,14 +1,15 @@
-//! The local transport: this machine, tokio::process, `runuser -u OS_USER --` when pgtopo runs as
-//! root and the node's os_user is another user.
+//! The local transport: this machine, tokio::process, run as the node's os_user when pgtopo runs
+//! as root and the os_user is another user.
 //!
 //! Design:
-//! - Commands are argv only. As root with another os_user the argv becomes
-//!   `runuser -u OS_USER -- PROGRAM ARGS…`; runuser without `-l` keeps the environment (it only
-//!   resets HOME, USER, LOGNAME, SHELL), so [`CommandSpec::env`] is set on the runuser process and
-//!   reaches the program. The working directory is `/` so tools never complain that they cannot
-//!   enter root's home.
+//! - Commands are argv only. As root with another os_user the child switches to it itself
+//!   between fork and exec — setgroups(os_user's groups), setgid, setuid, all plain system calls
+//!   — with HOME, USER, LOGNAME and SHELL set to the os_user's and the rest of the environment
+//!   kept, as `runuser -u OS_USER --` would do without its fork, exec and PAM session (5–10 ms a
+//!   command here, paid on every pg_ctl inside a switchover's writes-unavailable window). The
+//!   working directory is `/` so tools never complain that they cannot enter root's home.
 //! - Every command runs in its own process group; on timeout the whole group is killed
-//!   (SIGKILL), so a program behind runuser dies with it. `pg_ctl` detaches the postmaster into its
+//!   (SIGKILL), so the programs it started die with it. `pg_ctl` detaches the postmaster into its
 //!   own session, so a timed-out `pg_ctl start` never takes the server down with it. Callers must
 //!   redirect a daemon's output (`pg_ctl -l FILE`): output is collected until the pipes close.
 //! - File operations run in the blocking pool as pgtopo's own user (root can read and write
@@ -32,13 +33,54 @@ const HOST: &str = "local";
 #[derive(Debug, Clone)]
 pub struct LocalTransport {
     pub os_user: String,
+    /// os_user's account, looked up once when commands must switch to it.
+    account: std::sync::Arc<std::sync::OnceLock<Result<Account, String>>>,
+}
+
+/// What switching to os_user needs, resolved before fork (the child only makes system calls).
+#[derive(Debug)]
+struct Account {
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+    groups: Vec<nix::unistd::Gid>,
+    env: [(&'static str, OsString); 4],
 }
 
 impl LocalTransport {
     pub fn new(os_user: impl Into<String>) -> Self {
         LocalTransport {
             os_user: os_user.into(),
+            account: Default::default(),
         }
+    }
+
+    fn account(&self) -> Result<&Account, String> {
+        self.account
+            .get_or_init(|| {
+                let u = match nix::unistd::User::from_name(&self.os_user) {
+                    Ok(Some(u)) => u,
+                    Ok(None) => return Err(format!("no OS user named {:?}", self.os_user)),
+                    Err(e) => {
+                        return Err(format!("cannot look up OS user {:?}: {e}", self.os_user))
+                    }
+                };
+                let name = std::ffi::CString::new(u.name.clone()).map_err(|e| e.to_string())?;
+                let groups = nix::unistd::getgrouplist(&name, u.gid)
+                    .map_err(|e| format!("groups of {:?}: {e}", self.os_user))?;
+                Ok(Account {
+                    uid: u.uid,
+                    gid: u.gid,
+                    groups,
+                    env: [
+                        ("HOME", u.dir.into_os_string()),
+                        ("USER", OsString::from(&u.name)),
+                        ("LOGNAME", OsString::from(&u.name)),
+                        ("SHELL", u.shell.into_os_string()),
+                    ],
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Whether commands must switch user: pgtopo is root and os_user is someone else.
@@ -46,29 +88,12 @@ impl LocalTransport {
         nix::unistd::geteuid().is_root() && current_user_name().as_deref() != Some(&self.os_user)
     }
 
-    /// The argv actually executed for `cmd` (program first).
-    pub fn argv(&self, cmd: &CommandSpec) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = Vec::with_capacity(cmd.args.len() + 5);
-        if self.switches_user() {
-            argv.extend(["runuser", "-u"].map(OsString::from));
-            argv.push(OsString::from(&self.os_user));
-            argv.push(OsString::from("--"));
-        }
-        argv.push(cmd.program.clone().into_os_string());
-        argv.extend(cmd.args.iter().cloned());
-        argv
-    }
-
     /// uid and gid of os_user, when pgtopo is root and must hand files over to it.
     fn owner(&self) -> Result<Option<(nix::unistd::Uid, nix::unistd::Gid)>, String> {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);
         }
-        match nix::unistd::User::from_name(&self.os_user) {
-            Ok(Some(u)) => Ok(Some((u.uid, u.gid))),
-            Ok(None) => Err(format!("no OS user named {:?}", self.os_user)),
-            Err(e) => Err(format!("cannot look up OS user {:?}: {e}", self.os_user)),
-        }
+        self.account().map(|a| Some((a.uid, a.gid)))
     }
 }
 
@@ -106,18 +131,33 @@ impl Transport for LocalTransport {
     }
 
     async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError> {
-        let argv = self.argv(cmd);
-        let mut c = tokio::process::Command::new(&argv[0]);
-        c.args(&argv[1..])
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        let mut c = tokio::process::Command::new(&cmd.program);
+        c.args(&cmd.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
         if self.switches_user() {
-            c.current_dir("/");
+            let a = self.account().map_err(|message| TransportError::Spawn {
+                host: HOST.into(),
+                command: cmd.display(),
+                message,
+            })?;
+            let (uid, gid, groups) = (a.uid, a.gid, a.groups.clone());
+            c.current_dir("/").envs(a.env.iter().map(|(k, v)| (k, v)));
+            // SAFETY: between fork and exec the closure only makes async-signal-safe system
+            // calls (setgroups, setgid, setuid) on values prepared before the fork.
+            unsafe {
+                c.pre_exec(move || {
+                    nix::unistd::setgroups(&groups)?;
+                    nix::unistd::setgid(gid)?;
+                    nix::unistd::setuid(uid)?;
+                    Ok(())
+                });
+            }
         }
+        c.envs(cmd.env.iter().map(|(k, v)| (k, v)));
         let child = c.spawn().map_err(|e| TransportError::Spawn {
             host: HOST.into(),
             command: cmd.display(),
@@ -137,7 +177,7 @@ impl Transport for LocalTransport {
             }),
             Err(_) => {
                 // The child itself was killed when its future was dropped; end the rest of its
-                // process group (e.g. the program behind runuser).
+                // process group (whatever it started).
                 if let Some(pid) = pid {
                     let _ = nix::sys::signal::killpg(
                         nix::unistd::Pid::from_raw(pid as i32),
@@ -409,7 +449,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn runuser_as_postgres_when_root() {
+    async fn switches_to_postgres_when_root() {
         if !nix::unistd::geteuid().is_root()
             || nix::unistd::User::from_name("postgres")
                 .ok()
@@ -420,15 +460,32 @@ mod tests {
         }
         let t = LocalTransport::new("postgres");
         assert!(t.switches_user());
-        assert_eq!(
-            t.argv(&CommandSpec::new("/usr/bin/id").arg("-un")),
-            ["runuser", "-u", "postgres", "--", "/usr/bin/id", "-un"].map(OsString::from)
-        );
         let out = t
             .run(&CommandSpec::new("/usr/bin/id").arg("-un"))
             .await
             .unwrap();
         assert_eq!(out.stdout.trim(), "postgres");
+        // The same user, groups and login environment `runuser -u postgres --` gives.
+        for probe in [
+            &["id"][..],
+            &["sh", "-c", "echo $HOME $USER $LOGNAME $SHELL; pwd"],
+        ] {
+            let ours = t
+                .run(&CommandSpec::new(probe[0]).args(&probe[1..]))
+                .await
+                .unwrap();
+            let runuser = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .args(probe)
+                .current_dir("/")
+                .output()
+                .unwrap();
+            assert_eq!(
+                ours.stdout,
+                String::from_utf8_lossy(&runuser.stdout),
+                "{probe:?}"
+            );
+        }
         let out = t
             .run(&CommandSpec::new("/usr/bin/env").env("PGTOPO_TEST_VAR", "kept"))
             .await

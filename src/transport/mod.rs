@@ -1,6 +1,6 @@
 //! How pgtopo reaches a node's host: run a program (argv, never a shell string), read and write
-//! files, look at directories. One trait with a local implementation (tokio::process, `runuser`
-//! when pgtopo is root and the node's os_user differs), an SSH one (the `openssh` crate) and a
+//! files, look at directories. One trait with a local implementation (tokio::process, switching
+//! to the node's os_user when pgtopo is root and that is another user), an SSH one (the `openssh` crate) and a
 //! fake for unit tests. Planner and steps never know which one they hold.
 
 mod fake;
