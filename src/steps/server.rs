@@ -351,7 +351,9 @@ pub async fn wait_streaming(
 ) -> Result<(), StepError> {
     let up = ctx.node(upstream)?;
     let (host, port) = (up.host.clone(), up.port as i32);
-    let spec = WaitSpec::new(format!("{node} to stream from {upstream}"), timeout);
+    // A query on an open connection: cheap enough to look every 2 ms (a rejoin ends here).
+    let spec = WaitSpec::new(format!("{node} to stream from {upstream}"), timeout)
+        .max_interval(Duration::from_millis(2));
     let host = &host;
     let res = wait_until(&spec, || async move {
         let rows = ctx
