@@ -4,6 +4,11 @@
 # a fresh clone (wal_log_hints=off, no data checksums: the planner picks clone itself). pgtopo
 # decides which; the script only checks that it chose as expected. Median of RUNS each.
 #
+# Every run is one failover of a fresh pair: n1 is a copy of a database loaded once per mode,
+# n2 is built from it by pgtopo. (Failing the same pair over back and forth measured something
+# else: each flip left the new primary with more recycled WAL segments past the fork, which
+# pg_rewind copies whole — 39, 71, 87, 103 MB over four flips.)
+#
 # Measured per run, from `pgtopo apply --journal`: the rejoin = start of the rewind (or clone) step
 # on the old primary → end of its last step (configure_standby, start: streaming from the new
 # primary). Also the whole apply (fence, promote, checkpoint, rejoin).
@@ -61,8 +66,8 @@ nodes:
 EOF
 }
 
-# A primary n1 with pgbench -s SCALE and wal_log_hints=HINTS, and its standby n2 built by pgtopo.
-setup() { # DIR HINTS
+# A stopped primary TEMPLATE/n1 with pgbench -s SCALE and wal_log_hints=HINTS.
+template() { # DIR HINTS
   local dir=$1 hints=$2
   as_pg mkdir -p "$dir"
   # PostgreSQL 18 turns data checksums on by default, which lets pg_rewind work too.
@@ -88,10 +93,21 @@ EOF
   "$BIN/pgbench" -i -s "$SCALE" -I dtGvp -q -h 127.0.0.1 -p "$PORT" -U postgres postgres \
     >/dev/null 2>&1
   sql n1 "CHECKPOINT" >/dev/null
-  log "$dir: $(sql n1 "SELECT pg_size_pretty(pg_database_size('postgres'))") in postgres; building n2"
+  log "$dir: $(sql n1 "SELECT pg_size_pretty(pg_database_size('postgres'))") in postgres"
+  as_pg "$BIN/pg_ctl" -D "$dir/n1" -m fast -w stop >/dev/null
+}
+
+# A fresh pair in DIR: n1 copied from TEMPLATE and started, its standby n2 built by pgtopo.
+pair() { # DIR TEMPLATE
+  local dir=$1
+  as_pg mkdir -p "$dir"
+  as_pg cp -a "$2/n1" "$dir/n1"
+  as_pg "$BIN/pg_ctl" -D "$dir/n1" -l "$dir/n1.log" -w start >/dev/null
   topology "$dir" n1 n2
   "$PGTOPO" -f "$dir/topology.yaml" apply --auto-approve >"$dir/setup.out" 2>&1 \
     || { cat "$dir/setup.out" >&2; exit 1; }
+  # Let the copy's ~2 GB reach the disk first: a host in service is not in the middle of that.
+  sync
 }
 
 # Cut the standby off, make DIVERGE_MB of WAL on the primary that the standby never gets, crash
@@ -141,21 +157,21 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
 
 declare -A RESULTS
 for mode in ${MODES:-rewind clone}; do
-  dir=$WORK/$mode
   hints=$([[ $mode == rewind ]] && echo on || echo off)
-  setup "$dir" "$hints"
-  old=n1 new=n2
+  template "$WORK/$mode-template" "$hints"
   for i in $(seq "$RUNS"); do
-    read -r kind ms apply_ms parts < <(one_run "$dir" "$old" "$new")
+    dir=$WORK/$mode-$i
+    pair "$dir" "$WORK/$mode-template"
+    read -r kind ms apply_ms parts < <(one_run "$dir" n1 n2)
     [[ $kind == "$mode" ]] || { echo "expected pgtopo to choose $mode, it chose $kind" >&2; exit 1; }
-    log "$mode run $i: $old rejoined $new by $kind in ${ms} ms (whole apply ${apply_ms} ms; $parts)"
+    log "$mode run $i: n1 rejoined n2 by $kind in ${ms} ms (whole apply ${apply_ms} ms; $parts)"
     RESULTS[$mode]+="$ms "
     RESULTS[$mode-apply]+="$apply_ms "
-    tmp=$old old=$new new=$tmp
+    as_pg "$BIN/pg_ctl" -D "$dir/n1" -m immediate -w stop >/dev/null 2>&1 || true
+    as_pg "$BIN/pg_ctl" -D "$dir/n2" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
   done
-  as_pg "$BIN/pg_ctl" -D "$dir/n1" -m immediate -w stop >/dev/null 2>&1 || true
-  as_pg "$BIN/pg_ctl" -D "$dir/n2" -m immediate -w stop >/dev/null 2>&1 || true
-  rm -rf "$dir"
+  rm -rf "$WORK/$mode-template"
 done
 
 [[ -n ${RESULTS[rewind]:-} && -n ${RESULTS[clone]:-} ]] || exit 0

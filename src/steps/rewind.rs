@@ -177,19 +177,28 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     );
     // pg_rewind's own sync fsyncs every file of the directory one by one, each a device flush
     // after a write (~70 ms of its ~230 ms here). One syncfs per file system does the same at
-    // once: pg_rewind ≥ 17 does it itself (--sync-method=syncfs), older ones run with --no-sync
-    // and pgtopo syncs before it clears the marker.
-    let official_syncfs = server::pg_major(ctx, node).await >= Some(17);
+    // once — but it also flushes whatever else is dirty on that file system, so only when the
+    // host has little of that (see `server::little_dirty`): pg_rewind ≥ 17 then does it itself
+    // (--sync-method=syncfs), older ones run with --no-sync and pgtopo syncs before it clears
+    // the marker.
+    let sync = if !server::little_dirty(ctx, node).await {
+        Sync::PgRewind
+    } else if server::pg_major(ctx, node).await >= Some(17) {
+        Sync::PgRewindSyncfs
+    } else {
+        Sync::Syncfs
+    };
     let mut cmd = ctx
         .tool(&n, "pg_rewind")
         .arg("--target-pgdata")
         .arg(n.data_dir.as_os_str())
         .arg("--source-server")
         .arg(conninfo)
-        .arg(if official_syncfs {
-            "--sync-method=syncfs"
-        } else {
-            "--no-sync"
+        .arg("--progress")
+        .args(match sync {
+            Sync::PgRewind => None,
+            Sync::PgRewindSyncfs => Some("--sync-method=syncfs"),
+            Sync::Syncfs => Some("--no-sync"),
         })
         .timeout(Duration::from_secs(6 * 3600));
     let mut passfile = None;
@@ -212,8 +221,13 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         cmd = cmd.env("PGPASSFILE", path.display().to_string());
         passfile = Some(path);
     }
-    let mut res = ctx.run_tool(node, &cmd).await.map(|_| ());
-    if res.is_ok() && !official_syncfs {
+    let mut res = ctx.run_tool(node, &cmd).await.map(|out| {
+        // "need to copy 39 MB (total source directory size is 1101 MB)"
+        if let Some(line) = out.stderr.lines().find(|l| l.contains("need to copy")) {
+            tracing::info!(node, "{}", line.trim_start_matches("pg_rewind: "));
+        }
+    });
+    if res.is_ok() && sync == Sync::Syncfs {
         res = sync_data_dir(ctx, node).await;
     }
     if let Some(dir) = recycled {
@@ -243,6 +257,17 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     fenced?;
     t.remove_file(&marker).await.map_err(io)?;
     Ok(())
+}
+
+/// How a rewound directory is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// pg_rewind's own: fsync of each file.
+    PgRewind,
+    /// pg_rewind ≥ 17 with `--sync-method=syncfs`.
+    PgRewindSyncfs,
+    /// pg_rewind `--no-sync`, then [`sync_data_dir`].
+    Syncfs,
 }
 
 /// Make everything in the data directory durable with one syncfs(2) per file system it spans

@@ -193,6 +193,30 @@ pub async fn running_per_pg_ctl(ctx: &StepContext, node: &str) -> Result<bool, S
     Ok(out.code == Some(0))
 }
 
+/// Whether the node's host has little dirty data waiting for write-back (`Dirty` + `Writeback`
+/// in /proc/meminfo ≤ 32 MB), so that a syncfs(2) — which flushes everything dirty on its file
+/// system, not only PostgreSQL's files — cannot cost much more than fsyncing each file. False
+/// when unknown.
+pub async fn little_dirty(ctx: &StepContext, node: &str) -> bool {
+    const LIMIT_KB: u64 = 32 * 1024;
+    let Ok(t) = ctx.transport(node) else {
+        return false;
+    };
+    let Ok(Some(bytes)) = t.read_file(std::path::Path::new("/proc/meminfo")).await else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let kb = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    match (kb("Dirty:"), kb("Writeback:")) {
+        (Some(d), Some(w)) => d + w <= LIMIT_KB,
+        _ => false,
+    }
+}
+
 /// The major version in the data directory's PG_VERSION, when readable.
 pub async fn pg_major(ctx: &StepContext, node: &str) -> Option<u32> {
     let n = ctx.node(node).ok()?;
@@ -236,10 +260,18 @@ pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(
             .timeout(Duration::from_secs(30));
         // A rewound directory is "in archive recovery", so the startup fsyncs every file in it
         // first — work pg_rewind has just done (~50 ms for 1 GB here). syncfs, one call per
-        // file system, does the same job at once (PostgreSQL ≥ 14; a one-off option, taken out
+        // file system, does the same job at once when little else is dirty on the host
+        // (PostgreSQL ≥ 14; a one-off option, taken out
         // of postmaster.opts again once the server is up, so that a later `pg_ctl restart`
         // does not repeat it).
-        if super::rewind::rewound(ctx, node).await? && pg_major(ctx, node).await >= Some(14) {
+        if super::rewind::rewound(ctx, node).await?
+            && pg_major(ctx, node).await >= Some(14)
+            && little_dirty(ctx, node).await
+        {
+            tracing::debug!(
+                node,
+                "started with {ONE_OFF_SYNCFS}: pg_rewind synced it all"
+            );
             cmd = cmd.arg("-o").arg(ONE_OFF_SYNCFS);
             one_off = true;
         }

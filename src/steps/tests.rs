@@ -333,9 +333,14 @@ fn rewind_params() -> RewindParams {
     }
 }
 
-/// n1 stopped in `state` at 0/4BB2EB18 on timeline 1, with every segment of [`WAL`].
+/// n1 stopped in `state` at 0/4BB2EB18 on timeline 1, with every segment of [`WAL`], on a host
+/// with nothing else waiting for write-back.
 fn stopped_with_wal(state: u32) -> (Arc<StepContext>, FakeTransport) {
     let (c, f1, _) = ctx();
+    f1.set_file(
+        "/proc/meminfo",
+        "MemTotal: 1000 kB\nDirty:  12 kB\nWriteback:  0 kB\n",
+    );
     f1.set_file("/d/n1/global/pg_control", pg_control(state, 0x4BB2_EB18, 1));
     for w in WAL {
         f1.set_file(format!("/d/n1/pg_wal/{w}"), "wal");
@@ -419,5 +424,22 @@ async fn pg_rewind_17_syncs_with_syncfs_itself() {
     let lines = f1.command_lines();
     let rewind = lines.iter().find(|l| l.contains("pg_rewind")).unwrap();
     assert!(rewind.contains("--sync-method=syncfs"), "{rewind}");
+    assert!(!lines.iter().any(|l| l.starts_with("sync ")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn pg_rewind_syncs_each_file_itself_while_the_host_has_much_else_to_write_back() {
+    let (c, f1) = stopped_with_wal(1);
+    // 40 MB waiting elsewhere on the host: a syncfs would flush it too.
+    f1.set_file("/proc/meminfo", "Dirty:  30000 kB\nWriteback:  11000 kB\n");
+    super::rewind::act(&c, "n1", &rewind_params())
+        .await
+        .unwrap();
+    let lines = f1.command_lines();
+    let rewind = lines.iter().find(|l| l.contains("pg_rewind")).unwrap();
+    assert!(
+        !rewind.contains("--no-sync") && !rewind.contains("--sync-method"),
+        "{rewind}"
+    );
     assert!(!lines.iter().any(|l| l.starts_with("sync ")), "{lines:?}");
 }
