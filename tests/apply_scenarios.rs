@@ -306,3 +306,50 @@ fn hba_rule_postgres_rejects_is_rolled_back() {
         "0"
     );
 }
+
+/// A replication role that already exists with another password than the topology's gets the
+/// topology's, and the new standby authenticates with it (scram-sha-256: pgtopo's rule comes
+/// before the harness's trust rules).
+#[test]
+fn an_existing_replication_role_with_another_password_gets_the_topologys() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.psql(
+        "n1",
+        "SET password_encryption = 'scram-sha-256'; \
+         CREATE ROLE rep REPLICATION LOGIN PASSWORD 'old-pass'",
+    );
+    const VERIFIER: &str = "SELECT rolpassword FROM pg_authid WHERE rolname = 'rep'";
+    let old = c.psql("n1", VERIFIER);
+    let pw = c.dir.join("rep.pw");
+    std::fs::write(&pw, "new-pass\n").unwrap();
+    c.declare_node("n2");
+    let mut topo = c.topology();
+    topo.extra_yaml(&format!(
+        "replication: {{user: rep, password: {{file: {}}}, hba_method: scram-sha-256}}",
+        pw.display()
+    ));
+    c.write_topology(&topo);
+    let out = apply_ok(&c, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("create_role"),
+        "{}",
+        show(&out)
+    );
+    c.wait_streaming("n2");
+    assert_ne!(c.psql("n1", VERIFIER), old, "the password was not changed");
+    assert_eq!(
+        c.psql(
+            "n1",
+            "SELECT auth_method FROM pg_hba_file_rules WHERE 'rep' = ANY(user_name) LIMIT 1"
+        ),
+        "scram-sha-256"
+    );
+    for secret in ["new-pass", "old-pass"] {
+        assert!(!show(&out).contains(secret), "a password in the output");
+    }
+    c.psql("n1", "CREATE TABLE t AS SELECT 1 AS x");
+    c.wait_for_sql("n2", "SELECT count(*) FROM t", "1");
+    assert_converged(&c);
+}

@@ -552,7 +552,14 @@ pub fn replication_role(c: &mut Ctx) {
             with_password: c.eff.replication.password.is_some(),
         }),
         false,
-        format!("{} (REPLICATION LOGIN), if missing", c.eff.replication.user),
+        if c.eff.replication.password.is_some() {
+            format!(
+                "{} (REPLICATION LOGIN, replication.password), if missing or different",
+                c.eff.replication.user
+            )
+        } else {
+            format!("{} (REPLICATION LOGIN), if missing", c.eff.replication.user)
+        },
         &deps,
     );
     c.role_step = Some(i);
