@@ -465,26 +465,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.stdout.trim(), "postgres");
-        // The same user, groups and login environment `runuser -u postgres --` gives.
-        for probe in [
-            &["id"][..],
-            &["sh", "-c", "echo $HOME $USER $LOGNAME $SHELL; pwd"],
-        ] {
-            let ours = t
-                .run(&CommandSpec::new(probe[0]).args(&probe[1..]))
-                .await
-                .unwrap();
+        // The same user, groups, working directory and login environment that
+        // `runuser -u postgres --` gives.
+        let login = |out: &str| {
+            out.lines()
+                .filter(|l| {
+                    ["HOME=", "USER=", "LOGNAME=", "SHELL="]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .map(str::to_string)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        for probe in ["id", "pwd", "env"] {
+            let ours = t.run(&CommandSpec::new(probe)).await.unwrap().stdout;
             let runuser = std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(probe)
+                .args(["-u", "postgres", "--", probe])
                 .current_dir("/")
                 .output()
                 .unwrap();
-            assert_eq!(
-                ours.stdout,
-                String::from_utf8_lossy(&runuser.stdout),
-                "{probe:?}"
-            );
+            let runuser = String::from_utf8_lossy(&runuser.stdout).into_owned();
+            if probe == "env" {
+                assert_eq!(login(&ours).len(), 4, "{ours}");
+                assert_eq!(login(&ours), login(&runuser));
+            } else {
+                assert_eq!(ours, runuser, "{probe}");
+            }
         }
         let out = t
             .run(&CommandSpec::new("/usr/bin/env").env("PGTOPO_TEST_VAR", "kept"))
