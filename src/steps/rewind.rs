@@ -239,6 +239,13 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     // Rewound or not, the directory must never come up as a primary.
     let fenced = write_standby_signal(ctx, node).await;
     if let Err(mut e) = res {
+        // Without --progress's "12345/40862 kB (30%) copied" lines, each ended by a CR.
+        e.stderr = e.stderr.map(|s| {
+            s.split(['\r', '\n'])
+                .filter(|l| !l.trim().is_empty() && !(l.contains(" kB (") && l.ends_with("copied")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
         // The marker stays: the next plan clones the node instead (its directory moved aside).
         let missing_wal = e.stderr.as_deref().is_some_and(|s| {
             s.contains("could not find previous WAL record") || s.contains("pg_wal/")

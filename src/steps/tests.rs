@@ -443,3 +443,31 @@ async fn pg_rewind_syncs_each_file_itself_while_the_host_has_much_else_to_write_
     );
     assert!(!lines.iter().any(|l| l.starts_with("sync ")), "{lines:?}");
 }
+
+#[tokio::test]
+async fn a_failed_pg_rewind_reports_its_error_without_the_progress_lines() {
+    let (c, f1) = stopped_with_wal(1);
+    f1.script(
+        "pg_rewind",
+        None,
+        CommandOutput::failed(
+            1,
+            "pg_rewind: need to copy 39 MB (total source directory size is 1101 MB)\n\
+             0/40862 kB (0%) copied\r20431/40862 kB (50%) copied\r\
+             pg_rewind: error: could not fetch remote file \"base/5/16396\": connection lost\n",
+        ),
+    );
+    let e = super::rewind::act(&c, "n1", &rewind_params())
+        .await
+        .unwrap_err();
+    let stderr = e.stderr.unwrap();
+    assert_eq!(
+        stderr,
+        "pg_rewind: need to copy 39 MB (total source directory size is 1101 MB)\n\
+         pg_rewind: error: could not fetch remote file \"base/5/16396\": connection lost"
+    );
+    assert!(e.message.contains("never started"), "{}", e.message);
+    // Never started: standby.signal is back and the marker stays.
+    assert!(f1.file("/d/n1/standby.signal").is_some());
+    assert!(f1.file("/d/n1.pgtopo-rewinding").is_some());
+}
