@@ -242,7 +242,10 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         // Without --progress's "12345/40862 kB (30%) copied" lines, each ended by a CR.
         e.stderr = e.stderr.map(|s| {
             s.split(['\r', '\n'])
-                .filter(|l| !l.trim().is_empty() && !(l.contains(" kB (") && l.ends_with("copied")))
+                .filter(|l| {
+                    let progress = l.contains(" kB (") && l.ends_with("copied");
+                    !(l.trim().is_empty() || progress)
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         });
