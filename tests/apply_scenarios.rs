@@ -81,6 +81,18 @@ fn restarts(lines: &[serde_json::Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The restarts in a journal of n1 and its two standbys, each restarted once: n1's, the
+/// standbys', and all of them.
+type Restart = (String, String, String);
+fn one_restart_each(journal: &std::path::Path) -> (Restart, Vec<Restart>, Vec<Restart>) {
+    let lines = journal_lines(journal);
+    let r = restarts(&lines);
+    let (primary, standbys): (Vec<_>, Vec<_>) = r.iter().cloned().partition(|x| x.0 == "n1");
+    assert_eq!(primary.len(), 1, "{lines:#?}");
+    assert_eq!(standbys.len(), 2, "{lines:#?}");
+    (primary[0].clone(), standbys, r)
+}
+
 #[test]
 fn repoint_a_standby_into_a_cascade() {
     let (c, mut topo) = built(&["n2", "n3"]);
@@ -186,20 +198,13 @@ fn settings_reload_or_restart_in_the_rolling_order() {
             "{n}"
         );
     }
-    let lines = journal_lines(&journal);
-    let r = restarts(&lines);
-    let primary: Vec<_> = r.iter().filter(|x| x.0 == "n1").collect();
-    let standbys: Vec<_> = r.iter().filter(|x| x.0 != "n1").collect();
-    assert_eq!(primary.len(), 1, "{lines:#?}");
-    assert_eq!(standbys.len(), 2, "{lines:#?}");
+    let (primary, standbys, r) = one_restart_each(&journal);
     for s in &standbys {
-        assert!(
-            s.2 <= primary[0].1,
-            "standby restart after primary's: {r:?}"
-        );
+        assert!(s.2 <= primary.1, "standby restart after primary's: {r:?}");
     }
-    let (a, b) = (standbys[0], standbys[1]);
+    let (a, b) = (&standbys[0], &standbys[1]);
     assert!(a.2 <= b.1 || b.2 <= a.1, "standby restarts overlap: {r:?}");
+    let lines = journal_lines(&journal);
     assert!(
         !lines
             .iter()
@@ -226,17 +231,9 @@ fn settings_reload_or_restart_in_the_rolling_order() {
             "{n}"
         );
     }
-    let lines = journal_lines(&journal);
-    let r = restarts(&lines);
-    let primary: Vec<_> = r.iter().filter(|x| x.0 == "n1").collect();
-    let standbys: Vec<_> = r.iter().filter(|x| x.0 != "n1").collect();
-    assert_eq!(primary.len(), 1, "{lines:#?}");
-    assert_eq!(standbys.len(), 2, "{lines:#?}");
+    let (primary, standbys, r) = one_restart_each(&journal);
     for s in &standbys {
-        assert!(
-            primary[0].2 <= s.1,
-            "standby restart before primary's: {r:?}"
-        );
+        assert!(primary.2 <= s.1, "standby restart before primary's: {r:?}");
     }
     c.wait_streaming("n2");
     c.wait_streaming("n3");
