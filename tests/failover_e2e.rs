@@ -163,6 +163,33 @@ fn assert_rows_everywhere(c: &TestCluster, primary: &str, standbys: &[&str], exp
 /// accepts rows only it has, then crashes. The topology now declares n2 primary.
 /// Without consent the plan is refused; with it, n1 is fenced, n2 promoted, n1 rewound (its
 /// extra rows are gone), n3 re-pointed to n2 and n4 still below n3, all on timeline 2.
+/// n1 (running) and its standby n2 built by pgtopo, `shared` rows of t on both (then a CHECKPOINT
+/// on n1 if asked); n2 is cut off, n1 runs `only_n1` and crashes; the topology now declares n2
+/// the primary, with failover consent. Returns that topology.
+fn failed_over_pair(c: &mut TestCluster, shared: u32, checkpoint: bool, only_n1: &str) -> Topology {
+    c.add_standby_basebackup("n2", "n1");
+    let mut topo = base_topology(c);
+    c.write_topology(&topo);
+    apply_ok(c, &[]);
+    c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
+    c.psql(
+        "n1",
+        &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {shared}) g"),
+    );
+    c.wait_replayed("n2", "n1");
+    if checkpoint {
+        c.psql("n1", "CHECKPOINT");
+    }
+    cut_off(c, "n2");
+    c.psql("n1", only_n1);
+    c.crash("n1");
+    topo.role("n2", "primary", None)
+        .role("n1", "standby", Some("n2"))
+        .extra_yaml("failover: {allow: true}");
+    c.write_topology(&topo);
+    topo
+}
+
 #[test]
 fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
     let mut c = TestCluster::new();
@@ -439,27 +466,12 @@ fn without_wal_log_hints_nor_checksums_the_old_primary_is_cloned() {
     let _ = support::run_with_deadline(off, std::time::Duration::from_secs(60));
     c.start("n1");
     assert_eq!(c.psql("n1", "SHOW data_checksums"), "off");
-    c.add_standby_basebackup("n2", "n1");
-    let mut topo = base_topology(&c);
-    c.write_topology(&topo);
-    apply_ok(&c, &[]);
-    c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
-    c.psql(
-        "n1",
-        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 50) g",
-    );
-    c.wait_replayed("n2", "n1");
-    cut_off(&c, "n2");
-    c.psql(
-        "n1",
+    failed_over_pair(
+        &mut c,
+        50,
+        false,
         "INSERT INTO t SELECT g, 'lost' FROM generate_series(51, 500) g",
     );
-    c.crash("n1");
-
-    topo.role("n2", "primary", None)
-        .role("n1", "standby", Some("n2"))
-        .extra_yaml("failover: {allow: true}");
-    c.write_topology(&topo);
     let out = c.pgtopo(&["plan"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = stdout(&out);
@@ -650,28 +662,13 @@ fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
     let mut c = TestCluster::new();
     c.init_primary("n1");
     c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    let mut topo = base_topology(&c);
-    c.write_topology(&topo);
-    apply_ok(&c, &[]);
-    c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
-    c.psql(
-        "n1",
-        "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g",
-    );
-    c.wait_replayed("n2", "n1");
-    c.psql("n1", "CHECKPOINT");
-    cut_off(&c, "n2");
     // Enough WAL after n1's last checkpoint that pg_rewind's crash recovery takes a moment.
-    c.psql(
-        "n1",
+    failed_over_pair(
+        &mut c,
+        100,
+        true,
         "INSERT INTO t SELECT g, repeat('r', 400) FROM generate_series(101, 60000) g",
     );
-    c.crash("n1");
-    topo.role("n2", "primary", None)
-        .role("n1", "standby", Some("n2"))
-        .extra_yaml("failover: {allow: true}");
-    c.write_topology(&topo);
 
     let n1_dir = c.node("n1").data_dir.clone();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
