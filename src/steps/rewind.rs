@@ -133,9 +133,10 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         .await
         .map_err(io)?;
     let signal = n.data_dir.join("standby.signal");
-    let clean = control::read(ctx, node)
-        .await
-        .is_ok_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
+    let mut ctl = control::read(ctx, node).await.ok();
+    let clean = ctl
+        .as_ref()
+        .is_some_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
     if !clean {
         // Single-user crash recovery cannot run in standby mode.
         if server::file_exists(ctx, node, &signal).await? {
@@ -163,9 +164,14 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
             );
             return Err(e);
         }
+        // Recovery ended with a shutdown checkpoint: the control file changed.
+        ctl = control::read(ctx, node).await.ok();
     }
 
-    let recycled = set_aside_recycled_wal(ctx, node).await?;
+    let recycled = match &ctl {
+        Some(c) => set_aside_recycled_wal(ctx, node, c).await?,
+        None => None,
+    };
 
     let user = &ctx.desired.connect.user;
     let conninfo = format!(
@@ -314,12 +320,10 @@ async fn sync_data_dir(ctx: &StepContext, node: &str) -> Result<(), StepError> {
 async fn set_aside_recycled_wal(
     ctx: &StepContext,
     node: &str,
+    c: &control::ControlSnapshot,
 ) -> Result<Option<std::path::PathBuf>, StepError> {
     let n = ctx.node(node)?;
     let t = ctx.transport(node)?;
-    let Ok(c) = control::read(ctx, node).await else {
-        return Ok(None);
-    };
     let Some(seg_size) = c.wal_segment_size.filter(|_| c.shut_down()) else {
         return Ok(None);
     };
