@@ -15,7 +15,7 @@
 #
 # Usage (as root; servers run as the postgres OS user; loopback only):
 #   benches/rejoin.sh                     # SCALE=70 DIVERGE_MB=10 RUNS=3
-#   PGTOPO=target/release/pgtopo PORT=57300 benches/rejoin.sh
+#   PGTOPO=target/release/pgtopo PORT=27300 benches/rejoin.sh
 #   MODES=rewind RUNS=5 benches/rejoin.sh  # one side only, with each step's time
 # Everything lives in one temp directory that is removed at the end; every server it started is
 # stopped by its data directory.
@@ -25,7 +25,7 @@ BIN=${PGTOPO_BENCH_BIN_DIR:-/usr/lib/postgresql/15/bin}
 SCALE=${SCALE:-70}
 DIVERGE_MB=${DIVERGE_MB:-10}
 RUNS=${RUNS:-3}
-PORT=${PORT:-57300}
+PORT=${PORT:-27300}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -z "${PGTOPO:-}" ]]; then
   PGTOPO=$ROOT/target/release/pgtopo

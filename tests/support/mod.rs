@@ -33,7 +33,9 @@
 //!   runs the servers: `postgres` when the tests run as root, else the current user). Node `i`
 //!   (1-based, in creation order) listens on `127.0.0.<i>` and its own port; its data directory is
 //!   `DIR/<name>`, its server log `DIR/<name>.log`, the unix socket directory is `DIR`.
-//! - Ports come from 56000–56999: a random start, then for each candidate an exclusive claim file
+//! - Ports come from 26000–26999, below the kernel's ephemeral range (32768–60999 on Debian):
+//!   a port in that range can be taken between the probe and the server's bind by the source
+//!   port of any client connection on the same loopback address. A random start, then for each candidate an exclusive claim file
 //!   in `/tmp/pgtopo-test-ports/` (so concurrent test processes never pick the same port) and a
 //!   bind probe on the node's address. Claims are released on drop; claims older than an hour are
 //!   considered left behind by a killed test and reused.
@@ -58,7 +60,7 @@ use pgtopo::config::Desired;
 
 /// Default PostgreSQL bin directory of the tests.
 pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
-const PORT_RANGE: std::ops::Range<u16> = 56000..57000;
+const PORT_RANGE: std::ops::Range<u16> = 26000..27000;
 const CLAIM_DIR: &str = "/tmp/pgtopo-test-ports";
 
 /// How a node came to be, which decides its default role in [`TestCluster::topology`].
@@ -605,11 +607,12 @@ impl TestCluster {
         match run_with_deadline(c, limit) {
             Ok(out) if out.status.success() => {}
             Ok(out) => panic!(
-                "{} {args:?} failed ({}):\n{}{}",
+                "{} {args:?} failed ({}):\n{}{}{}",
                 program.display(),
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&out.stderr),
+                server_log_tail(args)
             ),
             Err(e) => panic!("{} {args:?}: {e}", program.display()),
         }
@@ -805,7 +808,7 @@ impl Drop for PortBlock {
     }
 }
 
-/// Claim a [`PortBlock`] of `count` ports in 56000–56999.
+/// Claim a [`PortBlock`] of `count` ports in 26000–26999.
 pub fn claim_port_block(count: u16) -> PortBlock {
     let _ = std::fs::create_dir_all(CLAIM_DIR);
     set_mode(Path::new(CLAIM_DIR), 0o777);
@@ -921,4 +924,16 @@ fn wait_pid_gone(pid: i32, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     !pid_alive(pid)
+}
+
+/// The last lines of the server log named by `-l LOG` in a pg_ctl command line, for its failure
+/// message (the log is removed with the test's directory).
+fn server_log_tail(args: &[&str]) -> String {
+    let Some(log) = args.windows(2).find(|w| w[0] == "-l").map(|w| w[1]) else {
+        return String::new();
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    format!("--- last lines of {log}:\n{tail}\n")
 }
