@@ -159,14 +159,15 @@ fn assert_rows_everywhere(c: &TestCluster, primary: &str, standbys: &[&str], exp
     }
 }
 
-/// n1 primary; n2 and n3 standbys of n1; n4 cascades below n3. n2 and n3 are cut off, n1
-/// accepts rows only it has, then crashes. The topology now declares n2 primary.
-/// Without consent the plan is refused; with it, n1 is fenced, n2 promoted, n1 rewound (its
-/// extra rows are gone), n3 re-pointed to n2 and n4 still below n3, all on timeline 2.
 /// n1 (running) and its standby n2 built by pgtopo, `shared` rows of t on both (then a CHECKPOINT
-/// on n1 if asked); n2 is cut off, n1 runs `only_n1` and crashes; the topology now declares n2
-/// the primary, with failover consent. Returns that topology.
-fn failed_over_pair(c: &mut TestCluster, shared: u32, checkpoint: bool, only_n1: &str) -> Topology {
+/// on n1 if asked); n2 is cut off, n1 runs the statements `only_n1` one by one and crashes; the
+/// topology now declares n2 the primary, with failover consent. Returns that topology.
+fn failed_over_pair(
+    c: &mut TestCluster,
+    shared: u32,
+    checkpoint: bool,
+    only_n1: &[&str],
+) -> Topology {
     c.add_standby_basebackup("n2", "n1");
     let mut topo = base_topology(c);
     c.write_topology(&topo);
@@ -181,7 +182,9 @@ fn failed_over_pair(c: &mut TestCluster, shared: u32, checkpoint: bool, only_n1:
         c.psql("n1", "CHECKPOINT");
     }
     cut_off(c, "n2");
-    c.psql("n1", only_n1);
+    for sql in only_n1 {
+        c.psql("n1", sql);
+    }
     c.crash("n1");
     topo.role("n2", "primary", None)
         .role("n1", "standby", Some("n2"))
@@ -190,6 +193,10 @@ fn failed_over_pair(c: &mut TestCluster, shared: u32, checkpoint: bool, only_n1:
     topo
 }
 
+/// n1 primary; n2 and n3 standbys of n1; n4 cascades below n3. n2 and n3 are cut off, n1
+/// accepts rows only it has, then crashes. The topology now declares n2 primary.
+/// Without consent the plan is refused; with it, n1 is fenced, n2 promoted, n1 rewound (its
+/// extra rows are gone), n3 re-pointed to n2 and n4 still below n3, all on timeline 2.
 #[test]
 fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
     let mut c = TestCluster::new();
@@ -470,22 +477,26 @@ fn without_wal_log_hints_nor_checksums_the_old_primary_is_cloned() {
         &mut c,
         50,
         false,
-        "INSERT INTO t SELECT g, 'lost' FROM generate_series(51, 500) g",
+        &["INSERT INTO t SELECT g, 'lost' FROM generate_series(51, 500) g"],
     );
+    clones_n1_and_converges(&c, "pg_rewind needs wal_log_hints=on or data checksums", 50);
+}
+
+/// The plan clones n1 (not a rewind) and gives `why`; the apply leaves n2 primary with n1
+/// streaming from it, on its own port, with the `rows` both had (n1's own rows gone), and n1's
+/// old data directory moved aside whole, as `n1.pgtopo-old-<timestamp>`; a replan is empty.
+fn clones_n1_and_converges(c: &TestCluster, why: &str, rows: u64) {
     let out = c.pgtopo(&["plan"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = stdout(&out);
     assert!(text.contains("clone"), "{text}");
-    assert!(
-        text.contains("pg_rewind needs wal_log_hints=on or data checksums"),
-        "{text}"
-    );
+    assert!(text.contains(why), "{text}");
     assert!(!text.contains(" rewind "), "{text}");
-    apply_ok(&c, &[]);
-    assert_eq!(in_recovery(&c, "n2"), "f");
-    assert_follows(&c, "n1", "n2");
-    assert_rows_everywhere(&c, "n2", &["n1"], 50);
-    assert_eq!(slots(&c, "n2"), "n1:true");
+    apply_ok(c, &[]);
+    assert_eq!(in_recovery(c, "n2"), "f");
+    assert_follows(c, "n1", "n2");
+    assert_rows_everywhere(c, "n2", &["n1"], rows);
+    assert_eq!(slots(c, "n2"), "n1:true");
     assert_eq!(c.psql("n1", "SHOW port"), c.node("n1").port.to_string());
     let aside: Vec<String> = std::fs::read_dir(&c.dir)
         .unwrap()
@@ -502,7 +513,34 @@ fn without_wal_log_hints_nor_checksums_the_old_primary_is_cloned() {
         std::fs::read_to_string(c.dir.join(&aside[0]).join("PG_VERSION")).unwrap(),
         std::fs::read_to_string(c.node("n1").data_dir.join("PG_VERSION")).unwrap()
     );
-    assert_no_changes(&c);
+    assert_no_changes(c);
+}
+
+/// n1 went on alone after n2 was cut off: its slot for n2 dropped, three segments of WAL, each
+/// followed by a checkpoint, which recycles the segments before it — the one holding the fork
+/// point too. pg_rewind could not read n1's WAL back to the fork, so the plan clones n1 and says
+/// why; the apply converges with n1's rows gone.
+#[test]
+fn an_old_primary_without_the_wal_back_to_the_fork_is_cloned() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    let mut only_n1 =
+        vec!["SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots"];
+    for _ in 0..3 {
+        only_n1.extend([
+            "INSERT INTO t SELECT g, 'lost' FROM generate_series(1001, 1100) g",
+            "DELETE FROM t WHERE i > 1000",
+            "SELECT pg_switch_wal()",
+            "CHECKPOINT",
+        ]);
+    }
+    failed_over_pair(&mut c, 50, false, &only_n1);
+    clones_n1_and_converges(
+        &c,
+        "n1's pg_wal no longer has the segment that starts at",
+        50,
+    );
 }
 
 /// n1 crashes and n2 is promoted by hand (outside pgtopo); n1 comes back as a primary on the
@@ -667,7 +705,7 @@ fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
         &mut c,
         100,
         true,
-        "INSERT INTO t SELECT g, repeat('r', 400) FROM generate_series(101, 60000) g",
+        &["INSERT INTO t SELECT g, repeat('r', 400) FROM generate_series(101, 60000) g"],
     );
 
     let n1_dir = c.node("n1").data_dir.clone();

@@ -106,6 +106,7 @@ fn control(state: &str, at: u64, hints: bool) -> ControlData {
         min_recovery_end_timeline: 0,
         wal_log_hints: hints,
         data_checksums: false,
+        wal_segment_size: 16 << 20,
     }
 }
 

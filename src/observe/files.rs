@@ -69,6 +69,9 @@ pub fn parse_control_data(text: &str) -> Result<ControlData, String> {
         min_recovery_end_timeline: int("Min recovery ending loc's timeline")?,
         wal_log_hints: get("wal_log_hints setting")? == "on",
         data_checksums: get("Data page checksum version")? != "0",
+        wal_segment_size: get("Bytes per WAL segment")?
+            .parse()
+            .map_err(|e| format!("Bytes per WAL segment: {e}"))?,
     })
 }
 
@@ -170,6 +173,14 @@ pub async fn observe_files(
         Ok(cd) => {
             node.system_identifier = Some(cd.system_identifier.clone());
             node.timeline = Some(cd.checkpoint_timeline.max(cd.min_recovery_end_timeline));
+            // What pg_rewind could read of this node's own WAL (pg_wal may be a symbolic link:
+            // listing follows it).
+            if let Ok(Some(names)) = transport.list_dir(&dir.join("pg_wal")).await {
+                node.wal_segments = Some(WalSegments::from_names(
+                    cd.wal_segment_size,
+                    names.iter().map(String::as_str),
+                ));
+            }
             node.control = Some(cd);
         }
         Err(e) => node.files_error = Some(e.to_string()),
@@ -285,6 +296,7 @@ Latest checkpoint's PrevTimeLineID:   1
 Minimum recovery ending location:     0/0
 Min recovery ending loc's timeline:   0
 wal_log_hints setting:                on
+Bytes per WAL segment:                16777216
 Data page checksum version:           0
 ";
 
@@ -311,6 +323,7 @@ Data page checksum version:           0
         assert_eq!(cd.checkpoint_timeline, 2);
         assert!(cd.wal_log_hints);
         assert!(!cd.data_checksums);
+        assert_eq!(cd.wal_segment_size, 16 << 20);
         assert!(parse_control_data("garbage").is_err());
     }
 
@@ -332,6 +345,10 @@ Data page checksum version:           0
                 "/data/n1/pg_wal/00000002.history",
                 "1\t0/3000000\tno recovery target specified\n",
             )
+            .with_file("/data/n1/pg_wal/000000010000000000000002", "")
+            .with_file("/data/n1/pg_wal/000000020000000000000003", "")
+            .with_file("/data/n1/pg_wal/000000020000000100000000", "")
+            .with_file("/data/n1/pg_wal/000000010000000000000001.partial", "")
             .with_output("pg_controldata", CommandOutput::ok(CONTROLDATA));
         let mut n = ObservedNode::default();
         let names = ["port".to_string(), "wal_level".to_string()].into();
@@ -346,6 +363,22 @@ Data page checksum version:           0
         assert_eq!(n.settings["port"].value, "5999");
         assert_eq!(n.settings["port"].context, "");
         assert_eq!(n.timeline_history.len(), 1);
+        // Segments of any timeline; log id 1 starts at 2^32 / 16 MB = 256 segments.
+        let wal = n.wal_segments.as_ref().unwrap();
+        assert_eq!(wal.runs, vec![[2, 3], [256, 256]]);
+        assert_eq!(
+            wal.first_missing("0/2000000".parse().unwrap(), "0/3FFFFFF".parse().unwrap()),
+            None
+        );
+        assert_eq!(
+            wal.first_missing("0/2000000".parse().unwrap(), "1/0".parse().unwrap()),
+            Some("0/4000000".parse().unwrap())
+        );
+        assert_eq!(
+            wal.first_missing("0/1000000".parse().unwrap(), "0/2000000".parse().unwrap()),
+            Some("0/1000000".parse().unwrap())
+        );
+        assert_eq!(wal.oldest(), Some("0/2000000".parse().unwrap()));
         assert_eq!(
             n.hba.unwrap().managed_block.unwrap(),
             vec!["local all all trust".to_string()]

@@ -100,6 +100,77 @@ pub struct ObservedNode {
     /// Fork points of the node's current timeline (its `.history` file), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline_history: Vec<TimelineFork>,
+    /// The WAL segments in the node's pg_wal, read with the control data (when SQL does not
+    /// answer): what pg_rewind could read of its WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_segments: Option<WalSegments>,
+}
+
+/// The WAL segment files a data directory holds, as runs of consecutive segment numbers (any
+/// timeline; `.partial` files and recycled segments past the node's end of WAL included, since
+/// only presence is asked of them).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct WalSegments {
+    /// Bytes per segment (pg_controldata's "Bytes per WAL segment").
+    pub segment_size: u64,
+    /// Inclusive `[first, last]` segment numbers, ascending and disjoint.
+    pub runs: Vec<[u64; 2]>,
+}
+
+impl WalSegments {
+    /// From the file names in pg_wal: `TTTTTTTTXXXXXXXXYYYYYYYY` (timeline, then the segment
+    /// number as log id and segment); other names are ignored.
+    pub fn from_names<'a>(segment_size: u64, names: impl IntoIterator<Item = &'a str>) -> Self {
+        let per_log = 0x1_0000_0000u64 / segment_size.max(1);
+        let mut segs: Vec<u64> = names
+            .into_iter()
+            .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter_map(|n| {
+                let log = u64::from_str_radix(&n[8..16], 16).ok()?;
+                let seg = u64::from_str_radix(&n[16..24], 16).ok()?;
+                Some(log * per_log + seg)
+            })
+            .collect();
+        segs.sort_unstable();
+        segs.dedup();
+        let mut runs: Vec<[u64; 2]> = Vec::new();
+        for s in segs {
+            match runs.last_mut() {
+                Some(r) if r[1] + 1 == s => r[1] = s,
+                _ => runs.push([s, s]),
+            }
+        }
+        WalSegments { segment_size, runs }
+    }
+
+    /// The segment number holding `lsn`.
+    pub fn segment_of(&self, lsn: Lsn) -> u64 {
+        lsn.0 / self.segment_size.max(1)
+    }
+
+    /// The first segment of `from..=to` (LSNs) that is missing, as the LSN where it starts.
+    pub fn first_missing(&self, from: Lsn, to: Lsn) -> Option<Lsn> {
+        let (a, b) = (self.segment_of(from), self.segment_of(to.max(from)));
+        let mut next = a;
+        for r in &self.runs {
+            if r[1] < next {
+                continue;
+            }
+            if r[0] > next {
+                break;
+            }
+            next = r[1] + 1;
+            if next > b {
+                return None;
+            }
+        }
+        Some(Lsn(next * self.segment_size))
+    }
+
+    /// Where the oldest segment starts, if there is one.
+    pub fn oldest(&self) -> Option<Lsn> {
+        self.runs.first().map(|r| Lsn(r[0] * self.segment_size))
+    }
 }
 
 /// Primary or standby (pg_is_in_recovery), or, for a stopped server, what its files say.
@@ -205,6 +276,13 @@ pub struct ControlData {
     pub min_recovery_end_timeline: u32,
     pub wal_log_hints: bool,
     pub data_checksums: bool,
+    /// "Bytes per WAL segment".
+    #[serde(default = "default_wal_segment_size")]
+    pub wal_segment_size: u64,
+}
+
+fn default_wal_segment_size() -> u64 {
+    16 << 20
 }
 
 impl ControlData {

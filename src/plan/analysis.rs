@@ -191,15 +191,54 @@ fn unknown_end(x: &str, xo: &ObservedNode) -> String {
     }
 }
 
-fn diverged(x: &str, xo: &ObservedNode, reason: String) -> Rejoin {
-    if can_rewind(xo) {
-        Rejoin::Rewind { reason }
+/// Why pg_rewind could not read `x`'s own WAL, when its pg_wal (seen through its files) shows
+/// a segment missing: pg_rewind reads it from the REDO location of the last checkpoint before
+/// the fork point up to `x`'s end of WAL. A running node's pg_wal is not listed (None).
+fn missing_wal(x: &str, xo: &ObservedNode, fork: Lsn) -> Option<String> {
+    let (c, w) = (xo.control.as_ref()?, xo.wal_segments.as_ref()?);
+    let end = wal_end(xo).unwrap_or(fork).max(fork);
+    // Latest checkpoint before the fork: pg_rewind starts at its REDO location (crash
+    // recovery before the rewind keeps that WAL). After the fork: the checkpoint before the
+    // fork is older than the fork itself, so at least the WAL from the fork on is needed.
+    let (from, start) = if c.latest_checkpoint <= fork {
+        (
+            c.latest_checkpoint_redo,
+            format!(
+                "its latest checkpoint's REDO location {}",
+                c.latest_checkpoint_redo
+            ),
+        )
     } else {
-        Rejoin::Clone {
+        (
+            fork,
+            format!(
+                "before the fork point {fork} (its latest checkpoint {} is past the fork)",
+                c.latest_checkpoint
+            ),
+        )
+    };
+    let gap = w.first_missing(from, end)?;
+    Some(format!(
+        "pg_rewind reads {x}'s own WAL from {start} up to {end}, and {x}'s pg_wal no longer has the segment that starts at {gap}{}",
+        w.oldest()
+            .map(|o| format!(" (its oldest starts at {o})"))
+            .unwrap_or_default()
+    ))
+}
+
+fn diverged(x: &str, xo: &ObservedNode, fork: Option<Lsn>, reason: String) -> Rejoin {
+    if !can_rewind(xo) {
+        return Rejoin::Clone {
             reason: format!(
                 "{reason}; pg_rewind needs wal_log_hints=on or data checksums, which {x} has not"
             ),
-        }
+        };
+    }
+    match fork.and_then(|f| missing_wal(x, xo, f)) {
+        Some(why) => Rejoin::Clone {
+            reason: format!("{reason}; {why}"),
+        },
+        None => Rejoin::Rewind { reason },
     }
 }
 
@@ -252,6 +291,7 @@ pub fn decide_rejoin(
             (Some(e), _) => diverged(
                 x,
                 &xo,
+                Some(fork),
                 format!(
                     "{x} has WAL past the fork point {fork} of timeline {new_tl} (up to {e}, {} more)",
                     ByteSize::human(e.bytes_after(fork))
@@ -260,6 +300,7 @@ pub fn decide_rejoin(
             (None, Some(l)) if l > fork => diverged(
                 x,
                 &xo,
+                Some(fork),
                 format!(
                     "{x} has WAL past the fork point {fork} of timeline {new_tl} (at least up to {l})"
                 ),
@@ -267,6 +308,7 @@ pub fn decide_rejoin(
             (None, _) => diverged(
                 x,
                 &xo,
+                Some(fork),
                 format!(
                     "{}, so it may have WAL past the fork point {fork} of timeline {new_tl}",
                     unknown_end(x, &xo)
@@ -290,6 +332,7 @@ pub fn decide_rejoin(
         return diverged(
             x,
             &xo,
+            None,
             format!("{x} is on timeline {tl}, which is not in {up}'s history (timeline {utl})"),
         );
     };
@@ -304,16 +347,19 @@ pub fn decide_rejoin(
         (Some(_), _) => diverged(
             x,
             &xo,
+            Some(fork),
             format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
         ),
         (None, Some(l)) if l > fork => diverged(
             x,
             &xo,
+            Some(fork),
             format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
         ),
         (None, _) => diverged(
             x,
             &xo,
+            Some(fork),
             format!(
                 "{}, so it may have WAL past the fork point {fork} of timeline {next_tl}",
                 unknown_end(x, &xo)

@@ -4,7 +4,7 @@
 use super::fixtures::*;
 use super::*;
 use crate::config::SyncSpec;
-use crate::observe::{ControlData, ObservedNode, Role, TimelineFork};
+use crate::observe::{ControlData, ObservedNode, Role, TimelineFork, WalSegments};
 use crate::units::Lsn;
 
 fn plan(d: &Desired, o: &ObservedCluster) -> Plan {
@@ -67,6 +67,7 @@ fn stop(o: &mut ObservedCluster, n: &str, state: &str, ckpt: u64, hints: bool) {
         min_recovery_end_timeline: 0,
         wal_log_hints: hints,
         data_checksums: false,
+        wal_segment_size: 16 << 20,
     });
     // A stopped server is seen through its files only: no position from SQL.
     x.lsn = None;
@@ -335,6 +336,72 @@ fn rejoin_clones_without_hints() {
     );
     assert!(!lines(&p).contains(&"rewind n1".to_string()));
     assert_idempotent(&d, &o);
+}
+
+#[test]
+fn rejoin_clones_when_the_wal_pg_rewind_reads_is_gone() {
+    let with_wal = |end: u64, redo: u64, segs: &[&str]| {
+        let (d, mut o) = after_failover(true, end);
+        let n1 = node_mut(&mut o, "n1");
+        n1.control.as_mut().unwrap().latest_checkpoint_redo = Lsn(redo);
+        n1.wal_segments = Some(WalSegments::from_names(16 << 20, segs.iter().copied()));
+        (d, o)
+    };
+    // n1 went on past the fork (0/5000028) and checkpointed at 0/7000100: the checkpoint
+    // before the fork is older still, and segment 5 (which holds the fork) was recycled.
+    let (d, o) = with_wal(
+        0x7000100,
+        0x7000028,
+        &["000000010000000000000006", "000000010000000000000007"],
+    );
+    let p = plan(&d, &o);
+    assert!(
+        !lines(&p).contains(&"rewind n1".to_string()),
+        "{:?}",
+        lines(&p)
+    );
+    match &step(&p, "clone", "n1").action {
+        Action::Clone(c) => assert!(
+            c.move_aside
+                && c.reason.contains("n1 has WAL past the fork point 0/5000028")
+                && c.reason.contains("n1's pg_wal no longer has the segment that starts at 0/5000000 (its oldest starts at 0/6000000)")
+                && c.reason.contains("latest checkpoint 0/7000100 is past the fork"),
+            "{}",
+            c.reason
+        ),
+        _ => unreachable!(),
+    }
+    assert_idempotent(&d, &o);
+    // The same with segments 5 to 7 kept: rewind.
+    let (d, o) = with_wal(
+        0x7000100,
+        0x7000028,
+        &[
+            "000000010000000000000005",
+            "000000010000000000000006",
+            "000000010000000000000007",
+        ],
+    );
+    assert!(lines(&plan(&d, &o)).contains(&"rewind n1".to_string()));
+    // Crashed with its latest checkpoint before the fork: WAL from that checkpoint's REDO
+    // location (segment 4) is needed, and missing.
+    let (d, o) = with_wal(0x5000000, 0x4FFFFF0, &["000000010000000000000005"]);
+    match &step(&plan(&d, &o), "clone", "n1").action {
+        Action::Clone(c) => assert!(
+            c.reason
+                .contains("from its latest checkpoint's REDO location 0/4FFFFF0 up to 0/5000028")
+                && c.reason.contains("starts at 0/4000000"),
+            "{}",
+            c.reason
+        ),
+        _ => unreachable!(),
+    }
+    let (d, o) = with_wal(
+        0x5000000,
+        0x4FFFFF0,
+        &["000000010000000000000004", "000000010000000000000005"],
+    );
+    assert!(lines(&plan(&d, &o)).contains(&"rewind n1".to_string()));
 }
 
 #[test]

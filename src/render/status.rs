@@ -466,6 +466,7 @@ mod tests {
                 min_recovery_end_timeline: 0,
                 wal_log_hints: true,
                 data_checksums: false,
+                wal_segment_size: 16 << 20,
             }),
             ..Default::default()
         };
