@@ -285,6 +285,20 @@ fn hba_rule_postgres_rejects_is_rolled_back() {
     let out = c.pgtopo(&["validate"]);
     assert!(out.status.success(), "validate accepts it: {}", show(&out));
 
+    // The plan's diff of pg_hba.conf counts lines of the file, where the managed block is.
+    let begin = String::from_utf8_lossy(&before)
+        .lines()
+        .position(|l| l == "# BEGIN pgtopo managed")
+        .expect("a managed block")
+        + 1;
+    assert!(begin > 1);
+    let out = c.pgtopo(&["plan"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("  @@ -{begin},3 +{begin},4 @@\n")),
+        "block at line {begin}: {}",
+        show(&out)
+    );
+
     let out = apply(&c, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let text = show(&out);

@@ -24,6 +24,28 @@ pub fn managed_block(hba: &str) -> Option<Vec<String>> {
     Some(block)
 }
 
+/// A pg_hba.conf line that is a rule (neither blank nor a comment).
+pub fn is_hba_rule(line: &str) -> bool {
+    let t = line.trim();
+    !t.is_empty() && !t.starts_with('#')
+}
+
+/// The 1-based line where the managed block starts (its begin marker, when an end marker
+/// follows), or where it would be inserted: before the first rule, else after the last line.
+pub fn managed_block_line(hba: &str) -> u32 {
+    let lines: Vec<&str> = hba.lines().collect();
+    let begin = lines.iter().position(|l| l.trim_end() == HBA_BEGIN);
+    let ended = begin.is_some_and(|b| lines[b..].iter().any(|l| l.trim_end() == HBA_END));
+    let at = match begin.filter(|_| ended) {
+        Some(b) => b,
+        None => lines
+            .iter()
+            .position(|l| is_hba_rule(l))
+            .unwrap_or(lines.len()),
+    };
+    at as u32 + 1
+}
+
 /// Parse a libpq connection string (`key=value …` or a `postgresql://` URI) into its
 /// password-free summary. Unknown keys are ignored; the password is never kept.
 pub fn parse_conninfo(s: &str) -> ConninfoSummary {
@@ -282,5 +304,14 @@ mod tests {
             vec!["host replication r 1/32 md5".to_string()]
         );
         assert_eq!(managed_block("local all all trust\n"), None);
+        assert_eq!(managed_block_line(f), 2);
+        assert_eq!(managed_block_line("# c\n\nlocal all all trust\n"), 3);
+        // A begin marker without an end is not a block: the writer inserts one before the
+        // first rule.
+        assert_eq!(
+            managed_block_line("# BEGIN pgtopo managed\nlocal all all trust\n"),
+            2
+        );
+        assert_eq!(managed_block_line(""), 1);
     }
 }

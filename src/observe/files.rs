@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::Digest;
 
-use super::conninfo::{managed_block, parse_config_file, parse_conninfo};
+use super::conninfo::{managed_block, managed_block_line, parse_config_file, parse_conninfo};
 use super::model::*;
 use crate::config::DesiredNode;
 use crate::transport::{CommandSpec, Transport, TransportError};
@@ -162,6 +162,7 @@ pub async fn observe_files(
         node.hba = Some(ObservedHba {
             path: hba_path.display().to_string(),
             managed_block: managed_block(&text),
+            block_line: Some(managed_block_line(&text)),
             sha256: hex::encode(sha2::Sha256::digest(&bytes)),
             errors: Vec::new(),
         });

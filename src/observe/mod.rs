@@ -18,7 +18,9 @@ mod files;
 pub mod model;
 mod sql;
 
-pub use conninfo::{managed_block, parse_conninfo, HBA_BEGIN, HBA_END};
+pub use conninfo::{
+    is_hba_rule, managed_block, managed_block_line, parse_conninfo, HBA_BEGIN, HBA_END,
+};
 pub use files::parse_control_data;
 pub use model::*;
 pub use sql::{parse_history, FIXED_SETTINGS};

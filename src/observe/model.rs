@@ -244,6 +244,10 @@ pub struct ObservedHba {
     /// The lines between `# BEGIN pgtopo managed` and `# END pgtopo managed`, markers excluded;
     /// None when the file has no managed block.
     pub managed_block: Option<Vec<String>>,
+    /// The 1-based line of the file where the managed block starts, or where it would be
+    /// inserted (before the first rule); for the plan's diff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_line: Option<u32>,
     /// SHA-256 of the whole file.
     pub sha256: String,
     /// Errors reported by pg_hba_file_rules.

@@ -15,7 +15,7 @@ use futures::future::join_all;
 use sha2::Digest;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
-use super::conninfo::{managed_block, parse_conninfo};
+use super::conninfo::{managed_block, managed_block_line, parse_conninfo};
 use super::model::*;
 use crate::units::Lsn;
 
@@ -219,6 +219,7 @@ pub async fn observe_sql(
         node.hba = Some(ObservedHba {
             path,
             managed_block: managed_block(contents),
+            block_line: Some(managed_block_line(contents)),
             sha256: hex::encode(sha2::Sha256::digest(contents.as_bytes())),
             errors: hba_errors
                 .iter()

@@ -127,9 +127,11 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
             .as_ref()
             .map(|h| h.path.clone())
             .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display()));
+        let block_line = x.hba.as_ref().and_then(|h| h.block_line);
         x.hba = Some(ObservedHba {
             path,
             managed_block: Some(block.clone()),
+            block_line,
             sha256: String::new(),
             errors: vec![],
         });

@@ -149,6 +149,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
             hba: Some(ObservedHba {
                 path: format!("{}/pg_hba.conf", n.data_dir.display()),
                 managed_block: Some(block.clone()),
+                block_line: None,
                 sha256: "0".repeat(64),
                 errors: vec![],
             }),

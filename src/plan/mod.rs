@@ -219,6 +219,7 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                         .as_ref()
                         .map(|h| h.path.clone())
                         .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
+                    first_line: obs.hba.as_ref().and_then(|h| h.block_line),
                     before: seen.map(wrap).unwrap_or_default(),
                     after: wrap(&block),
                 });
@@ -258,6 +259,7 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                         "{}/postgresql.auto.conf [ALTER SYSTEM: changed settings, running values]",
                         n.data_dir.display()
                     ),
+                    first_line: None,
                     before,
                     after,
                 });
@@ -291,6 +293,7 @@ fn pgpass_diffs(d: &Desired, steps: &[Step]) -> Vec<FileDiff> {
                 Some(FileDiff {
                     node: s.node.clone(),
                     path: format!("~{os_user}/.pgpass"),
+                    first_line: None,
                     before: String::new(),
                     after,
                 })

@@ -308,6 +308,10 @@ pub struct FenceParams {
 pub struct FileDiff {
     pub node: String,
     pub path: String,
+    /// The 1-based line of the file where `before` starts, when `before` is an excerpt (the
+    /// managed block of pg_hba.conf); the diff's hunk headers count from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_line: Option<u32>,
     pub before: String,
     pub after: String,
 }

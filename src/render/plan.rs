@@ -257,15 +257,43 @@ pub fn counts_line(plan: &Plan) -> String {
     )
 }
 
-/// A unified diff of one changed file.
+/// A unified diff of one changed file. When `before` is an excerpt starting at line
+/// `first_line`, the hunk headers count lines of the whole file.
 pub fn file_diff_text(f: &FileDiff) -> String {
     let d = similar::TextDiff::from_lines(&f.before, &f.after);
     let a = format!("{}:{} (now)", f.node, f.path);
     let b = format!("{}:{} (planned)", f.node, f.path);
-    d.unified_diff()
+    let text = d
+        .unified_diff()
         .context_radius(3)
         .header(&a, &b)
-        .to_string()
+        .to_string();
+    match f.first_line.map(|l| l.saturating_sub(1)).filter(|o| *o > 0) {
+        None => text,
+        Some(offset) => text
+            .split_inclusive('\n')
+            .map(|l| shift_hunk_header(l, offset).unwrap_or_else(|| l.to_string()))
+            .collect(),
+    }
+}
+
+/// `@@ -a,b +c,d @@` with `offset` added to `a` and `c`; None for any other line.
+fn shift_hunk_header(line: &str, offset: u32) -> Option<String> {
+    let rest = line.strip_prefix("@@ -")?;
+    let (ranges, tail) = rest.split_once(" @@")?;
+    let (old, new) = ranges.split_once(" +")?;
+    let shift = |r: &str| -> Option<String> {
+        let (start, count) = match r.split_once(',') {
+            Some((s, c)) => (s, Some(c)),
+            None => (r, None),
+        };
+        let start = start.parse::<u32>().ok()? + offset;
+        Some(match count {
+            Some(c) => format!("{start},{c}"),
+            None => start.to_string(),
+        })
+    };
+    Some(format!("@@ -{} +{} @@{tail}", shift(old)?, shift(new)?))
 }
 
 fn destructive_steps(plan: &Plan) -> Vec<&Step> {
@@ -546,4 +574,70 @@ pub fn dot(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "}}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{managed_block, managed_block_line};
+    use crate::steps::write_hba::with_block;
+
+    /// The plan's pg_hba diff for `file` and the desired block, as the planner builds it.
+    fn hba_diff(file: &str, block: &[String]) -> (String, String) {
+        let wrap = |ls: &[String]| {
+            let mut s = String::from("# BEGIN pgtopo managed\n");
+            for l in ls {
+                s.push_str(l);
+                s.push('\n');
+            }
+            s + "# END pgtopo managed\n"
+        };
+        let f = FileDiff {
+            node: "n1".into(),
+            path: "/data/n1/pg_hba.conf".into(),
+            first_line: Some(managed_block_line(file)),
+            before: managed_block(file).map(|b| wrap(&b)).unwrap_or_default(),
+            after: wrap(block),
+        };
+        (file_diff_text(&f), with_block(file, block))
+    }
+
+    fn line_of(text: &str, n: usize) -> &str {
+        text.lines().nth(n - 1).unwrap()
+    }
+
+    #[test]
+    fn hba_hunk_headers_count_lines_of_the_whole_file() {
+        let comments: String = (1..=10).map(|i| format!("# comment {i}\n")).collect();
+        let block = vec![
+            "host replication rep 127.0.0.2/32 scram-sha-256".to_string(),
+            "host replication rep 127.0.0.3/32 scram-sha-256".to_string(),
+        ];
+        // A block at line 11 gains a rule.
+        let file = format!(
+            "{comments}# BEGIN pgtopo managed\n{}\n# END pgtopo managed\nlocal all all peer\n",
+            block[0]
+        );
+        let (diff, written) = hba_diff(&file, &block);
+        assert!(diff.contains("\n@@ -11,3 +11,4 @@\n"), "{diff}");
+        assert_eq!(line_of(&file, 11), "# BEGIN pgtopo managed");
+        assert_eq!(line_of(&written, 13), block[1]);
+        // No block yet: it goes before the first rule, line 11.
+        let file = format!("{comments}local all all peer\n");
+        let (diff, written) = hba_diff(&file, &block);
+        assert!(diff.contains("\n@@ -10,0 +11,4 @@\n"), "{diff}");
+        assert_eq!(line_of(&written, 11), "# BEGIN pgtopo managed");
+        // A file of comments only: after its last line.
+        let (diff, written) = hba_diff(&comments, &block);
+        assert!(diff.contains("\n@@ -10,0 +11,4 @@\n"), "{diff}");
+        assert_eq!(line_of(&written, 11), "# BEGIN pgtopo managed");
+        // The block on line 1 and other diffs: unchanged headers.
+        let (diff, _) = hba_diff("", &block);
+        assert!(diff.contains("\n@@ -0,0 +1,4 @@\n"), "{diff}");
+        assert_eq!(
+            shift_hunk_header("@@ -1 +1,2 @@\n", 4).unwrap(),
+            "@@ -5 +5,2 @@\n"
+        );
+        assert_eq!(shift_hunk_header("+host all", 4), None);
+    }
 }

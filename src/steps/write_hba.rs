@@ -11,15 +11,8 @@ use std::path::PathBuf;
 
 use super::{server, Freshness, StepContext};
 use crate::apply::StepError;
+use crate::observe::{HBA_BEGIN as BEGIN, HBA_END as END};
 use crate::plan::WriteHbaParams;
-
-pub const BEGIN: &str = "# BEGIN pgtopo managed";
-pub const END: &str = "# END pgtopo managed";
-
-fn is_rule(line: &str) -> bool {
-    let t = line.trim();
-    !t.is_empty() && !t.starts_with('#')
-}
 
 /// The file with the managed block set to `block`, everything else byte for byte.
 pub fn with_block(current: &str, block: &[String]) -> String {
@@ -48,7 +41,7 @@ pub fn with_block(current: &str, block: &[String]) -> String {
             out.push_str(&managed);
             out.extend(lines[e + 1..].iter().copied());
         }
-        _ => match lines.iter().position(|l| is_rule(l)) {
+        _ => match lines.iter().position(|l| crate::observe::is_hba_rule(l)) {
             Some(first) => {
                 out.extend(lines[..first].iter().copied());
                 out.push_str(&managed);
