@@ -10,7 +10,8 @@
 //! last — and the marker is cleared instead ([`finish_interrupted`]).
 //!
 //! An uncleanly stopped target (crashed, killed) gets its crash recovery from pgtopo first:
-//! `postgres --single -c wal_keep_size=<max>`. pg_rewind ≥ 13 would run the same single-user
+//! `postgres --single -c wal_keep_size=<max>` (`wal_keep_segments` on 12). pg_rewind ≥ 13 would
+//! run the same single-user
 //! recovery itself, but its end-of-recovery checkpoint recycles the WAL from the last checkpoint
 //! before the fork — exactly what pg_rewind reads next ("could not find previous WAL record").
 //! Single-user mode refuses to run with `standby.signal` ("standby mode is not supported by
@@ -18,7 +19,7 @@
 //! recovery and pg_rewind (pg_rewind deletes it anyway: the source has none). Whatever the outcome,
 //! `standby.signal` is written back before the step ends, so a rewound (or half-rewound)
 //! directory started by anyone comes up in recovery, never as a primary. (PostgreSQL 12's
-//! pg_rewind needs a cleanly stopped target and is not handled here.)
+//! pg_rewind needs a cleanly stopped target, which this recovery gives it; untested on 12.)
 //!
 //! pg_rewind copies the source's configuration: `configure_standby` re-asserts the node's own.
 //!
@@ -145,7 +146,12 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         // Crash recovery here, not pg_rewind's own: its end-of-recovery checkpoint would
         // recycle the WAL between the last checkpoint before the fork and the fork, which
         // pg_rewind then needs ("could not find previous WAL record"). wal_keep_size at its
-        // maximum keeps every segment.
+        // maximum keeps every segment (wal_keep_segments before PostgreSQL 13).
+        let keep = if server::pg_major(ctx, node).await.is_some_and(|v| v < 13) {
+            "wal_keep_segments=2147483647"
+        } else {
+            "wal_keep_size=2147483647"
+        };
         let recover = ctx
             .tool(&n, "postgres")
             .arg("--single")
@@ -153,7 +159,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
             .arg("-D")
             .arg(n.data_dir.as_os_str())
             .arg("-c")
-            .arg("wal_keep_size=2147483647")
+            .arg(keep)
             .arg("template1")
             .timeout(Duration::from_secs(6 * 3600));
         if let Err(mut e) = ctx.run_tool(node, &recover).await {

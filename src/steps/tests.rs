@@ -405,6 +405,28 @@ async fn rewind_sets_aside_the_segments_after_a_clean_shutdown_checkpoint_and_tu
 }
 
 #[tokio::test]
+async fn a_crashed_target_recovers_in_single_user_mode_keeping_all_its_wal() {
+    for (version, keep) in [
+        ("15", "-c wal_keep_size=2147483647"),
+        ("12", "-c wal_keep_segments=2147483647"),
+    ] {
+        // Crashed while in production (state 6).
+        let (c, f1) = stopped_with_wal(6);
+        f1.set_file("/d/n1/PG_VERSION", format!("{version}\n"));
+        super::rewind::act(&c, "n1", &rewind_params())
+            .await
+            .unwrap();
+        let lines = f1.command_lines();
+        let single = lines.iter().position(|l| l.contains("--single")).unwrap();
+        assert!(lines[single].contains(keep), "{version}: {}", lines[single]);
+        let rewind = lines.iter().position(|l| l.contains("pg_rewind")).unwrap();
+        assert!(single < rewind, "{lines:?}");
+        // Nothing is called recycled after a crash: WAL past the checkpoint is real.
+        assert_eq!(wal_left(&f1), WAL);
+    }
+}
+
+#[tokio::test]
 async fn rewind_moves_no_wal_of_a_target_shut_down_in_recovery() {
     // A standby's WAL may run past its last restartpoint: nothing can be called recycled.
     let (c, f1) = stopped_with_wal(2);
