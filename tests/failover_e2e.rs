@@ -254,7 +254,7 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
 
     // Segments recycled for future use, as a busy primary keeps max_wal_size worth of them: old
     // WAL under names past n1's end of WAL. The rewind sets them aside rather than have
-    // pg_rewind unlink them one by one.
+    // pg_rewind unlink them one by one, and gives them back as future segments of timeline 2.
     let pg_wal = c.node("n1").data_dir.join("pg_wal");
     let last = std::fs::read_dir(&pg_wal)
         .unwrap()
@@ -266,14 +266,24 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
     let recycled: Vec<String> = (seg + 3..seg + 5)
         .map(|s| format!("{}{s:08X}", &last[..16]))
         .collect();
+    // Owned like the server's own files (the server writes into them once they are reused).
+    let owner = std::fs::metadata(pg_wal.join(&last)).unwrap();
     for r in &recycled {
         std::fs::copy(pg_wal.join(&last), pg_wal.join(r)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::chown(pg_wal.join(r), Some(owner.uid()), Some(owner.gid())).unwrap();
     }
 
     let a = apply_ok(&c, &["--allow-failover"]);
     assert!(
         a.log
             .contains("recycled WAL segments set aside node=\"n1\" count=2"),
+        "{}",
+        a.log
+    );
+    assert!(
+        a.log
+            .contains("recycled WAL segments reused node=\"n1\" count=2"),
         "{}",
         a.log
     );
@@ -304,8 +314,19 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
     c.psql("n2", "CHECKPOINT");
     c.psql("n2", "INSERT INTO t VALUES (1000000, 'after')");
     assert_rows_everywhere(&c, "n2", &["n1", "n3"], 101);
+    // n1 goes on streaming into the segments it was given back (old WAL under new names): rows
+    // over three segment switches reach it, and it still streams.
+    for i in 0..3 {
+        c.psql(
+            "n2",
+            &format!("INSERT INTO t VALUES ({}, 'later')", 1000001 + i),
+        );
+        c.psql("n2", "SELECT pg_switch_wal()");
+    }
+    assert_rows_everywhere(&c, "n2", &["n1", "n3"], 104);
+    assert_follows(&c, "n1", "n2");
     catch_up(&c, "n4", "n3");
-    assert_eq!(c.psql("n4", "SELECT count(*) FROM t"), "101");
+    assert_eq!(c.psql("n4", "SELECT count(*) FROM t"), "104");
     for n in ["n1", "n3", "n4"] {
         assert_eq!(
             c.psql(n, "SELECT received_tli FROM pg_stat_wal_receiver"),

@@ -197,10 +197,10 @@ async fn files_are_moved_by_rename_only_and_a_garbage_tree_removed() {
     let (wal, aside) = (dir.join("pg_wal"), dir.join("aside"));
     t.create_dir(&wal, 0o700).await.unwrap();
     t.create_dir(&aside, 0o700).await.unwrap();
-    let names: Vec<String> = ["000000010000000000000005", "000000010000000000000006"]
-        .map(String::from)
+    let names: Vec<(String, String)> = ["000000010000000000000005", "000000010000000000000006"]
+        .map(|n| (n.to_string(), n.to_string()))
         .to_vec();
-    for n in &names {
+    for (n, _) in &names {
         t.write_file_atomic(&wal.join(n), b"old wal", 0o600)
             .await
             .unwrap();
@@ -213,13 +213,46 @@ async fn files_are_moved_by_rename_only_and_a_garbage_tree_removed() {
         t.create_dir(&other, 0o700).await.unwrap();
         assert!(!t.move_into(&wal, &names, &other).await.unwrap());
         assert_eq!(t.list_dir(&other).await.unwrap(), Some(vec![]));
-        assert!(names.iter().all(|n| wal.join(n).exists()));
+        assert!(names.iter().all(|(n, _)| wal.join(n).exists()));
         t.remove_tree(&other).await.unwrap();
         assert!(!other.exists());
     }
     assert!(t.move_into(&wal, &names, &aside).await.unwrap());
     assert_eq!(t.list_dir(&wal).await.unwrap(), Some(vec![]));
-    assert!(names.iter().all(|n| aside.join(n).exists()));
+    assert!(names.iter().all(|(n, _)| aside.join(n).exists()));
+    // Back under new names (one shell, one mv each), never over an existing one.
+    let taken = "000000020000000000000009";
+    t.write_file_atomic(&wal.join(taken), b"new wal", 0o600)
+        .await
+        .unwrap();
+    let back = |to: [&str; 2]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .zip(to)
+            .map(|((a, _), b)| (a.clone(), b.to_string()))
+            .collect()
+    };
+    assert!(!t
+        .move_into(&aside, &back(["00000002000000000000000A", taken]), &wal)
+        .await
+        .unwrap());
+    assert_eq!(std::fs::read(wal.join(taken)).unwrap(), b"new wal");
+    assert!(
+        aside.join(&names[1].0).exists(),
+        "the one that could not go stays"
+    );
+    assert!(t
+        .move_into(
+            &aside,
+            &back(["00000002000000000000000B", "00000002000000000000000C"])[1..],
+            &wal
+        )
+        .await
+        .unwrap());
+    for n in ["00000002000000000000000A", "00000002000000000000000C"] {
+        assert_eq!(std::fs::read(wal.join(n)).unwrap(), b"old wal", "{n}");
+    }
+    assert_eq!(t.list_dir(&aside).await.unwrap(), Some(vec![]));
     t.remove_tree(&aside).await.unwrap();
     assert!(!aside.exists());
     t.remove_tree(&aside).await.unwrap();

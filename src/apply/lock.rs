@@ -457,7 +457,7 @@ pub(crate) mod tests {
         async fn move_into(
             &self,
             _: &Path,
-            _: &[String],
+            _: &[(String, String)],
             _: &Path,
         ) -> Result<bool, TransportError> {
             unreachable!("the lock moves no files")

@@ -39,6 +39,7 @@
 //!   `--sync-method=syncfs`), before the marker is cleared; an interrupted rewind that is
 //!   finished later is synced again first.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::{conf, control, server, Freshness, StepContext};
@@ -243,6 +244,14 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         res = sync_data_dir(ctx, node).await;
     }
     if let Some(dir) = recycled {
+        let seg_size = ctl.as_ref().and_then(|c| c.wal_segment_size);
+        if let (Ok(()), Some(seg_size)) = (&res, seg_size) {
+            match reuse_recycled_wal(ctx, node, &dir, seg_size).await {
+                Ok(count) => tracing::debug!(node, count, "recycled WAL segments reused"),
+                Err(e) => tracing::warn!(node, error = %e, "recycled WAL segments not reused"),
+            }
+        }
+        // Whatever did not go back (after a failure: all of it) is removed after the last step.
         ctx.remove_later(node, dir);
     }
     if let Some(pf) = passfile {
@@ -352,7 +361,8 @@ async fn set_aside_recycled_wal(
         return Ok(left.then_some(dir));
     }
     t.create_dir(&dir, 0o700).await.map_err(io)?;
-    let all = t.move_into(&pg_wal, &recycled, &dir).await.map_err(io)?;
+    let pairs: Vec<(String, String)> = recycled.iter().map(|n| (n.clone(), n.clone())).collect();
+    let all = t.move_into(&pg_wal, &pairs, &dir).await.map_err(io)?;
     tracing::debug!(
         node,
         count = recycled.len(),
@@ -360,6 +370,60 @@ async fn set_aside_recycled_wal(
         "recycled WAL segments set aside"
     );
     Ok(Some(dir))
+}
+
+/// Give the segments set aside before pg_rewind back to pg_wal the way PostgreSQL recycles a
+/// segment: renamed to future segments of the newest timeline there, past every segment pg_wal
+/// now holds (pg_rewind made it the source's). The WAL receiver then writes into them instead of
+/// creating and zero-filling new files, and nothing unlinks 16 MB files one by one (~4 ms each
+/// here, ~300 ms for a rewind's 70). Their old content is never taken for WAL: every page header
+/// names the position it was written for, which no longer matches its name. Returns how many
+/// went back; the rest stays where it was, for removal.
+async fn reuse_recycled_wal(
+    ctx: &StepContext,
+    node: &str,
+    dir: &Path,
+    seg_size: u64,
+) -> Result<usize, StepError> {
+    let n = ctx.node(node)?;
+    let t = ctx.transport(node)?;
+    let pg_wal = n.data_dir.join("pg_wal");
+    let now = t.list_dir(&pg_wal).await.map_err(io)?.unwrap_or_default();
+    let segs: Vec<(u32, u64)> = now
+        .iter()
+        .filter_map(|x| wal_segment_of(x, seg_size))
+        .collect();
+    let (Some(tli), Some(last)) = (
+        segs.iter().map(|s| s.0).max(),
+        segs.iter().map(|s| s.1).max(),
+    ) else {
+        return Ok(0);
+    };
+    let mut aside: Vec<String> = t
+        .list_dir(dir)
+        .await
+        .map_err(io)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|x| wal_segment_of(x, seg_size).is_some())
+        .collect();
+    aside.sort();
+    let per_log = 0x1_0000_0000 / seg_size;
+    let pairs: Vec<(String, String)> = aside
+        .into_iter()
+        .zip(last + 1..)
+        .map(|(a, seg)| {
+            (
+                a,
+                format!("{tli:08X}{:08X}{:08X}", seg / per_log, seg % per_log),
+            )
+        })
+        .collect();
+    if t.move_into(dir, &pairs, &pg_wal).await.map_err(io)? {
+        return Ok(pairs.len());
+    }
+    let left = t.list_dir(dir).await.map_err(io)?.unwrap_or_default();
+    Ok(pairs.iter().filter(|(a, _)| !left.contains(a)).count())
 }
 
 /// (timeline, segment number) of a WAL segment file name `TTTTTTTTXXXXXXXXYYYYYYYY`.

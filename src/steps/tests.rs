@@ -372,9 +372,25 @@ async fn rewind_sets_aside_the_segments_after_a_clean_shutdown_checkpoint_and_tu
             "00000001000000000000004E.partial",
         ]
     );
-    assert!(f1
-        .file("/d/n1.pgtopo-recycled-wal/00000001000000000000005F")
-        .is_some());
+    // After pg_rewind they went back as future segments of the newest timeline, past the last
+    // segment pg_wal holds (2/4E here): 4F, 50 and 51 of timeline 2, in name order.
+    for new in [
+        "00000002000000000000004F",
+        "000000020000000000000050",
+        "000000020000000000000051",
+    ] {
+        assert_eq!(
+            f1.file(format!("/d/n1/pg_wal/{new}")).as_deref(),
+            Some(&b"wal"[..]),
+            "{new}"
+        );
+    }
+    assert_eq!(
+        crate::transport::Transport::list_dir(&f1, Path::new("/d/n1.pgtopo-recycled-wal"))
+            .await
+            .unwrap(),
+        Some(vec![])
+    );
     let lines = f1.command_lines();
     let rewind = lines.iter().find(|l| l.contains("pg_rewind")).unwrap();
     assert!(rewind.contains("options='-c jit=off'"), "{rewind}");
@@ -394,7 +410,7 @@ async fn rewind_sets_aside_the_segments_after_a_clean_shutdown_checkpoint_and_tu
         !lines.iter().any(|l| l.contains("--single")),
         "a clean target needs no crash recovery: {lines:?}"
     );
-    // Removed once the steps are over, not while pg_rewind runs.
+    // The empty directory is removed once the steps are over.
     c.remove_set_aside().await;
     assert_eq!(
         crate::transport::Transport::list_dir(&f1, Path::new("/d/n1.pgtopo-recycled-wal"))

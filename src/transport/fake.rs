@@ -327,7 +327,7 @@ impl Transport for FakeTransport {
     async fn move_into(
         &self,
         from: &Path,
-        names: &[String],
+        names: &[(String, String)],
         to: &Path,
     ) -> Result<bool, TransportError> {
         self.check_reachable()?;
@@ -335,11 +335,14 @@ impl Transport for FakeTransport {
         if !st.dirs.contains(to) {
             return Ok(false);
         }
-        for n in names {
-            let Some(f) = st.files.remove(&from.join(n)) else {
+        for (a, b) in names {
+            if st.files.contains_key(&to.join(b)) {
+                return Ok(false);
+            }
+            let Some(f) = st.files.remove(&from.join(a)) else {
                 return Ok(false);
             };
-            st.files.insert(to.join(n), f);
+            st.files.insert(to.join(b), f);
         }
         Ok(true)
     }

@@ -272,15 +272,23 @@ impl Transport for LocalTransport {
     async fn move_into(
         &self,
         from: &Path,
-        names: &[String],
+        names: &[(String, String)],
         to: &Path,
     ) -> Result<bool, TransportError> {
         let (f, t, names) = (from.to_path_buf(), to.to_path_buf(), names.to_vec());
-        // rename(2) fails with EXDEV across filesystems: nothing is ever copied.
+        // renameat2(2) fails with EXDEV across filesystems (nothing is ever copied) and, with
+        // RENAME_NOREPLACE, with EEXIST over an existing name.
         blocking("move", from, move || {
-            Ok(names
-                .iter()
-                .all(|n| std::fs::rename(f.join(n), t.join(n)).is_ok()))
+            Ok(names.iter().all(|(a, b)| {
+                nix::fcntl::renameat2(
+                    None,
+                    &f.join(a),
+                    None,
+                    &t.join(b),
+                    nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+                )
+                .is_ok()
+            }))
         })
         .await
     }
@@ -534,16 +542,32 @@ mod tests {
         let (wal, aside) = (dir.path().join("pg_wal"), dir.path().join("aside"));
         std::fs::create_dir_all(&wal).unwrap();
         std::fs::create_dir_all(aside.join("older")).unwrap();
-        let names = vec!["000000010000000000000005".to_string()];
-        std::fs::write(wal.join(&names[0]), b"old wal").unwrap();
+        let seg = "000000010000000000000005".to_string();
+        let names = vec![(seg.clone(), seg.clone())];
+        std::fs::write(wal.join(&seg), b"old wal").unwrap();
         // tmpfs is another file system: nothing moves (GNU mv would have copied).
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
         if std::fs::metadata(shm.path()).unwrap().dev() != std::fs::metadata(&wal).unwrap().dev() {
             assert!(!t.move_into(&wal, &names, shm.path()).await.unwrap());
-            assert!(wal.join(&names[0]).exists());
+            assert!(wal.join(&seg).exists());
         }
         assert!(t.move_into(&wal, &names, &aside).await.unwrap());
-        assert!(aside.join(&names[0]).exists() && !wal.join(&names[0]).exists());
+        assert!(aside.join(&seg).exists() && !wal.join(&seg).exists());
+        // Back under a new name, never over an existing one.
+        let future = "000000020000000000000009".to_string();
+        std::fs::write(wal.join(&future), b"new wal").unwrap();
+        assert!(!t
+            .move_into(&aside, &[(seg.clone(), future.clone())], &wal)
+            .await
+            .unwrap());
+        assert_eq!(std::fs::read(wal.join(&future)).unwrap(), b"new wal");
+        let next = "00000002000000000000000A".to_string();
+        assert!(t
+            .move_into(&aside, &[(seg.clone(), next.clone())], &wal)
+            .await
+            .unwrap());
+        assert_eq!(std::fs::read(wal.join(&next)).unwrap(), b"old wal");
+        assert!(!aside.join(&seg).exists());
         t.remove_tree(&aside).await.unwrap();
         assert!(!aside.exists());
         t.remove_tree(&aside).await.unwrap();

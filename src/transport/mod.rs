@@ -149,14 +149,16 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Create a directory (and parents) owned by os_user with `mode`.
     async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), TransportError>;
 
-    /// Move the entries `names` of directory `from` into the existing directory `to`, each by
-    /// rename(2) — never by copying: nothing is moved when the two are on different filesystems.
+    /// Move entries of directory `from` into the existing directory `to`, each `(name, new_name)`
+    /// from `from/name` to `to/new_name` by rename(2) — never by copying: nothing is moved when
+    /// the two are on different filesystems — and never over an existing `to/new_name`.
     /// `Ok(false)` when not all of them were (whatever could not be moved stays where it was).
-    /// Not durable: used for files that are garbage wherever they end up (recycled WAL segments).
+    /// Not durable: used for files whose content is garbage wherever they end up (recycled WAL
+    /// segments).
     async fn move_into(
         &self,
         from: &Path,
-        names: &[String],
+        names: &[(String, String)],
         to: &Path,
     ) -> Result<bool, TransportError>;
 

@@ -439,7 +439,7 @@ impl Transport for SshTransport {
     async fn move_into(
         &self,
         from: &Path,
-        names: &[String],
+        names: &[(String, String)],
         to: &Path,
     ) -> Result<bool, TransportError> {
         if names.is_empty() {
@@ -454,12 +454,31 @@ impl Transport for SshTransport {
         if !out.success() || devices.len() != 2 || devices[0] != devices[1] {
             return Ok(false);
         }
-        let mv = argv(["mv", "-t"])
-            .into_iter()
-            .chain([to.into(), "--".into()])
-            .chain(names.iter().map(|n| from.join(n).into_os_string()));
-        let out = self.exec(mv.collect(), &[], None, FILE_TIMEOUT).await?;
-        Ok(out.success())
+        // One mv for all when no name changes; else one `mv -n -T` per pair, in one shell.
+        // -n: never over an existing name (then the source is still there: checked).
+        let mv: Vec<OsString> = if names.iter().all(|(a, b)| a == b) {
+            argv(["mv", "-n", "-t"])
+                .into_iter()
+                .chain([to.into(), "--".into()])
+                .chain(names.iter().map(|(a, _)| from.join(a).into_os_string()))
+                .collect()
+        } else {
+            let script = "f=$1; t=$2; shift 2; while [ $# -ge 2 ]; do \
+                          mv -n -T -- \"$f/$1\" \"$t/$2\" && [ ! -e \"$f/$1\" ] || exit 1; \
+                          shift 2; done";
+            argv(["sh", "-c", script, "sh"])
+                .into_iter()
+                .chain([from.into(), to.into()])
+                .chain(names.iter().flat_map(|(a, b)| [a.into(), b.into()]))
+                .collect()
+        };
+        let out = self.exec(mv, &[], None, FILE_TIMEOUT).await?;
+        if !out.success() {
+            return Ok(false);
+        }
+        // mv -n exits 0 when it skipped an existing name (coreutils < 9.2): check for leftovers.
+        let left = self.list_dir(from).await?.unwrap_or_default();
+        Ok(!names.iter().any(|(a, _)| left.contains(a)))
     }
 
     async fn remove_tree(&self, path: &Path) -> Result<(), TransportError> {
