@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -454,25 +455,17 @@ impl Transport for SshTransport {
         if !out.success() || devices.len() != 2 || devices[0] != devices[1] {
             return Ok(false);
         }
-        // One mv for all when no name changes; else one `mv -n -T` per pair, in one shell.
-        // -n: never over an existing name (then the source is still there: checked).
-        let mv: Vec<OsString> = if names.iter().all(|(a, b)| a == b) {
-            argv(["mv", "-n", "-t"])
-                .into_iter()
-                .chain([to.into(), "--".into()])
-                .chain(names.iter().map(|(a, _)| from.join(a).into_os_string()))
-                .collect()
-        } else {
-            let script = "f=$1; t=$2; shift 2; while [ $# -ge 2 ]; do \
-                          mv -n -T -- \"$f/$1\" \"$t/$2\" && [ ! -e \"$f/$1\" ] || exit 1; \
-                          shift 2; done";
-            argv(["sh", "-c", script, "sh"])
-                .into_iter()
-                .chain([from.into(), to.into()])
-                .chain(names.iter().flat_map(|(a, b)| [a.into(), b.into()]))
-                .collect()
-        };
-        let out = self.exec(mv, &[], None, FILE_TIMEOUT).await?;
+        // One `mv -n -T -- FROM/a TO/b` per pair, run by xargs from NUL-separated paths on its
+        // stdin (no shell, any file name). -n: never over an existing name.
+        let mut pairs = Vec::new();
+        for (a, b) in names {
+            for p in [from.join(a), to.join(b)] {
+                pairs.extend_from_slice(p.as_os_str().as_bytes());
+                pairs.push(0);
+            }
+        }
+        let mv = argv(["xargs", "-0", "-n", "2", "mv", "-n", "-T", "--"]);
+        let out = self.exec(mv, &[], Some(&pairs), FILE_TIMEOUT).await?;
         if !out.success() {
             return Ok(false);
         }
