@@ -76,6 +76,24 @@ impl JsonSchema for Lsn {
     }
 }
 
+/// (timeline, segment number) of a WAL segment file name `TTTTTTTTXXXXXXXXYYYYYYYY` (timeline,
+/// then the segment number as log id and segment within it); None for any other name.
+pub fn parse_wal_segment(name: &str, seg_size: u64) -> Option<(u32, u64)> {
+    if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let part = |i: usize| u64::from_str_radix(&name[i..i + 8], 16).ok();
+    let (tli, log, seg) = (part(0)?, part(8)?, part(16)?);
+    let per_log = 0x1_0000_0000 / seg_size.max(1);
+    (seg < per_log).then(|| (tli as u32, log * per_log + seg))
+}
+
+/// The file name of segment `segno` of timeline `tli` (the inverse of [`parse_wal_segment`]).
+pub fn wal_segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
+    let per_log = 0x1_0000_0000 / seg_size.max(1);
+    format!("{tli:08X}{:08X}{:08X}", segno / per_log, segno % per_log)
+}
+
 /// A size in bytes, written in the topology file as `16MB`, `1GB`, `512kB` or a plain number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteSize(pub u64);
@@ -229,6 +247,34 @@ impl JsonSchema for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wal_segment_names_round_trip() {
+        let mb16 = 16 << 20;
+        // Log id 1 starts at segment 256 with 16 MB segments, at 128 with 32 MB ones.
+        assert_eq!(
+            parse_wal_segment("000000020000000100000003", mb16),
+            Some((2, 259))
+        );
+        assert_eq!(wal_segment_name(2, 259, mb16), "000000020000000100000003");
+        assert_eq!(
+            parse_wal_segment("000000010000000100000002", 32 << 20),
+            Some((1, 130))
+        );
+        assert_eq!(
+            wal_segment_name(1, 130, 32 << 20),
+            "000000010000000100000002"
+        );
+        for bad in [
+            "00000002.history",
+            "000000010000000000000005.partial",
+            "archive_status",
+        ] {
+            assert_eq!(parse_wal_segment(bad, mb16), None, "{bad}");
+        }
+        // Past the last segment of a log id: not a segment name.
+        assert_eq!(parse_wal_segment("000000010000000000000100", mb16), None);
+    }
 
     #[test]
     fn lsn_round_trips() {

@@ -121,15 +121,10 @@ impl WalSegments {
     /// From the file names in pg_wal: `TTTTTTTTXXXXXXXXYYYYYYYY` (timeline, then the segment
     /// number as log id and segment); other names are ignored.
     pub fn from_names<'a>(segment_size: u64, names: impl IntoIterator<Item = &'a str>) -> Self {
-        let per_log = 0x1_0000_0000u64 / segment_size.max(1);
         let mut segs: Vec<u64> = names
             .into_iter()
-            .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-            .filter_map(|n| {
-                let log = u64::from_str_radix(&n[8..16], 16).ok()?;
-                let seg = u64::from_str_radix(&n[16..24], 16).ok()?;
-                Some(log * per_log + seg)
-            })
+            .filter_map(|n| crate::units::parse_wal_segment(n, segment_size))
+            .map(|(_, seg)| seg)
             .collect();
         segs.sort_unstable();
         segs.dedup();

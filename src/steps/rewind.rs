@@ -11,9 +11,9 @@
 //!
 //! An uncleanly stopped target (crashed, killed) gets its crash recovery from pgtopo first:
 //! `postgres --single -c wal_keep_size=<max>` (`wal_keep_segments` on 12). pg_rewind ≥ 13 would
-//! run the same single-user
-//! recovery itself, but its end-of-recovery checkpoint recycles the WAL from the last checkpoint
-//! before the fork — exactly what pg_rewind reads next ("could not find previous WAL record").
+//! run the same single-user recovery itself, but its end-of-recovery checkpoint recycles the WAL
+//! from the last checkpoint before the fork — exactly what pg_rewind reads next ("could not find
+//! previous WAL record").
 //! Single-user mode refuses to run with `standby.signal` ("standby mode is not supported by
 //! single-user servers"): a fenced node has one, so it is removed for the duration of the
 //! recovery and pg_rewind (pg_rewind deletes it anyway: the source has none). Whatever the outcome,
@@ -46,6 +46,7 @@ use super::{conf, control, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RewindParams;
 use crate::transport::TransportError;
+use crate::units::{parse_wal_segment, wal_segment_name};
 
 pub async fn check(
     ctx: &StepContext,
@@ -348,7 +349,7 @@ async fn set_aside_recycled_wal(
     let recycled: Vec<String> = names
         .into_iter()
         .filter(|name| {
-            wal_segment_of(name, seg_size)
+            parse_wal_segment(name, seg_size)
                 .is_some_and(|(tli, seg)| tli == c.checkpoint_timeline && seg > last_kept)
         })
         .collect();
@@ -391,7 +392,7 @@ async fn reuse_recycled_wal(
     let now = t.list_dir(&pg_wal).await.map_err(io)?.unwrap_or_default();
     let segs: Vec<(u32, u64)> = now
         .iter()
-        .filter_map(|x| wal_segment_of(x, seg_size))
+        .filter_map(|x| parse_wal_segment(x, seg_size))
         .collect();
     let (Some(tli), Some(last)) = (
         segs.iter().map(|s| s.0).max(),
@@ -405,36 +406,19 @@ async fn reuse_recycled_wal(
         .map_err(io)?
         .unwrap_or_default()
         .into_iter()
-        .filter(|x| wal_segment_of(x, seg_size).is_some())
+        .filter(|x| parse_wal_segment(x, seg_size).is_some())
         .collect();
     aside.sort();
-    let per_log = 0x1_0000_0000 / seg_size;
     let pairs: Vec<(String, String)> = aside
         .into_iter()
         .zip(last + 1..)
-        .map(|(a, seg)| {
-            (
-                a,
-                format!("{tli:08X}{:08X}{:08X}", seg / per_log, seg % per_log),
-            )
-        })
+        .map(|(a, seg)| (a, wal_segment_name(tli, seg, seg_size)))
         .collect();
     if t.move_into(dir, &pairs, &pg_wal).await.map_err(io)? {
         return Ok(pairs.len());
     }
     let left = t.list_dir(dir).await.map_err(io)?.unwrap_or_default();
     Ok(pairs.iter().filter(|(a, _)| !left.contains(a)).count())
-}
-
-/// (timeline, segment number) of a WAL segment file name `TTTTTTTTXXXXXXXXYYYYYYYY`.
-fn wal_segment_of(name: &str, seg_size: u64) -> Option<(u32, u64)> {
-    if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let part = |i: usize| u64::from_str_radix(&name[i..i + 8], 16).ok();
-    let (tli, log, seg) = (part(0)?, part(8)?, part(16)?);
-    let per_log = 0x1_0000_0000 / seg_size;
-    (seg < per_log).then(|| (tli as u32, log * per_log + seg))
 }
 
 pub async fn verify(ctx: &StepContext, node: &str, _p: &RewindParams) -> Result<(), StepError> {
