@@ -107,8 +107,8 @@ pub struct ObservedNode {
 }
 
 /// The WAL segment files a data directory holds, as runs of consecutive segment numbers (any
-/// timeline; `.partial` files and recycled segments past the node's end of WAL included, since
-/// only presence is asked of them).
+/// timeline, recycled segments past the node's end of WAL included, since only presence is asked
+/// of them; `.partial` files are not segments).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct WalSegments {
     /// Bytes per segment (pg_controldata's "Bytes per WAL segment").
