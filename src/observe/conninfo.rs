@@ -24,6 +24,20 @@ pub fn managed_block(hba: &str) -> Option<Vec<String>> {
     Some(block)
 }
 
+/// The managed block as it stands in pg_hba.conf: the markers around `block`'s lines.
+pub fn managed_text(block: &[String]) -> String {
+    let mut s = String::with_capacity(64 + block.iter().map(|l| l.len() + 1).sum::<usize>());
+    s.push_str(HBA_BEGIN);
+    s.push('\n');
+    for l in block {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str(HBA_END);
+    s.push('\n');
+    s
+}
+
 /// A pg_hba.conf line that is a rule (neither blank nor a comment).
 pub fn is_hba_rule(line: &str) -> bool {
     let t = line.trim();

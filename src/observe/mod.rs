@@ -19,7 +19,8 @@ pub mod model;
 mod sql;
 
 pub use conninfo::{
-    is_hba_rule, managed_block, managed_block_line, parse_conninfo, HBA_BEGIN, HBA_END,
+    is_hba_rule, managed_block, managed_block_line, managed_text, parse_conninfo, HBA_BEGIN,
+    HBA_END,
 };
 pub use files::parse_control_data;
 pub use model::*;

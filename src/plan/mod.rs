@@ -203,15 +203,6 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
         if !diff::needs_data(&obs) && (obs.hba.is_some() || obs.reachable) {
             let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
             if !diff::hba::block_matches(seen, &block) {
-                let wrap = |ls: &[String]| {
-                    let mut s = String::from("# BEGIN pgtopo managed\n");
-                    for l in ls {
-                        s.push_str(l);
-                        s.push('\n');
-                    }
-                    s.push_str("# END pgtopo managed\n");
-                    s
-                };
                 out.push(FileDiff {
                     node: n.name.clone(),
                     path: obs
@@ -220,8 +211,8 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                         .map(|h| h.path.clone())
                         .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
                     first_line: obs.hba.as_ref().and_then(|h| h.block_line),
-                    before: seen.map(wrap).unwrap_or_default(),
-                    after: wrap(&block),
+                    before: seen.map(crate::observe::managed_text).unwrap_or_default(),
+                    after: crate::observe::managed_text(&block),
                 });
             }
         }

@@ -579,25 +579,19 @@ pub fn dot(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{managed_block, managed_block_line};
+    use crate::observe::{managed_block, managed_block_line, managed_text};
     use crate::steps::write_hba::with_block;
 
     /// The plan's pg_hba diff for `file` and the desired block, as the planner builds it.
     fn hba_diff(file: &str, block: &[String]) -> (String, String) {
-        let wrap = |ls: &[String]| {
-            let mut s = String::from("# BEGIN pgtopo managed\n");
-            for l in ls {
-                s.push_str(l);
-                s.push('\n');
-            }
-            s + "# END pgtopo managed\n"
-        };
         let f = FileDiff {
             node: "n1".into(),
             path: "/data/n1/pg_hba.conf".into(),
             first_line: Some(managed_block_line(file)),
-            before: managed_block(file).map(|b| wrap(&b)).unwrap_or_default(),
-            after: wrap(block),
+            before: managed_block(file)
+                .map(|b| managed_text(&b))
+                .unwrap_or_default(),
+            after: managed_text(block),
         };
         (file_diff_text(&f), with_block(file, block))
     }

@@ -16,15 +16,7 @@ use crate::plan::WriteHbaParams;
 
 /// The file with the managed block set to `block`, everything else byte for byte.
 pub fn with_block(current: &str, block: &[String]) -> String {
-    let mut managed = String::new();
-    managed.push_str(BEGIN);
-    managed.push('\n');
-    for l in block {
-        managed.push_str(l);
-        managed.push('\n');
-    }
-    managed.push_str(END);
-    managed.push('\n');
+    let managed = crate::observe::managed_text(block);
 
     let lines: Vec<&str> = current.split_inclusive('\n').collect();
     let begin = lines.iter().position(|l| l.trim_end() == BEGIN);
