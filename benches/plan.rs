@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pgtopo::config::DesiredRole;
-use pgtopo::plan::fixtures::{generated, healthy};
+use pgtopo::observe::fixtures::{generated, healthy};
 use pgtopo::plan::{build, PlanOptions};
 
 fn scenario(n: usize) -> (pgtopo::config::Desired, pgtopo::observe::ObservedCluster) {

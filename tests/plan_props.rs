@@ -8,8 +8,8 @@
 //! steps, a retired node gets no step but its stop, and no rendering holds a secret.
 
 use pgtopo::config::{Desired, DesiredRole, SecretRef, SyncMode, SyncSpec};
+use pgtopo::observe::fixtures::{desired_from, healthy, node, setting};
 use pgtopo::observe::{ControlData, ObservedCluster, ObservedNode, ObservedSlot, Role};
-use pgtopo::plan::fixtures::{desired_from, healthy, node, setting};
 use pgtopo::plan::{build, expected_end_state, Action, Plan, PlanOptions};
 use pgtopo::units::Lsn;
 use proptest::prelude::*;
@@ -169,6 +169,8 @@ fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
                     active: false,
                     restart_lsn: None,
                     wal_retained_bytes: Some(1 << 20),
+                    wal_status: None,
+                    safe_wal_size: None,
                 });
             }
             5 => {
@@ -189,6 +191,7 @@ fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
     let mut opts = PlanOptions {
         allow_failover: dice.chance(2),
         assume_down: vec![],
+        accept_data_loss: false,
     };
     if dice.chance(8) {
         opts.assume_down.push(names[dice.next(names.len())].clone());
@@ -285,6 +288,7 @@ fn check(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<(), Tes
     let again_opts = PlanOptions {
         allow_failover: true,
         assume_down: vec![],
+        accept_data_loss: false,
     };
     if let Ok(again) = build(d, &end, &again_opts) {
         prop_assert!(

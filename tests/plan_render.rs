@@ -3,7 +3,7 @@
 
 use pgtopo::config::DesiredRole;
 use pgtopo::diff::drift::drift;
-use pgtopo::plan::fixtures::{desired3, generated, healthy, set_primary};
+use pgtopo::observe::fixtures::{desired3, generated, healthy, set_primary};
 use pgtopo::plan::{build, PlanOptions};
 use pgtopo::render::plan::{dot, markdown, text, MARKDOWN_LIMIT, NO_CHANGES};
 

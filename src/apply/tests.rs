@@ -39,6 +39,7 @@ fn plan(steps: Vec<Step>) -> Plan {
                 reason: String::new(),
             },
             notes: vec![],
+            cannot_fix: vec![],
         },
     }
 }

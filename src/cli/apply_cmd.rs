@@ -174,6 +174,7 @@ async fn apply_locked(
             let opts = PlanOptions {
                 allow_failover: a.allow_failover,
                 assume_down: Vec::new(),
+                accept_data_loss: a.accept_data_loss,
             };
             plan::build(&desired, &observed, &opts).map_err(miette::Report::new)?
         }
@@ -181,7 +182,17 @@ async fn apply_locked(
 
     if the_plan.steps.is_empty() {
         render::say(render::plan::text(&the_plan, render::color()).trim_end());
-        return Ok(exit::OK);
+        return match the_plan.summary.cannot_fix.is_empty() {
+            true => Ok(exit::OK),
+            false => Err(mismatch(
+                the_plan
+                    .summary
+                    .cannot_fix
+                    .iter()
+                    .map(|c| format!("{}: {} ({})", c.address, c.finding, c.why)),
+                "nothing to apply, but the cluster does not match",
+            )),
+        };
     }
     // A saved plan was reviewed when it was made (as in Terraform): it is applied without asking.
     let ask = a.plan.is_none() && !a.auto_approve;
@@ -193,15 +204,18 @@ async fn apply_locked(
     let opts = PlanOptions {
         allow_failover: a.allow_failover,
         assume_down: Vec::new(),
+        accept_data_loss: a.accept_data_loss,
     };
+    let mut last = None;
     for _ in 0..2 {
         let observed = observe::observe(&desired, &ObserveOptions::default()).await;
-        let Ok(next) = plan::build(&desired, &observed, &opts) else {
-            break;
+        let next = match plan::build(&desired, &observed, &opts) {
+            Ok(next) if !next.steps.is_empty() => next,
+            _ => {
+                last = Some(observed);
+                break;
+            }
         };
-        if next.steps.is_empty() {
-            break;
-        }
         if a.plan.is_some() {
             render::say(&format!(
                 "The saved plan is applied, and the cluster, observed again, still differs from {} ({} more steps): run `pgtopo plan` to review them.",
@@ -213,7 +227,41 @@ async fn apply_locked(
         render::say("\nObserved again, the cluster still differs: a follow-up plan.\n");
         run_plan(a, &desired, &ts, &next, events, ask).await?;
     }
+    let observed = match last {
+        Some(o) => o,
+        None => observe::observe(&desired, &ObserveOptions::default()).await,
+    };
+    end_state(&desired, &observed)?;
     Ok(exit::OK)
+}
+
+/// Apply proves its end state (SPEC §5): observed again after the last step, the cluster must
+/// have no drift from the topology file.
+fn end_state(desired: &Desired, observed: &observe::ObservedCluster) -> Result<(), Failure> {
+    let report = crate::diff::drift::drift(desired, observed);
+    if report.is_empty() {
+        return Ok(());
+    }
+    Err(mismatch(
+        report
+            .items
+            .iter()
+            .map(|i| format!("{}: {}", i.node, i.detail)),
+        "apply finished but the cluster does not match",
+    ))
+}
+
+fn mismatch(lines: impl Iterator<Item = String>, head: &str) -> Failure {
+    let lines: Vec<String> = lines.collect();
+    fail(
+        exit::ERROR,
+        miette::miette!(
+            code = "pgtopo::apply::end_state",
+            help = "run `pgtopo drift` and `pgtopo plan` to see what is left",
+            "{head} topology.yaml:\n  {}",
+            lines.join("\n  ")
+        ),
+    )
 }
 
 /// Show a plan, get it approved when `ask`, walk it, report. Ok when every step succeeded.

@@ -154,6 +154,9 @@ pub struct PlanArgs {
     /// Plan as if this node were unreachable (repeatable).
     #[arg(long, value_name = "NODE")]
     pub assume_down: Vec<String>,
+    /// Consent to a failover that would lose WAL acknowledged as synchronous.
+    #[arg(long)]
+    pub accept_data_loss: bool,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +192,9 @@ pub struct ApplyArgs {
     pub lock_timeout: Option<crate::units::Duration>,
     #[arg(long)]
     pub allow_failover: bool,
+    /// Consent to a failover that would lose WAL acknowledged as synchronous.
+    #[arg(long)]
+    pub accept_data_loss: bool,
 }
 
 #[derive(Debug, Args)]

@@ -59,7 +59,7 @@ pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
 }
 
 fn has_changes(plan: &Plan) -> bool {
-    !plan.changes.is_empty() || !plan.steps.is_empty()
+    !render::plan::is_no_change(plan)
 }
 
 async fn make_plan(
@@ -84,6 +84,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
     let opts = PlanOptions {
         allow_failover: a.allow_failover || what_if_consent,
         assume_down: a.assume_down.clone(),
+        accept_data_loss: a.accept_data_loss,
     };
     let mut plan = make_plan(g, a.observed.as_deref(), &opts).await?;
     if what_if_consent
@@ -113,7 +114,13 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
             ));
         }
     }
-    Ok(if a.detailed_exitcode && has_changes(&plan) {
+    Ok(if !plan.summary.cannot_fix.is_empty() {
+        eprintln!(
+            "Error: the plan cannot fix {} finding(s) of drift (listed under \"Cannot fix\").",
+            plan.summary.cannot_fix.len()
+        );
+        exit::ERROR
+    } else if a.detailed_exitcode && has_changes(&plan) {
         exit::CHANGES
     } else {
         exit::OK

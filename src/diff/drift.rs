@@ -9,6 +9,7 @@ use crate::config::{Desired, DesiredRole};
 use crate::observe::{ObservedCluster, Role};
 use crate::units::ByteSize;
 
+use super::assess::{assess, Verdict};
 use super::{
     actionable, hba, observed, observed_role, observed_upstream, obsolete_slot, setting_diffs,
     slot_retained,
@@ -31,6 +32,16 @@ pub enum DriftKind {
     OrphanSlot,
     SyncSet,
     RetiredRunning,
+    /// Two nodes accept writes on one timeline.
+    SplitBrain,
+    /// A standby's history differs from its upstream's on the same timeline.
+    Diverged,
+    /// The data directory belongs to another system (system identifier).
+    ForeignSystem,
+    /// The standby's slot is lost, or the WAL it needs is gone from its upstream.
+    SlotLost,
+    /// A warning: the slot's WAL is about to be removed (`wal_status = unreserved`).
+    SlotUnreserved,
 }
 
 /// One finding.
@@ -69,9 +80,16 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
         })
     };
     let block = hba::managed_block(d);
+    let verdicts = assess(d, o);
     for n in d.nodes.values() {
         let x = observed(o, &n.name);
         let addr = format!("node.{}", n.name);
+        if let Some((kind, detail)) = verdicts
+            .get(&n.name)
+            .and_then(|v| verdict_finding(v, &n.name))
+        {
+            push(kind, &n.name, addr.clone(), detail);
+        }
         if n.role == DesiredRole::Absent {
             if x.running {
                 push(
@@ -219,6 +237,23 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
             }
         }
         if x.reachable {
+            for s in x
+                .replication_slots
+                .iter()
+                .filter(|s| s.wal_status.as_deref() == Some("unreserved"))
+            {
+                push(
+                    DriftKind::SlotUnreserved,
+                    &n.name,
+                    format!("slot.{}.{}", n.name, s.name),
+                    format!(
+                        "slot {} on {} is close to being lost: WAL it needs is past max_slot_wal_keep_size (wal_status unreserved{})",
+                        s.name,
+                        n.name,
+                        s.safe_wal_size.map(|b| format!(", safe_wal_size {b}")).unwrap_or_default()
+                    ),
+                );
+            }
             for s in &x.slots {
                 if let Some(reason) = obsolete_slot(d, o, &n.name, s) {
                     push(
@@ -277,10 +312,22 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
     }
 }
 
+/// The finding a verdict is, when the verdict is one that only the assessment sees.
+fn verdict_finding(v: &Verdict, node: &str) -> Option<(DriftKind, String)> {
+    let kind = match v {
+        Verdict::SplitBrain { .. } => DriftKind::SplitBrain,
+        Verdict::Diverged { .. } => DriftKind::Diverged,
+        Verdict::Foreign { .. } => DriftKind::ForeignSystem,
+        Verdict::SlotLost { .. } => DriftKind::SlotLost,
+        _ => return None,
+    };
+    Some((kind, v.reason(node)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::fixtures::*;
+    use crate::observe::fixtures::*;
 
     fn kinds(r: &DriftReport) -> Vec<DriftKind> {
         r.items.iter().map(|i| i.kind).collect()
@@ -315,6 +362,8 @@ mod tests {
             active: false,
             restart_lsn: None,
             wal_retained_bytes: Some(3 << 30),
+            wal_status: None,
+            safe_wal_size: None,
         });
         n1.hba.as_mut().unwrap().managed_block = Some(vec!["host all all 0.0.0.0/0 trust".into()]);
         let n3 = o.nodes.get_mut("n3").unwrap();

@@ -9,6 +9,8 @@
 //!
 //! Architecture invariant: nothing in here decides an order or a step; nothing reads a clock.
 
+pub mod assess;
+pub mod change;
 pub mod drift;
 pub mod hba;
 pub mod values;
@@ -17,8 +19,8 @@ use std::collections::BTreeMap;
 
 use crate::config::{Desired, DesiredNode, DesiredRole};
 use crate::observe::{ObservedCluster, ObservedNode, Role};
-use crate::plan::model::{AttributeChange, Change, ChangeAction};
 use crate::units::ByteSize;
+pub use change::{AttributeChange, Change, ChangeAction};
 
 /// Settings that a hot standby needs at least as high as its primary.
 pub const HOT_STANDBY_CRITICAL: [&str; 5] = [
@@ -366,8 +368,12 @@ fn promotion_reason(d: &Desired, o: &ObservedCluster, new: &str) -> String {
 /// Every difference between the topology and the cluster.
 pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     let mut out = Vec::new();
+    let verdicts = assess::assess(d, o);
     for n in d.nodes.values() {
-        node_change(d, o, n, &mut out);
+        match verdicts.get(&n.name) {
+            Some(v) if v.needs_clone() => clone_change(n, v, &mut out),
+            _ => node_change(d, o, n, &mut out),
+        }
     }
     slot_changes(d, o, &mut out);
     for n in d.present() {
@@ -443,6 +449,27 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
         }
     }
     out
+}
+
+/// A node that only a fresh clone repairs (another system, split brain, diverged, slot lost).
+fn clone_change(n: &DesiredNode, v: &assess::Verdict, out: &mut Vec<Change>) {
+    let up = match &n.role {
+        DesiredRole::Standby { upstream } => upstream.as_str(),
+        _ => return,
+    };
+    out.push(Change {
+        address: format!("node.{}", n.name),
+        action: ChangeAction::Change,
+        attributes: vec![attr(
+            "data_directory",
+            Some("diverged"),
+            Some("cloned again"),
+        )],
+        reason: format!(
+            "will be cloned again from {up}: {}",
+            v.reason(&n.name).unwrap_or_default()
+        ),
+    });
 }
 
 fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<Change>) {
@@ -656,7 +683,7 @@ pub fn obsolete_slot_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::fixtures::*;
+    use crate::observe::fixtures::*;
 
     fn addrs(c: &[Change]) -> Vec<String> {
         c.iter()

@@ -15,6 +15,7 @@
 
 pub mod conninfo;
 mod files;
+pub mod fixtures;
 pub mod model;
 mod sql;
 
@@ -63,10 +64,15 @@ pub async fn observe(desired: &Desired, opts: &ObserveOptions) -> ObservedCluste
     )
     .await;
     let mut nodes = BTreeMap::new();
-    for (name, (mut node, facts)) in desired.nodes.keys().zip(results) {
+    let mut clients = BTreeMap::new();
+    for (name, (mut node, facts, client)) in desired.nodes.keys().zip(results) {
         resolve_upstream(desired, &mut node, &facts);
         nodes.insert(name.clone(), node);
+        if let Some(c) = client {
+            clients.insert(name.clone(), c);
+        }
     }
+    compare_wal(&mut nodes, &clients).await;
     ObservedCluster {
         format_version: OBSERVED_FORMAT_VERSION,
         cluster: desired.cluster.clone(),
@@ -75,16 +81,69 @@ pub async fn observe(desired: &Desired, opts: &ObserveOptions) -> ObservedCluste
     }
 }
 
-/// One node: SQL first; the files and tools through its transport when SQL fails.
+/// How many WAL bytes before a standby's replay position are compared with its upstream's.
+const WAL_MATCH_BYTES: u64 = 256;
+
+/// Every running standby on its upstream's timeline: the upstream's end of WAL, read now
+/// (after the standby's replay position was), and, when the upstream has reached that
+/// position, the WAL bytes before it compared on both ([`WalMatch`]).
+async fn compare_wal(
+    nodes: &mut BTreeMap<String, ObservedNode>,
+    clients: &BTreeMap<String, tokio_postgres::Client>,
+) {
+    let pairs: Vec<(String, String, u32, crate::units::Lsn)> = nodes
+        .iter()
+        .filter_map(|(name, n)| {
+            let up_name = n.upstream.clone()?;
+            let up = nodes.get(&up_name)?;
+            let (tli, at) = (n.timeline?, n.replay_lsn?);
+            (n.role == Some(Role::Standby) && up.timeline == Some(tli))
+                .then(|| (name.clone(), up_name, tli, at))
+        })
+        .collect();
+    let checks = pairs.iter().map(|(x, up, tli, at)| async move {
+        let (mine, theirs) = (clients.get(x)?, clients.get(up)?);
+        let upstream_end = sql::wal_end_now(theirs).await?;
+        let mut m = WalMatch {
+            at: *at,
+            upstream_end,
+            bytes: 0,
+            matches: None,
+        };
+        if upstream_end >= *at {
+            let (a, b) = futures::join!(
+                sql::wal_bytes_before(mine, *tli, *at, WAL_MATCH_BYTES),
+                sql::wal_bytes_before(theirs, *tli, *at, WAL_MATCH_BYTES)
+            );
+            if let (Some(a), Some(b)) = (a, b) {
+                m.bytes = ((a.len() - 2) / 2) as u32;
+                m.matches = Some(a == b);
+            }
+        }
+        Some(m)
+    });
+    for ((x, ..), m) in pairs.iter().zip(join_all(checks).await) {
+        if let Some(n) = nodes.get_mut(x) {
+            n.wal_match = m;
+        }
+    }
+}
+
+/// One node: SQL first; the files and tools through its transport when SQL fails. The SQL
+/// connection is handed back for the comparisons across nodes.
 async fn observe_node(
     desired: &Desired,
     node: &DesiredNode,
     opts: &ObserveOptions,
-) -> (ObservedNode, sql::ReceiverFacts) {
+) -> (
+    ObservedNode,
+    sql::ReceiverFacts,
+    Option<tokio_postgres::Client>,
+) {
     let mut obs = ObservedNode::default();
     if opts.assume_down.iter().any(|n| n == &node.name) {
         obs.unreachable_reason = Some("assumed down (--assume-down): not contacted".into());
-        return (obs, sql::ReceiverFacts::default());
+        return (obs, sql::ReceiverFacts::default(), None);
     }
     let started = std::time::Instant::now();
     let names: BTreeSet<String> = node.settings.keys().cloned().collect();
@@ -99,7 +158,7 @@ async fn observe_node(
                         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                         "observed over SQL"
                     );
-                    return (obs, facts);
+                    return (obs, facts, Some(client));
                 }
                 Ok(Err(e)) => format!(
                     "{} ({}:{}): query failed: {}",
@@ -132,7 +191,7 @@ async fn observe_node(
         reason = obs.unreachable_reason.as_deref().unwrap_or(""),
         "observed through files"
     );
-    (obs, sql::ReceiverFacts::default())
+    (obs, sql::ReceiverFacts::default(), None)
 }
 
 /// Name the upstream of a standby: the WAL receiver's sender, else primary_conninfo, matched on

@@ -104,6 +104,31 @@ pub struct ObservedNode {
     /// answer): what pg_rewind could read of its WAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_segments: Option<WalSegments>,
+    /// Where the oldest WAL segment in a running node's pg_wal starts (pg_ls_waldir): WAL
+    /// before it can no longer be streamed from this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_wal: Option<Lsn>,
+    /// A running standby on its upstream's timeline: the upstream's end of WAL read after the
+    /// standby's replay position, and whether the WAL just before that position is byte for
+    /// byte the upstream's (read from both pg_wal directories). A mismatch proves the two
+    /// histories differ although the timeline is the same (a second writer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_match: Option<WalMatch>,
+}
+
+/// A running standby's replay position checked against its upstream, read after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WalMatch {
+    /// The standby's replay position; the bytes compared end there.
+    pub at: Lsn,
+    /// The upstream's end of WAL (flush position on a primary, received or replayed on a
+    /// standby), read after `at`: a standby that shares its upstream's history is never past it.
+    pub upstream_end: Lsn,
+    /// How many bytes before `at` were compared (0: not compared).
+    pub bytes: u32,
+    /// Whether those bytes are the same on both (None: not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<bool>,
 }
 
 /// The WAL segment files a data directory holds, as runs of consecutive segment numbers (any
@@ -195,6 +220,14 @@ pub struct ObservedSlot {
     pub restart_lsn: Option<Lsn>,
     /// Bytes of WAL the slot keeps (current LSN − restart_lsn).
     pub wal_retained_bytes: Option<u64>,
+    /// `reserved`, `extended`, `unreserved` (WAL it needs is about to be removed) or `lost`
+    /// (it is gone: the slot can no longer serve its standby); PostgreSQL 13 and later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_status: Option<String>,
+    /// Bytes of WAL that can still be written before this slot is in danger of `lost`
+    /// (null when max_slot_wal_keep_size is -1, or on PostgreSQL 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_wal_size: Option<i64>,
 }
 
 /// A pg_stat_replication row.

@@ -86,7 +86,9 @@ const HEAD: &str = "case when pg_is_in_recovery() \
 fn slots_sql() -> String {
     format!(
         "select slot_name::text, slot_type, active, restart_lsn::text, \
-         ({HEAD} - restart_lsn)::bigint::text from pg_replication_slots order by slot_name"
+         ({HEAD} - restart_lsn)::bigint::text, \
+         to_jsonb(s) ->> 'wal_status', to_jsonb(s) ->> 'safe_wal_size' \
+         from pg_replication_slots s order by slot_name"
     )
 }
 
@@ -98,6 +100,16 @@ fn replication_sql() -> String {
          from pg_stat_replication order by application_name"
     )
 }
+
+/// The oldest WAL segment in pg_wal (pg_ls_waldir needs pg_monitor), with the segment size.
+/// `wal_status`/`safe_wal_size` above come through to_jsonb so that PostgreSQL 12, which has
+/// neither column, still answers.
+const OLDEST_WAL: &str =
+    "select min(name), (select setting from pg_settings where name = 'wal_segment_size') \
+    from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'";
+
+/// Bytes per WAL segment.
+const SEGMENT_SIZE: &str = "select setting from pg_settings where name = 'wal_segment_size'";
 
 const HBA_ERRORS: &str = "select line_number::text, error from pg_hba_file_rules \
     where error is not null order by line_number";
@@ -165,6 +177,7 @@ pub async fn observe_sql(
         client.simple_query(&settings_q),
         client.simple_query(HBA),
         client.simple_query(HBA_ERRORS),
+        client.simple_query(OLDEST_WAL),
     ])
     .await
     .into_iter();
@@ -181,6 +194,7 @@ pub async fn observe_sql(
     let hba = next().map(rows).unwrap_or_default();
     // Only a superuser may read pg_hba_file_rules; without it the errors stay unknown.
     let hba_errors = next().map(rows).unwrap_or_default();
+    let oldest = next().map(rows).unwrap_or_default();
 
     let c = core.first().expect("the core query returns one row");
     node.reachable = true;
@@ -266,6 +280,8 @@ pub async fn observe_sql(
             active: boolean(r, 2).unwrap_or(false),
             restart_lsn: lsn(r, 3),
             wal_retained_bytes: num::<i64>(r, 4).map(|b| b.max(0) as u64),
+            wal_status: text(r, 5),
+            safe_wal_size: num(r, 6),
         })
         .collect();
     node.slots = node
@@ -312,10 +328,50 @@ pub async fn observe_sql(
         .map(|s| s.value)
         .filter(|s| !s.is_empty());
 
+    node.oldest_wal = oldest.first().and_then(|r| {
+        let size: u64 = num(r, 1)?;
+        let (_, seg) = crate::units::parse_wal_segment(r.get(0)?, size)?;
+        Some(Lsn(seg * size))
+    });
     if let Some(tli) = node.timeline.filter(|t| *t > 1) {
         node.timeline_history = read_history(client, tli).await;
     }
     Ok(facts)
+}
+
+/// The end of WAL a downstream can have from this node now: the flush position of a primary,
+/// the received (else replayed) position of a standby.
+pub async fn wal_end_now(client: &Client) -> Option<Lsn> {
+    let q = "select case when pg_is_in_recovery() \
+        then greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) \
+        else pg_current_wal_flush_lsn() end::text";
+    rows(client.simple_query(q).await.ok()?)
+        .first()
+        .and_then(|r| lsn(r, 0))
+}
+
+/// The `len` bytes of WAL before `end` (never before the start of `end`'s segment), as the
+/// hex text PostgreSQL prints a bytea in, read from the node's pg_wal on timeline `tli`. None
+/// when the file is not there or cannot be read (pg_read_binary_file needs a grant).
+pub async fn wal_bytes_before(client: &Client, tli: u32, end: Lsn, len: u64) -> Option<String> {
+    let size: u64 = rows(client.simple_query(SEGMENT_SIZE).await.ok()?)
+        .first()
+        .and_then(|r| num(r, 0))?;
+    let offset = end.0 % size;
+    let from = offset.saturating_sub(len);
+    if offset == from {
+        return None;
+    }
+    let name = crate::units::wal_segment_name(tli, end.0 / size, size);
+    let q = format!(
+        "select pg_read_binary_file('pg_wal/{name}', {from}, {}, true)",
+        offset - from
+    );
+    let r = rows(client.simple_query(&q).await.ok()?);
+    r.first()
+        .and_then(|r| r.get(0))
+        .map(str::to_string)
+        .filter(|v| v.len() as u64 == 2 + 2 * (offset - from))
 }
 
 fn r_hex(v: Option<&str>) -> Option<u32> {

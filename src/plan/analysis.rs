@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Desired, DesiredRole};
+use crate::diff::assess::{self, Verdict};
 use crate::diff::{
     actionable, needs_data, observed, observed_role, observed_upstream, received, wal_end,
 };
@@ -503,6 +504,16 @@ pub fn analyse(
                                 max_lag: d.failover.max_lag.0,
                             });
                         }
+                        if behind > 0
+                            && d.replication.synchronous.is_some()
+                            && !opts.accept_data_loss
+                        {
+                            return Err(PlanError::SyncDataLoss {
+                                candidate: p.clone(),
+                                best,
+                                bytes: behind,
+                            });
+                        }
                         if behind > 0 {
                             notes.push(format!(
                                 "{p} is {behind} bytes behind {best}, the most advanced reachable standby (within failover.max_lag {})",
@@ -544,43 +555,16 @@ pub fn analyse(
         }
     }
 
-    let primary_sysid = pobs.system_identifier.clone();
     for n in eff.nodes.values() {
         if n.name == p {
             continue;
         }
-        let xo = observed(o, &n.name);
         let fate = match &n.role {
             DesiredRole::Absent => Fate::Retire,
             DesiredRole::Primary => unreachable!("one primary"),
             DesiredRole::Standby { upstream } => {
-                if !actionable(&xo) {
-                    Fate::Deferred { why: why_down(&xo) }
-                } else if needs_data(&xo) {
-                    Fate::New {
-                        move_aside: false,
-                        reason: format!("new standby of {upstream}"),
-                    }
-                } else if let (Some(a), Some(b)) = (&xo.system_identifier, &primary_sysid) {
-                    if a != b {
-                        Fate::New {
-                            move_aside: true,
-                            reason: format!(
-                                "{} belongs to another cluster (system identifier {a}, {p} has {b})",
-                                n.name
-                            ),
-                        }
-                    } else {
-                        standby_fate(
-                            &eff,
-                            o,
-                            &n.name,
-                            upstream,
-                            promotion.as_ref(),
-                            old.as_deref(),
-                        )
-                    }
-                } else {
+                let verdict = assess::node(&eff, o, &n.name, old.as_deref());
+                standby_verdict_fate(&verdict, &n.name, upstream).unwrap_or_else(|| {
                     standby_fate(
                         &eff,
                         o,
@@ -589,7 +573,7 @@ pub fn analyse(
                         promotion.as_ref(),
                         old.as_deref(),
                     )
-                }
+                })
             }
         };
         fates.insert(n.name.clone(), fate);
@@ -627,6 +611,26 @@ pub fn analyse(
         promotion,
         fates,
         notes,
+    })
+}
+
+/// The fate a standby's verdict decides by itself: unreachable, new, or cloned again (another
+/// system, split brain, diverged on one timeline, slot lost). None: the ordinary rules decide.
+fn standby_verdict_fate(v: &Verdict, x: &str, upstream: &str) -> Option<Fate> {
+    Some(match v {
+        Verdict::Unreachable { why } => Fate::Deferred { why: why.clone() },
+        Verdict::NoData => Fate::New {
+            move_aside: false,
+            reason: format!("new standby of {upstream}"),
+        },
+        Verdict::Foreign { .. } => Fate::New {
+            move_aside: true,
+            reason: v.reason(x)?,
+        },
+        v if v.needs_clone() => Fate::Rejoin(Rejoin::Clone {
+            reason: v.reason(x)?,
+        }),
+        _ => return None,
     })
 }
 

@@ -18,6 +18,7 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
     let opts = PlanOptions {
         allow_failover: true,
         assume_down: vec![],
+        accept_data_loss: true,
     };
     let Ok(a) = analysis::analyse(d, o, &opts) else {
         return o.clone();
@@ -65,6 +66,8 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
                     active: false,
                     restart_lsn: None,
                     wal_retained_bytes: None,
+                    wal_status: None,
+                    safe_wal_size: None,
                 });
             }
         }
@@ -85,6 +88,8 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
                 active: true,
                 restart_lsn: Some(lsn),
                 wal_retained_bytes: Some(0),
+                wal_status: None,
+                safe_wal_size: None,
             });
         }
     }

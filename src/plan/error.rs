@@ -30,6 +30,17 @@ pub enum PlanError {
         max_lag: u64,
     },
 
+    #[error("failover to {candidate} would lose {bytes} bytes of WAL that {best} has received: with synchronous replication declared, commits in it may have been acknowledged to clients")]
+    #[diagnostic(
+        code(pgtopo::plan::sync_data_loss),
+        help("declare {best} (the most advanced reachable standby) as the primary instead, or pass --accept-data-loss to lose those commits")
+    )]
+    SyncDataLoss {
+        candidate: String,
+        best: String,
+        bytes: u64,
+    },
+
     #[error("switchover candidate {candidate} is {bytes} bytes behind {primary} (switchover.max_lag is {max_lag} bytes)")]
     #[diagnostic(
         code(pgtopo::plan::switchover_lag),

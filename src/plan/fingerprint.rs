@@ -85,7 +85,7 @@ pub fn fingerprint(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, NodeFin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::fixtures::*;
+    use crate::observe::fixtures::*;
 
     #[test]
     fn lsns_do_not_change_the_fingerprint_but_roles_do() {

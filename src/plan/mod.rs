@@ -14,10 +14,10 @@
 //! (desired, observed, options) always gives the same plan, byte for byte.
 
 pub mod analysis;
+pub mod coverage;
 pub mod end_state;
 pub mod error;
 pub mod fingerprint;
-pub mod fixtures;
 pub mod graph;
 pub mod model;
 pub mod transforms;
@@ -41,6 +41,8 @@ pub struct PlanOptions {
     pub allow_failover: bool,
     /// Plan as if these nodes were unreachable (`--assume-down`).
     pub assume_down: Vec<String>,
+    /// Consent to a failover that loses WAL acknowledged as synchronous (`--accept-data-loss`).
+    pub accept_data_loss: bool,
 }
 
 /// The observed state with the `--assume-down` nodes unreachable (their last known LSNs kept).
@@ -99,7 +101,8 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let steps = ctx.dag.finish();
     let mut file_diffs = file_diffs;
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
-    let summary = summary(&a, o, &changes, &steps, restarts, window, notes);
+    let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
+    summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -111,6 +114,28 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         file_diffs,
         summary,
     })
+}
+
+/// The drift of the declared topology that `steps` leave unfixed (nodes assumed down by a
+/// what-if aside: their findings are hypothetical).
+fn cannot_fix(
+    d: &Desired,
+    o: &ObservedCluster,
+    a: &analysis::Analysis,
+    steps: &[Step],
+    assumed: &[String],
+) -> Vec<CannotFix> {
+    let mut report = diff::drift::drift(d, o);
+    report.items.retain(|i| {
+        !assumed
+            .iter()
+            .any(|n| *n == i.node || i.address.ends_with(&format!(".{n}")))
+    });
+    let deferred = |n: &str| match a.fates.get(n) {
+        Some(Fate::Deferred { why }) => Some(why.clone()),
+        _ => None,
+    };
+    coverage::cannot_fix(&report, steps, &deferred)
 }
 
 fn window(c: &transforms::Ctx) -> Option<WriteWindow> {
@@ -408,6 +433,7 @@ fn summary(
         write_unavailable,
         data_loss,
         notes,
+        cannot_fix: Vec::new(),
     }
 }
 

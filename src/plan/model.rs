@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::diff::change::{AttributeChange, Change, ChangeAction};
 use crate::units::Lsn;
 
 /// Version of the saved-plan format; bump on an incompatible change.
@@ -44,35 +45,6 @@ pub struct NodeFingerprint {
     pub hba_sha256: String,
     /// SHA-256 of the sorted slot names.
     pub slots_sha256: String,
-}
-
-/// One difference between the topology file and the cluster, at an address such as `node.n2`,
-/// `slot.n1.n2`, `setting.n1.max_connections`, `hba.n1`, `sync.shop`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Change {
-    pub address: String,
-    pub action: ChangeAction,
-    /// Attribute-level before/after (`role`, `upstream`, `value`, …).
-    pub attributes: Vec<AttributeChange>,
-    /// One line: why.
-    pub reason: String,
-}
-
-/// `+`, `~`, `-`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeAction {
-    Add,
-    Change,
-    Remove,
-}
-
-/// One attribute of a change; `None` on a side means absent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct AttributeChange {
-    pub name: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
 }
 
 /// Step ids are 1-based positions in `Plan::steps` (a topological order).
@@ -331,6 +303,20 @@ pub struct Summary {
     /// Lines about WAL retained or freed by slot changes, and other risks.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Drift this plan has no step for, and why (SPEC §4 "Drift ⊆ plan"). Not empty: `plan`
+    /// exits 1, and the cluster will not match topology.yaml after the apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cannot_fix: Vec<CannotFix>,
+}
+
+/// A drift finding the plan cannot fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CannotFix {
+    /// The change address it concerns (`node.n3`, `setting.n1.work_mem`).
+    pub address: String,
+    /// The finding, as `pgtopo drift` says it.
+    pub finding: String,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -1,9 +1,9 @@
 //! Unit tests of the planner: one per ordering transform and per refusal, each starting from a
 //! healthy cluster (`fixtures::healthy`) and breaking one thing.
 
-use super::fixtures::*;
 use super::*;
 use crate::config::SyncSpec;
+use crate::observe::fixtures::*;
 use crate::observe::{ControlData, ObservedNode, Role, TimelineFork, WalSegments};
 use crate::units::Lsn;
 
@@ -15,6 +15,7 @@ fn consent() -> PlanOptions {
     PlanOptions {
         allow_failover: true,
         assume_down: vec![],
+        accept_data_loss: false,
     }
 }
 
@@ -641,6 +642,7 @@ fn assume_down_plans_the_what_if() {
     let opts = PlanOptions {
         allow_failover: false,
         assume_down: vec!["n1".into()],
+        accept_data_loss: false,
     };
     let e = build(&d, &o, &opts).unwrap_err();
     assert!(matches!(&e, PlanError::FailoverNotAllowed { candidate, .. } if candidate == "n2"));
@@ -667,6 +669,7 @@ fn assume_down_plans_the_what_if() {
         &PlanOptions {
             allow_failover: true,
             assume_down: vec!["zz".into()],
+            accept_data_loss: false,
         },
     );
     assert!(matches!(bad, Err(PlanError::UnknownNode { .. })));
@@ -706,6 +709,8 @@ fn orphan_slots_are_dropped_with_a_wal_note() {
         active: false,
         restart_lsn: None,
         wal_retained_bytes: Some(2 << 30),
+        wal_status: None,
+        safe_wal_size: None,
     });
     let p = plan(&d, &o);
     assert_eq!(lines(&p), vec!["drop_slot n1"]);
@@ -739,7 +744,7 @@ fn a_second_primary_is_stopped_and_rejoined_with_data_loss_stated() {
     n3.settings
         .insert("wal_log_hints".into(), setting("on", "postmaster"));
     let p = plan(&d, &o);
-    let stop = step(&p, "stop", "n3");
+    let stop = step(&p, "fence", "n3");
     assert!(stop.destructive);
     let rw = step(&p, "rewind", "n3");
     assert!(before(&p, stop.id, rw.id));

@@ -631,20 +631,51 @@ fn pgpass(c: &mut Ctx, x: &str) -> Option<Idx> {
 
 fn stop_if_running(c: &mut Ctx, x: &str, why: &str, deps: &[Idx]) {
     let xo = observed(c.o, x);
-    if xo.running && !c.stopped.contains(x) {
-        let primary = xo.role == Some(Role::Primary);
+    if !xo.running || c.stopped.contains(x) {
+        return;
+    }
+    if xo.role == Some(Role::Primary) {
+        // A writer that is not the plan's primary: stopped, and kept from starting as one.
+        c.dag.add(
+            x,
+            Action::Fence(FenceParams {
+                reason: format!("{x} accepts writes but is not the primary ({why})"),
+            }),
+            true,
+            format!("{x} must not accept writes ({why})"),
+            deps,
+        );
+    } else {
         c.dag.add(
             x,
             Action::Stop(StopParams {
                 mode: ShutdownMode::Fast,
                 writes_unavailable: false,
             }),
-            primary,
+            false,
             format!("fast ({why})"),
             deps,
         );
-        c.stopped.insert(x.into());
     }
+    c.stopped.insert(x.into());
+}
+
+/// A standby's slot on `up` that can no longer serve it (`lost`) is dropped before the clone
+/// re-creates it.
+fn drop_lost_slot(c: &mut Ctx, x: &str, up: &str, deps: &[Idx]) -> Option<Idx> {
+    let lost = observed(c.o, up)
+        .replication_slots
+        .iter()
+        .any(|s| s.name == x && s.wal_status.as_deref() == Some("lost"));
+    lost.then(|| {
+        c.dag.add(
+            up,
+            Action::DropSlot(SlotParams { slot: x.into() }),
+            false,
+            format!("slot {x} is lost: dropped so that the clone of {x} creates it again"),
+            deps,
+        )
+    })
 }
 
 /// A node's own settings after it was cloned or rewound (the copy brought its source's).
@@ -802,6 +833,16 @@ pub fn repoint(c: &mut Ctx, x: &str, up: &str, from: Option<&str>) {
 pub fn new_standby(c: &mut Ctx, x: &str, up: &str, move_aside: bool, reason: &str) {
     let mut deps = c.ready(up);
     deps.extend(c.role_step);
+    if move_aside {
+        stop_if_running(
+            c,
+            x,
+            &format!("its data directory is moved aside: {reason}"),
+            &[],
+        );
+    }
+    let ready = deps.clone();
+    deps.extend(drop_lost_slot(c, x, up, &ready));
     pgpass(c, x);
     let slot = c.eff.replication.slots.then(|| x.to_string());
     let ci = c.dag.add(
@@ -1041,9 +1082,9 @@ mod tests {
     //! Each transform run alone (after the analysis, with no other transform before it).
     use super::*;
     use crate::config::{SyncMode, SyncSpec};
+    use crate::observe::fixtures::*;
     use crate::observe::{ControlData, ObservedNode};
     use crate::plan::analysis::analyse;
-    use crate::plan::fixtures::*;
     use crate::plan::PlanOptions;
     use crate::units::Lsn;
 

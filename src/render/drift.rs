@@ -22,6 +22,11 @@ fn label(k: DriftKind) -> &'static str {
         DriftKind::OrphanSlot => "slot",
         DriftKind::SyncSet => "synchronous set",
         DriftKind::RetiredRunning => "retired node running",
+        DriftKind::SplitBrain => "split brain",
+        DriftKind::Diverged => "diverged",
+        DriftKind::ForeignSystem => "another system",
+        DriftKind::SlotLost => "slot lost",
+        DriftKind::SlotUnreserved => "slot unreserved (warning)",
     }
 }
 

@@ -303,7 +303,7 @@ fn destructive_steps(plan: &Plan) -> Vec<&Step> {
 /// The text rendering.
 pub fn text(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
-    if plan.changes.is_empty() && plan.steps.is_empty() {
+    if is_no_change(plan) {
         let _ = writeln!(out, "{NO_CHANGES}");
         notes_text(plan, &mut out);
         return out;
@@ -368,6 +368,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
 }
 
 fn notes_text(plan: &Plan, out: &mut String) {
+    cannot_fix_text(plan, out);
     if plan.summary.notes.is_empty() {
         return;
     }
@@ -375,6 +376,25 @@ fn notes_text(plan: &Plan, out: &mut String) {
     for n in &plan.summary.notes {
         let _ = writeln!(out, "  - {n}");
     }
+}
+
+/// The drift this plan cannot fix: after the apply the cluster will still not match.
+fn cannot_fix_text(plan: &Plan, out: &mut String) {
+    if plan.summary.cannot_fix.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nCannot fix (the cluster will not match topology.yaml after this plan):"
+    );
+    for c in &plan.summary.cannot_fix {
+        let _ = writeln!(out, "  x {}: {} — {}", c.address, c.finding, c.why);
+    }
+}
+
+/// Nothing to do and nothing left unfixed.
+pub fn is_no_change(plan: &Plan) -> bool {
+    plan.changes.is_empty() && plan.steps.is_empty() && plan.summary.cannot_fix.is_empty()
 }
 
 /// The JSON rendering: the plan file.
@@ -411,7 +431,7 @@ pub fn markdown(plan: &Plan) -> String {
     let mut head = String::new();
     let _ = writeln!(head, "<!-- pgtopo:plan cluster={} -->", plan.cluster);
     let _ = writeln!(head, "### pgtopo plan for `{}`\n", plan.cluster);
-    if plan.changes.is_empty() && plan.steps.is_empty() {
+    if is_no_change(plan) {
         let _ = writeln!(head, "{NO_CHANGES}");
         return head;
     }
@@ -511,6 +531,22 @@ pub fn markdown(plan: &Plan) -> String {
         }
     }
     let mut out = b.out;
+    if !plan.summary.cannot_fix.is_empty() {
+        let mut cf = String::from(
+            "#### Cannot fix\n\nThe cluster will not match topology.yaml after this plan:\n\n",
+        );
+        for c in &plan.summary.cannot_fix {
+            let _ = writeln!(
+                cf,
+                "- `{}`: {} — {}",
+                c.address,
+                md_cell(&c.finding),
+                md_cell(&c.why)
+            );
+        }
+        cf.push('\n');
+        out.push_str(&cf);
+    }
     if !plan.summary.notes.is_empty() {
         let mut notes = String::from("#### Notes\n\n");
         for n in &plan.summary.notes {

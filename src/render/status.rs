@@ -15,6 +15,7 @@ use owo_colors::OwoColorize;
 use serde::Serialize;
 
 use crate::config::{Desired, DesiredRole};
+use crate::diff::assess::{assess, Verdict};
 use crate::observe::{ObservedCluster, ObservedNode, Role};
 use crate::units::ByteSize;
 
@@ -27,6 +28,11 @@ pub struct StatusNode<'a> {
     /// Declared role: `primary`, `standby` or `absent`.
     pub declared_role: &'static str,
     pub declared_upstream: Option<&'a str>,
+    /// The assessment's verdict (`healthy`, `split_brain`, `diverged`, `foreign_system`,
+    /// `slot_lost`, `unreachable`, `no_data`, `other`, `retired`) and, when it is a problem, why.
+    pub verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_reason: Option<String>,
     #[serde(flatten)]
     pub observed: &'a ObservedNode,
 }
@@ -41,6 +47,7 @@ pub struct StatusDoc<'a> {
 
 /// `status --format json`.
 pub fn json(desired: &Desired, obs: &ObservedCluster) -> String {
+    let verdicts = assess(desired, obs);
     let nodes = desired
         .nodes
         .values()
@@ -58,6 +65,8 @@ pub fn json(desired: &Desired, obs: &ObservedCluster) -> String {
                     port: d.port,
                     declared_role,
                     declared_upstream,
+                    verdict: verdicts.get(&d.name).map_or("other", |v| v.name()),
+                    verdict_reason: verdicts.get(&d.name).and_then(|v| v.reason(&d.name)),
                     observed: o,
                 },
             ))
@@ -71,7 +80,8 @@ pub fn json(desired: &Desired, obs: &ObservedCluster) -> String {
     serde_json::to_string_pretty(&doc).expect("status JSON serialises")
 }
 
-struct Painter(bool);
+/// Colours, and the assessment's verdicts the lines are annotated with.
+struct Painter(bool, BTreeMap<String, Verdict>);
 
 impl Painter {
     fn name(&self, s: &str) -> String {
@@ -118,7 +128,7 @@ pub fn text(desired: &Desired, obs: &ObservedCluster) -> String {
 
 /// `status` as text, colour chosen by the caller.
 pub fn text_with(desired: &Desired, obs: &ObservedCluster, color: bool) -> String {
-    let p = Painter(color);
+    let p = Painter(color, assess(desired, obs));
     let parents = parents(desired, obs);
     let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut roots = Vec::new();
@@ -337,14 +347,25 @@ fn node_line(
         .and_then(|pn| obs.nodes.get(pn))
         .and_then(|up| up.replication_slots.iter().find(|s| s.name == name))
     {
-        parts.push(format!(
-            "slot {} on {}{}",
+        let text = format!(
+            "slot {} on {}{}{}",
             if slot.active { "active" } else { "inactive" },
             parent.unwrap_or(""),
             slot.wal_retained_bytes
                 .map(|b| format!(" retains {}", ByteSize::human(b)))
-                .unwrap_or_default()
-        ));
+                .unwrap_or_default(),
+            match slot.wal_status.as_deref() {
+                Some(w @ ("lost" | "unreserved")) => format!(" (wal_status {w})"),
+                _ => String::new(),
+            }
+        );
+        parts.push(match slot.wal_status.as_deref() {
+            Some("lost" | "unreserved") => p.bad(&text),
+            _ => text,
+        });
+    }
+    if let Some(a) = p.1.get(name).and_then(Verdict::annotation) {
+        parts.push(p.bad(&a));
     }
     if let Some(d) = d {
         let declared = match &d.role {
@@ -429,6 +450,8 @@ mod tests {
             active,
             restart_lsn: None,
             wal_retained_bytes: Some(2048),
+            wal_status: None,
+            safe_wal_size: None,
         };
         let repl = |name: &str| ObservedReplica {
             application_name: name.into(),

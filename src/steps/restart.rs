@@ -9,10 +9,9 @@
 //! decrease restarts the primary first), a standby restarted before it replayed that record
 //! refuses to start ("recovery aborted because of insufficient parameter settings").
 
-use super::{server, wait_replay, Freshness, StepContext};
+use super::{server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RestartParams;
-use crate::units::Lsn;
 
 pub async fn check(
     _ctx: &StepContext,
@@ -42,22 +41,7 @@ pub async fn verify(ctx: &StepContext, node: &str, p: &RestartParams) -> Result<
 }
 
 /// Wait until the standby streams from `upstream` and has replayed everything the upstream has
-/// (written, for a primary; replayed, for a cascading standby) at this moment.
+/// at this moment (see [`server::wait_streaming`]).
 async fn catch_up(ctx: &StepContext, node: &str, upstream: &str) -> Result<(), StepError> {
-    server::wait_streaming(ctx, node, upstream, ctx.server_timeout).await?;
-    let rows = ctx
-        .query(
-            upstream,
-            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-             ELSE pg_current_wal_lsn() END)::text",
-            &[],
-        )
-        .await?;
-    let lsn: Option<String> = rows.first().and_then(|r| r.get(0));
-    let Some(Ok(lsn)) = lsn.as_deref().map(str::parse::<Lsn>) else {
-        return Err(StepError::new(format!(
-            "{upstream} has no WAL position to catch up with"
-        )));
-    };
-    wait_replay::wait_replayed(ctx, node, lsn, false, ctx.server_timeout).await
+    server::wait_streaming(ctx, node, upstream, ctx.server_timeout).await
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::StepContext;
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
 use crate::plan::ShutdownMode;
+use crate::units::Lsn;
 
 /// `<data_dir>/postmaster.pid`.
 pub fn pid_file(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
@@ -372,10 +373,69 @@ async fn timeline_of(ctx: &StepContext, node: &str) -> Option<i64> {
     rows.first().and_then(|r| r.get::<_, Option<i64>>(0))
 }
 
+/// Wait until the node streams from `upstream` and has replayed the upstream's end of WAL as it
+/// was when this wait began (SPEC §5: a `streaming` status alone is no proof — a standby whose
+/// history differs from the upstream's on the same timeline can stream and never replay).
+pub async fn wait_streaming(
+    ctx: &StepContext,
+    node: &str,
+    upstream: &str,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let started = std::time::Instant::now();
+    let target = wal_end_of(ctx, upstream).await;
+    wait_receiver(ctx, node, upstream, timeout).await?;
+    let Some(target) = target else {
+        return Ok(());
+    };
+    let spec = WaitSpec::new(
+        format!("{node} to replay {upstream}'s end of WAL {target}"),
+        timeout.saturating_sub(started.elapsed()),
+    )
+    .max_interval(Duration::from_millis(2));
+    let res = wait_until(&spec, || async move {
+        let rows = ctx
+            .query(node, "SELECT pg_last_wal_replay_lsn()::text", &[])
+            .await;
+        let at = match &rows {
+            Err(e) => return Poll::Pending(e.message.clone()),
+            Ok(rows) => rows
+                .first()
+                .and_then(|r| r.get::<_, Option<String>>(0))
+                .and_then(|v| v.parse::<Lsn>().ok()),
+        };
+        match at {
+            Some(at) if at >= target => Poll::Ready(()),
+            Some(at) => Poll::Pending(format!("replayed up to {at}")),
+            None => Poll::Pending("no replay position".into()),
+        }
+    })
+    .await;
+    res.map_err(|e| StepError::new(e.to_string()))
+}
+
+/// The end of WAL a standby of `node` can have now: the flush position of a primary, the
+/// received (else replayed) position of a standby. None when it does not answer.
+async fn wal_end_of(ctx: &StepContext, node: &str) -> Option<Lsn> {
+    let rows = ctx
+        .query(
+            node,
+            "SELECT (CASE WHEN pg_is_in_recovery() \
+                 THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) \
+                 ELSE pg_current_wal_flush_lsn() END)::text",
+            &[],
+        )
+        .await
+        .ok()?;
+    rows.first()
+        .and_then(|r| r.get::<_, Option<String>>(0))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Wait until the node's WAL receiver streams from `upstream` (pg_stat_wal_receiver: status
 /// `streaming`, sender host and port) and has received the upstream's timeline — a standby
 /// whose history diverged streams the old timeline but never switches, and must not pass.
-pub async fn wait_streaming(
+pub async fn wait_receiver(
     ctx: &StepContext,
     node: &str,
     upstream: &str,

@@ -12,7 +12,7 @@ pub async fn check(ctx: &StepContext, node: &str, p: &StartParams) -> Result<Fre
     }
     if let Some(up) = &p.wait_streaming_from {
         // Running; a short look whether it already streams.
-        if server::wait_streaming(ctx, node, up, std::time::Duration::ZERO)
+        if server::wait_receiver(ctx, node, up, std::time::Duration::ZERO)
             .await
             .is_err()
         {

@@ -223,6 +223,8 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     active: true,
                     restart_lsn: Some(lsn),
                     wal_retained_bytes: Some(0),
+                    wal_status: None,
+                    safe_wal_size: None,
                 });
             }
         }

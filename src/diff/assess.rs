@@ -1,0 +1,349 @@
+//! One assessment per node: what the topology declares, what was observed, and a verdict with
+//! its proof. The change list, the planner's fates, drift findings, the status annotations and
+//! apply's end-state check all read these verdicts; none of them judges a node's replication
+//! health again. Pure.
+//!
+//! The verdicts that need more than one node's facts are decided here:
+//! - **split brain**: a node other than the current primary that accepts (or accepted) writes on
+//!   the primary's timeline. pg_rewind cannot repair a fork on one timeline: the node is cloned.
+//! - **diverged**: a standby on its upstream's timeline whose WAL differs from the upstream's
+//!   (the bytes before its replay position differ), whose WAL goes past the upstream's end, or
+//!   whose WAL receiver, not streaming, stays behind its own replay position.
+//! - **foreign**: a data directory of another system (system identifier).
+//! - **slot lost**: the standby's slot on its upstream is `lost`, or the WAL it needs next is no
+//!   longer in the upstream's pg_wal.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Desired, DesiredRole};
+use crate::observe::{ObservedCluster, ObservedNode, Role};
+use crate::units::Lsn;
+
+use super::{actionable, current_primary, needs_data, observed, observed_role, wal_end};
+
+/// The judgement of one declared node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing about its replication is wrong (its settings and pg_hba are diffed apart).
+    Healthy,
+    /// Neither SQL nor its host answers: nothing can be done on it now.
+    Unreachable { why: String },
+    /// No data directory, or an empty one: a new standby.
+    NoData,
+    /// Its data directory belongs to another system.
+    Foreign {
+        own: String,
+        primary: String,
+        primary_id: String,
+        running: bool,
+    },
+    /// It accepts (or accepted) writes on the current primary's timeline.
+    SplitBrain {
+        primary: String,
+        timeline: u32,
+        lsn: Option<Lsn>,
+        primary_lsn: Option<Lsn>,
+        system_identifier: String,
+        running: bool,
+    },
+    /// A standby whose history differs from its upstream's on the same timeline.
+    Diverged { upstream: String, why: String },
+    /// Its slot on its upstream can no longer serve it, or the WAL it needs is gone there.
+    SlotLost { upstream: String, why: String },
+    /// Anything else that differs (stopped, another upstream, not streaming): the planner's
+    /// ordinary fates handle it.
+    Other,
+    /// `state: absent`.
+    Retired,
+}
+
+impl Verdict {
+    /// Only a fresh clone repairs it (and its old directory is kept).
+    pub fn needs_clone(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Foreign { .. }
+                | Verdict::SplitBrain { .. }
+                | Verdict::Diverged { .. }
+                | Verdict::SlotLost { .. }
+        )
+    }
+
+    /// Stable name (status JSON): `healthy`, `unreachable`, `no_data`, `foreign_system`,
+    /// `split_brain`, `diverged`, `slot_lost`, `other`, `retired`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Healthy => "healthy",
+            Verdict::Unreachable { .. } => "unreachable",
+            Verdict::NoData => "no_data",
+            Verdict::Foreign { .. } => "foreign_system",
+            Verdict::SplitBrain { .. } => "split_brain",
+            Verdict::Diverged { .. } => "diverged",
+            Verdict::SlotLost { .. } => "slot_lost",
+            Verdict::Other => "other",
+            Verdict::Retired => "retired",
+        }
+    }
+
+    /// What the status tree says of it, when it is something only the assessment sees.
+    pub fn annotation(&self) -> Option<String> {
+        Some(match self {
+            Verdict::Foreign {
+                own,
+                primary,
+                primary_id,
+                ..
+            } => format!("another system (id {own}, {primary} has {primary_id})"),
+            Verdict::SplitBrain {
+                primary,
+                timeline,
+                lsn,
+                ..
+            } => format!(
+                "SPLIT BRAIN: a second writer on timeline {timeline} at {} ({primary} is primary)",
+                show(*lsn)
+            ),
+            Verdict::Diverged { why, .. } => format!("DIVERGED: {why}"),
+            Verdict::SlotLost { why, .. } => format!("SLOT LOST: {why}"),
+            _ => return None,
+        })
+    }
+
+    /// One line for people: why the node is cloned, or what is wrong.
+    pub fn reason(&self, node: &str) -> Option<String> {
+        Some(match self {
+            Verdict::Foreign {
+                own,
+                primary,
+                primary_id,
+                ..
+            } => format!(
+                "{node} belongs to another system (system identifier {own}, {primary} has {primary_id})"
+            ),
+            Verdict::SplitBrain {
+                primary,
+                timeline,
+                lsn,
+                primary_lsn,
+                system_identifier,
+                ..
+            } => format!(
+                "split brain: {node} (at {}) and {primary} (at {}) both accepted writes on timeline {timeline} of system {system_identifier}; pg_rewind cannot repair a fork on one timeline",
+                show(*lsn),
+                show(*primary_lsn)
+            ),
+            Verdict::Diverged { why, .. } => format!("{node} diverged from its upstream: {why}"),
+            Verdict::SlotLost { why, .. } => why.clone(),
+            Verdict::Unreachable { why } => format!("{node} is unreachable ({why})"),
+            _ => return None,
+        })
+    }
+}
+
+fn show(l: Option<Lsn>) -> String {
+    l.map(|l| l.to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// Every declared node's verdict against the topology `d`.
+pub fn assess(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, Verdict> {
+    let primary = current_primary(d, o);
+    d.nodes
+        .values()
+        .map(|n| (n.name.clone(), node(d, o, &n.name, primary.as_deref())))
+        .collect()
+}
+
+/// One node's verdict; `primary` is the node that is primary now ([`current_primary`]).
+pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>) -> Verdict {
+    let Some(dn) = d.nodes.get(name) else {
+        return Verdict::Other;
+    };
+    let x = observed(o, name);
+    if dn.role == DesiredRole::Absent {
+        return Verdict::Retired;
+    }
+    if !actionable(&x) {
+        return Verdict::Unreachable {
+            why: x
+                .unreachable_reason
+                .clone()
+                .unwrap_or_else(|| "no answer".into()),
+        };
+    }
+    if needs_data(&x) {
+        return Verdict::NoData;
+    }
+    let Some(p) = primary.filter(|p| *p != name) else {
+        return Verdict::Healthy;
+    };
+    let po = observed(o, p);
+    if let Some(v) = foreign(&x, p, &po) {
+        return v;
+    }
+    if let Some(v) = split_brain(&x, p, &po) {
+        return v;
+    }
+    let DesiredRole::Standby { upstream } = &dn.role else {
+        return Verdict::Other;
+    };
+    // Divergence and lost WAL are facts about the upstream the node follows now.
+    if let Some(seen) = super::observed_upstream(d, &x) {
+        let uo = observed(o, &seen);
+        if let Some(why) = diverged(&x, &uo, &seen) {
+            return Verdict::Diverged {
+                upstream: seen,
+                why,
+            };
+        }
+        if let Some(why) = slot_lost(d, &x, name, &uo, &seen) {
+            return Verdict::SlotLost {
+                upstream: seen,
+                why,
+            };
+        }
+    }
+    if healthy_standby(d, o, name, upstream, &x) {
+        Verdict::Healthy
+    } else {
+        Verdict::Other
+    }
+}
+
+fn foreign(x: &ObservedNode, p: &str, po: &ObservedNode) -> Option<Verdict> {
+    let own = system_id(x)?;
+    let primary_id = system_id(po)?;
+    (own != primary_id).then(|| Verdict::Foreign {
+        own,
+        primary: p.to_string(),
+        primary_id,
+        running: x.running,
+    })
+}
+
+fn system_id(x: &ObservedNode) -> Option<String> {
+    x.system_identifier
+        .clone()
+        .or_else(|| x.control.as_ref().map(|c| c.system_identifier.clone()))
+}
+
+fn timeline(x: &ObservedNode) -> Option<u32> {
+    x.timeline
+        .or_else(|| x.control.as_ref().map(|c| c.checkpoint_timeline))
+}
+
+/// A node that is, or last was, a primary on the current primary's timeline.
+fn split_brain(x: &ObservedNode, p: &str, po: &ObservedNode) -> Option<Verdict> {
+    if observed_role(x) != Some(Role::Primary) {
+        return None;
+    }
+    let tl = timeline(x)?;
+    if Some(tl) != timeline(po) {
+        return None;
+    }
+    Some(Verdict::SplitBrain {
+        primary: p.to_string(),
+        timeline: tl,
+        lsn: wal_end(x),
+        primary_lsn: wal_end(po),
+        system_identifier: system_id(x).unwrap_or_default(),
+        running: x.running,
+    })
+}
+
+/// Why a standby on its upstream's timeline does not share the upstream's history.
+fn diverged(x: &ObservedNode, uo: &ObservedNode, up: &str) -> Option<String> {
+    if observed_role(x) != Some(Role::Standby) || timeline(x)? != timeline(uo)? {
+        return None;
+    }
+    if let Some(m) = x.wal_match.as_ref().filter(|m| m.matches == Some(false)) {
+        return Some(format!(
+            "the {} bytes of WAL before its replay position {} differ from {up}'s at the same position on the same timeline",
+            m.bytes, m.at
+        ));
+    }
+    // The upstream's end read after the standby's own position (observe::compare_wal); for a
+    // stopped standby, which does not move, as observed.
+    let up_end = match &x.wal_match {
+        Some(m) => m.upstream_end,
+        None if !x.running => [uo.lsn, uo.receive_lsn, uo.replay_lsn]
+            .into_iter()
+            .flatten()
+            .max()?,
+        None => return None,
+    };
+    let mine = if x.running {
+        [x.replay_lsn, x.receive_lsn].into_iter().flatten().max()
+    } else {
+        wal_end(x)
+    }?;
+    if mine > up_end {
+        return Some(format!(
+            "its WAL reaches {mine}, past {up}'s end of WAL {up_end} on the same timeline"
+        ));
+    }
+    match (x.receive_lsn, x.replay_lsn) {
+        (Some(rcv), Some(rep)) if x.running && !x.streaming && rcv < rep && up_end >= rep => {
+            Some(format!(
+                "its WAL receiver is not streaming and stays at {rcv}, behind its own replay position {rep}, although {up} has WAL up to {up_end}"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Why a standby's slot, or the WAL it needs, is gone on its upstream.
+fn slot_lost(
+    d: &Desired,
+    x: &ObservedNode,
+    name: &str,
+    uo: &ObservedNode,
+    up: &str,
+) -> Option<String> {
+    if d.replication.slots {
+        if let Some(s) = uo
+            .replication_slots
+            .iter()
+            .find(|s| s.name == name && s.wal_status.as_deref() == Some("lost"))
+        {
+            return Some(format!(
+                "slot {} on {up} is lost (the WAL {name} needs was removed{}): {name} must be cloned again and its slot re-created",
+                s.name,
+                s.restart_lsn
+                    .map(|l| format!(" past {l}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if !x.running || x.streaming {
+        return None;
+    }
+    let need = [x.receive_lsn, x.replay_lsn].into_iter().flatten().max()?;
+    let oldest = uo.oldest_wal?;
+    let seg = uo
+        .control
+        .as_ref()
+        .map(|c| c.wal_segment_size)
+        .unwrap_or(16 << 20);
+    (Lsn(need.0 / seg * seg) < oldest).then(|| {
+        format!(
+            "{name} needs WAL from {need}, and {up}'s pg_wal starts at {oldest}: {name} must be cloned again"
+        )
+    })
+}
+
+/// A standby that streams from its declared upstream through its slot.
+fn healthy_standby(
+    d: &Desired,
+    o: &ObservedCluster,
+    name: &str,
+    up: &str,
+    x: &ObservedNode,
+) -> bool {
+    x.running
+        && x.reachable
+        && x.streaming
+        && observed_role(x) == Some(Role::Standby)
+        && super::observed_upstream(d, x).as_deref() == Some(up)
+        && (!d.replication.slots || x.primary_slot_name.as_deref() == Some(name))
+        && observed(o, up).running
+}
