@@ -352,7 +352,7 @@ fn promotion_reason(d: &Desired, o: &ObservedCluster, new: &str) -> String {
                 format!("will be promoted (planned switchover from {old})")
             } else if on.control.as_ref().is_some_and(|c| {
                 c.cluster_state == "shut down"
-                    && received(&cand).is_some_and(|l| l >= c.latest_checkpoint)
+                    && crate::units::replayed_past_checkpoint(cand.replay_lsn, c.latest_checkpoint)
             }) {
                 format!("will be promoted (finishing the switchover from {old}, which was shut down cleanly)")
             } else {
