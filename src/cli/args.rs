@@ -135,11 +135,31 @@ pub enum PlanFormat {
     Markdown,
 }
 
+/// How a plan is computed: the options `plan` and `graph` share.
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub struct PlanningArgs {
     /// Plan against a recording instead of the live cluster.
     #[arg(long)]
     pub observed: Option<PathBuf>,
+    /// Consent to promote while the current primary is unreachable.
+    #[arg(long)]
+    pub allow_failover: bool,
+    /// Plan as if this node were unreachable (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub assume_down: Vec<String>,
+}
+
+impl PlanningArgs {
+    /// Whether any option was given (they mean nothing for a saved plan).
+    pub fn any(&self) -> bool {
+        self.observed.is_some() || self.allow_failover || !self.assume_down.is_empty()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub planning: PlanningArgs,
     /// Save the plan (JSON) for `pgtopo apply PLAN`.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -148,12 +168,6 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Consent to promote while the current primary is unreachable.
-    #[arg(long)]
-    pub allow_failover: bool,
-    /// Plan as if this node were unreachable (repeatable).
-    #[arg(long, value_name = "NODE")]
-    pub assume_down: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -167,8 +181,8 @@ pub struct ShowArgs {
 pub struct GraphArgs {
     /// A saved plan; without it the current plan is computed.
     pub plan: Option<PathBuf>,
-    #[arg(long)]
-    pub observed: Option<PathBuf>,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
 }
 
 #[derive(Debug, Args)]
