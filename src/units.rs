@@ -1,4 +1,5 @@
-//! Small value types shared by every phase: WAL positions, byte sizes, durations.
+//! Small value types shared by every phase: WAL positions, byte sizes, durations; and the one
+//! rule on WAL positions that the planner and the steps share ([`replayed_past_checkpoint`]).
 //!
 //! Each parses the way PostgreSQL or the topology file writes it and serialises back the same
 //! way, so recordings and plans stay readable.
@@ -74,6 +75,18 @@ impl JsonSchema for Lsn {
         }
         .into()
     }
+}
+
+/// Whether a standby whose replay location is `replay` has replayed the shutdown checkpoint
+/// record that starts at `checkpoint` (the stopped old primary's "Latest checkpoint location"):
+/// the proof that a switchover's candidate has all of the old primary's WAL and may be promoted
+/// without a rewind of the old primary. `pg_last_wal_replay_lsn()` is the *end* of the last
+/// record replayed, so only a location strictly past the record's start proves the record was
+/// replayed; a location equal to it is the end of the record before. A received (not replayed)
+/// location is no proof: the receiver may hold only part of the record. The one place that
+/// decides it, for the planner (observed replay location) and the switchover step (live one).
+pub fn replayed_past_checkpoint(replay: Option<Lsn>, checkpoint: Lsn) -> bool {
+    replay.is_some_and(|r| r > checkpoint)
 }
 
 /// (timeline, segment number) of a WAL segment file name `TTTTTTTTXXXXXXXXYYYYYYYY` (timeline,
@@ -247,6 +260,21 @@ impl JsonSchema for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_replay_location_past_the_checkpoint_record_start_proves_it_replayed() {
+        let ckpt: Lsn = "0/3006D28".parse().unwrap();
+        assert!(!replayed_past_checkpoint(None, ckpt));
+        assert!(!replayed_past_checkpoint(
+            Some("0/3006D00".parse().unwrap()),
+            ckpt
+        ));
+        assert!(!replayed_past_checkpoint(Some(ckpt), ckpt));
+        assert!(replayed_past_checkpoint(
+            Some("0/3006DA0".parse().unwrap()),
+            ckpt
+        ));
+    }
 
     #[test]
     fn wal_segment_names_round_trip() {

@@ -137,6 +137,40 @@ fn failover_without_consent_is_refused_and_what_if_works() {
 }
 
 #[test]
+fn graph_takes_the_planning_options_of_plan() {
+    let (topo, obs) = example("switchover");
+    let graph = |extra: &[&str]| {
+        let mut args = vec!["-f", &topo, "graph", "--observed", &obs];
+        args.extend_from_slice(extra);
+        pgtopo(&args)
+    };
+    // n1 assumed down: the failover plan, drawn the way plan shows it.
+    for extra in [
+        &["--assume-down", "n1"][..],
+        &["--assume-down", "n1", "--allow-failover"],
+    ] {
+        let o = graph(extra);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let dot = stdout(&o);
+        assert!(
+            dot.starts_with("digraph") && dot.contains("failover from n1, which is down"),
+            "{dot}"
+        );
+    }
+    let dot = stdout(&graph(&[]));
+    assert!(dot.contains("planned switchover from n1"), "{dot}");
+    // A saved plan is drawn as saved: planning options are refused, with exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("plan.json");
+    let out_s = out.display().to_string();
+    let o = pgtopo(&["-f", &topo, "plan", "--observed", &obs, "--out", &out_s]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = pgtopo(&["-f", &topo, "graph", &out_s, "--assume-down", "n1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("plan anew"), "{}", stderr(&o));
+}
+
+#[test]
 fn no_changes_and_no_drift() {
     let (topo, obs) = example("cascade-repoint");
     let d = load_topology(std::path::Path::new(&topo));

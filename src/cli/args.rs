@@ -135,19 +135,12 @@ pub enum PlanFormat {
     Markdown,
 }
 
+/// How a plan is computed: the options `plan` and `graph` share.
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub struct PlanningArgs {
     /// Plan against a recording instead of the live cluster.
     #[arg(long)]
     pub observed: Option<PathBuf>,
-    /// Save the plan (JSON) for `pgtopo apply PLAN`.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    pub format: PlanFormat,
-    /// Exit 2 when there are changes, 0 when there are none.
-    #[arg(long)]
-    pub detailed_exitcode: bool,
     /// Consent to promote while the current primary is unreachable.
     #[arg(long)]
     pub allow_failover: bool,
@@ -157,6 +150,30 @@ pub struct PlanArgs {
     /// Consent to a failover that would lose WAL acknowledged as synchronous.
     #[arg(long)]
     pub accept_data_loss: bool,
+}
+
+impl PlanningArgs {
+    /// Whether any option was given (they mean nothing for a saved plan).
+    pub fn any(&self) -> bool {
+        self.observed.is_some()
+            || self.allow_failover
+            || !self.assume_down.is_empty()
+            || self.accept_data_loss
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// Save the plan (JSON) for `pgtopo apply PLAN`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 2 when there are changes, 0 when there are none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Args)]
@@ -170,8 +187,8 @@ pub struct ShowArgs {
 pub struct GraphArgs {
     /// A saved plan; without it the current plan is computed.
     pub plan: Option<PathBuf>,
-    #[arg(long)]
-    pub observed: Option<PathBuf>,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use miette::{IntoDiagnostic, WrapErr};
 
-use super::{exit, CmdResult, DriftArgs, GlobalArgs, GraphArgs, PlanArgs, PlanFormat, ShowArgs};
+use super::{
+    exit, CmdResult, DriftArgs, GlobalArgs, GraphArgs, PlanArgs, PlanFormat, PlanningArgs, ShowArgs,
+};
 use crate::config::Desired;
 use crate::observe::{ObserveOptions, ObservedCluster};
 use crate::plan::{Plan, PlanOptions};
@@ -75,8 +77,8 @@ async fn make_plan(
     crate::plan::build(&d, &o, opts).map_err(miette::Report::new)
 }
 
-/// `pgtopo plan`.
-pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
+/// The plan `plan` and `graph` show, computed with their shared options.
+async fn planned(g: &GlobalArgs, a: &PlanningArgs) -> miette::Result<Plan> {
     // A what-if answers "what would happen", so it plans with failover consent; the plan says
     // that apply would still need it. (A saved what-if plan cannot be applied anyway: its
     // fingerprint does not match a cluster whose nodes are up.)
@@ -99,6 +101,12 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
             a.assume_down.join(", ")
         ));
     }
+    Ok(plan)
+}
+
+/// `pgtopo plan`.
+pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
+    let plan = planned(g, &a.planning).await?;
     if let Some(out) = &a.out {
         std::fs::write(out, render::plan::json(&plan))
             .into_diagnostic()
@@ -137,8 +145,16 @@ pub async fn show(_g: &GlobalArgs, a: ShowArgs) -> CmdResult {
 /// `pgtopo graph [PLAN]`.
 pub async fn graph(g: &GlobalArgs, a: GraphArgs) -> CmdResult {
     let plan = match &a.plan {
+        Some(p) if a.planning.any() => {
+            return Err(miette::miette!(
+                help = "drop the option to draw the saved plan, or the plan file to draw a new plan",
+                "--observed, --allow-failover and --assume-down plan anew; they cannot change the saved plan {}",
+                p.display()
+            )
+            .into())
+        }
         Some(p) => read_plan(p)?,
-        None => make_plan(g, a.observed.as_deref(), &PlanOptions::default()).await?,
+        None => planned(g, &a.planning).await?,
     };
     print!("{}", render::plan::dot(&plan));
     Ok(exit::OK)

@@ -344,21 +344,17 @@ fn role_str(r: Option<Role>) -> Option<&'static str> {
     })
 }
 
-/// Why a declared primary that is not primary now will become it.
+/// Why a declared primary that is not primary now will become it. Whether a promotion is a
+/// switchover, the end of one, or a failover is the planner's judgement (plan::analysis); the
+/// plan's change list says which.
 fn promotion_reason(d: &Desired, o: &ObservedCluster, new: &str) -> String {
     match current_primary(d, o) {
         Some(old) if old != new => {
             let on = observed(o, &old);
-            let cand = observed(o, new);
             if on.running && on.reachable {
                 format!("will be promoted (planned switchover from {old})")
-            } else if on.control.as_ref().is_some_and(|c| {
-                c.cluster_state == "shut down"
-                    && received(&cand).is_some_and(|l| l >= c.latest_checkpoint)
-            }) {
-                format!("will be promoted (finishing the switchover from {old}, which was shut down cleanly)")
             } else {
-                format!("will be promoted (failover: {old} is down)")
+                format!("will be promoted ({old} is not running)")
             }
         }
         _ => "will be promoted".into(),

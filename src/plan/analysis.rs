@@ -12,7 +12,7 @@ use crate::diff::{
     actionable, needs_data, observed, observed_role, observed_upstream, received, wal_end,
 };
 use crate::observe::{ObservedCluster, ObservedNode, Role};
-use crate::units::{ByteSize, Lsn};
+use crate::units::{replayed_past_checkpoint, ByteSize, Lsn};
 
 use super::error::PlanError;
 use super::PlanOptions;
@@ -472,7 +472,8 @@ pub fn analyse(
                 }
                 Some(oo)
                     if oo.control.as_ref().is_some_and(|c| {
-                        c.cluster_state == "shut down" && cand_at >= c.latest_checkpoint
+                        c.cluster_state == "shut down"
+                            && replayed_past_checkpoint(pobs.replay_lsn, c.latest_checkpoint)
                     }) =>
                 {
                     PromotionKind::FinishSwitchover {

@@ -130,6 +130,10 @@ pub struct StopParams {
     /// The moment writes become unavailable (stop of the running primary).
     #[serde(default)]
     pub writes_unavailable: bool,
+    /// How long the server may take to stop (a switchover's `switchover.timeout`); absent: the
+    /// apply's server timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -221,6 +225,9 @@ pub struct PromoteParams {
     /// The writes-available moment.
     #[serde(default)]
     pub writes_available: bool,
+    /// How long the node may take to leave recovery (`switchover.timeout`); absent: 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

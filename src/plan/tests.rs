@@ -182,11 +182,29 @@ fn cleanly_shut_down_primary_is_a_switchover_to_finish() {
         .any(|l| l.starts_with("fence") || l == "stop n1"));
     let w = step(&p, "wait_replay", "n2");
     assert!(
-        matches!(&w.action, Action::WaitReplay(w) if w.target == ReplayTarget::Lsn { lsn: Lsn(0x3000028) })
+        matches!(&w.action, Action::WaitReplay(w) if w.target == ReplayTarget::ShutdownCheckpointOf { node: "n1".into() })
     );
     step(&p, "promote", "n2");
     assert!(matches!(p.summary.data_loss, DataLoss::None { .. }));
     assert_idempotent(&d, &o);
+}
+
+#[test]
+fn candidate_at_the_start_of_the_shutdown_checkpoint_has_not_finished_the_switchover() {
+    // n2 received and replayed up to 0/3000060, the start of n1's shutdown checkpoint record,
+    // not the record: promoting it would fork before n1's end of WAL.
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    stop(&mut o, "n1", "shut down", 0x3000060, false);
+    node_mut(&mut o, "n2").receive_lsn = Some(Lsn(0x3000080));
+    let e = build(&d, &o, &PlanOptions::default()).unwrap_err();
+    assert!(matches!(e, PlanError::FailoverNotAllowed { .. }), "{e:?}");
+    let changes = crate::diff::diff(&d, &o);
+    assert!(
+        !format!("{changes:?}").contains("finishing the switchover"),
+        "{changes:?}"
+    );
 }
 
 fn crashed_primary() -> (Desired, ObservedCluster) {

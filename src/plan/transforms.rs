@@ -415,6 +415,7 @@ pub fn promotion(c: &mut Ctx) {
                 Action::Stop(StopParams {
                     mode: ShutdownMode::Fast,
                     writes_unavailable: true,
+                    timeout_ms: Some(timeout_ms),
                 }),
                 false,
                 "fast",
@@ -431,7 +432,9 @@ pub fn promotion(c: &mut Ctx) {
                     on_failure_restart: Some(old.clone()),
                 }),
                 false,
-                format!("≥ {old}'s shutdown checkpoint (else {old} is started again as primary)"),
+                format!(
+                    "past {old}'s shutdown checkpoint (else {old} is started again as primary)"
+                ),
                 &[stop],
             )
         }
@@ -439,12 +442,12 @@ pub fn promotion(c: &mut Ctx) {
             let w = c.dag.add(
                 &cand,
                 Action::WaitReplay(WaitReplayParams {
-                    target: ReplayTarget::Lsn { lsn: *checkpoint },
+                    target: ReplayTarget::ShutdownCheckpointOf { node: old.clone() },
                     timeout_ms,
                     on_failure_restart: None,
                 }),
                 false,
-                format!("≥ {old}'s shutdown checkpoint {checkpoint} (already replayed)"),
+                format!("past {old}'s shutdown checkpoint {checkpoint} (already replayed)"),
                 &pre,
             );
             c.writes_down = Some(w);
@@ -463,6 +466,7 @@ pub fn promotion(c: &mut Ctx) {
                     Action::Stop(StopParams {
                         mode: ShutdownMode::Immediate,
                         writes_unavailable: false,
+                        timeout_ms: None,
                     }),
                     false,
                     format!("{old} is retired and down: make sure it stays stopped"),
@@ -522,6 +526,7 @@ pub fn promotion(c: &mut Ctx) {
             reason: reason.clone(),
             previous_primaries: p.old.iter().cloned().collect(),
             writes_available: true,
+            timeout_ms: Some(timeout_ms),
         }),
         true,
         reason,
@@ -651,6 +656,7 @@ fn stop_if_running(c: &mut Ctx, x: &str, why: &str, deps: &[Idx]) {
             Action::Stop(StopParams {
                 mode: ShutdownMode::Fast,
                 writes_unavailable: false,
+                timeout_ms: None,
             }),
             false,
             format!("fast ({why})"),
@@ -1002,6 +1008,7 @@ pub fn retire(c: &mut Ctx) {
                 Action::Stop(StopParams {
                     mode: ShutdownMode::Fast,
                     writes_unavailable: false,
+                    timeout_ms: None,
                 }),
                 false,
                 "retired: stop it; its data directory is kept",

@@ -88,19 +88,22 @@ pub async fn act(ctx: &StepContext, node: &str, _p: &PromoteParams) -> Result<()
     Ok(())
 }
 
-pub async fn verify(ctx: &StepContext, node: &str, _p: &PromoteParams) -> Result<(), StepError> {
-    let spec = WaitSpec::new(format!("{node} to leave recovery"), Duration::from_secs(60))
+pub async fn verify(ctx: &StepContext, node: &str, p: &PromoteParams) -> Result<(), StepError> {
+    let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(60_000));
+    let spec = WaitSpec::new(format!("{node} to leave recovery"), timeout)
         .max_interval(Duration::from_millis(2));
     let started = std::time::Instant::now();
     let last_nudge = std::sync::Mutex::new(started);
+    let live = server::Liveness::new(ctx, node);
     wait_until(&spec, || async {
         match server::in_recovery(ctx, node).await {
             Ok(false) => Poll::Ready(()),
             Ok(true) => {
+                live.answered();
                 nudge_startup(ctx, node, &last_nudge).await;
                 Poll::Pending("still in recovery".into())
             }
-            Err(e) => Poll::Pending(e.message),
+            Err(e) => live.failed(&e.message).await,
         }
     })
     .await?;

@@ -358,6 +358,61 @@ pub async fn wait_accepting(
     }
 }
 
+/// How long a node that a wait looks at may go without answering before the wait gives up.
+pub const NO_ANSWER_GRACE: Duration = Duration::from_millis(1500);
+
+/// For a wait whose condition depends on one node answering: decides when that condition has
+/// become impossible — the node's postmaster is gone (no `postmaster.pid`), or the node has not
+/// answered for longer than [`NO_ANSWER_GRACE`] (connections refused: a postmaster killed
+/// without removing its pid file) — so the wait ends at once with why, not at its timeout.
+pub struct Liveness<'a> {
+    ctx: &'a StepContext,
+    node: &'a str,
+    failing_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl<'a> Liveness<'a> {
+    pub fn new(ctx: &'a StepContext, node: &'a str) -> Self {
+        Liveness {
+            ctx,
+            node,
+            failing_since: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A look at the node got an answer.
+    pub fn answered(&self) {
+        *self.failing_since.lock().expect("liveness clock") = None;
+    }
+
+    /// A look at the node failed with `err`: `Pending` while the node may still answer,
+    /// `Failed` with the reason once it cannot.
+    pub async fn failed<T>(&self, err: &str) -> Poll<T> {
+        let since = *self
+            .failing_since
+            .lock()
+            .expect("liveness clock")
+            .get_or_insert_with(Instant::now);
+        let node = self.node;
+        match pid_file_exists(self.ctx, node).await {
+            Ok(false) => {
+                return Poll::Failed(format!(
+                    "{node}'s postmaster is gone (no postmaster.pid): {err}"
+                ))
+            }
+            Err(e) => return Poll::Pending(format!("{err}; {}", e.message)),
+            Ok(true) => {}
+        }
+        if since.elapsed() > NO_ANSWER_GRACE {
+            return Poll::Failed(format!(
+                "{node} has not answered for {} ms: {err}",
+                since.elapsed().as_millis()
+            ));
+        }
+        Poll::Pending(err.to_string())
+    }
+}
+
 /// The timeline a node writes (primary) or receives (standby); None when unknown.
 async fn timeline_of(ctx: &StepContext, node: &str) -> Option<i64> {
     let rows = ctx
@@ -447,6 +502,7 @@ pub async fn wait_receiver(
     let spec = WaitSpec::new(format!("{node} to stream from {upstream}"), timeout)
         .max_interval(Duration::from_millis(2));
     let host = &host;
+    let live = &Liveness::new(ctx, node);
     let res = wait_until(&spec, || async move {
         let rows = ctx
             .query(
@@ -455,8 +511,11 @@ pub async fn wait_receiver(
                 &[],
             )
             .await;
+        if rows.is_ok() {
+            live.answered();
+        }
         let r = match &rows {
-            Err(e) => return Poll::Pending(e.message.clone()),
+            Err(e) => return live.failed(&e.message).await,
             Ok(rows) => match rows.first() {
                 None => return Poll::Pending("no WAL receiver".into()),
                 Some(r) => r,

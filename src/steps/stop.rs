@@ -1,8 +1,11 @@
-//! `stop`: `pg_ctl stop -m MODE -W`, then wait at ms resolution until `postmaster.pid` is gone.
+//! `stop`: `pg_ctl stop -m MODE -W`, then wait at ms resolution until `postmaster.pid` is gone
+//! (a switchover's stop for at most `switchover.timeout`, carried in the step).
 //! When this stops a running primary (`writes_unavailable`) it opens the writes-unavailable
 //! window of a switchover: it first runs a `CHECKPOINT` while writes are still possible (so the
 //! shutdown checkpoint is short), then nothing but pg_ctl and file reads — no connection is
 //! opened, no other process spawned.
+
+use std::time::Duration;
 
 use super::{server, Freshness, StepContext};
 use crate::apply::StepError;
@@ -31,14 +34,24 @@ pub async fn act(ctx: &StepContext, node: &str, p: &StopParams) -> Result<(), St
 }
 
 pub async fn verify(ctx: &StepContext, node: &str, p: &StopParams) -> Result<(), StepError> {
-    match server::wait_stopped(ctx, node, ctx.server_timeout).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            if !server::running_per_pg_ctl(ctx, node).await? {
-                return Ok(());
-            }
-            let _ = p;
-            Err(e)
-        }
+    let timeout = p
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(ctx.server_timeout);
+    let Err(mut e) = server::wait_stopped(ctx, node, timeout).await else {
+        return Ok(());
+    };
+    if !server::running_per_pg_ctl(ctx, node).await? {
+        return Ok(());
     }
+    if p.writes_unavailable {
+        e.message = format!(
+            "{}; nothing was promoted. {node} was asked to shut down and has not finished: it \
+             accepts no writes until it has stopped and is started again. Find out why it is stuck \
+             (its log: {}), then run apply again",
+            e.message,
+            server::log_file(ctx, node)?.display()
+        );
+    }
+    Err(e)
 }

@@ -53,6 +53,7 @@ async fn stop_of_a_stopped_server_is_already_done_and_a_running_one_is_stopped_w
         Action::Stop(StopParams {
             mode: ShutdownMode::Fast,
             writes_unavailable: false,
+            timeout_ms: None,
         }),
     );
     assert_eq!(ex.execute(&s).await.unwrap(), Executed::AlreadyDone);
@@ -235,6 +236,7 @@ async fn a_stale_pid_file_left_by_a_crash_counts_as_stopped() {
         Action::Stop(StopParams {
             mode: ShutdownMode::Fast,
             writes_unavailable: false,
+            timeout_ms: None,
         }),
     );
     let t = std::time::Instant::now();

@@ -2,14 +2,16 @@
 //! LSN or the shutdown checkpoint of the stopped old primary: its control file must say
 //! "shut down" (a clean shutdown, so its walsender shipped everything up to and including the
 //! shutdown checkpoint record), and its "Latest checkpoint location" is read at apply time.
-//! The candidate must then have replayed *past* that location — `pg_last_wal_replay_lsn()`
-//! is the end of the last record replayed, so `> checkpoint` means the checkpoint record itself
-//! was replayed and the old primary has no WAL the candidate lacks (it can follow without a
-//! rewind). Polled at millisecond resolution over a connection opened before the stop.
+//! The candidate must then have replayed *past* that location
+//! ([`crate::units::replayed_past_checkpoint`], the rule the planner uses too), so the old
+//! primary has no WAL the candidate lacks (it can follow without a rewind). Polled at
+//! millisecond resolution over a connection opened before the stop; the wait gives up at once
+//! when the candidate's postmaster is gone or it stops answering ([`server::Liveness`]).
 //!
 //! A known LSN target (all a failover candidate received) only has to be reached.
 //!
-//! When the target is not reached in time (or the old primary did not shut down cleanly) and
+//! When the target is not reached (in time, or ever: the candidate is gone; or the old primary
+//! did not shut down cleanly) and
 //! `on_failure_restart` names a node, that node — the old primary, still a primary — is started
 //! again and the step fails: the switchover is rolled back and nothing was promoted.
 
@@ -18,7 +20,7 @@ use std::time::Duration;
 use super::{control, server, Freshness, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
 use crate::plan::{ReplayTarget, WaitReplayParams};
-use crate::units::Lsn;
+use crate::units::{replayed_past_checkpoint, Lsn};
 
 pub async fn check(
     _ctx: &StepContext,
@@ -52,7 +54,9 @@ async fn target(ctx: &StepContext, p: &WaitReplayParams) -> Result<Lsn, StepErro
     }
 }
 
-/// Wait until the node's replay location is past `lsn` (`strict`) or at least `lsn`.
+/// Wait until the node's replay location is past the shutdown checkpoint record at `lsn`
+/// (`strict`, [`replayed_past_checkpoint`]) or at least `lsn`. Gives up early when the node's
+/// postmaster is gone or it stops answering ([`server::Liveness`]).
 pub(super) async fn wait_replayed(
     ctx: &StepContext,
     node: &str,
@@ -63,20 +67,22 @@ pub(super) async fn wait_replayed(
     let what = if strict { "past" } else { "up to" };
     let spec = WaitSpec::new(format!("{node} to replay {what} {lsn}"), timeout)
         .max_interval(Duration::from_millis(2));
+    let live = &server::Liveness::new(ctx, node);
     wait_until(&spec, || async move {
-        match ctx
+        let rows = match ctx
             .query(node, "SELECT pg_last_wal_replay_lsn()::text", &[])
             .await
         {
-            Err(e) => Poll::Pending(e.message),
-            Ok(rows) => {
-                let v: Option<String> = rows.first().and_then(|r| r.get(0));
-                match v.as_deref().map(str::parse::<Lsn>) {
-                    Some(Ok(r)) if r > lsn || (!strict && r == lsn) => Poll::Ready(()),
-                    Some(Ok(r)) => Poll::Pending(format!("replayed {r}")),
-                    _ => Poll::Pending("no replay location (not a standby?)".into()),
-                }
-            }
+            Err(e) => return live.failed(&e.message).await,
+            Ok(rows) => rows,
+        };
+        live.answered();
+        let v: Option<String> = rows.first().and_then(|r| r.get(0));
+        match v.as_deref().map(str::parse::<Lsn>) {
+            Some(Ok(r)) if strict && replayed_past_checkpoint(Some(r), lsn) => Poll::Ready(()),
+            Some(Ok(r)) if !strict && r >= lsn => Poll::Ready(()),
+            Some(Ok(r)) => Poll::Pending(format!("replayed {r}")),
+            _ => Poll::Pending("no replay location (not a standby?)".into()),
         }
     })
     .await?;
@@ -84,8 +90,8 @@ pub(super) async fn wait_replayed(
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &WaitReplayParams) -> Result<(), StepError> {
-    // A shutdown checkpoint must itself be replayed (replay location past its start); a known
-    // location (e.g. all a failover candidate received) must be reached.
+    // A shutdown checkpoint must itself be replayed; a known location (e.g. all a failover
+    // candidate received) must be reached.
     let strict = matches!(p.target, ReplayTarget::ShutdownCheckpointOf { .. });
     let res = match target(ctx, p).await {
         Ok(lsn) => wait_replayed(ctx, node, lsn, strict, Duration::from_millis(p.timeout_ms)).await,

@@ -562,10 +562,15 @@ impl TestCluster {
     /// Run the pgtopo binary with `-f DIR/topology.yaml` (`NO_COLOR` set), e.g.
     /// `c.pgtopo(&["plan", "--format", "json"])`.
     pub fn pgtopo(&self, args: &[&str]) -> Output {
+        run_with_deadline(self.pgtopo_command(args), Duration::from_secs(300)).expect("pgtopo ran")
+    }
+
+    /// The command [`TestCluster::pgtopo`] runs, for a test that runs it in the background.
+    pub fn pgtopo_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
         c.arg("-f").arg(self.topology_file());
         c.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
-        run_with_deadline(c, Duration::from_secs(300)).expect("pgtopo ran")
+        c
     }
 
     /// The validated topology of `topo`: written to `DIR/topology.yaml` (as
