@@ -231,24 +231,50 @@ async fn apply_locked(
         Some(o) => o,
         None => observe::observe(&desired, &ObserveOptions::default()).await,
     };
-    end_state(&desired, &observed)?;
+    end_state(&desired, &observed).await?;
     Ok(exit::OK)
 }
 
+/// How long apply lets the cluster settle after its last step: a standby reconnects to an
+/// upstream that restarted only after wal_retrieve_retry_interval (5 s by default).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Apply proves its end state (SPEC §5): observed again after the last step, the cluster must
-/// have no drift from the topology file.
-fn end_state(desired: &Desired, observed: &observe::ObservedCluster) -> Result<(), Failure> {
-    let report = crate::diff::drift::drift(desired, observed);
-    if report.is_empty() {
-        return Ok(());
-    }
-    Err(mismatch(
-        report
+/// have no drift from the topology file — at once, or within [`SETTLE`].
+async fn end_state(desired: &Desired, first: &observe::ObservedCluster) -> Result<(), Failure> {
+    let lines = |o: &observe::ObservedCluster| {
+        let r = crate::diff::drift::drift(desired, o);
+        let l: Vec<String> = r
             .items
             .iter()
-            .map(|i| format!("{}: {}", i.node, i.detail)),
-        "apply finished but the cluster does not match",
-    ))
+            .map(|i| format!("{}: {}", i.node, i.detail))
+            .collect();
+        l.join("\n  ")
+    };
+    if lines(first).is_empty() {
+        return Ok(());
+    }
+    let spec = crate::apply::WaitSpec::new("the cluster to match topology.yaml", SETTLE)
+        .max_interval(std::time::Duration::from_millis(100));
+    let waited = crate::apply::wait_until(&spec, || async {
+        let o = observe::observe(desired, &ObserveOptions::default()).await;
+        match lines(&o) {
+            l if l.is_empty() => crate::apply::Poll::Ready(()),
+            l => crate::apply::Poll::Pending(l),
+        }
+    })
+    .await;
+    match waited {
+        Ok(()) => Ok(()),
+        Err(crate::apply::WaitError::Timeout { last, .. }) => Err(mismatch(
+            std::iter::once(last),
+            "apply finished but the cluster does not match",
+        )),
+        Err(e) => Err(mismatch(
+            std::iter::once(e.to_string()),
+            "apply finished, but",
+        )),
+    }
 }
 
 fn mismatch(lines: impl Iterator<Item = String>, head: &str) -> Failure {

@@ -102,7 +102,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let mut file_diffs = file_diffs;
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
-    summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
+    summary.cannot_fix = cannot_fix(o, &a, &steps, &opts.assume_down);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -116,16 +116,17 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     })
 }
 
-/// The drift of the declared topology that `steps` leave unfixed (nodes assumed down by a
-/// what-if aside: their findings are hypothetical).
+/// The drift that `steps` leave unfixed, measured against the topology the plan realises (the
+/// declared one, or, when the declared primary is unreachable, the one with its replacement,
+/// which the plan's notes ask to declare). Nodes assumed down by a what-if are left aside:
+/// their findings are hypothetical.
 fn cannot_fix(
-    d: &Desired,
     o: &ObservedCluster,
     a: &analysis::Analysis,
     steps: &[Step],
     assumed: &[String],
 ) -> Vec<CannotFix> {
-    let mut report = diff::drift::drift(d, o);
+    let mut report = diff::drift::drift(&a.eff, o);
     report.items.retain(|i| {
         !assumed
             .iter()
@@ -135,7 +136,7 @@ fn cannot_fix(
         Some(Fate::Deferred { why }) => Some(why.clone()),
         _ => None,
     };
-    coverage::cannot_fix(&report, steps, &deferred)
+    coverage::cannot_fix(&report, &a.eff, steps, &deferred)
 }
 
 fn window(c: &transforms::Ctx) -> Option<WriteWindow> {

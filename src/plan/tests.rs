@@ -784,3 +784,239 @@ fn an_unfinished_rewind_is_cloned_again() {
         _ => unreachable!(),
     }
 }
+
+/// The findings of `pgtopo drift` that `p` has no step for.
+fn unfixed(p: &Plan) -> Vec<String> {
+    p.summary
+        .cannot_fix
+        .iter()
+        .map(|c| c.address.clone())
+        .collect()
+}
+
+fn drift_kinds(d: &Desired, o: &ObservedCluster) -> Vec<crate::diff::drift::DriftKind> {
+    crate::diff::drift::drift(d, o)
+        .items
+        .iter()
+        .map(|i| i.kind)
+        .collect()
+}
+
+#[test]
+fn a_second_writer_on_the_primary_timeline_is_fenced_and_cloned() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n2 = node_mut(&mut o, "n2");
+    n2.role = Some(Role::Primary);
+    n2.upstream = None;
+    n2.streaming = false;
+    n2.standby_signal = false;
+    n2.lsn = Some(Lsn(0x3000400));
+    let p = plan(&d, &o);
+    let fence = step(&p, "fence", "n2");
+    let clone = step(&p, "clone", "n2");
+    assert!(before(&p, fence.id, clone.id));
+    match &clone.action {
+        Action::Clone(c) => {
+            assert!(c.move_aside);
+            assert!(c.reason.contains("split brain"), "{}", c.reason);
+            assert!(c.reason.contains("timeline 1"), "{}", c.reason);
+        }
+        _ => unreachable!(),
+    }
+    assert!(!lines(&p).iter().any(|l| l.starts_with("rewind")));
+    assert!(!lines(&p).iter().any(|l| l.starts_with("promote")));
+    let node_change = p.changes.iter().find(|c| c.address == "node.n2").unwrap();
+    assert!(
+        node_change.reason.contains("split brain"),
+        "{node_change:?}"
+    );
+    assert!(drift_kinds(&d, &o).contains(&crate::diff::drift::DriftKind::SplitBrain));
+    assert_eq!(unfixed(&p), Vec::<String>::new());
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn a_standby_whose_wal_differs_from_its_upstream_is_cloned() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n3").wal_match = Some(crate::observe::WalMatch {
+        at: Lsn(0x3000100),
+        upstream_end: Lsn(0x3000200),
+        bytes: 256,
+        matches: Some(false),
+    });
+    let p = plan(&d, &o);
+    let stop = step(&p, "stop", "n3");
+    let clone = step(&p, "clone", "n3");
+    assert!(before(&p, stop.id, clone.id));
+    assert!(
+        clone.description.contains("differ"),
+        "{}",
+        clone.description
+    );
+    assert!(drift_kinds(&d, &o).contains(&crate::diff::drift::DriftKind::Diverged));
+    assert_eq!(unfixed(&p), Vec::<String>::new());
+}
+
+#[test]
+fn a_standby_past_its_upstream_on_one_timeline_is_cloned() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n3 = node_mut(&mut o, "n3");
+    n3.replay_lsn = Some(Lsn(0x5000000));
+    n3.wal_match = Some(crate::observe::WalMatch {
+        at: Lsn(0x5000000),
+        upstream_end: Lsn(0x3000060),
+        bytes: 0,
+        matches: None,
+    });
+    let p = plan(&d, &o);
+    let clone = step(&p, "clone", "n3");
+    assert!(
+        clone.description.contains("past n1's end of WAL"),
+        "{}",
+        clone.description
+    );
+    // The same standby a little behind its upstream is healthy.
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n3").wal_match = Some(crate::observe::WalMatch {
+        at: Lsn(0x3000000),
+        upstream_end: Lsn(0x3000060),
+        bytes: 256,
+        matches: Some(true),
+    });
+    assert!(plan(&d, &o).steps.is_empty());
+}
+
+#[test]
+fn a_lost_slot_is_dropped_and_its_standby_cloned_again() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n1 = node_mut(&mut o, "n1");
+    n1.replication_slots
+        .iter_mut()
+        .find(|s| s.name == "n2")
+        .unwrap()
+        .wal_status = Some("lost".into());
+    let n2 = node_mut(&mut o, "n2");
+    n2.streaming = false;
+    let p = plan(&d, &o);
+    let drop = step(&p, "drop_slot", "n1");
+    let clone = step(&p, "clone", "n2");
+    assert!(before(&p, drop.id, clone.id));
+    assert!(clone.description.contains("lost"), "{}", clone.description);
+    assert!(drift_kinds(&d, &o).contains(&crate::diff::drift::DriftKind::SlotLost));
+    assert_eq!(unfixed(&p), Vec::<String>::new());
+}
+
+#[test]
+fn needed_wal_gone_from_the_upstream_is_a_lost_standby() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n1").oldest_wal = Some(Lsn(0x9000000));
+    let n2 = node_mut(&mut o, "n2");
+    n2.streaming = false;
+    n2.receive_lsn = Some(Lsn(0x3000000));
+    n2.replay_lsn = Some(Lsn(0x3000000));
+    let p = plan(&d, &o);
+    let clone = step(&p, "clone", "n2");
+    assert!(
+        clone.description.contains("pg_wal starts at 0/9000000"),
+        "{}",
+        clone.description
+    );
+}
+
+#[test]
+fn an_unreserved_slot_is_a_drift_warning() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n1").replication_slots[0].wal_status = Some("unreserved".into());
+    assert!(drift_kinds(&d, &o).contains(&crate::diff::drift::DriftKind::SlotUnreserved));
+    let p = plan(&d, &o);
+    assert_eq!(unfixed(&p), vec!["slot.n1.n2".to_string()]);
+}
+
+#[test]
+fn a_running_foreign_cluster_is_fenced_before_its_directory_moves() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n3 = node_mut(&mut o, "n3");
+    n3.system_identifier = Some("7399999999999999999".into());
+    n3.role = Some(Role::Primary);
+    n3.upstream = None;
+    n3.streaming = false;
+    let p = plan(&d, &o);
+    let fence = step(&p, "fence", "n3");
+    let clone = step(&p, "clone", "n3");
+    assert!(before(&p, fence.id, clone.id));
+    assert!(
+        clone.description.contains("another system"),
+        "{}",
+        clone.description
+    );
+    assert!(drift_kinds(&d, &o).contains(&crate::diff::drift::DriftKind::ForeignSystem));
+    assert_eq!(unfixed(&p), Vec::<String>::new());
+    assert_idempotent(&d, &o);
+}
+
+#[test]
+fn an_unreachable_standby_is_drift_the_plan_cannot_fix() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n3 = node_mut(&mut o, "n3");
+    n3.reachable = false;
+    n3.host_reachable = false;
+    n3.running = false;
+    n3.unreachable_reason = Some("connection refused".into());
+    let p = plan(&d, &o);
+    assert!(p.steps.is_empty());
+    // The node itself, and its slot on n1, which is kept while it is down (SPEC §4).
+    assert_eq!(
+        unfixed(&p),
+        vec!["slot.n1.n3".to_string(), "node.n3".to_string()]
+    );
+    assert!(
+        p.summary.cannot_fix[1].why.contains("unreachable"),
+        "{:?}",
+        p.summary.cannot_fix
+    );
+    assert!(!crate::render::plan::is_no_change(&p));
+}
+
+fn sync_crash(declared: &str) -> (Desired, ObservedCluster) {
+    let mut d = desired3();
+    d.replication.synchronous = Some(SyncSpec {
+        mode: crate::config::SyncMode::Quorum,
+        count: 1,
+        standbys: vec!["n2".into(), "n3".into()],
+    });
+    let mut o = healthy(&d);
+    set_primary(&mut d, declared);
+    stop(&mut o, "n1", "in production", 0x3000028, true);
+    node_mut(&mut o, "n2").replay_lsn = Some(Lsn(0x3000100));
+    node_mut(&mut o, "n2").receive_lsn = Some(Lsn(0x3000100));
+    node_mut(&mut o, "n3").receive_lsn = Some(Lsn(0x3000200));
+    node_mut(&mut o, "n3").replay_lsn = Some(Lsn(0x3000200));
+    (d, o)
+}
+
+#[test]
+fn a_synchronous_failover_to_a_lagging_standby_is_refused() {
+    let (d, o) = sync_crash("n2");
+    let e = build(&d, &o, &consent()).unwrap_err();
+    match &e {
+        PlanError::SyncDataLoss { best, bytes, .. } => {
+            assert_eq!(best, "n3");
+            assert_eq!(*bytes, 0x100);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut opts = consent();
+    opts.accept_data_loss = true;
+    assert!(build(&d, &o, &opts).is_ok());
+    let (d, o) = sync_crash("n3");
+    let p = build(&d, &o, &consent()).expect("the most advanced standby may be promoted");
+    step(&p, "promote", "n3");
+}
