@@ -255,6 +255,12 @@ fn diverged(x: &ObservedNode, uo: &ObservedNode, up: &str) -> Option<String> {
     if observed_role(x) != Some(Role::Standby) || timeline(x)? != timeline(uo)? {
         return None;
     }
+    if let Some(st) = &x.replay_stall {
+        return Some(format!(
+            "it received WAL from {up} up to {}, but its replay stays at {} waiting for WAL ({}): what {up} sent does not continue its history on the same timeline",
+            st.received, st.replay, st.wait_event
+        ));
+    }
     if let Some(m) = x.wal_match.as_ref().filter(|m| m.matches == Some(false)) {
         return Some(format!(
             "the {} bytes of WAL before its replay position {} differ from {up}'s at the same position on the same timeline",

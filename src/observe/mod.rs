@@ -86,7 +86,8 @@ const WAL_MATCH_BYTES: u64 = 256;
 
 /// Every running standby on its upstream's timeline: the upstream's end of WAL, read now
 /// (after the standby's replay position was), and, when the upstream has reached that
-/// position, the WAL bytes before it compared on both ([`WalMatch`]).
+/// position, the WAL bytes before it compared on both ([`WalMatch`]); and a second look at a
+/// standby whose startup process waited for WAL ([`ReplayStall`]).
 async fn compare_wal(
     nodes: &mut BTreeMap<String, ObservedNode>,
     clients: &BTreeMap<String, tokio_postgres::Client>,
@@ -122,9 +123,30 @@ async fn compare_wal(
         }
         Some(m)
     });
-    for ((x, ..), m) in pairs.iter().zip(join_all(checks).await) {
+    let waiting: Vec<bool> = pairs
+        .iter()
+        .map(|(x, ..)| {
+            nodes
+                .get(x)
+                .and_then(|n| n.startup_wait_event.as_deref())
+                .is_some_and(sql::waits_for_wal)
+        })
+        .collect();
+    let stalls = pairs
+        .iter()
+        .zip(waiting)
+        .map(|((x, _, _, at), waiting)| async move {
+            if !waiting {
+                return None;
+            }
+            sql::replay_stall(clients.get(x)?, *at).await
+        });
+    let (matches, stalls) = futures::join!(join_all(checks), join_all(stalls));
+    for (((x, ..), m), stall) in pairs.iter().zip(matches).zip(stalls) {
+        tracing::debug!(node = %x, ?m, ?stall, "WAL compared with the upstream's");
         if let Some(n) = nodes.get_mut(x) {
             n.wal_match = m;
+            n.replay_stall = stall;
         }
     }
 }

@@ -114,6 +114,22 @@ pub struct ObservedNode {
     /// histories differ although the timeline is the same (a second writer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_match: Option<WalMatch>,
+    /// The startup process's wait event on a running standby (pg_stat_activity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_wait_event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_stall: Option<ReplayStall>,
+}
+
+/// A standby whose replay waits for WAL although it has received WAL past its replay position:
+/// the received WAL does not continue its history. Seen twice, at the node's observation and
+/// again after every node was observed, with the replay position unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplayStall {
+    pub replay: Lsn,
+    pub received: Lsn,
+    /// The startup process's wait event (`RecoveryWalStream`, `RecoveryRetrieveRetryInterval`).
+    pub wait_event: String,
 }
 
 /// A running standby's replay position checked against its upstream, read after it.

@@ -108,6 +108,33 @@ const OLDEST_WAL: &str =
     "select min(name), (select setting from pg_settings where name = 'wal_segment_size') \
     from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'";
 
+/// What the startup process of a standby waits for (pg_stat_activity needs pg_read_all_stats
+/// to show another role's process), with its replay and receive positions.
+const STARTUP: &str = "select wait_event, pg_last_wal_replay_lsn()::text, \
+    pg_last_wal_receive_lsn()::text, pg_is_wal_replay_paused() \
+    from pg_stat_activity where backend_type = 'startup'";
+
+/// Whether a startup process with `wait_event` waits for WAL to arrive.
+pub fn waits_for_wal(wait_event: &str) -> bool {
+    wait_event.starts_with("RecoveryWal") || wait_event == "RecoveryRetrieveRetryInterval"
+}
+
+/// A second look at a standby's startup process: a [`ReplayStall`] when its replay stayed at
+/// `first_replay`, it waits for WAL, replay is not paused, and it has received WAL past it.
+pub async fn replay_stall(client: &Client, first_replay: Lsn) -> Option<ReplayStall> {
+    let r = rows(client.simple_query(STARTUP).await.ok()?);
+    let r = r.first()?;
+    let wait_event = text(r, 0)?;
+    let (replay, received) = (lsn(r, 1)?, lsn(r, 2)?);
+    let paused = boolean(r, 3).unwrap_or(true);
+    let stalled = replay == first_replay && received > replay && !paused;
+    (stalled && waits_for_wal(&wait_event)).then_some(ReplayStall {
+        replay,
+        received,
+        wait_event,
+    })
+}
+
 /// Bytes per WAL segment.
 const SEGMENT_SIZE: &str = "select setting from pg_settings where name = 'wal_segment_size'";
 
@@ -178,6 +205,7 @@ pub async fn observe_sql(
         client.simple_query(HBA),
         client.simple_query(HBA_ERRORS),
         client.simple_query(OLDEST_WAL),
+        client.simple_query(STARTUP),
     ])
     .await
     .into_iter();
@@ -195,6 +223,7 @@ pub async fn observe_sql(
     // Only a superuser may read pg_hba_file_rules; without it the errors stay unknown.
     let hba_errors = next().map(rows).unwrap_or_default();
     let oldest = next().map(rows).unwrap_or_default();
+    let startup = next().map(rows).unwrap_or_default();
 
     let c = core.first().expect("the core query returns one row");
     node.reachable = true;
@@ -328,6 +357,7 @@ pub async fn observe_sql(
         .map(|s| s.value)
         .filter(|s| !s.is_empty());
 
+    node.startup_wait_event = startup.first().and_then(|r| text(r, 0));
     node.oldest_wal = oldest.first().and_then(|r| {
         let size: u64 = num(r, 1)?;
         let (_, seg) = crate::units::parse_wal_segment(r.get(0)?, size)?;

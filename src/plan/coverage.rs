@@ -23,7 +23,7 @@ fn fixes(k: DriftKind) -> &'static [&'static str] {
         DriftKind::WrongUpstream | DriftKind::NotStreaming => &REJOIN_OR_UPSTREAM,
         DriftKind::SettingChanged => &["alter_system", "clone", "rewind"],
         DriftKind::PendingRestart => &["restart", "clone", "rewind"],
-        DriftKind::HbaEdited => &["write_hba"],
+        DriftKind::HbaEdited => &["write_hba", "clone"],
         DriftKind::MissingSlot => &["create_slot", "clone"],
         // Dropped, replaced with its holder's directory, or used again by its standby.
         DriftKind::OrphanSlot => &["drop_slot", "clone", "rewind", "start", "configure_standby"],

@@ -1020,3 +1020,24 @@ fn a_synchronous_failover_to_a_lagging_standby_is_refused() {
     let p = build(&d, &o, &consent()).expect("the most advanced standby may be promoted");
     step(&p, "promote", "n3");
 }
+
+#[test]
+fn a_standby_whose_replay_stalls_on_received_wal_is_cloned() {
+    let d = desired3();
+    let mut o = healthy(&d);
+    let n2 = node_mut(&mut o, "n2");
+    n2.streaming = false;
+    n2.replay_stall = Some(crate::observe::ReplayStall {
+        replay: Lsn(0x5002AC8),
+        received: Lsn(0x5138E68),
+        wait_event: "RecoveryRetrieveRetryInterval".into(),
+    });
+    let p = plan(&d, &o);
+    let clone = step(&p, "clone", "n2");
+    assert!(
+        clone.description.contains("does not continue its history"),
+        "{}",
+        clone.description
+    );
+    assert!(drift_kinds(&d, &o).contains(&crate::diff::drift::DriftKind::Diverged));
+}
