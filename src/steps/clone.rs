@@ -100,6 +100,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             // A rewind that did not finish marked the directory now moved aside.
             let marker = server::rewind_marker(ctx, node)?;
             if server::file_exists(ctx, node, &marker).await? {
+                super::own_config::discard(ctx, node).await?;
                 t.remove_file(&marker).await.map_err(io)?;
             }
             tracing::info!(node, from = %n.data_dir.display(), to = %aside.display(), "data directory moved aside");
