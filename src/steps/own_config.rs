@@ -25,8 +25,9 @@
 //! base64), written before the rewind marker exists and removed before the marker is: pgtopo
 //! killed while the orphaned pg_rewind runs on leaves the marker, the next apply finishes the
 //! rewind (`rewind::finish_interrupted`) and restores from that file. A record is valid only
-//! while the marker exists; without a marker, a fresh one replaces it, and the clone that
-//! replaces a directory whose rewind failed removes it ([`discard`]).
+//! while the marker exists; without a marker, a fresh one replaces it. When the rewind did not
+//! finish, the clone that replaces the directory puts the recorded configuration into the
+//! clone (all but the pg_wal symlink: the clone has a pg_wal directory of its own).
 //!
 //! Not covered: symlinked configuration files and include directories (not recorded: writing
 //! would replace the link), files outside the data directory (pg_rewind does not touch them).
@@ -353,23 +354,27 @@ pub async fn discard(ctx: &StepContext, node: &str) -> Result<(), StepError> {
     ctx.transport(node)?.remove_file(&path).await.map_err(io)
 }
 
-/// After pg_rewind: restore `own` (when there is a record), then remove the record. An error
-/// says that the data directory stays marked, so the next apply tries again.
+/// After pg_rewind, or the clone that replaced a directory whose rewind did not finish: restore
+/// `own` (when there is a record), then remove the record.
 pub async fn put_back(
     ctx: &StepContext,
     node: &str,
     own: Option<&OwnConfig>,
 ) -> Result<(), StepError> {
     if let Some(own) = own {
-        restore(ctx, node, own).await.map_err(|mut e| {
-            e.message = format!(
-                "{}; {node}'s own configuration is not back after pg_rewind, so its data directory stays marked and is never started: the next `pgtopo apply` puts it back",
-                e.message
-            );
-            e
-        })?;
+        restore(ctx, node, own).await?;
     }
     discard(ctx, node).await
+}
+
+impl OwnConfig {
+    /// The record for a clone: it has a pg_wal directory of its own, not the old symlink.
+    pub fn for_clone(self) -> Self {
+        OwnConfig {
+            pg_wal_link: None,
+            ..self
+        }
+    }
 }
 
 /// Make the data directory's configuration what `own` recorded (see the module doc).

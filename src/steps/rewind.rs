@@ -118,7 +118,10 @@ pub async fn finish_interrupted(ctx: &StepContext, node: &str) -> Result<bool, S
     // pgtopo may have been killed between pg_rewind --no-sync and the sync that follows it.
     sync_data_dir(ctx, node).await?;
     write_standby_signal(ctx, node).await?;
-    own_config::put_back(ctx, node, own_config::load(ctx, node).await?.as_ref()).await?;
+    let own = own_config::load(ctx, node).await?;
+    own_config::put_back(ctx, node, own.as_ref())
+        .await
+        .map_err(|e| own_config_not_back(node, e))?;
     ctx.transport(node)?
         .remove_file(&marker)
         .await
@@ -292,9 +295,20 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         return Err(e);
     }
     fenced?;
-    own_config::put_back(ctx, node, own.as_ref()).await?;
+    own_config::put_back(ctx, node, own.as_ref())
+        .await
+        .map_err(|e| own_config_not_back(node, e))?;
     t.remove_file(&marker).await.map_err(io)?;
     Ok(())
+}
+
+/// The directory stays marked until the node's own configuration is back.
+fn own_config_not_back(node: &str, mut e: StepError) -> StepError {
+    e.message = format!(
+        "{}; {node}'s own configuration is not back after pg_rewind, so its data directory stays marked and is never started: the next `pgtopo apply` puts it back",
+        e.message
+    );
+    e
 }
 
 /// The node's own configuration as it was before any rewind touched the directory: recorded
