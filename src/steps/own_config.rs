@@ -168,40 +168,71 @@ struct Found {
 }
 
 async fn find(ctx: &StepContext, node: &str) -> Result<Found, StepError> {
-    let data_dir = ctx.node(node)?.data_dir.clone();
-    let t = ctx.transport(node)?;
     let mut found = Found::default();
     let mut queue: Vec<(String, usize)> = ROOTS.iter().map(|r| (r.to_string(), 0)).collect();
     while let Some((rel, depth)) = queue.pop() {
         if found.files.contains_key(&rel) {
             continue;
         }
-        let content = t.read_file(&data_dir.join(&rel)).await.map_err(io)?;
-        let text = content.as_deref().map(String::from_utf8_lossy);
-        let directives = match &text {
-            Some(text) if depth < MAX_DEPTH => includes(text),
+        let Some(content) = read_conf(ctx, node, &rel).await? else {
+            continue;
+        };
+        let directives = match &content {
+            Some(bytes) if depth < MAX_DEPTH => includes(&String::from_utf8_lossy(bytes)),
             _ => Vec::new(),
         };
         found.files.insert(rel.clone(), content);
         for (kind, path) in directives {
-            let Some(target) = inside(&data_dir, &rel, &path) else {
-                continue;
-            };
-            match kind {
-                Include::File => queue.push((target, depth + 1)),
-                Include::Dir => {
-                    let Some(names) = t.list_dir(&data_dir.join(&target)).await.map_err(io)? else {
-                        continue;
-                    };
-                    queue.extend(
-                        conf_file_names(names).map(|n| (format!("{target}/{n}"), depth + 1)),
-                    );
-                    found.dirs.insert(target);
-                }
-            }
+            let next = follow(ctx, node, &mut found, &rel, kind, &path).await?;
+            queue.extend(next.into_iter().map(|f| (f, depth + 1)));
         }
     }
     Ok(found)
+}
+
+/// A configuration file's content (`Some(None)`: it does not exist); `None` when it is a
+/// directory named like one, which PostgreSQL skips too.
+async fn read_conf(
+    ctx: &StepContext,
+    node: &str,
+    rel: &str,
+) -> Result<Option<Option<Vec<u8>>>, StepError> {
+    let path = ctx.node(node)?.data_dir.join(rel);
+    let t = ctx.transport(node)?;
+    match t.read_file(&path).await {
+        Ok(content) => Ok(Some(content)),
+        Err(_) if t.list_dir(&path).await.map_err(io)?.is_some() => Ok(None),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// The files to read next for one include directive of `including`: the file it names, or the
+/// `.conf` files of the directory it names (recorded in `found`). Nothing outside the data
+/// directory.
+async fn follow(
+    ctx: &StepContext,
+    node: &str,
+    found: &mut Found,
+    including: &str,
+    kind: Include,
+    path: &str,
+) -> Result<Vec<String>, StepError> {
+    let data_dir = &ctx.node(node)?.data_dir;
+    let Some(target) = inside(data_dir, including, path) else {
+        return Ok(Vec::new());
+    };
+    if kind == Include::File {
+        return Ok(vec![target]);
+    }
+    let dir = data_dir.join(&target);
+    let Some(names) = ctx.transport(node)?.list_dir(&dir).await.map_err(io)? else {
+        return Ok(Vec::new());
+    };
+    let files = conf_file_names(names)
+        .map(|n| format!("{target}/{n}"))
+        .collect();
+    found.dirs.insert(target);
+    Ok(files)
 }
 
 /// What `stat -c '%a %F'` says of a path (it does not follow a symlink).
