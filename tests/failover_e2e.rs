@@ -38,6 +38,17 @@ struct Applied {
     log: String,
 }
 
+impl Applied {
+    /// The plan's steps as (kind, node), in order.
+    fn kinds(&self) -> Vec<(&str, &str)> {
+        self.plan
+            .steps
+            .iter()
+            .map(|s| (s.action.kind(), s.node.as_str()))
+            .collect()
+    }
+}
+
 /// The reviewed-plan flow: `pgtopo plan [extra] --out DIR/plan.json`, then `pgtopo apply
 /// DIR/plan.json` (a saved plan is applied without a question). Panics with the output unless
 /// both exit 0.
@@ -295,12 +306,7 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
         !std::path::Path::new(&set_aside).exists(),
         "{set_aside} is removed after the apply"
     );
-    let kinds: Vec<(&str, &str)> = a
-        .plan
-        .steps
-        .iter()
-        .map(|s| (s.action.kind(), s.node.as_str()))
-        .collect();
+    let kinds = a.kinds();
     let pos = |k: &str, n: &str| kinds.iter().position(|x| *x == (k, n));
     assert!(pos("fence", "n1") < pos("promote", "n2"), "{kinds:?}");
     assert!(pos("checkpoint", "n2") < pos("rewind", "n1"), "{kinds:?}");
@@ -363,6 +369,154 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
         c.node("n1").port.to_string(),
         "n1 keeps its port"
     );
+    assert_no_changes(&c);
+}
+
+/// Files of a node's own configuration, relative to its data directory, as [`own_configuration`]
+/// makes them.
+const OWN_FILES: [&str; 7] = [
+    "postgresql.conf",
+    "n1-own.conf",
+    "n1-maybe.conf",
+    "n1.conf.d/10-own.conf",
+    "pg_hba.conf",
+    "pg_ident.conf",
+    "postgresql.auto.conf",
+];
+
+/// Give the stopped node `n` configuration nobody else has: a log_line_prefix, an include, an
+/// include_if_exists and an include_dir (0750) each setting a `pgtopo_test.*` value, a comment
+/// and a rule in pg_hba.conf, an ident map; pg_wal moved beside the data directory behind a
+/// symlink; the data directory and the included file 0750 and 0640. Returns each file of
+/// [`OWN_FILES`] with its bytes and mode.
+fn own_configuration(c: &TestCluster, n: &str) -> Vec<(Vec<u8>, u32)> {
+    let dir = c.node(n).data_dir.clone();
+    c.append(
+        &dir.join("postgresql.conf"),
+        "\n# n1's own\nlog_line_prefix = '%m [%p] n1-own '\ninclude 'n1-own.conf'\n\
+         include_if_exists 'n1-maybe.conf'\ninclude_dir 'n1.conf.d'\n",
+    );
+    c.write_os_file(&dir.join("n1-own.conf"), "pgtopo_test.included = 'n1'\n");
+    support::set_mode(&dir.join("n1-own.conf"), 0o640);
+    c.write_os_file(&dir.join("n1-maybe.conf"), "pgtopo_test.maybe = 'n1'\n");
+    c.create_os_dir(&dir.join("n1.conf.d"), 0o750);
+    c.write_os_file(
+        &dir.join("n1.conf.d/10-own.conf"),
+        "# n1's directory\npgtopo_test.dir = 'n1'\n",
+    );
+    c.append(
+        &dir.join("pg_hba.conf"),
+        "\n# n1's own rule, outside the managed block\nhost sameuser all 127.0.0.1/32 trust\n",
+    );
+    c.append(&dir.join("pg_ident.conf"), "n1map postgres postgres\n");
+    let wal = c.dir.join(format!("{n}-wal"));
+    std::fs::rename(dir.join("pg_wal"), &wal).unwrap();
+    std::os::unix::fs::symlink(&wal, dir.join("pg_wal")).unwrap();
+    support::set_mode(&dir, 0o750);
+    own_files(c, n)
+}
+
+fn own_files(c: &TestCluster, n: &str) -> Vec<(Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &c.node(n).data_dir;
+    OWN_FILES
+        .iter()
+        .map(|f| {
+            let p = dir.join(f);
+            let meta = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (
+                std::fs::read(&p).unwrap(),
+                meta.permissions().mode() & 0o7777,
+            )
+        })
+        .collect()
+}
+
+/// pg_hba.conf without pgtopo's managed block.
+fn outside_managed_block(hba: &[u8]) -> String {
+    let text = String::from_utf8_lossy(hba);
+    let mut inside = false;
+    let mut out = String::new();
+    for l in text.split_inclusive('\n') {
+        let t = l.trim_end();
+        if t == pgtopo::observe::HBA_BEGIN || t == pgtopo::observe::HBA_END {
+            inside = t == pgtopo::observe::HBA_BEGIN;
+            continue;
+        }
+        if !inside {
+            out.push_str(l);
+        }
+    }
+    out
+}
+
+/// n1 has configuration of its own in every file (see [`own_configuration`]) and a node-own
+/// ALTER SYSTEM entry. After a crash, the failover to n2 and the rewind of n1 (pg_rewind copies
+/// n2's files over n1's), every one of them is what it was byte for byte (pg_hba.conf outside
+/// the managed block, postgresql.auto.conf with its own entries), n1 runs with them, pg_wal is
+/// the same symlink, the modes are n1's, and nothing is left to do.
+#[test]
+fn a_rewound_old_primary_keeps_its_own_configuration() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    failed_over_pair(
+        &mut c,
+        100,
+        false,
+        &[
+            "ALTER SYSTEM SET work_mem = '7MB'",
+            "INSERT INTO t SELECT g, 'y' FROM generate_series(101, 2000) g",
+        ],
+    );
+    let before = own_configuration(&c, "n1");
+    let wal_link = std::fs::read_link(c.node("n1").data_dir.join("pg_wal")).unwrap();
+
+    let a = apply_ok(&c, &["--allow-failover"]);
+    let kinds = a.kinds();
+    assert!(kinds.contains(&("rewind", "n1")), "{kinds:?}");
+    assert!(!kinds.contains(&("clone", "n1")), "{kinds:?}");
+    assert_follows(&c, "n1", "n2");
+
+    let after = own_files(&c, "n1");
+    for ((f, (b, bm)), (a, am)) in OWN_FILES.iter().zip(&before).zip(&after) {
+        assert_eq!(bm, am, "mode of {f}");
+        match *f {
+            "pg_hba.conf" => assert_eq!(outside_managed_block(b), outside_managed_block(a)),
+            "postgresql.auto.conf" => {
+                let text = String::from_utf8_lossy(a);
+                assert!(text.contains("work_mem = '7MB'"), "{text}");
+            }
+            _ => assert_eq!(
+                String::from_utf8_lossy(b),
+                String::from_utf8_lossy(a),
+                "{f}"
+            ),
+        }
+    }
+    for (setting, want) in [
+        ("log_line_prefix", "%m [%p] n1-own "),
+        ("pgtopo_test.included", "n1"),
+        ("pgtopo_test.maybe", "n1"),
+        ("pgtopo_test.dir", "n1"),
+        ("work_mem", "7MB"),
+        ("port", &c.node("n1").port.to_string()),
+    ] {
+        assert_eq!(c.psql("n1", &format!("SHOW {setting}")), want, "{setting}");
+    }
+    assert_eq!(
+        c.psql(
+            "n1",
+            "SELECT count(*) FROM pg_ident_file_mappings WHERE map_name = 'n1map'"
+        ),
+        "1"
+    );
+    let dir = &c.node("n1").data_dir;
+    assert_eq!(std::fs::read_link(dir.join("pg_wal")).unwrap(), wal_link);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o750, "n1's data directory mode");
+    assert!(!std::path::Path::new(&format!("{}.pgtopo-own-config.json", dir.display())).exists());
     assert_no_changes(&c);
 }
 
@@ -713,7 +867,8 @@ fn pg_rewind_running(dir: &std::path::Path) -> bool {
 
 /// `pgtopo apply` is SIGKILLed while pg_rewind works on the old primary (pg_rewind itself, in
 /// its own process group, runs on). The next apply takes over the dead apply's lock, recognises
-/// the finished rewind (or rewinds again), and converges: n1 follows n2 without its rows.
+/// the finished rewind (or clones n1 when it did not finish), and converges: n1 follows n2
+/// without its rows, with its own postgresql.conf back from the record the killed apply left.
 #[test]
 fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
     use std::process::{Command, Stdio};
@@ -728,6 +883,10 @@ fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
         true,
         &["INSERT INTO t SELECT g, repeat('r', 400) FROM generate_series(101, 60000) g"],
     );
+    // A setting of n1's own, which the killed apply recorded before pg_rewind copied n2's file.
+    let n1_conf = c.node("n1").data_dir.join("postgresql.conf");
+    c.append(&n1_conf, "\nlog_line_prefix = 'n1-own '\n");
+    let own_conf = std::fs::read(&n1_conf).unwrap();
 
     let n1_dir = c.node("n1").data_dir.clone();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
@@ -784,5 +943,7 @@ fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
     assert!(!c.dir.join("n1.pgtopo-rewinding").exists());
     assert_eq!(slots(&c, "n2"), "n1:true");
     assert_eq!(c.psql("n1", "SHOW port"), c.node("n1").port.to_string());
+    assert_eq!(c.psql("n1", "SHOW log_line_prefix"), "n1-own ");
+    assert_eq!(std::fs::read(&n1_conf).unwrap(), own_conf);
     assert_no_changes(&c);
 }

@@ -5,12 +5,13 @@
 //! source (an earlier attempt created it) it is reused instead of created. Already done when the
 //! directory holds a complete copy of the source (pg_basebackup sends `global/pg_control` last,
 //! so its presence with the source's system identifier means the copy finished) and no move
-//! aside was planned.
+//! aside was planned. A clone that replaces a directory whose rewind did not finish gets the
+//! node's own configuration that the rewind recorded (`own_config`), all but a pg_wal symlink.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{control, server, Freshness, StepContext};
+use super::{control, own_config, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::CloneParams;
 
@@ -86,6 +87,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
     let n = ctx.node(node)?.clone();
     let t = ctx.transport(node)?.clone();
     let io = |e: crate::transport::TransportError| StepError::new(e.to_string());
+    let mut own = None;
     match listing(ctx, node).await? {
         Some(l) if !l.is_empty() => {
             if server::pid_file_exists(ctx, node).await?
@@ -100,6 +102,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             // A rewind that did not finish marked the directory now moved aside.
             let marker = server::rewind_marker(ctx, node)?;
             if server::file_exists(ctx, node, &marker).await? {
+                own = own_config::load(ctx, node).await?;
                 t.remove_file(&marker).await.map_err(io)?;
             }
             tracing::info!(node, from = %n.data_dir.display(), to = %aside.display(), "data directory moved aside");
@@ -176,7 +179,9 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             .timeout(Duration::from_secs(30)),
     )
     .await?;
-    Ok(())
+    // The node's own configuration, recorded before the rewind this clone replaces.
+    let own = own.map(own_config::OwnConfig::for_clone);
+    own_config::put_back(ctx, node, own.as_ref()).await
 }
 
 pub async fn verify(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), StepError> {

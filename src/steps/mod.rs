@@ -30,6 +30,7 @@ pub mod create_role;
 pub mod create_slot;
 pub mod drop_slot;
 pub mod fence;
+pub mod own_config;
 pub mod promote;
 pub mod reload;
 pub mod restart;

@@ -21,7 +21,10 @@
 //! directory started by anyone comes up in recovery, never as a primary. (PostgreSQL 12's
 //! pg_rewind needs a cleanly stopped target, which this recovery gives it; untested on 12.)
 //!
-//! pg_rewind copies the source's configuration: `configure_standby` re-asserts the node's own.
+//! pg_rewind copies the source's configuration files over the node's and removes those only the
+//! node has: the node's own are recorded before it runs and put back byte for byte after it,
+//! modes and a symlinked pg_wal included ([`own_config`]); `configure_standby` then sets the
+//! recovery settings and the node's port and listen_addresses.
 //!
 //! Where pg_rewind's time went, measured with a 1 GB database and 10 MB of divergence
 //! (`benches/rejoin.sh`: pg_rewind 0.8 s before, ~0.16 s after, sync included):
@@ -42,7 +45,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{conf, control, server, Freshness, StepContext};
+use super::{conf, control, own_config, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RewindParams;
 use crate::transport::TransportError;
@@ -115,6 +118,10 @@ pub async fn finish_interrupted(ctx: &StepContext, node: &str) -> Result<bool, S
     // pgtopo may have been killed between pg_rewind --no-sync and the sync that follows it.
     sync_data_dir(ctx, node).await?;
     write_standby_signal(ctx, node).await?;
+    let own = own_config::load(ctx, node).await?;
+    own_config::put_back(ctx, node, own.as_ref())
+        .await
+        .map_err(|e| own_config_not_back(node, e))?;
     ctx.transport(node)?
         .remove_file(&marker)
         .await
@@ -132,6 +139,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         // pgtopo was interrupted after pg_rewind had done its work: nothing to copy again.
         return finish_interrupted(ctx, node).await.map(|_| ());
     }
+    let own = own_config_before(ctx, node, &marker).await?;
     t.write_file_atomic(&marker, p.reason.as_bytes(), 0o600)
         .await
         .map_err(io)?;
@@ -287,8 +295,40 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         return Err(e);
     }
     fenced?;
+    own_config::put_back(ctx, node, own.as_ref())
+        .await
+        .map_err(|e| own_config_not_back(node, e))?;
     t.remove_file(&marker).await.map_err(io)?;
     Ok(())
+}
+
+/// The directory stays marked until the node's own configuration is back.
+fn own_config_not_back(node: &str, mut e: StepError) -> StepError {
+    e.message = format!(
+        "{}; {node}'s own configuration is not back after pg_rewind, so its data directory stays marked and is never started: the next `pgtopo apply` puts it back",
+        e.message
+    );
+    e
+}
+
+/// The node's own configuration as it was before any rewind touched the directory: recorded
+/// now, or, when an earlier rewind did not finish (the marker exists), the record it left.
+async fn own_config_before(
+    ctx: &StepContext,
+    node: &str,
+    marker: &Path,
+) -> Result<Option<own_config::OwnConfig>, StepError> {
+    if !server::file_exists(ctx, node, marker).await? {
+        return own_config::save(ctx, node).await.map(Some);
+    }
+    let own = own_config::load(ctx, node).await?;
+    if own.is_none() {
+        tracing::warn!(
+            node,
+            "an earlier rewind left no record of the node's own configuration: pg_rewind's copy of the source's stays"
+        );
+    }
+    Ok(own)
 }
 
 /// How a rewound directory is made durable.

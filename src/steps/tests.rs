@@ -511,3 +511,108 @@ async fn a_failed_pg_rewind_reports_its_error_without_the_progress_lines() {
     assert!(f1.file("/d/n1/standby.signal").is_some());
     assert!(f1.file("/d/n1.pgtopo-rewinding").is_some());
 }
+
+/// n1's own configuration: postgresql.conf with an include, an include_if_exists of a file it
+/// does not have and an include_dir; its own pg_hba.conf, pg_ident.conf, postgresql.auto.conf.
+const OWN_CONF: [(&str, &str, u32); 6] = [
+    (
+        "postgresql.conf",
+        "log_line_prefix = 'n1 '\ninclude 'own.conf'\ninclude_if_exists 'local.conf'\ninclude_dir 'conf.d'\n",
+        0o600,
+    ),
+    ("own.conf", "pgtopo_test.included = 'n1'\n", 0o640),
+    ("conf.d/10-own.conf", "# n1's own\nwork_mem = '7MB'\n", 0o640),
+    ("pg_hba.conf", "# n1's rule\nhost all all 127.0.0.1/32 trust\n", 0o600),
+    ("pg_ident.conf", "n1map postgres postgres\n", 0o600),
+    ("postgresql.auto.conf", "maintenance_work_mem = '99MB'\n", 0o600),
+];
+
+async fn with_own_conf(f: &FakeTransport) {
+    for (rel, text, mode) in OWN_CONF {
+        let path = Path::new("/d/n1").join(rel);
+        f.set_file(&path, "");
+        crate::transport::Transport::write_file_atomic(f, &path, text.as_bytes(), mode)
+            .await
+            .unwrap();
+    }
+}
+
+/// What pg_rewind does to n1's configuration with n2 as its source: the files both have become
+/// n2's (keeping their mode), what only n1 has is removed, what only n2 has is copied.
+async fn as_pg_rewind_from_n2(f: &FakeTransport) {
+    f.set_file("/d/n1/postgresql.conf", "log_line_prefix = 'n2 '\n");
+    f.set_file("/d/n1/pg_hba.conf", "# n2's\n");
+    f.set_file("/d/n1/pg_ident.conf", "");
+    f.set_file(
+        "/d/n1/postgresql.auto.conf",
+        "primary_conninfo = 'host=x'\n",
+    );
+    f.set_file("/d/n1/local.conf", "pgtopo_test.local = 'n2'\n");
+    f.set_file("/d/n1/conf.d/20-n2.conf", "work_mem = '1MB'\n");
+    for gone in ["/d/n1/own.conf", "/d/n1/conf.d/10-own.conf"] {
+        crate::transport::Transport::remove_file(f, Path::new(gone))
+            .await
+            .unwrap();
+    }
+}
+
+fn assert_own_conf(f: &FakeTransport) {
+    for (rel, text, mode) in OWN_CONF {
+        let path = Path::new("/d/n1").join(rel);
+        assert_eq!(f.file_text(&path).as_deref(), Some(text), "{rel}");
+        assert_eq!(f.file_mode(&path), Some(mode), "{rel}");
+    }
+    assert_eq!(f.file("/d/n1/local.conf"), None, "n1 had no local.conf");
+    assert_eq!(
+        f.file("/d/n1/conf.d/20-n2.conf"),
+        None,
+        "n2's file in n1's conf.d"
+    );
+    assert_eq!(
+        f.file("/d/n1.pgtopo-own-config.json"),
+        None,
+        "the record is removed"
+    );
+}
+
+#[tokio::test]
+async fn the_nodes_own_configuration_is_put_back_byte_for_byte_after_pg_rewind() {
+    let (c, f1) = stopped_with_wal(1);
+    with_own_conf(&f1).await;
+    let own = super::own_config::save(&c, "n1").await.unwrap();
+    assert!(f1.file("/d/n1.pgtopo-own-config.json").is_some());
+    as_pg_rewind_from_n2(&f1).await;
+    // One file whose mode changed (nothing pg_rewind does, but the mode is n1's too).
+    f1.set_file("/d/n1/own.conf", "pgtopo_test.included = 'n1'\n");
+    super::own_config::put_back(&c, "n1", Some(&own))
+        .await
+        .unwrap();
+    assert_own_conf(&f1);
+    assert!(
+        f1.command_lines()
+            .iter()
+            .any(|l| l == "chmod 640 -- /d/n1/own.conf"),
+        "{:?}",
+        f1.command_lines()
+    );
+}
+
+#[tokio::test]
+async fn a_rewind_finished_after_pgtopo_was_killed_gets_the_own_configuration_back_from_its_record()
+{
+    // pgtopo recorded n1's configuration and marked the directory, then was killed; the
+    // orphaned pg_rewind finished.
+    let (c, f1) = stopped_with_wal(1);
+    with_own_conf(&f1).await;
+    super::own_config::save(&c, "n1").await.unwrap();
+    f1.set_file("/d/n1.pgtopo-rewinding", "rewind from n2");
+    as_pg_rewind_from_n2(&f1).await;
+    f1.set_file("/d/n1/backup_label", "BACKUP METHOD: pg_rewind\n");
+    f1.set_file("/d/n1/global/pg_control", pg_control(5, 0x4BB2_EB18, 2));
+    super::rewind::act(&c, "n1", &rewind_params())
+        .await
+        .unwrap();
+    assert!(!f1.command_lines().iter().any(|l| l.contains("pg_rewind")));
+    assert_own_conf(&f1);
+    assert_eq!(f1.file("/d/n1.pgtopo-rewinding"), None);
+}

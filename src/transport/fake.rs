@@ -20,7 +20,8 @@
 //! Scripted outputs match on the program's file name (`pg_ctl` matches
 //! `/usr/lib/postgresql/15/bin/pg_ctl`) and, optionally, on an argument the command must contain.
 //! Each scripted output is used once, in the order given; when none matches, the command succeeds
-//! with empty output (or fails, after [`FakeTransport::fail_unscripted`]).
+//! with empty output (or fails, after [`FakeTransport::fail_unscripted`]) — except `stat -c '%a
+//! %F' -- PATHS` and `chmod MODE -- PATHS`, which act on the in-memory files and directories.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -197,6 +198,48 @@ fn add_dirs(dirs: &mut BTreeSet<PathBuf>, path: &Path) {
     }
 }
 
+/// The paths after `--` of a command.
+fn operands(cmd: &CommandSpec) -> impl Iterator<Item = PathBuf> + '_ {
+    cmd.args
+        .iter()
+        .skip_while(|a| a.as_os_str() != "--")
+        .skip(1)
+        .map(PathBuf::from)
+}
+
+/// `stat -c '%a %F' -- PATHS` over the in-memory files (their mode) and directories (0700).
+fn stat(st: &State, cmd: &CommandSpec) -> CommandOutput {
+    let mut out = String::new();
+    for p in operands(cmd) {
+        match st.files.get(&p) {
+            Some((_, mode)) => out.push_str(&format!("{mode:o} regular file\n")),
+            None if st.dirs.contains(&p) => out.push_str("700 directory\n"),
+            None => {
+                let msg = format!(
+                    "stat: cannot statx '{}': No such file or directory",
+                    p.display()
+                );
+                return CommandOutput::failed(1, msg);
+            }
+        }
+    }
+    CommandOutput::ok(out)
+}
+
+/// `chmod MODE -- PATHS` of in-memory files (directories have no mode here).
+fn chmod(st: &mut State, cmd: &CommandSpec) -> CommandOutput {
+    let mode = cmd.args.first().map(|a| a.to_string_lossy().into_owned());
+    let Some(mode) = mode.and_then(|m| u32::from_str_radix(&m, 8).ok()) else {
+        return CommandOutput::failed(1, "chmod: invalid mode");
+    };
+    for p in operands(cmd) {
+        if let Some(f) = st.files.get_mut(&p) {
+            f.1 = mode;
+        }
+    }
+    CommandOutput::ok("")
+}
+
 fn io(op: &'static str, path: &Path, message: &str) -> TransportError {
     TransportError::Io {
         host: "fake".into(),
@@ -229,6 +272,8 @@ impl Transport for FakeTransport {
         });
         match pos.and_then(|i| st.scripts.remove(i)) {
             Some(s) => Ok(s.output),
+            None if name == "stat" => Ok(stat(&st, cmd)),
+            None if name == "chmod" => Ok(chmod(&mut st, cmd)),
             None if st.fail_unscripted => Ok(CommandOutput::failed(
                 1,
                 format!("fake: no scripted output for {}", cmd.display()),

@@ -641,6 +641,15 @@ impl TestCluster {
         }
         set_mode(path, 0o600);
     }
+
+    /// Create a directory owned by the OS user, with `mode`.
+    pub fn create_os_dir(&self, path: &Path, mode: u32) {
+        std::fs::create_dir(path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        if is_root() {
+            chown_to(path, &self.os_user);
+        }
+        set_mode(path, mode);
+    }
 }
 
 impl Drop for TestCluster {
@@ -698,7 +707,8 @@ fn chown_to(path: &Path, user: &str) {
     nix::unistd::chown(path, Some(u.uid), Some(u.gid)).expect("chown");
 }
 
-fn set_mode(path: &Path, mode: u32) {
+/// chmod.
+pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
