@@ -23,6 +23,7 @@ command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || packages+=(openssh-s
 command -v ssh >/dev/null 2>&1 || packages+=(openssh-client)
 command -v unzip >/dev/null 2>&1 || packages+=(unzip)
 command -v runuser >/dev/null 2>&1 || packages+=(util-linux)
+command -v sudo >/dev/null 2>&1 || packages+=(sudo)
 if ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1; then
     packages+=(python3-pip)
 fi

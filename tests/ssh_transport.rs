@@ -2,115 +2,19 @@
 //! and authorized_keys in a temp dir, listening on 127.0.0.1 and a free port only), strict
 //! host-key checking, login as root and commands run as the `postgres` OS user.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+mod support;
 
-use pgtopo::config::SshSpec;
-use pgtopo::transport::{CommandSpec, SshTransport, Transport, TransportError};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// A private sshd, ended by its PID when dropped.
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(path: &Path) {
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen");
-    assert!(st.success());
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Sshd {
-    fn start() -> Sshd {
-        let dir = tempfile::Builder::new()
-            .prefix("pgtopo-sshd-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("id_ed25519"));
-        std::fs::copy(d.join("id_ed25519.pub"), d.join("authorized_keys")).unwrap();
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
-             PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nAllowUsers root\nLogLevel ERROR\n",
-            d = d.display()
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
-        std::fs::write(
-            d.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {host_pub}"),
-        )
-        .unwrap();
-        std::fs::write(d.join("empty_known_hosts"), "").unwrap();
-        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sshd");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Sshd { dir, port, child }
-    }
-
-    fn spec(&self, known_hosts: &str) -> SshSpec {
-        SshSpec {
-            host: "127.0.0.1".into(),
-            user: Some("root".into()),
-            port: Some(self.port),
-            identity_file: Some(self.dir.path().join("id_ed25519")),
-            known_hosts_file: Some(self.dir.path().join(known_hosts)),
-        }
-    }
-
-    /// A directory owned by postgres inside the sshd's temp dir.
-    fn pg_dir(&self) -> PathBuf {
-        let p = self.dir.path().join("pgfiles");
-        std::fs::create_dir_all(&p).unwrap();
-        let st = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(&p)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        p
-    }
-}
+use pgtopo::apply::wait::{wait_until, Poll, WaitSpec};
+use pgtopo::transport::{
+    CommandOutput, CommandSpec, DynTransport, FakeTransport, LocalTransport, SshOptions,
+    SshTransport, Transport, TransportError,
+};
+use support::ssh::{LoginUser, Sshd};
 
 #[tokio::test]
 async fn runs_commands_as_os_user_with_env() {
@@ -118,7 +22,7 @@ async fn runs_commands_as_os_user_with_env() {
     let t = SshTransport::new(sshd.spec("known_hosts"), "postgres");
     let out = t.run(&CommandSpec::new("id").arg("-un")).await.unwrap();
     assert!(out.success(), "{out:?}");
-    assert_eq!(out.stdout.trim(), "postgres");
+    assert_eq!(out.stdout_text().trim(), "postgres");
 
     let out = t
         .run(
@@ -129,7 +33,7 @@ async fn runs_commands_as_os_user_with_env() {
         .await
         .unwrap();
     assert_eq!(
-        out.stdout.trim(),
+        out.stdout_text().trim(),
         "a b;c",
         "an argument with spaces and ; reaches the program intact"
     );
@@ -156,11 +60,7 @@ async fn files_are_written_atomically_with_mode_and_owner() {
         .unwrap();
     let meta = std::fs::metadata(&f).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600);
-    let pg_uid = nix::unistd::User::from_name("postgres")
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw();
+    let pg_uid = postgres_uid();
     assert_eq!(meta.uid(), pg_uid, "written as the os_user");
     assert_eq!(
         t.read_file(&f).await.unwrap().unwrap(),
@@ -260,11 +160,20 @@ async fn files_are_moved_by_rename_only_and_a_garbage_tree_removed() {
 }
 
 #[tokio::test]
-async fn unknown_host_key_is_refused() {
+async fn unknown_or_wrong_host_keys_are_refused_by_name() {
     let sshd = Sshd::start();
-    let t = SshTransport::new(sshd.spec("empty_known_hosts"), "postgres");
-    let err = t.run(&CommandSpec::new("true")).await.unwrap_err();
-    assert!(matches!(err, TransportError::Unreachable { .. }), "{err:?}");
+    for (file, says) in [
+        ("empty_known_hosts", "is not in known_hosts file"),
+        ("wrong_known_hosts", "does not match known_hosts file"),
+    ] {
+        let t = SshTransport::new(sshd.spec(file), "postgres");
+        let err = t.check_access().await.unwrap_err();
+        assert!(matches!(err, TransportError::Unreachable { .. }), "{err:?}");
+        let want = format!("host key for 127.0.0.1:{} {says}", sshd.port);
+        assert!(err.to_string().contains(&want), "{err}");
+        let err = t.run(&CommandSpec::new("true")).await.unwrap_err();
+        assert!(err.to_string().contains(&want), "{err}");
+    }
 }
 
 #[tokio::test]
@@ -297,10 +206,217 @@ async fn server_tools_run_over_ssh() {
         .unwrap();
     assert!(out.success(), "{}", out.stderr);
     assert!(
-        out.stdout
+        out.stdout_text()
             .contains("Database cluster state:               shut down"),
         "{}",
-        out.stdout
+        out.stdout_text()
     );
     pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
+/// Every byte value 0–255 (file contents, command output) and 1–255 (an argument).
+fn all_bytes() -> Vec<u8> {
+    (0..=255u8).collect()
+}
+
+/// Write, read and `cat` a file holding every byte value, and pass every byte but NUL as an
+/// argument (`printf %s ARG`): all of it comes back unchanged.
+async fn assert_bytes_round_trip(name: &str, t: &dyn Transport, dir: &std::path::Path) {
+    let f = dir.join("bytes.bin");
+    t.write_file_atomic(&f, &all_bytes(), 0o600).await.unwrap();
+    assert_eq!(
+        t.read_file(&f).await.unwrap().unwrap(),
+        all_bytes(),
+        "{name}: read_file"
+    );
+    let out = t.run(&CommandSpec::new("cat").arg(&f)).await.unwrap();
+    assert_eq!(out.stdout, all_bytes(), "{name}: cat's stdout");
+    let arg = std::ffi::OsString::from_vec(all_bytes()[1..].to_vec());
+    let out = t
+        .run(&CommandSpec::new("printf").args(["%s".into(), arg]))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.stdout,
+        all_bytes()[1..],
+        "{name}: an argument of every byte"
+    );
+}
+
+#[tokio::test]
+async fn every_transport_carries_all_256_byte_values() {
+    let sshd = Sshd::start();
+    let dir = sshd.pg_dir();
+    let ssh = SshTransport::new(sshd.spec("known_hosts"), "postgres");
+    assert_bytes_round_trip("ssh", &ssh, &dir).await;
+    let local = LocalTransport::new("postgres");
+    assert_bytes_round_trip("local", &local, &dir).await;
+    // The fake runs no program: its scripted output and its files keep every byte.
+    let fake = FakeTransport::new()
+        .with_dir(&dir)
+        .with_output("cat", CommandOutput::ok(all_bytes()))
+        .with_output("printf", CommandOutput::ok(all_bytes()[1..].to_vec()));
+    assert_bytes_round_trip("fake", &fake, &dir).await;
+    pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
+/// Wait until no process has this PID.
+async fn wait_gone(pid: u32) {
+    let spec = WaitSpec::new(format!("process {pid} to end"), Duration::from_secs(15));
+    wait_until(&spec, || async move {
+        match std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            false => Poll::Ready(()),
+            true => Poll::Pending("still running".to_string()),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// The keepalive keeps an idle master past its idle limit, for as long as pgtopo runs.
+#[tokio::test]
+async fn an_idle_master_outlives_its_idle_limit() {
+    let sshd = Sshd::start();
+    let options = SshOptions {
+        master_idle: Duration::from_secs(1),
+        keepalive: Some(Duration::from_millis(300)),
+        ..SshOptions::default()
+    };
+    let t = SshTransport::with_options(sshd.spec("known_hosts"), "postgres", options);
+    assert!(t.run(&CommandSpec::new("true")).await.unwrap().success());
+    let pid = t.master_pid().await.expect("a master runs");
+    // Idle (no command of ours) three times as long as the idle limit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        t.master_pid().await,
+        Some(pid),
+        "the same master still runs"
+    );
+    assert!(t.run(&CommandSpec::new("true")).await.unwrap().success());
+    pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
+/// A lock taken before a long wait is released after it although the master expired meanwhile:
+/// the next command opens a new master.
+#[tokio::test]
+async fn a_lock_is_released_after_the_master_expired() {
+    let sshd = Sshd::start();
+    let dir = sshd.pg_dir();
+    // No keepalive, and an idle limit long enough that the master does not expire between two
+    // commands of the lock on a loaded machine, short enough for a test.
+    let options = SshOptions {
+        master_idle: Duration::from_secs(3),
+        keepalive: None,
+        ..SshOptions::default()
+    };
+    let t = SshTransport::with_options(sshd.spec("known_hosts"), "postgres", options);
+    let yaml = format!(
+        "cluster: c\npostgres: {{os_user: postgres, bin_dir: /usr/lib/postgresql/15/bin}}\n\
+         nodes:\n  n1: {{host: 127.0.0.1, port: 26999, data_dir: {}/data, role: primary}}\n",
+        dir.display()
+    );
+    let desired = pgtopo::config::load_str("topology.yaml", &yaml).unwrap();
+    let ts: std::collections::BTreeMap<String, DynTransport> = [(
+        "n1".to_string(),
+        std::sync::Arc::new(t.clone()) as DynTransport,
+    )]
+    .into();
+    let events = pgtopo::apply::NullEvents;
+    let lock = pgtopo::apply::lock::acquire(&desired, &ts, None, &events)
+        .await
+        .unwrap();
+    assert_eq!(lock.nodes(), ["n1"]);
+    let lock_file = dir.join("data.pgtopo.lock");
+    assert!(lock_file.exists());
+    // None: the master expired already.
+    if let Some(pid) = t.master_pid().await {
+        wait_gone(pid).await;
+    }
+    lock.release().await.expect("released over a new master");
+    assert!(!lock_file.exists());
+    pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
+/// A master killed between two commands: the next one reconnects and runs once.
+#[tokio::test]
+async fn a_killed_master_is_replaced_by_the_next_command() {
+    let sshd = Sshd::start();
+    let dir = sshd.pg_dir();
+    let t = SshTransport::new(sshd.spec("known_hosts"), "postgres");
+    let f = dir.join("f");
+    t.write_file_atomic(&f, b"one", 0o600).await.unwrap();
+    let pid = t.master_pid().await.expect("a master runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_gone(pid).await;
+    t.write_file_atomic(&f, b"two", 0o600).await.unwrap();
+    assert_eq!(std::fs::read(&f).unwrap(), b"two");
+    let out = t.run(&CommandSpec::new("id").arg("-un")).await.unwrap();
+    assert_eq!(out.stdout_text().trim(), "postgres");
+    assert!(t.master_pid().await.is_some_and(|p| p != pid));
+    pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
+/// SPEC §6: an unprivileged login (root logins disabled) that runs everything as the os_user
+/// through `sudo -n -u postgres`.
+#[tokio::test]
+async fn an_unprivileged_login_acts_as_os_user_through_sudo() {
+    let sshd = Sshd::start();
+    let dir = sshd.pg_dir();
+    let deploy = LoginUser::create(true);
+    let spec = sshd.spec_for(&deploy.name, "known_hosts");
+    let t = SshTransport::new(spec.clone(), "postgres");
+    t.check_access().await.unwrap();
+    let out = t
+        .run(&CommandSpec::new("id").arg("-un").env("PGTOPO_X", "a b"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text().trim(), "postgres", "{out:?}");
+    let out = t
+        .run(
+            &CommandSpec::new("printenv")
+                .arg("PGTOPO_X")
+                .env("PGTOPO_X", "a b"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text().trim(), "a b", "{out:?}");
+    assert_bytes_round_trip("ssh as deploy", &t, &dir).await;
+    let pg_uid = postgres_uid();
+    assert_eq!(
+        std::fs::metadata(dir.join("bytes.bin")).unwrap().uid(),
+        pg_uid
+    );
+    pgtopo::transport::ssh::close(&spec).await;
+}
+
+#[tokio::test]
+async fn a_sudo_that_wants_a_password_is_named() {
+    let sshd = Sshd::start();
+    let deploy = LoginUser::create(false);
+    let spec = sshd.spec_for(&deploy.name, "known_hosts");
+    let t = SshTransport::new(spec.clone(), "postgres");
+    let err = t.check_access().await.unwrap_err();
+    assert!(matches!(err, TransportError::Denied { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("sudo: a password is required"),
+        "{err}"
+    );
+    let err = t.run(&CommandSpec::new("true")).await.unwrap_err();
+    assert!(
+        err.to_string().contains("sudo: a password is required"),
+        "{err}"
+    );
+    pgtopo::transport::ssh::close(&spec).await;
+}
+
+fn postgres_uid() -> u32 {
+    nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
 }

@@ -406,12 +406,12 @@ pub(crate) mod tests {
             Ok(match std::fs::hard_link(&a[2], &a[3]) {
                 Ok(()) => CommandOutput {
                     code: Some(0),
-                    stdout: String::new(),
+                    stdout: Vec::new(),
                     stderr: String::new(),
                 },
                 Err(e) => CommandOutput {
                     code: Some(1),
-                    stdout: String::new(),
+                    stdout: Vec::new(),
                     stderr: format!("ln: {e}"),
                 },
             })

@@ -24,6 +24,7 @@
 pub mod events;
 pub mod journal;
 pub mod lock;
+pub mod preflight;
 pub mod wait;
 
 pub use events::{ApplyEvents, NullEvents};

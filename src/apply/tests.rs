@@ -5,7 +5,7 @@ use crate::plan::{Action, CheckpointParams, Summary};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-fn step(id: StepId, node: &str, after: &[StepId]) -> Step {
+pub(super) fn step(id: StepId, node: &str, after: &[StepId]) -> Step {
     Step {
         id,
         node: node.into(),
@@ -18,7 +18,7 @@ fn step(id: StepId, node: &str, after: &[StepId]) -> Step {
     }
 }
 
-fn plan(steps: Vec<Step>) -> Plan {
+pub(super) fn plan(steps: Vec<Step>) -> Plan {
     Plan {
         format_version: 1,
         pgtopo_version: "test".into(),

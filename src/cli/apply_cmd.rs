@@ -176,7 +176,8 @@ async fn apply_locked(
                 assume_down: Vec::new(),
                 accept_data_loss: a.accept_data_loss,
             };
-            plan::build(&desired, &observed, &opts).map_err(miette::Report::new)?
+            plan::build(&desired, &observed, &opts)
+                .map_err(|e| super::plan_cmd::plan_failure(e, &observed))?
         }
     };
 
@@ -300,6 +301,9 @@ async fn run_plan(
     ask: bool,
 ) -> Result<(), Failure> {
     render::say(render::plan::text(the_plan, render::color()).trim_end());
+    crate::apply::preflight::preflight(the_plan, ts)
+        .await
+        .map_err(miette::Report::new)?;
     if ask {
         match ask_yes() {
             Some(true) => {}

@@ -74,7 +74,26 @@ async fn make_plan(
     // them down and keeps what was last seen of them (role, WAL position), so the plan can say
     // whom it replaces and how much WAL is at risk.
     let o = observed_state(&d, observed, &[]).await?;
-    crate::plan::build(&d, &o, opts).map_err(miette::Report::new)
+    crate::plan::build(&d, &o, opts).map_err(|e| plan_failure(e, &o))
+}
+
+/// A plan that could not be made, with the cause of every node whose transport failed although
+/// its server answered: the plan's own message says only that such a node is unreachable.
+pub(super) fn plan_failure(e: crate::plan::PlanError, o: &ObservedCluster) -> miette::Report {
+    let causes: Vec<&str> = o
+        .nodes
+        .values()
+        .filter(|n| n.running && !n.host_reachable)
+        .filter_map(|n| n.files_error.as_deref())
+        .collect();
+    let report = miette::Report::new(e);
+    match causes.is_empty() {
+        true => report,
+        false => report.wrap_err(format!(
+            "pgtopo cannot act on every node: {}",
+            causes.join("; ")
+        )),
+    }
 }
 
 /// The plan `plan` and `graph` show, computed with their shared options.

@@ -37,7 +37,7 @@ pub async fn read_control_data(
             out.stderr.trim()
         )));
     }
-    parse_control_data(&out.stdout).map_err(fail)
+    parse_control_data(&out.stdout_text()).map_err(fail)
 }
 
 /// Parse `pg_controldata` output (C locale).
@@ -88,7 +88,7 @@ pub async fn observe_files(
     let entries = match transport.list_dir(dir).await {
         Ok(e) => e,
         Err(e) => {
-            node.host_reachable = !matches!(e, TransportError::Unreachable { .. });
+            node.host_reachable = !e.host_unusable();
             node.files_error = Some(e.to_string());
             return;
         }

@@ -9,6 +9,9 @@
 //!   its address, never a secret) and the node's transport looks at the data directory instead
 //!   ([`files`]): PG_VERSION, postmaster.pid, standby.signal, postgresql.auto.conf, pg_hba.conf,
 //!   `pg_controldata`. A transport that fails leaves `host_reachable` false.
+//! - Every node's transport is checked alongside SQL ([`Transport::check_access`]: connected,
+//!   acting as os_user). A node whose transport fails is unreachable with that cause even when
+//!   SQL answers: pgtopo could not act on it.
 //! - Upstreams are resolved last, when every node's address is known: the WAL receiver's sender
 //!   host:port, else primary_conninfo's, matched against the declared nodes.
 //! - `assume_down` nodes are not contacted at all.
@@ -33,7 +36,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::config::{Desired, DesiredNode};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 
 /// How to observe.
 #[derive(Debug, Clone)]
@@ -169,44 +172,39 @@ async fn observe_node(
     }
     let started = std::time::Instant::now();
     let names: BTreeSet<String> = node.settings.keys().cloned().collect();
-    let reason = match crate::pg::connect(desired, node, opts.timeout).await {
-        Ok(client) => {
-            match tokio::time::timeout(opts.timeout, sql::observe_sql(&client, &names, &mut obs))
-                .await
-            {
-                Ok(Ok(facts)) => {
-                    tracing::debug!(
-                        node = %node.name,
-                        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                        "observed over SQL"
-                    );
-                    return (obs, facts, Some(client));
-                }
-                Ok(Err(e)) => format!(
-                    "{} ({}:{}): query failed: {}",
-                    node.name,
-                    node.host,
-                    node.port,
-                    crate::pg::describe(&e)
-                ),
-                Err(_) => format!(
-                    "{} ({}:{}): queries did not finish within {:?}",
-                    node.name, node.host, node.port, opts.timeout
-                ),
+    let transport = crate::transport::for_node(node);
+    let (sql, access) = tokio::join!(
+        observe_over_sql(desired, node, opts, &names),
+        transport.check_access()
+    );
+    let reason = match sql {
+        Ok((mut obs, facts, client)) => {
+            if let Err(e) = access {
+                transport_failed(&mut obs, node, &e);
             }
+            tracing::debug!(
+                node = %node.name,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "observed over SQL"
+            );
+            return (obs, facts, Some(client));
         }
-        Err(e) => e.to_string(),
+        Err(reason) => reason,
     };
     // Start again from what the files say; nothing half-read over SQL is kept.
     let mut obs = ObservedNode {
         unreachable_reason: Some(reason),
         ..ObservedNode::default()
     };
-    let transport = crate::transport::for_node(node);
-    let mut all_names: BTreeSet<String> =
-        sql::FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
-    all_names.extend(names);
-    files::observe_files(transport.as_ref(), node, &all_names, &mut obs).await;
+    match access {
+        Ok(()) => {
+            let mut all_names: BTreeSet<String> =
+                sql::FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
+            all_names.extend(names);
+            files::observe_files(transport.as_ref(), node, &all_names, &mut obs).await;
+        }
+        Err(e) => transport_failed(&mut obs, node, &e),
+    }
     tracing::debug!(
         node = %node.name,
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -214,6 +212,46 @@ async fn observe_node(
         "observed through files"
     );
     (obs, sql::ReceiverFacts::default(), None)
+}
+
+/// The node over SQL; Err: why SQL failed (it names the node and its address).
+async fn observe_over_sql(
+    desired: &Desired,
+    node: &DesiredNode,
+    opts: &ObserveOptions,
+    names: &BTreeSet<String>,
+) -> Result<(ObservedNode, sql::ReceiverFacts, tokio_postgres::Client), String> {
+    let client = crate::pg::connect(desired, node, opts.timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut obs = ObservedNode::default();
+    match tokio::time::timeout(opts.timeout, sql::observe_sql(&client, names, &mut obs)).await {
+        Ok(Ok(facts)) => Ok((obs, facts, client)),
+        Ok(Err(e)) => Err(format!(
+            "{} ({}:{}): query failed: {}",
+            node.name,
+            node.host,
+            node.port,
+            crate::pg::describe(&e)
+        )),
+        Err(_) => Err(format!(
+            "{} ({}:{}): queries did not finish within {:?}",
+            node.name, node.host, node.port, opts.timeout
+        )),
+    }
+}
+
+/// The node's transport cannot be used (not connected, or not as its os_user): pgtopo cannot act
+/// on it, so it is unreachable with that cause, whatever SQL said (what SQL saw is kept).
+fn transport_failed(obs: &mut ObservedNode, node: &DesiredNode, e: &TransportError) {
+    let cause = format!("{}: {e}", node.name);
+    obs.reachable = false;
+    obs.host_reachable = false;
+    obs.unreachable_reason = Some(match obs.unreachable_reason.take() {
+        Some(sql) => format!("{sql}; {cause}"),
+        None => cause.clone(),
+    });
+    obs.files_error = Some(cause);
 }
 
 /// Name the upstream of a standby: the WAL receiver's sender, else primary_conninfo, matched on

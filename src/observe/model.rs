@@ -26,18 +26,19 @@ pub struct ObservedCluster {
 /// One node as seen through SQL and, when SQL fails, through its files and server tools.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ObservedNode {
-    /// An SQL connection succeeded.
+    /// An SQL connection succeeded and the node's transport works (pgtopo can act on it).
     pub reachable: bool,
-    /// Why SQL failed (connection refused, timeout, authentication failed …). No secret.
+    /// Why SQL failed (connection refused, timeout, authentication failed …) or the node's
+    /// transport did (host key, authentication, sudo …). No secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable_reason: Option<String>,
     /// The postmaster runs (SQL answered, or postmaster.pid names a live process).
     pub running: bool,
-    /// The node's host answered over its transport (its files and tools can be used). Also true
-    /// when SQL answered (the host is evidently up) without the transport being tried.
+    /// The node's host answered over its transport as its os_user (its files and tools can be
+    /// used).
     #[serde(default)]
     pub host_reachable: bool,
-    /// Why the node's files or tools could not be read when SQL failed (transport error,
+    /// Why the node's transport, files or tools could not be used (transport error,
     /// pg_controldata failure). No secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_error: Option<String>,

@@ -318,7 +318,9 @@ fn node_line(
         }
     } else {
         parts.push(p.dim(&addr));
-        let state = if o.running {
+        let state = if o.running && !o.host_reachable {
+            "running, its host unreachable".to_string()
+        } else if o.running {
             "running, not answering".to_string()
         } else if let Some(c) = &o.control {
             format!(

@@ -197,7 +197,7 @@ async fn run_ok(t: &LocalTransport, cmd: CommandSpec, what: &str) -> Result<(), 
             format!(
                 "{} failed: {}{}",
                 cmd.display(),
-                out.stdout,
+                out.stdout_text(),
                 out.stderr.trim()
             ),
         ))

@@ -234,7 +234,7 @@ impl StepContext {
             return Err(StepError::with_stderr(
                 format!("{name}: {prog} {how}"),
                 if out.stderr.trim().is_empty() {
-                    out.stdout.clone()
+                    out.stdout_text().into_owned()
                 } else {
                     out.stderr.clone()
                 },

@@ -273,11 +273,11 @@ async fn stat(ctx: &StepContext, node: &str, paths: &[PathBuf]) -> Result<Vec<St
         .args(paths.iter().map(|p| p.as_os_str()))
         .timeout(Duration::from_secs(30));
     let out = ctx.run_tool(node, &cmd).await?;
-    let stats: Vec<Stat> = out.stdout.lines().filter_map(parse_stat).collect();
+    let stats: Vec<Stat> = out.stdout_text().lines().filter_map(parse_stat).collect();
     if stats.len() != paths.len() {
         return Err(StepError::with_stderr(
             format!("{node}: unexpected output of {}", cmd.display()),
-            out.stdout,
+            out.stdout_text(),
         ));
     }
     Ok(stats)
@@ -290,7 +290,7 @@ async fn readlink(ctx: &StepContext, node: &str, path: &Path) -> Result<String, 
         .arg(path.as_os_str())
         .timeout(Duration::from_secs(30));
     let out = ctx.run_tool(node, &cmd).await?;
-    Ok(out.stdout.trim_end_matches('\n').to_string())
+    Ok(out.stdout_text().trim_end_matches('\n').to_string())
 }
 
 /// Record the node's own configuration (see the module doc) and keep the record beside the

@@ -78,7 +78,8 @@ async fn home(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
                 .timeout(Duration::from_secs(30)),
         )
         .await?;
-    let f: Vec<&str> = out.stdout.trim().split(':').collect();
+    let text = out.stdout_text();
+    let f: Vec<&str> = text.trim().split(':').collect();
     match f.get(5) {
         Some(h) if !h.is_empty() => Ok(PathBuf::from(h)),
         _ => Err(StepError::new(format!(

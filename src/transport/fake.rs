@@ -9,7 +9,7 @@
 //!     .with_file("/data/PG_VERSION", "15\n")
 //!     .with_output("pg_controldata", CommandOutput::ok("Database cluster state: shut down\n"));
 //! let out = fake.run(&CommandSpec::new("/usr/lib/postgresql/15/bin/pg_controldata")).await.unwrap();
-//! assert!(out.stdout.contains("shut down"));
+//! assert!(out.stdout_text().contains("shut down"));
 //! assert_eq!(fake.command_lines(), ["/usr/lib/postgresql/15/bin/pg_controldata"]);
 //! # });
 //! # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
@@ -33,7 +33,7 @@ use super::{CommandOutput, CommandSpec, Transport, TransportError};
 
 impl CommandOutput {
     /// Exit 0 with this stdout.
-    pub fn ok(stdout: impl Into<String>) -> Self {
+    pub fn ok(stdout: impl Into<Vec<u8>>) -> Self {
         CommandOutput {
             code: Some(0),
             stdout: stdout.into(),
@@ -45,7 +45,7 @@ impl CommandOutput {
     pub fn failed(code: i32, stderr: impl Into<String>) -> Self {
         CommandOutput {
             code: Some(code),
-            stdout: String::new(),
+            stdout: Vec::new(),
             stderr: stderr.into(),
         }
     }
@@ -255,6 +255,10 @@ impl Transport for FakeTransport {
         "fake".into()
     }
 
+    async fn check_access(&self) -> Result<(), TransportError> {
+        self.check_reachable()
+    }
+
     async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError> {
         self.check_reachable()?;
         let mut st = self.st();
@@ -412,7 +416,7 @@ mod tests {
             .with_output("pg_ctl", CommandOutput::failed(1, "no"));
         let stop = CommandSpec::new("/bin/pg_ctl").args(["-D", "/d", "stop"]);
         let promote = CommandSpec::new("/bin/pg_ctl").args(["-D", "/d", "promote"]);
-        assert_eq!(f.run(&promote).await.unwrap().stdout, "promoted");
+        assert_eq!(f.run(&promote).await.unwrap().stdout, b"promoted");
         assert_eq!(f.run(&stop).await.unwrap().code, Some(1));
         assert!(f.run(&stop).await.unwrap().success());
         assert_eq!(f.command_lines().len(), 3);

@@ -130,6 +130,19 @@ impl Transport for LocalTransport {
         HOST.into()
     }
 
+    async fn check_access(&self) -> Result<(), TransportError> {
+        if !self.switches_user() {
+            return Ok(());
+        }
+        self.account()
+            .map(|_| ())
+            .map_err(|message| TransportError::Denied {
+                host: HOST.into(),
+                user: self.os_user.clone(),
+                message,
+            })
+    }
+
     async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError> {
         let mut c = tokio::process::Command::new(&cmd.program);
         c.args(&cmd.args)
@@ -167,7 +180,7 @@ impl Transport for LocalTransport {
         match tokio::time::timeout(cmd.timeout, child.wait_with_output()).await {
             Ok(Ok(out)) => Ok(CommandOutput {
                 code: out.status.code(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stdout: out.stdout,
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             }),
             Ok(Err(e)) => Err(TransportError::Spawn {
@@ -381,7 +394,7 @@ mod tests {
             .await
             .unwrap();
         assert!(out.success());
-        assert_eq!(out.stdout, "a b $HOME 'c'\n");
+        assert_eq!(out.stdout, b"a b $HOME 'c'\n");
         let out = t
             .run(&CommandSpec::new("/bin/ls").arg("/nonexistent-pgtopo"))
             .await
@@ -396,7 +409,10 @@ mod tests {
             .run(&CommandSpec::new("/usr/bin/env").env("PGTOPO_TEST_VAR", "x=1"))
             .await
             .unwrap();
-        assert!(out.stdout.lines().any(|l| l == "PGTOPO_TEST_VAR=x=1"));
+        assert!(out
+            .stdout_text()
+            .lines()
+            .any(|l| l == "PGTOPO_TEST_VAR=x=1"));
     }
 
     #[tokio::test]
@@ -472,7 +488,7 @@ mod tests {
             .run(&CommandSpec::new("/usr/bin/id").arg("-un"))
             .await
             .unwrap();
-        assert_eq!(out.stdout.trim(), "postgres");
+        assert_eq!(out.stdout_text().trim(), "postgres");
         // The same user, groups, working directory and login environment that
         // `runuser -u postgres --` gives. runuser sets SHELL or not depending on
         // the caller's environment (CI has none), so SHELL is checked against
@@ -493,7 +509,12 @@ mod tests {
             .shell;
         let shell = format!("SHELL={}", shell.display());
         for probe in ["id", "pwd", "env"] {
-            let ours = t.run(&CommandSpec::new(probe)).await.unwrap().stdout;
+            let ours = t
+                .run(&CommandSpec::new(probe))
+                .await
+                .unwrap()
+                .stdout_text()
+                .into_owned();
             let runuser = std::process::Command::new("runuser")
                 .args(["-u", "postgres", "--", probe])
                 .current_dir("/")
@@ -512,7 +533,10 @@ mod tests {
             .run(&CommandSpec::new("/usr/bin/env").env("PGTOPO_TEST_VAR", "kept"))
             .await
             .unwrap();
-        assert!(out.stdout.lines().any(|l| l == "PGTOPO_TEST_VAR=kept"));
+        assert!(out
+            .stdout_text()
+            .lines()
+            .any(|l| l == "PGTOPO_TEST_VAR=kept"));
 
         // Files it creates belong to postgres.
         let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ pub mod ssh;
 
 pub use fake::FakeTransport;
 pub use local::LocalTransport;
-pub use ssh::SshTransport;
+pub use ssh::{SshOptions, SshTransport};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -81,13 +81,21 @@ impl CommandSpec {
 pub struct CommandOutput {
     /// Exit code; None when killed by a signal.
     pub code: Option<i32>,
-    pub stdout: String,
+    /// The bytes the program wrote, unchanged (a file read with `cat` is binary).
+    pub stdout: Vec<u8>,
+    /// Decoded lossily: it is only ever read as a message.
     pub stderr: String,
 }
 
 impl CommandOutput {
     pub fn success(&self) -> bool {
         self.code == Some(0)
+    }
+
+    /// stdout as text, for callers that parse a tool's printed output (invalid UTF-8 becomes
+    /// U+FFFD).
+    pub fn stdout_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
     }
 }
 
@@ -115,6 +123,24 @@ pub enum TransportError {
     },
     #[error("{host}: unreachable: {message}")]
     Unreachable { host: String, message: String },
+    /// The host answers, but commands cannot run as the node's os_user (e.g. a sudo that wants a
+    /// password).
+    #[error("{host}: cannot act as {user}: {message}")]
+    Denied {
+        host: String,
+        user: String,
+        message: String,
+    },
+}
+
+impl TransportError {
+    /// The host cannot be used at all: not reached, or not as the node's os_user.
+    pub fn host_unusable(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Unreachable { .. } | TransportError::Denied { .. }
+        )
+    }
 }
 
 /// File and process access to one node's host, acting as the node's os_user.
@@ -122,6 +148,13 @@ pub enum TransportError {
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Where this transport goes (`local`, `ssh root@db2:22`), for messages.
     fn describe(&self) -> String;
+
+    /// Check, before anything is changed, that the host can be used as the node's os_user:
+    /// connected (host key, authentication) and commands run as os_user. The default has nothing
+    /// to check.
+    async fn check_access(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
 
     /// Run a command to completion (or until its timeout, when it is killed).
     async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError>;

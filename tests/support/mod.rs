@@ -50,6 +50,8 @@
 
 #![allow(dead_code)]
 
+pub mod ssh;
+
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};

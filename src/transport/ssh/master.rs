@@ -1,0 +1,324 @@
+//! Master connections: one per destination for the whole process, kept alive while pgtopo runs
+//! and opened again when one is found gone.
+//!
+//! Design:
+//! - The master is the system `ssh` started by the `openssh` crate (`ControlMaster`, strict
+//!   host-key checking, `BatchMode`); every command is one `ssh -S SOCKET -T -p 9 -- none CMD`
+//!   session through it, run here with tokio::process so that its exit code, stdout bytes and
+//!   stderr are ours to read.
+//! - `ControlPersist` bounds how long a master outlives a killed pgtopo. While pgtopo runs, a
+//!   keepalive session (`true`) every [`SshOptions::keepalive`] keeps it from ever going idle,
+//!   and `ServerAliveInterval` finds a server that stopped answering.
+//! - A session that could not reach the master (ssh then falls back to a connection of its own
+//!   to the host `none`, which does not resolve) never started its command: the master is
+//!   forgotten and the caller retries once over a new one. A session that ends with 255 while
+//!   the master is found gone ([`Delivery::Lost`]) may have run part of its command: the master
+//!   is forgotten too, but the command is not run again.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use openssh::{ControlPersist, KnownHosts, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+
+use super::cause::cause;
+use crate::config::SshSpec;
+
+/// How master connections are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SshOptions {
+    /// `ControlPersist`: how long a master with no session stays. It only matters once pgtopo
+    /// is gone (killed): while it runs, the keepalive never lets the master go idle this long.
+    pub master_idle: Duration,
+    /// How often a session is opened through an idle master; None: never (tests).
+    pub keepalive: Option<Duration>,
+    /// `ServerAliveInterval`.
+    pub server_alive: Duration,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            master_idle: Duration::from_secs(60),
+            keepalive: Some(Duration::from_secs(20)),
+            server_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Masters of this process, per destination.
+static MASTERS: LazyLock<Mutex<HashMap<SshSpec, Arc<Master>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The master of `spec`, created (not connected) on first use; `options` apply when it is new.
+pub(super) fn master(spec: &SshSpec, options: SshOptions) -> Arc<Master> {
+    MASTERS
+        .lock()
+        .expect("ssh master registry")
+        .entry(spec.clone())
+        .or_insert_with(|| {
+            Arc::new(Master {
+                spec: spec.clone(),
+                options,
+                conn: tokio::sync::Mutex::new(None),
+                checked_users: Mutex::new(HashSet::new()),
+            })
+        })
+        .clone()
+}
+
+/// Remove the masters of `specs` (every one when None) from the registry and close them.
+pub(super) async fn close_masters(specs: Option<&SshSpec>) {
+    let masters: Vec<Arc<Master>> = {
+        let mut all = MASTERS.lock().expect("ssh master registry");
+        match specs {
+            Some(s) => all.remove(s).into_iter().collect(),
+            None => all.drain().map(|(_, m)| m).collect(),
+        }
+    };
+    for m in masters {
+        if let Some(c) = m.conn.lock().await.take() {
+            c.exit().await;
+        }
+    }
+}
+
+/// One destination's master connection, opened on first use and again after it was lost.
+#[derive(Debug)]
+pub(super) struct Master {
+    spec: SshSpec,
+    options: SshOptions,
+    conn: tokio::sync::Mutex<Option<Arc<Connected>>>,
+    /// os_users commands were seen to run as (the user switch works).
+    checked_users: Mutex<HashSet<String>>,
+}
+
+impl Master {
+    /// The open connection, opening one when there is none. Err: the cause.
+    pub(super) async fn connected(&self) -> Result<Arc<Connected>, String> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Connected::open(&self.spec, &self.options).await?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forget `dead` when it is still the current connection: the next use opens another.
+    pub(super) async fn forget(&self, dead: &Arc<Connected>) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, dead)) {
+            slot.take();
+            drop(slot);
+            dead.exit().await;
+        }
+    }
+
+    pub(super) fn user_checked(&self, os_user: &str) -> bool {
+        self.checked_users
+            .lock()
+            .expect("checked users")
+            .contains(os_user)
+    }
+
+    pub(super) fn mark_user_checked(&self, os_user: &str) {
+        self.checked_users
+            .lock()
+            .expect("checked users")
+            .insert(os_user.to_string());
+    }
+
+    /// The PID of the running master process, when there is one.
+    pub(super) async fn pid(&self) -> Option<u32> {
+        let c = self.conn.lock().await.clone()?;
+        let out = c.control(&["-O", "check"]).await?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        let rest = &text[text.find("pid=")? + 4..];
+        rest.split(')').next()?.parse().ok()
+    }
+}
+
+/// How a session through the master ended.
+#[derive(Debug)]
+pub(super) enum Delivery {
+    /// The command ran (its exit code and output).
+    Ran(Output),
+    /// The master could not be reached: the command never started (ssh's stderr).
+    NotStarted(String),
+    /// The master went away while the command ran.
+    Lost,
+}
+
+/// An open master connection.
+#[derive(Debug)]
+pub(super) struct Connected {
+    /// Holds the control socket (`master`) and the master's log (`log`).
+    dir: tempfile::TempDir,
+    /// Who the master logged in as (`id -un`).
+    pub(super) login_user: String,
+    keepalive: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        if let Some(k) = &self.keepalive {
+            k.abort();
+        }
+    }
+}
+
+impl Connected {
+    async fn open(spec: &SshSpec, options: &SshOptions) -> Result<Connected, String> {
+        let idle = std::num::NonZeroUsize::new(options.master_idle.as_secs().max(1) as usize)
+            .expect("at least 1");
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Strict)
+            .connect_timeout(Duration::from_secs(10))
+            .server_alive_interval(options.server_alive)
+            .control_persist(ControlPersist::IdleFor(idle));
+        if let Some(u) = &spec.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = spec.port {
+            b.port(p);
+        }
+        if let Some(k) = &spec.identity_file {
+            b.keyfile(k);
+        }
+        if let Some(k) = &spec.known_hosts_file {
+            b.user_known_hosts_file(k);
+        }
+        let dir = b
+            .launch_master(&spec.host)
+            .await
+            .map_err(|e| cause(spec, &error_text(&e)))?;
+        let mut c = Connected {
+            dir,
+            login_user: String::new(),
+            keepalive: None,
+        };
+        match c.session(b"id -un", None).await {
+            Ok(Delivery::Ran(out)) if out.status.success() => {
+                c.login_user = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            }
+            Ok(Delivery::Ran(out)) => {
+                return Err(cause(spec, &String::from_utf8_lossy(&out.stderr)))
+            }
+            Ok(_) => return Err("the master connection closed at once".into()),
+            Err(e) => return Err(format!("cannot run ssh: {e}")),
+        }
+        if let Some(period) = options.keepalive {
+            let ctl = c.ctl();
+            c.keepalive = Some(tokio::spawn(keepalive(ctl, period)).abort_handle());
+        }
+        Ok(c)
+    }
+
+    fn ctl(&self) -> PathBuf {
+        self.dir.path().join("master")
+    }
+
+    /// Run `remote` (a command line for the login user's shell) in a session through the master,
+    /// feeding `stdin` when given.
+    pub(super) async fn session(
+        &self,
+        remote: &[u8],
+        stdin: Option<&[u8]>,
+    ) -> std::io::Result<Delivery> {
+        let out = run_session(&self.ctl(), remote, stdin).await?;
+        if out.status.code() != Some(255) {
+            return Ok(Delivery::Ran(out));
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("Could not resolve hostname none") {
+            return Ok(Delivery::NotStarted(stderr.trim().to_string()));
+        }
+        // 255 is also the remote program's own status (or a signal): the master tells.
+        match self.control(&["-O", "check"]).await {
+            Some(check) if check.status.success() => Ok(Delivery::Ran(out)),
+            _ => Ok(Delivery::Lost),
+        }
+    }
+
+    /// `ssh -S SOCKET ARGS none` (a control command such as `-O check`).
+    async fn control(&self, args: &[&str]) -> Option<Output> {
+        tokio::process::Command::new("ssh")
+            .arg("-S")
+            .arg(self.ctl())
+            .args(args)
+            .arg("none")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .ok()
+    }
+
+    /// Ask the master to exit (nothing when it is already gone).
+    async fn exit(&self) {
+        let _ = self.control(&["-O", "exit"]).await;
+    }
+}
+
+/// The message of an `openssh` error with its source (ssh's own words are in the source).
+fn error_text(e: &openssh::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push('\n');
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// One session through the master at `ctl`.
+async fn run_session(ctl: &Path, remote: &[u8], stdin: Option<&[u8]>) -> std::io::Result<Output> {
+    let mut child = tokio::process::Command::new("ssh")
+        .arg("-S")
+        .arg(ctl)
+        .args(["-o", "BatchMode=yes", "-T", "-p", "9", "--", "none"])
+        .arg(OsStr::from_bytes(remote))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let writer = child.stdin.take();
+    let feed = async move {
+        if let (Some(mut w), Some(bytes)) = (writer, stdin) {
+            w.write_all(bytes).await?;
+            w.shutdown().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let (fed, out) = tokio::join!(feed, child.wait_with_output());
+    let out = out?;
+    // A program that exits without reading its input is no failure of the session.
+    if out.status.success() {
+        fed?;
+    }
+    Ok(out)
+}
+
+/// Open a session (`true`) through the master every `period`, so it never goes idle.
+async fn keepalive(ctl: PathBuf, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = run_session(&ctl, b"true", None).await {
+            tracing::debug!(error = %e, "ssh keepalive failed");
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The SSH transport: every command and file operation on a node's host goes through OpenSSH (the
+//! system `ssh` client; the `openssh` crate starts the master connection).
+//!
+//! Design:
+//! - One multiplexed master connection per (host, port, user) for the whole process, shared by
+//!   every node on that host, kept alive while pgtopo runs and reopened once when it is found
+//!   gone ([`master`]).
+//! - Strict host-key checking, always: a host whose key is unknown is an error, never trusted on
+//!   first use. Why a connection failed is said the way a person acts on it ([`cause`]).
+//! - Commands are argv vectors; each argument is quoted for the login user's shell here
+//!   ([`shell_word`]), byte for byte, so no command is ever assembled from unquoted text.
+//! - Acting as the node's `os_user`: directly when the login user is that user, through
+//!   `runuser -u` when the login user is root, else through `sudo -n -u`. Before its first
+//!   command as an os_user, the transport checks that `id -un` says that user
+//!   ([`Transport::check_access`]); a sudo that wants a password fails there, by name.
+//! - Bytes end to end: stdout comes back unchanged, files are moved with coreutils on the remote
+//!   side: `cat` to read, `dd conv=fsync` fed on stdin into a temporary file then `chmod` and
+//!   `mv -T` to write atomically, `ls -A` to list.
+
+mod cause;
+mod master;
+
+pub use master::SshOptions;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{CommandOutput, CommandSpec, Transport, TransportError};
+use crate::config::SshSpec;
+use master::{Delivery, Master};
+
+/// A node's host reached over SSH, acting as `os_user`.
+#[derive(Debug, Clone)]
+pub struct SshTransport {
+    spec: SshSpec,
+    os_user: String,
+    master: Arc<Master>,
+}
+
+impl SshTransport {
+    /// A transport to `spec`'s host acting as `os_user`; the connection opens on first use.
+    pub fn new(spec: SshSpec, os_user: impl Into<String>) -> Self {
+        Self::with_options(spec, os_user, SshOptions::default())
+    }
+
+    /// As [`SshTransport::new`], with `options` for the master when this process has none to
+    /// that destination yet.
+    pub fn with_options(spec: SshSpec, os_user: impl Into<String>, options: SshOptions) -> Self {
+        SshTransport {
+            master: master::master(&spec, options),
+            spec,
+            os_user: os_user.into(),
+        }
+    }
+
+    /// The PID of the master process to this destination, when one runs (for tests).
+    pub async fn master_pid(&self) -> Option<u32> {
+        self.master.pid().await
+    }
+
+    fn host_label(&self) -> String {
+        let user = self
+            .spec
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let port = self.spec.port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!("ssh {user}{}{port}", self.spec.host)
+    }
+
+    fn unreachable(&self, message: impl Into<String>) -> TransportError {
+        TransportError::Unreachable {
+            host: self.host_label(),
+            message: message.into(),
+        }
+    }
+
+    /// The argv prefix that makes a program run as os_user.
+    fn as_user_prefix(&self, login_user: &str) -> Vec<OsString> {
+        let words: &[&str] = if login_user == self.os_user {
+            &[]
+        } else if login_user == "root" {
+            &["runuser", "-u", &self.os_user, "--"]
+        } else {
+            &["sudo", "-n", "-u", &self.os_user, "--"]
+        };
+        argv(words.iter().copied())
+    }
+
+    /// The command line for the login user's shell: prefix, `env K=V…`, argv, each word quoted.
+    fn remote_command(
+        &self,
+        login_user: &str,
+        env: &[(String, String)],
+        argv: &[OsString],
+    ) -> Vec<u8> {
+        let mut words = self.as_user_prefix(login_user);
+        if !env.is_empty() {
+            words.push("env".into());
+            words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
+        }
+        words.extend(argv.iter().cloned());
+        let quoted: Vec<Vec<u8>> = words.iter().map(|w| shell_word(w.as_bytes())).collect();
+        quoted.join(&b' ')
+    }
+
+    /// Run argv as os_user, after checking once that commands do run as os_user.
+    async fn exec(
+        &self,
+        argv: Vec<OsString>,
+        env: &[(String, String)],
+        stdin: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        if !self.master.user_checked(&self.os_user) {
+            self.check_access().await?;
+        }
+        self.deliver(&argv, env, stdin, timeout).await
+    }
+
+    /// Run argv as os_user: over a new master, once, when the current one is found gone before
+    /// the command started.
+    async fn deliver(
+        &self,
+        argv: &[OsString],
+        env: &[(String, String)],
+        stdin: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        let display = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for retry in [true, false] {
+            let conn = self
+                .master
+                .connected()
+                .await
+                .map_err(|c| self.unreachable(c))?;
+            let remote = self.remote_command(&conn.login_user, env, argv);
+            let delivery = tokio::time::timeout(timeout, conn.session(&remote, stdin))
+                .await
+                .map_err(|_| TransportError::Timeout {
+                    host: self.host_label(),
+                    command: display.clone(),
+                    timeout,
+                })?
+                .map_err(|e| TransportError::Spawn {
+                    host: self.host_label(),
+                    command: display.clone(),
+                    message: format!("cannot run ssh: {e}"),
+                })?;
+            match delivery {
+                Delivery::Ran(out) => {
+                    return Ok(CommandOutput {
+                        code: out.status.code(),
+                        stdout: out.stdout,
+                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    })
+                }
+                Delivery::NotStarted(_) if retry => {
+                    tracing::debug!(host = %self.host_label(), "ssh master gone: reconnecting");
+                    self.master.forget(&conn).await;
+                }
+                Delivery::NotStarted(stderr) => {
+                    self.master.forget(&conn).await;
+                    return Err(
+                        self.unreachable(format!("the master connection was lost twice: {stderr}"))
+                    );
+                }
+                Delivery::Lost => {
+                    self.master.forget(&conn).await;
+                    return Err(self.unreachable(format!(
+                        "the connection was lost while {display} ran (it may have run in part)"
+                    )));
+                }
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    async fn file_op(
+        &self,
+        op: &'static str,
+        path: &Path,
+        argv: Vec<OsString>,
+        stdin: Option<&[u8]>,
+    ) -> Result<CommandOutput, TransportError> {
+        let out = self.exec(argv, &[], stdin, FILE_TIMEOUT).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(self.io_err(op, path, out.stderr.trim()))
+        }
+    }
+
+    /// The output of `WORDS… PATH`; None when PATH does not exist.
+    async fn output_of(
+        &self,
+        op: &'static str,
+        words: &[&str],
+        path: &Path,
+    ) -> Result<Option<CommandOutput>, TransportError> {
+        let args = argv(words.iter().copied()).into_iter().chain([path.into()]);
+        let out = self.exec(args.collect(), &[], None, FILE_TIMEOUT).await?;
+        match out.success() {
+            true => Ok(Some(out)),
+            false if is_missing(&out.stderr) => Ok(None),
+            false => Err(self.io_err(op, path, out.stderr.trim())),
+        }
+    }
+
+    /// `rm FLAGS -- PATH`; a missing path is no error (`-f`).
+    async fn rm(&self, flags: &str, path: &Path) -> Result<(), TransportError> {
+        let args = argv(["rm", flags, "--"]).into_iter().chain([path.into()]);
+        self.file_op("remove", path, args.collect(), None)
+            .await
+            .map(|_| ())
+    }
+
+    fn io_err(&self, op: &'static str, path: &Path, message: &str) -> TransportError {
+        TransportError::Io {
+            host: self.host_label(),
+            op,
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+const FILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One word for a POSIX shell: as is when it holds only characters no shell treats specially,
+/// else in single quotes (a `'` inside becomes `'\''`). Any bytes, UTF-8 or not.
+fn shell_word(w: &[u8]) -> Vec<u8> {
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"_-./=:@%+,".contains(b);
+    if !w.is_empty() && w.iter().all(plain) {
+        return w.to_vec();
+    }
+    let mut q = vec![b'\''];
+    for &b in w {
+        match b {
+            b'\'' => q.extend_from_slice(b"'\\''"),
+            _ => q.push(b),
+        }
+    }
+    q.push(b'\'');
+    q
+}
+
+/// Close every master connection this process opened (`ssh -O exit`). The CLI calls it before it
+/// exits.
+pub async fn close_all() {
+    master::close_masters(None).await;
+}
+
+/// Close the master connection to one destination, if one is open.
+pub async fn close(spec: &SshSpec) {
+    master::close_masters(Some(spec)).await;
+}
+
+fn argv<I: IntoIterator<Item = S>, S: Into<OsString>>(it: I) -> Vec<OsString> {
+    it.into_iter().map(Into::into).collect()
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.pgtopo-tmp-{}", std::process::id()))
+}
+
+fn is_missing(stderr: &str) -> bool {
+    stderr.contains("No such file or directory")
+}
+
+#[async_trait]
+impl Transport for SshTransport {
+    fn describe(&self) -> String {
+        self.host_label()
+    }
+
+    async fn check_access(&self) -> Result<(), TransportError> {
+        let out = self
+            .deliver(&argv(["id", "-un"]), &[], None, FILE_TIMEOUT)
+            .await?;
+        let who = out.stdout_text().trim().to_string();
+        if out.success() && who == self.os_user {
+            self.master.mark_user_checked(&self.os_user);
+            return Ok(());
+        }
+        Err(TransportError::Denied {
+            host: self.host_label(),
+            user: self.os_user.clone(),
+            message: match out.success() {
+                true => format!("commands run as {who}"),
+                false => cause::cause(&self.spec, &out.stderr),
+            },
+        })
+    }
+
+    async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError> {
+        let mut v = vec![cmd.program.clone().into_os_string()];
+        v.extend(cmd.args.iter().cloned());
+        self.exec(v, &cmd.env, None, cmd.timeout).await
+    }
+
+    async fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
+        let out = self.output_of("read", &["cat", "--"], path).await?;
+        Ok(out.map(|o| o.stdout))
+    }
+
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), TransportError> {
+        let tmp = temp_beside(path);
+        let of = format!("of={}", tmp.display());
+        self.file_op(
+            "write",
+            path,
+            argv(["dd", "status=none", "conv=fsync", of.as_str()]),
+            Some(contents),
+        )
+        .await?;
+        let mode = format!("{mode:o}");
+        self.file_op(
+            "chmod",
+            path,
+            argv(["chmod", mode.as_str(), "--"])
+                .into_iter()
+                .chain([tmp.clone().into()])
+                .collect(),
+            None,
+        )
+        .await?;
+        self.file_op(
+            "rename",
+            path,
+            argv(["mv", "-f", "-T", "--"])
+                .into_iter()
+                .chain([tmp.into(), path.into()])
+                .collect(),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_file(&self, path: &Path) -> Result<(), TransportError> {
+        self.rm("-f", path).await
+    }
+
+    async fn list_dir(&self, path: &Path) -> Result<Option<Vec<String>>, TransportError> {
+        let out = self
+            .output_of("list", &["ls", "-A", "-1", "--"], path)
+            .await?;
+        Ok(out.map(|o| o.stdout_text().lines().map(str::to_string).collect()))
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> Result<(), TransportError> {
+        self.file_op(
+            "rename",
+            from,
+            argv(["mv", "-T", "--"])
+                .into_iter()
+                .chain([from.into(), to.into()])
+                .collect(),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), TransportError> {
+        let mode = format!("{mode:o}");
+        self.file_op(
+            "mkdir",
+            path,
+            argv(["mkdir", "-p", "-m", mode.as_str(), "--"])
+                .into_iter()
+                .chain([path.into()])
+                .collect(),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn move_into(
+        &self,
+        from: &Path,
+        names: &[(String, String)],
+        to: &Path,
+    ) -> Result<bool, TransportError> {
+        if names.is_empty() {
+            return Ok(true);
+        }
+        // GNU mv copies across file systems: compare the devices first so nothing is ever copied.
+        let stat = argv(["stat", "-c", "%d", "--"])
+            .into_iter()
+            .chain([from.into(), to.into()]);
+        let out = self.exec(stat.collect(), &[], None, FILE_TIMEOUT).await?;
+        let text = out.stdout_text();
+        let devices: Vec<&str> = text.lines().collect();
+        if !out.success() || devices.len() != 2 || devices[0] != devices[1] {
+            return Ok(false);
+        }
+        // One `mv -n -T -- FROM/a TO/b` per pair, run by xargs from NUL-separated paths on its
+        // stdin (no shell, any file name). -n: never over an existing name.
+        let mut pairs = Vec::new();
+        for (a, b) in names {
+            for p in [from.join(a), to.join(b)] {
+                pairs.extend_from_slice(p.as_os_str().as_bytes());
+                pairs.push(0);
+            }
+        }
+        let mv = argv(["xargs", "-0", "-n", "2", "mv", "-n", "-T", "--"]);
+        let out = self.exec(mv, &[], Some(&pairs), FILE_TIMEOUT).await?;
+        if !out.success() {
+            return Ok(false);
+        }
+        // mv -n exits 0 when it skipped an existing name (coreutils < 9.2): check for leftovers.
+        let left = self.list_dir(from).await?.unwrap_or_default();
+        Ok(!names.iter().any(|(a, _)| left.contains(a)))
+    }
+
+    async fn remove_tree(&self, path: &Path) -> Result<(), TransportError> {
+        self.rm("-rf", path).await
+    }
+}
