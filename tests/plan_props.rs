@@ -118,7 +118,7 @@ fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
     let names: Vec<String> = o.nodes.keys().cloned().collect();
     for name in &names {
         let x = o.nodes.get_mut(name).unwrap();
-        match dice.next(12) {
+        match dice.next(17) {
             0 => {
                 // Stopped cleanly.
                 let primary = x.role == Some(Role::Primary);
@@ -179,6 +179,38 @@ fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
             6 => {
                 x.settings
                     .insert("max_connections".into(), setting("150", "postmaster"));
+            }
+            12 if x.role == Some(Role::Standby) && x.running => {
+                // A second writer on the primary's timeline.
+                x.role = Some(Role::Primary);
+                x.upstream = None;
+                x.streaming = false;
+                x.standby_signal = false;
+                x.lsn = Some(Lsn(0x3000400));
+            }
+            13 if x.role == Some(Role::Standby) && x.running => {
+                x.wal_match = Some(pgtopo::observe::WalMatch {
+                    at: Lsn(0x3000060),
+                    upstream_end: Lsn(0x3000060),
+                    bytes: 256,
+                    matches: Some(false),
+                });
+            }
+            14 => {
+                x.system_identifier = Some("7399999999999999999".into());
+            }
+            15 if x.reachable => {
+                for s in &mut x.replication_slots {
+                    s.wal_status = Some("lost".into());
+                }
+            }
+            16 if x.role == Some(Role::Standby) && x.running => {
+                x.streaming = false;
+                x.replay_stall = Some(pgtopo::observe::ReplayStall {
+                    replay: Lsn(0x3000000),
+                    received: Lsn(0x3000060),
+                    wait_event: "RecoveryWalStream".into(),
+                });
             }
             7 if x.receive_lsn.is_some() => {
                 let lag = [0u64, 1 << 20, 64 << 20][dice.next(3)];
@@ -329,6 +361,57 @@ fn check(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<(), Tes
                 .map(|s| format!("{} {} {}", s.action.kind(), s.node, s.description))
                 .collect::<Vec<_>>()
         );
+    }
+    // Drift ⊆ plan: what drift would still find once the plan is applied, the plan lists under
+    // "cannot fix"; and "No changes" means drift finds nothing now.
+    let cannot: std::collections::BTreeSet<&str> = p
+        .summary
+        .cannot_fix
+        .iter()
+        .map(|c| c.address.as_str())
+        .collect();
+    if pgtopo::render::plan::is_no_change(&p) && opts.assume_down.is_empty() {
+        let now = pgtopo::diff::drift::drift(d, o);
+        prop_assert!(
+            now.items.is_empty(),
+            "No changes, but drift: {:?}",
+            now.items
+        );
+    }
+    // (Unless the declared primary is unreachable and the plan realises another topology, which
+    // its notes ask to declare.)
+    let rerooted = p
+        .summary
+        .notes
+        .iter()
+        .any(|n| n.contains("declare it") || n.contains("update topology.yaml"));
+    if opts.assume_down.is_empty() && !rerooted {
+        // Nodes the plan cannot act on: what drift still finds about them is expected.
+        let stuck: std::collections::BTreeSet<&str> = p
+            .summary
+            .cannot_fix
+            .iter()
+            .filter(|c| c.why.starts_with("unreachable"))
+            .flat_map(|c| c.concerns.iter().map(String::as_str))
+            .collect();
+        let after = pgtopo::diff::drift::drift(d, &end);
+        for i in &after.items {
+            let slot_of = i
+                .address
+                .strip_prefix("slot.")
+                .and_then(|r| r.split_once('.'))
+                .map(|(_, s)| s);
+            let up = d.upstream_of(&i.node).map(|u| u.name.as_str());
+            prop_assert!(
+                cannot.contains(i.address.as_str())
+                    || stuck.contains(i.node.as_str())
+                    || slot_of.is_some_and(|s| stuck.contains(s))
+                    || up.is_some_and(|u| stuck.contains(u)),
+                "after the plan, drift still finds {:?}, and the plan does not say it cannot fix it\nPLAN:\n{}",
+                i,
+                pgtopo::render::plan::text(&p, false)
+            );
+        }
     }
     // No secret anywhere.
     let secret = "hunter2-proptest-secret";

@@ -7,55 +7,69 @@ use crate::diff::drift::{DriftItem, DriftKind, DriftReport};
 
 use super::model::{CannotFix, Step};
 
-/// The step kinds that can fix a finding of kind `k`.
-fn fixes(k: DriftKind) -> &'static [&'static str] {
-    const REJOIN_OR_UPSTREAM: [&str; 6] = [
-        "clone",
-        "rewind",
-        "configure_standby",
-        "start",
-        "restart",
-        "promote",
-    ];
+/// The step kinds that fix a finding of kind `k` when they act on the finding's own node, and
+/// when they act on a node related to it ([`related`]).
+fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
+    const START: [&str; 3] = ["start", "restart", "promote"];
     match k {
-        DriftKind::NodeDown => &["start", "restart", "clone", "rewind", "promote"],
-        DriftKind::Role => &["promote", "clone", "rewind", "configure_standby", "fence"],
-        DriftKind::WrongUpstream | DriftKind::NotStreaming => &REJOIN_OR_UPSTREAM,
-        DriftKind::SettingChanged => &["alter_system", "clone", "rewind"],
-        DriftKind::PendingRestart => &["restart", "clone", "rewind"],
-        DriftKind::HbaEdited => &["write_hba", "clone"],
-        DriftKind::MissingSlot => &["create_slot", "clone"],
+        DriftKind::NodeDown => (&["start", "restart", "clone", "rewind", "promote"], &[]),
+        DriftKind::Role => (
+            &["promote", "clone", "rewind", "configure_standby", "fence"],
+            &[],
+        ),
+        DriftKind::WrongUpstream => (&["configure_standby", "clone", "rewind"], &[]),
+        DriftKind::NotStreaming => (
+            &["start", "restart", "configure_standby", "clone", "rewind"],
+            &START,
+        ),
+        DriftKind::SettingChanged => (&["alter_system", "clone", "rewind"], &[]),
+        DriftKind::PendingRestart => (&["restart", "clone", "rewind"], &[]),
+        DriftKind::HbaEdited => (&["write_hba", "clone"], &[]),
+        DriftKind::MissingSlot => (&["create_slot"], &["clone"]),
         // Dropped, replaced with its holder's directory, or used again by its standby.
-        DriftKind::OrphanSlot => &["drop_slot", "clone", "rewind", "start", "configure_standby"],
-        DriftKind::SyncSet => &["alter_system"],
-        DriftKind::RetiredRunning => &["stop", "fence"],
+        DriftKind::OrphanSlot => (
+            &["drop_slot", "clone", "rewind"],
+            &["start", "configure_standby", "clone", "rewind"],
+        ),
+        DriftKind::SyncSet => (&["alter_system"], &[]),
+        DriftKind::RetiredRunning => (&["stop", "fence"], &[]),
         DriftKind::SplitBrain
         | DriftKind::Diverged
         | DriftKind::ForeignSystem
-        | DriftKind::SlotLost => &["clone"],
-        DriftKind::SlotUnreserved => &[],
+        | DriftKind::SlotLost => (&["clone"], &[]),
+        DriftKind::SlotUnreserved => (&[], &[]),
     }
 }
 
-/// The nodes a finding concerns: its node, the standby a slot address names, and for a standby
-/// that does not stream, its upstream (which the plan may be starting or promoting).
-fn concerns<'a>(i: &'a DriftItem, d: &'a Desired) -> Vec<&'a str> {
-    let mut v = vec![i.node.as_str()];
+/// The other node a finding is about: the standby a slot address names, or the declared
+/// upstream of a standby that does not stream (or streams from another node).
+fn related<'a>(i: &'a DriftItem, d: &'a Desired) -> Option<&'a str> {
     if let Some(rest) = i.address.strip_prefix("slot.") {
-        v.extend(rest.split_once('.').map(|(_, s)| s));
+        return rest.split_once('.').map(|(_, s)| s);
     }
-    if matches!(i.kind, DriftKind::NotStreaming | DriftKind::WrongUpstream) {
-        v.extend(d.upstream_of(&i.node).map(|u| u.name.as_str()));
+    match i.kind {
+        DriftKind::NotStreaming | DriftKind::WrongUpstream => {
+            d.upstream_of(&i.node).map(|u| u.name.as_str())
+        }
+        _ => None,
     }
-    v
+}
+
+/// The nodes a finding concerns: its own and the related one.
+fn concerns<'a>(i: &'a DriftItem, d: &'a Desired) -> Vec<&'a str> {
+    std::iter::once(i.node.as_str())
+        .chain(related(i, d))
+        .collect()
 }
 
 fn covered(i: &DriftItem, steps: &[Step], d: &Desired) -> bool {
-    let nodes = concerns(i, d);
-    let kinds = fixes(i.kind);
-    steps
-        .iter()
-        .any(|s| nodes.contains(&s.node.as_str()) && kinds.contains(&s.action.kind()))
+    let (own, other) = fixes(i.kind);
+    let rel = related(i, d);
+    steps.iter().any(|s| {
+        let k = s.action.kind();
+        (s.node == i.node && own.contains(&k))
+            || (Some(s.node.as_str()) == rel && other.contains(&k))
+    })
 }
 
 /// Why the plan cannot fix a finding it has no step for.
@@ -94,6 +108,7 @@ pub fn cannot_fix(
             address: i.address.clone(),
             finding: i.detail.clone(),
             why: why_not(i, d, deferred),
+            concerns: concerns(i, d).into_iter().map(str::to_string).collect(),
         })
         .collect()
 }

@@ -54,6 +54,13 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
             .iter()
             .filter(|s| diff::obsolete_slot(eff, o, holder, &s.name).is_none())
             .cloned()
+            // A lost slot is dropped and created again with its standby's clone.
+            .map(|mut s| {
+                if s.wal_status.as_deref() == Some("lost") {
+                    s.wal_status = Some("reserved".into());
+                }
+                s
+            })
             .collect::<Vec<_>>();
         let mut kept = kept;
         for s in &ho.slots {
@@ -113,6 +120,8 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
         x.reachable = true;
         x.host_reachable = true;
         x.unreachable_reason = None;
+        x.wal_match = None;
+        x.replay_stall = None;
         x.running = true;
         x.timeline = Some(tl);
         x.timeline_history = history.clone();

@@ -102,7 +102,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let mut file_diffs = file_diffs;
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
-    summary.cannot_fix = cannot_fix(o, &a, &steps, &opts.assume_down);
+    summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -116,27 +116,24 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     })
 }
 
-/// The drift that `steps` leave unfixed, measured against the topology the plan realises (the
-/// declared one, or, when the declared primary is unreachable, the one with its replacement,
-/// which the plan's notes ask to declare). Nodes assumed down by a what-if are left aside:
-/// their findings are hypothetical.
+/// The drift of the declared topology that `steps` leave unfixed. Findings that concern a node
+/// a what-if assumes down are left aside: they are hypothetical.
 fn cannot_fix(
+    d: &Desired,
     o: &ObservedCluster,
     a: &analysis::Analysis,
     steps: &[Step],
     assumed: &[String],
 ) -> Vec<CannotFix> {
-    let mut report = diff::drift::drift(&a.eff, o);
-    report.items.retain(|i| {
-        !assumed
-            .iter()
-            .any(|n| *n == i.node || i.address.ends_with(&format!(".{n}")))
-    });
+    let report = diff::drift::drift(d, o);
     let deferred = |n: &str| match a.fates.get(n) {
         Some(Fate::Deferred { why }) => Some(why.clone()),
         _ => None,
     };
-    coverage::cannot_fix(&report, &a.eff, steps, &deferred)
+    coverage::cannot_fix(&report, d, steps, &deferred)
+        .into_iter()
+        .filter(|c| !assumed.iter().any(|n| c.concerns.contains(n)))
+        .collect()
 }
 
 fn window(c: &transforms::Ctx) -> Option<WriteWindow> {

@@ -324,6 +324,9 @@ pub struct CannotFix {
     /// The finding, as `pgtopo drift` says it.
     pub finding: String,
     pub why: String,
+    /// The nodes it concerns (its node, a slot's standby, a standby's upstream).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concerns: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
