@@ -485,6 +485,14 @@ pub fn analyse(
                     }
                 }
                 _ => {
+                    if let Some(oo) = oobs.as_ref().filter(|oo| oo.running && !oo.host_reachable) {
+                        // It runs (its SQL answered) but pgtopo cannot reach its host to fence it.
+                        return Err(PlanError::OldPrimaryRunning {
+                            old: op.clone().unwrap_or_default(),
+                            candidate: p.clone(),
+                            why: why_down(oo),
+                        });
+                    }
                     if let Some(other) = reachable_running
                         .iter()
                         .find(|n| ***n != p && Some(n.as_str()) != op.as_deref())

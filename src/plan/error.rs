@@ -67,6 +67,17 @@ pub enum PlanError {
     )]
     AnotherPrimary { other: String, candidate: String },
 
+    #[error("{old} is still running as primary but pgtopo cannot act on it ({why}): promoting {candidate} would make two primaries")]
+    #[diagnostic(
+        code(pgtopo::plan::old_primary_running),
+        help("fix {old}'s transport (see `pgtopo status`) so that pgtopo can switch over or fence it, or stop {old} by hand")
+    )]
+    OldPrimaryRunning {
+        old: String,
+        candidate: String,
+        why: String,
+    },
+
     #[error("{node} is unreachable ({why}), and the plan needs it to {needed_for}")]
     #[diagnostic(
         code(pgtopo::plan::unreachable),

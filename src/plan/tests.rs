@@ -1041,3 +1041,18 @@ fn a_standby_whose_replay_stalls_on_received_wal_is_cloned() {
     );
     assert!(drift_kinds(&d, &o).contains(&crate::diff::drift::DriftKind::Diverged));
 }
+
+#[test]
+fn a_running_old_primary_whose_host_pgtopo_cannot_reach_is_never_failed_over() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    let n1 = node_mut(&mut o, "n1");
+    // SQL answered, but its transport failed (host key, sudo …).
+    n1.reachable = false;
+    n1.host_reachable = false;
+    n1.unreachable_reason = Some("n1: host key for 127.0.0.1:22 does not match".into());
+    let e = build(&d, &o, &consent()).unwrap_err();
+    assert!(matches!(e, PlanError::OldPrimaryRunning { .. }), "{e:?}");
+    assert!(e.to_string().contains("host key"), "{e}");
+}
