@@ -12,7 +12,7 @@ use crate::units::ByteSize;
 use super::assess::{assess, Verdict};
 use super::{
     actionable, hba, observed, observed_role, observed_upstream, obsolete_slot, setting_diffs,
-    slot_retained,
+    slot_retained, sync_mismatch,
 };
 
 /// What kind of drift.
@@ -284,23 +284,15 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
             }
         }
     }
-    let p = d.primary();
-    let px = observed(o, &p.name);
-    if px.reachable {
-        let want = d.synchronous_standby_names();
-        let have = px
-            .settings
-            .get("synchronous_standby_names")
-            .map(|s| s.value.clone())
-            .unwrap_or_default();
-        if want.trim() != have.trim() {
+    if observed(o, &d.primary().name).reachable {
+        if let Some(m) = sync_mismatch(d, o) {
             items.push(DriftItem {
                 kind: DriftKind::SyncSet,
-                node: p.name.clone(),
+                node: m.primary.clone(),
                 address: format!("sync.{}", d.cluster),
                 detail: format!(
-                    "synchronous_standby_names is '{have}' on {}, topology.yaml asks for '{want}'",
-                    p.name
+                    "synchronous_standby_names is '{}' on {}, topology.yaml asks for '{}'",
+                    m.have, m.primary, m.want
                 ),
             });
         }

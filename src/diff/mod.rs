@@ -426,25 +426,46 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
             });
         }
     }
-    let p = d.primary();
-    let pobs = observed(o, &p.name);
-    if pobs.reachable || pobs.running || actionable(&pobs) {
-        let want = d.synchronous_standby_names();
-        let have = pobs
-            .settings
-            .get("synchronous_standby_names")
-            .map(|s| s.value.clone())
-            .unwrap_or_default();
-        if want.trim() != have.trim() {
+    let pobs = observed(o, &d.primary().name);
+    if pobs.reachable || actionable(&pobs) {
+        if let Some(m) = sync_mismatch(d, o) {
             out.push(Change {
                 address: format!("sync.{}", d.cluster),
                 action: ChangeAction::Change,
-                attributes: vec![attr("synchronous_standby_names", Some(&have), Some(&want))],
-                reason: format!("set on {} once its members stream", p.name),
+                attributes: vec![attr(
+                    "synchronous_standby_names",
+                    Some(&m.have),
+                    Some(&m.want),
+                )],
+                reason: format!("set on {} once its members stream", m.primary),
             });
         }
     }
     out
+}
+
+/// synchronous_standby_names on the declared primary, when it is not what the topology asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncMismatch {
+    pub primary: String,
+    pub have: String,
+    pub want: String,
+}
+
+/// The one comparison of the synchronous set the topology asks for with the primary's.
+pub fn sync_mismatch(d: &Desired, o: &ObservedCluster) -> Option<SyncMismatch> {
+    let p = &d.primary().name;
+    let want = d.synchronous_standby_names();
+    let have = observed(o, p)
+        .settings
+        .get("synchronous_standby_names")
+        .map(|s| s.value.clone())
+        .unwrap_or_default();
+    (want.trim() != have.trim()).then(|| SyncMismatch {
+        primary: p.clone(),
+        have,
+        want,
+    })
 }
 
 /// A node that only a fresh clone repairs (another system, split brain, diverged, slot lost).
