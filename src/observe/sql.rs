@@ -127,7 +127,11 @@ pub async fn replay_stall(client: &Client, first_replay: Lsn) -> Option<ReplaySt
     let wait_event = text(r, 0)?;
     let (replay, received) = (lsn(r, 1)?, lsn(r, 2)?);
     let paused = boolean(r, 3).unwrap_or(true);
-    let stalled = replay == first_replay && received > replay && !paused;
+    // The receive position can run to the end of the WAL page the replay position is on (seen
+    // on PostgreSQL 18 after a clone): only WAL past the next 64 kB boundary (the largest WAL
+    // page size) is WAL that replay should have read.
+    let page_end = Lsn((replay.0 / 65536 + 1) * 65536);
+    let stalled = replay == first_replay && received > page_end && !paused;
     (stalled && waits_for_wal(&wait_event)).then_some(ReplayStall {
         replay,
         received,
