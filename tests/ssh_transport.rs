@@ -277,16 +277,18 @@ async fn wait_gone(pid: u32) {
 #[tokio::test]
 async fn an_idle_master_outlives_its_idle_limit() {
     let sshd = Sshd::start();
+    // An SSH command takes ~0.5 s here, more on a loaded machine: the idle limit leaves the
+    // keepalive several tries.
     let options = SshOptions {
-        master_idle: Duration::from_secs(1),
-        keepalive: Some(Duration::from_millis(300)),
+        master_idle: Duration::from_secs(4),
+        keepalive: Some(Duration::from_millis(500)),
         ..SshOptions::default()
     };
     let t = SshTransport::with_options(sshd.spec("known_hosts"), "postgres", options);
     assert!(t.run(&CommandSpec::new("true")).await.unwrap().success());
     let pid = t.master_pid().await.expect("a master runs");
-    // Idle (no command of ours) three times as long as the idle limit.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Idle (no command of ours) two and a half times as long as the idle limit.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         t.master_pid().await,
         Some(pid),
