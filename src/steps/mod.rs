@@ -35,6 +35,7 @@ pub mod promote;
 pub mod reload;
 pub mod restart;
 pub mod rewind;
+mod rewind_wal;
 pub mod server;
 pub mod start;
 pub mod stop;

@@ -45,7 +45,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{conf, control, own_config, server, Freshness, StepContext};
+use super::{conf, control, own_config, rewind_wal, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RewindParams;
 use crate::transport::TransportError;
@@ -188,6 +188,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         Some(c) => set_aside_recycled_wal(ctx, node, c).await?,
         None => None,
     };
+    let kept = rewind_wal::keep(ctx, node).await?;
 
     let user = &ctx.desired.connect.user;
     let conninfo = format!(
@@ -243,12 +244,24 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         cmd = cmd.env("PGPASSFILE", path.display().to_string());
         passfile = Some(path);
     }
+    let mut said = String::new();
     let mut res = ctx.run_tool(node, &cmd).await.map(|out| {
         // "need to copy 39 MB (total source directory size is 1101 MB)"
         if let Some(line) = out.stderr.lines().find(|l| l.contains("need to copy")) {
             tracing::info!(node, "{}", line.trim_start_matches("pg_rewind: "));
         }
+        said = out.stderr;
     });
+    if let (Ok(()), Some(dir), Some(seg_size)) =
+        (&res, &kept, ctl.as_ref().and_then(|c| c.wal_segment_size))
+    {
+        res = rewind_wal::restore(ctx, node, dir, &said, seg_size)
+            .await
+            .map(|count| tracing::debug!(node, count, "WAL segments pg_rewind removed put back"));
+    }
+    if let Some(dir) = kept {
+        ctx.remove_later(node, dir);
+    }
     if res.is_ok() && sync == Sync::Syncfs {
         res = sync_data_dir(ctx, node).await;
     }
