@@ -68,6 +68,8 @@ rules! {
     cluster_name,
     node_name,
     port_zero,
+    never_promoted_primary,
+    delayed_primary,
 }
 
 #[test]

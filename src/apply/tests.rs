@@ -40,6 +40,7 @@ pub(super) fn plan(steps: Vec<Step>) -> Plan {
             },
             notes: vec![],
             cannot_fix: vec![],
+            prepared_transactions: vec![],
         },
     }
 }

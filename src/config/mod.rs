@@ -22,6 +22,7 @@
 
 pub mod diag;
 pub mod model;
+pub mod preferences;
 pub mod resolve;
 pub mod rules;
 pub mod schema;
@@ -176,6 +177,7 @@ fn load_with(
         .collect();
     errors.extend(structure::check(&root));
     errors.extend(rules::check(&root));
+    errors.extend(preferences::check(&root));
     if !errors.is_empty() {
         return Err(diag::report(name, Some(&src), errors));
     }

@@ -314,6 +314,11 @@ pub struct NodeSpec {
     pub bin_dir: Option<PathBuf>,
     /// Overrides `postgres.os_user`.
     pub os_user: Option<String>,
+    /// Preference as a failover candidate: 0 = never promoted, higher preferred (default 1).
+    pub failover_priority: Option<u32>,
+    /// Delayed standby: replay WAL this long after it was written (`recovery_min_apply_delay`,
+    /// e.g. `1h`). A delayed standby is never promoted.
+    pub apply_delay: Option<Duration>,
 }
 
 fn default_port() -> u16 {
@@ -386,6 +391,42 @@ pub struct DesiredNode {
     pub role: DesiredRole,
     /// Cluster settings merged with the node's overrides (node wins).
     pub settings: BTreeMap<String, String>,
+    /// Whether and how much the node is wanted as a failover candidate.
+    pub promotion: Promotability,
+}
+
+/// A node's `failover_priority` and `apply_delay`: what the candidate choice reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promotability {
+    /// 0 = never promoted; higher preferred.
+    pub failover_priority: u32,
+    /// A non-zero `apply_delay`.
+    pub apply_delay: Option<std::time::Duration>,
+}
+
+impl Default for Promotability {
+    fn default() -> Self {
+        Promotability {
+            failover_priority: DEFAULT_FAILOVER_PRIORITY,
+            apply_delay: None,
+        }
+    }
+}
+
+/// `failover_priority` when the file says nothing.
+pub const DEFAULT_FAILOVER_PRIORITY: u32 = 1;
+
+impl Promotability {
+    /// Why the node is never promoted, or None when it may be.
+    pub fn never_promoted(&self) -> Option<String> {
+        if let Some(d) = self.apply_delay {
+            return Some(format!(
+                "apply_delay {}: a delayed standby is never promoted",
+                Duration(d)
+            ));
+        }
+        (self.failover_priority == 0).then(|| "failover_priority 0: never promoted".into())
+    }
 }
 
 /// What a node should be.

@@ -11,7 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::model::{Desired, DesiredNode, DesiredRole, NodeRole, NodeState, TopologyFile};
+use super::model::{
+    Desired, DesiredNode, DesiredRole, NodeRole, NodeState, Promotability, TopologyFile,
+    DEFAULT_FAILOVER_PRIORITY,
+};
 
 /// Where the default bin directory comes from.
 pub type BinDirProbe = fn() -> PathBuf;
@@ -82,6 +85,12 @@ pub fn resolve(
                 .map(|(k, v)| (k.clone(), v.0.clone()))
                 .collect();
             settings.extend(n.settings.iter().map(|(k, v)| (k.clone(), v.0.clone())));
+            if let Some(d) = n.apply_delay {
+                settings.insert(
+                    "recovery_min_apply_delay".into(),
+                    format!("{}ms", d.0.as_millis()),
+                );
+            }
             let node = DesiredNode {
                 name: name.clone(),
                 host: n.host.clone(),
@@ -92,6 +101,10 @@ pub fn resolve(
                 ssh: n.ssh.clone(),
                 role,
                 settings,
+                promotion: Promotability {
+                    failover_priority: n.failover_priority.unwrap_or(DEFAULT_FAILOVER_PRIORITY),
+                    apply_delay: n.apply_delay.map(|d| d.0).filter(|d| !d.is_zero()),
+                },
             };
             (name.clone(), node)
         })

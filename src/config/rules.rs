@@ -529,9 +529,10 @@ fn synchronous(root: &Node, nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigError
 }
 
 /// Settings that pgtopo derives from the topology, and the topology key to use instead.
-pub const OWNED_SETTINGS: [(&str, &str); 3] = [
+pub const OWNED_SETTINGS: [(&str, &str); 4] = [
     ("primary_conninfo", "nodes.<name>.upstream"),
     ("primary_slot_name", "replication.slots"),
+    ("recovery_min_apply_delay", "nodes.<name>.apply_delay"),
     ("synchronous_standby_names", "replication.synchronous"),
 ];
 

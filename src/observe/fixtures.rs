@@ -29,6 +29,7 @@ pub fn node(name: &str, i: usize, role: DesiredRole) -> DesiredNode {
         ssh: None,
         role,
         settings: BTreeMap::new(),
+        promotion: Default::default(),
     }
 }
 

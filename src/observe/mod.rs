@@ -20,6 +20,7 @@ pub mod conninfo;
 mod files;
 pub mod fixtures;
 pub mod model;
+mod prepared;
 mod sql;
 
 pub use conninfo::{

@@ -120,6 +120,31 @@ pub struct ObservedNode {
     pub startup_wait_event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_stall: Option<ReplayStall>,
+    /// Transactions prepared for two-phase commit and not yet committed or rolled back
+    /// (pg_prepared_xacts; on a standby, those it replayed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepared_xacts: Vec<PreparedXact>,
+}
+
+/// One row of pg_prepared_xacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PreparedXact {
+    /// The transaction's global identifier (`PREPARE TRANSACTION 'gid'`).
+    pub gid: String,
+    pub owner: String,
+    pub database: String,
+    /// When it was prepared (timestamptz as text).
+    pub prepared: String,
+}
+
+impl std::fmt::Display for PreparedXact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "'{}' (owner {}, database {}, prepared {})",
+            self.gid, self.owner, self.database, self.prepared
+        )
+    }
 }
 
 /// A standby whose replay waits for WAL although it has received WAL past its replay position:

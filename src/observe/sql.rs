@@ -210,6 +210,7 @@ pub async fn observe_sql(
         client.simple_query(HBA_ERRORS),
         client.simple_query(OLDEST_WAL),
         client.simple_query(STARTUP),
+        client.simple_query(super::prepared::SQL),
     ])
     .await
     .into_iter();
@@ -228,6 +229,7 @@ pub async fn observe_sql(
     let hba_errors = next().map(rows).unwrap_or_default();
     let oldest = next().map(rows).unwrap_or_default();
     let startup = next().map(rows).unwrap_or_default();
+    node.prepared_xacts = super::prepared::parse(&next().map(rows).unwrap_or_default());
 
     let c = core.first().expect("the core query returns one row");
     node.reachable = true;

@@ -14,6 +14,7 @@ use crate::diff::{
 use crate::observe::{ObservedCluster, ObservedNode, Role};
 use crate::units::{replayed_past_checkpoint, ByteSize, Lsn};
 
+use super::candidate;
 use super::error::PlanError;
 use super::PlanOptions;
 
@@ -121,25 +122,31 @@ pub fn most_advanced_standby(
     except: &[&str],
 ) -> Option<(String, Lsn)> {
     let mut best: Option<(String, Lsn)> = None;
-    for (k, n) in &o.nodes {
-        if except.contains(&k.as_str()) || !(n.reachable && n.running) {
-            continue;
-        }
-        if d.nodes
-            .get(k)
-            .map_or(true, |x| x.role == DesiredRole::Absent)
-        {
-            continue;
-        }
-        if n.role != Some(Role::Standby) {
-            continue;
-        }
-        let l = received(n).unwrap_or_default();
+    for k in reachable_standbys(d, o, except) {
+        let l = o.nodes.get(&k).and_then(received).unwrap_or_default();
         if best.as_ref().map_or(true, |(_, b)| l > *b) {
-            best = Some((k.clone(), l));
+            best = Some((k, l));
         }
     }
     best
+}
+
+/// The reachable, running standbys that the topology keeps (declared, not retired), other than
+/// `except`, in name order.
+pub fn reachable_standbys(d: &Desired, o: &ObservedCluster, except: &[&str]) -> Vec<String> {
+    o.nodes
+        .iter()
+        .filter(|(k, n)| {
+            !except.contains(&k.as_str())
+                && n.reachable
+                && n.running
+                && n.role == Some(Role::Standby)
+                && d.nodes
+                    .get(k.as_str())
+                    .is_some_and(|x| x.role != DesiredRole::Absent)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 fn why_down(o: &ObservedNode) -> String {
@@ -408,13 +415,26 @@ pub fn analyse(
             ));
             eff = reroot(d, c);
         } else {
-            let Some((c, _)) = most_advanced_standby(d, o, &[&declared]) else {
-                return Err(PlanError::NoCandidate { primary: declared });
+            let choice = candidate::choose(d, o, &[&declared]);
+            let Some((c, prio, at)) = choice.chosen.clone() else {
+                return Err(PlanError::NoCandidate {
+                    primary: declared,
+                    skipped: match choice.skipped_text() {
+                        t if t.is_empty() => String::new(),
+                        t => format!(" (passed over: {t})"),
+                    },
+                });
             };
             notes.push(format!(
-                "{declared} (the declared primary) is unreachable ({}); {c} is the most advanced reachable standby and takes its place: declare it in topology.yaml",
+                "{declared} (the declared primary) is unreachable ({}); {c} (failover_priority {prio}, received {at}) takes its place: declare it in topology.yaml",
                 why_down(&dobs)
             ));
+            if !choice.skipped.is_empty() {
+                notes.push(format!(
+                    "failover candidates passed over: {}",
+                    choice.skipped_text()
+                ));
+            }
             eff = reroot(d, &c);
         }
     }

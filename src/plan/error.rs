@@ -95,12 +95,14 @@ pub enum PlanError {
     #[diagnostic(code(pgtopo::plan::candidate))]
     CandidateNotReady { candidate: String, why: String },
 
-    #[error("{primary} (the primary) is unreachable and no reachable standby could replace it")]
+    #[error(
+        "{primary} (the primary) is unreachable and no reachable standby could replace it{skipped}"
+    )]
     #[diagnostic(
         code(pgtopo::plan::no_candidate),
         help("bring {primary} back; there is nothing to fail over to")
     )]
-    NoCandidate { primary: String },
+    NoCandidate { primary: String, skipped: String },
 
     #[error("{node} has no data directory and pgtopo does not initialise a primary")]
     #[diagnostic(

@@ -14,12 +14,14 @@
 //! (desired, observed, options) always gives the same plan, byte for byte.
 
 pub mod analysis;
+pub mod candidate;
 pub mod coverage;
 pub mod end_state;
 pub mod error;
 pub mod fingerprint;
 pub mod graph;
 pub mod model;
+pub mod prepared;
 pub mod transforms;
 
 pub use end_state::expected_end_state;
@@ -96,6 +98,10 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let window = window(&ctx);
     let mut notes = a.notes.clone();
     notes.append(&mut ctx.notes);
+    let prepared = prepared::switchover_warning(a.promotion.as_ref(), o);
+    if let Some((note, _)) = &prepared {
+        notes.insert(0, note.clone());
+    }
     let changes = changes(&a, o);
     let file_diffs = file_diffs(&a.eff, o, &a);
     let steps = ctx.dag.finish();
@@ -103,6 +109,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
     summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
+    summary.prepared_transactions = prepared.map(|(_, x)| x).unwrap_or_default();
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -432,6 +439,7 @@ fn summary(
         data_loss,
         notes,
         cannot_fix: Vec::new(),
+        prepared_transactions: Vec::new(),
     }
 }
 

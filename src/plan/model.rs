@@ -314,6 +314,10 @@ pub struct Summary {
     /// exits 1, and the cluster will not match topology.yaml after the apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cannot_fix: Vec<CannotFix>,
+    /// The old primary's prepared transactions, when the plan is a switchover: they stay
+    /// prepared on the new primary (the notes say so).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepared_transactions: Vec<crate::observe::PreparedXact>,
 }
 
 /// A drift finding the plan cannot fix.

@@ -431,6 +431,8 @@ async fn timeline_of(ctx: &StepContext, node: &str) -> Option<i64> {
 /// Wait until the node streams from `upstream` and has replayed the upstream's end of WAL as it
 /// was when this wait began (SPEC §5: a `streaming` status alone is no proof — a standby whose
 /// history differs from the upstream's on the same timeline can stream and never replay).
+/// A delayed standby (`apply_delay`) replays late on purpose: it must have received and flushed
+/// that WAL instead ([`CaughtUp`]).
 pub async fn wait_streaming(
     ctx: &StepContext,
     node: &str,
@@ -443,15 +445,14 @@ pub async fn wait_streaming(
     let Some(target) = target else {
         return Ok(());
     };
+    let by = CaughtUp::of(ctx.node(node)?);
     let spec = WaitSpec::new(
-        format!("{node} to replay {upstream}'s end of WAL {target}"),
+        format!("{node} to {} {upstream}'s end of WAL {target}", by.verb()),
         timeout.saturating_sub(started.elapsed()),
     )
     .max_interval(Duration::from_millis(2));
     let res = wait_until(&spec, || async move {
-        let rows = ctx
-            .query(node, "SELECT pg_last_wal_replay_lsn()::text", &[])
-            .await;
+        let rows = ctx.query(node, by.sql(), &[]).await;
         let at = match &rows {
             Err(e) => return Poll::Pending(e.message.clone()),
             Ok(rows) => rows
@@ -461,12 +462,49 @@ pub async fn wait_streaming(
         };
         match at {
             Some(at) if at >= target => Poll::Ready(()),
-            Some(at) => Poll::Pending(format!("replayed up to {at}")),
-            None => Poll::Pending("no replay position".into()),
+            Some(at) => Poll::Pending(format!("{} up to {at}", by.past())),
+            None => Poll::Pending(format!("no {} position", by.verb())),
         }
     })
     .await;
     res.map_err(|e| StepError::new(e.to_string()))
+}
+
+/// Which WAL position of a standby proves it has caught up with its upstream: the replay
+/// position, or — for a delayed standby, which replays `apply_delay` late on purpose — the
+/// position it received and flushed. The one place that decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaughtUp {
+    Replayed,
+    Received,
+}
+
+impl CaughtUp {
+    pub fn of(n: &crate::config::DesiredNode) -> CaughtUp {
+        if n.promotion.apply_delay.is_some() {
+            CaughtUp::Received
+        } else {
+            CaughtUp::Replayed
+        }
+    }
+    fn sql(self) -> &'static str {
+        match self {
+            CaughtUp::Replayed => "SELECT pg_last_wal_replay_lsn()::text",
+            CaughtUp::Received => "SELECT pg_last_wal_receive_lsn()::text",
+        }
+    }
+    fn verb(self) -> &'static str {
+        match self {
+            CaughtUp::Replayed => "replay",
+            CaughtUp::Received => "receive",
+        }
+    }
+    fn past(self) -> &'static str {
+        match self {
+            CaughtUp::Replayed => "replayed",
+            CaughtUp::Received => "received",
+        }
+    }
 }
 
 /// The end of WAL a standby of `node` can have now: the flush position of a primary, the
