@@ -22,6 +22,8 @@
 
 pub mod diag;
 pub mod model;
+pub mod pooler;
+pub mod pooler_rules;
 pub mod resolve;
 pub mod rules;
 pub mod schema;

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod graph;
 pub mod model;
+pub mod poolers;
 pub mod transforms;
 
 pub use end_state::expected_end_state;
