@@ -187,3 +187,93 @@ pub fn hooks_after(c: &mut Ctx) {
     let on_failure = c.eff.hooks.on_failure.clone();
     hooks(c, HookPoint::OnFailure, &on_failure, &[]);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Desired, DesiredPooler, HookSpec};
+    use crate::observe::fixtures::{desired3, healthy};
+    use crate::plan::{build, PlanOptions, Step};
+    use crate::pooler::{ObservedPooler, PoolerRoute};
+    use crate::units::Duration;
+
+    fn with_pooler(mut d: Desired) -> Desired {
+        let p = DesiredPooler {
+            name: "pgb".into(),
+            host: "127.0.0.1".into(),
+            port: 6432,
+            admin_user: "postgres".into(),
+            admin_password: None,
+            databases: vec!["app".into()],
+            config_file: Some("/etc/pgbouncer/pgbouncer.ini".into()),
+            ssh: None,
+            os_user: "postgres".into(),
+            pause: true,
+            pause_timeout: Duration(std::time::Duration::from_secs(10)),
+        };
+        d.poolers.insert("pgb".into(), p);
+        d.hooks.before_switchover = vec![HookSpec {
+            command: vec!["/bin/true".into()],
+            timeout: Duration(std::time::Duration::from_secs(5)),
+        }];
+        d
+    }
+
+    fn routed_to(d: &Desired, node: &str, paused: bool) -> ObservedPooler {
+        let n = &d.nodes[node];
+        let r = PoolerRoute {
+            host: n.host.clone(),
+            port: n.port,
+            paused,
+        };
+        ObservedPooler {
+            reachable: true,
+            unreachable_reason: None,
+            databases: [("app".to_string(), r)].into(),
+        }
+    }
+
+    fn id(steps: &[Step], kind: &str, node: &str) -> u32 {
+        steps
+            .iter()
+            .find(|s| s.action.kind() == kind && s.node == node)
+            .unwrap_or_else(|| panic!("no {kind} on {node}"))
+            .id
+    }
+
+    #[test]
+    fn a_switchover_pauses_before_the_stop_and_routes_then_resumes_after_the_promotion() {
+        let before = with_pooler(desired3());
+        let mut o = healthy(&before);
+        o.poolers.insert("pgb".into(), routed_to(&before, "n1", false));
+        let mut d = before.clone();
+        crate::observe::fixtures::set_primary(&mut d, "n2");
+        let p = build(&d, &o, &PlanOptions::default()).unwrap();
+        let s = &p.steps;
+        let hook = id(s, "hook", "hook.before_switchover");
+        assert_eq!(hook, 1, "the before hook is the first step");
+        assert!(s[1..].iter().all(|x| x.id > hook));
+        assert!(id(s, "pause_pooler", "pgb") < id(s, "stop", "n1"));
+        assert!(s[id(s, "stop", "n1") as usize - 1]
+            .after
+            .contains(&id(s, "pause_pooler", "pgb")));
+        assert!(id(s, "promote", "n2") < id(s, "route_pooler", "pgb"));
+        assert!(id(s, "route_pooler", "pgb") < id(s, "resume_pooler", "pgb"));
+        assert!(p.summary.cannot_fix.is_empty(), "{:?}", p.summary.cannot_fix);
+    }
+
+    #[test]
+    fn a_pooler_on_a_standby_is_routed_and_a_paused_one_resumed() {
+        let d = with_pooler(desired3());
+        let mut o = healthy(&d);
+        o.poolers.insert("pgb".into(), routed_to(&d, "n2", true));
+        let report = crate::diff::drift::drift(&d, &o);
+        assert_eq!(report.items.len(), 2, "{report:?}");
+        let p = build(&d, &o, &PlanOptions::default()).unwrap();
+        let kinds: Vec<&str> = p.steps.iter().map(|s| s.action.kind()).collect();
+        assert_eq!(kinds, ["route_pooler", "resume_pooler"]);
+        assert!(p.summary.cannot_fix.is_empty());
+        // Routed and resumed: nothing left.
+        o.poolers.insert("pgb".into(), routed_to(&d, "n1", false));
+        assert!(build(&d, &o, &PlanOptions::default()).unwrap().steps.is_empty());
+    }
+}
