@@ -26,6 +26,7 @@ command -v ssh >/dev/null 2>&1 || packages+=(openssh-client)
 command -v unzip >/dev/null 2>&1 || packages+=(unzip)
 command -v runuser >/dev/null 2>&1 || packages+=(util-linux)
 command -v sudo >/dev/null 2>&1 || packages+=(sudo)
+[ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
 if ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1; then
     packages+=(python3-pip)
 fi
@@ -36,6 +37,14 @@ if [ ${#packages[@]} -gt 0 ]; then
     echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/pgtopo-ci.conf
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${packages[@]}"
+fi
+# The tests, the sandbox and the demo start their own pgbouncer: no packaged service.
+if [ -f /lib/systemd/system/pgbouncer.service ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/pgbouncer ]; then
+    /etc/init.d/pgbouncer stop >/dev/null 2>&1 || true
+    update-rc.d pgbouncer disable >/dev/null 2>&1 || true
 fi
 id postgres >/dev/null 2>&1 || { echo "the postgres OS user is missing" >&2; exit 1; }
 "$PG15_BIN/postgres" --version

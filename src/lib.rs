@@ -11,6 +11,7 @@ pub mod import;
 pub mod observe;
 pub mod pg;
 pub mod plan;
+pub mod pooler;
 pub mod render;
 pub mod sandbox;
 pub mod steps;

@@ -505,6 +505,8 @@ pub(crate) mod tests {
             hba: vec![],
             failover: Default::default(),
             switchover: Default::default(),
+            poolers: Default::default(),
+            hooks: Default::default(),
             nodes,
         }
     }

@@ -17,7 +17,10 @@
 //! After the first failure no new step starts; steps already running finish (a half-done
 //! `pg_basebackup` is not interrupted). Then every step that depends, directly or through
 //! others, on a failed step is reported `skipped (upstream failed)`, and the rest `not started`.
-//! One failure is one error, never a cascade of errors.
+//! One failure is one error, never a cascade of errors. Two kinds of steps run after a failure
+//! all the same, one at a time ([`crate::plan::Action::when`]): a pooler's RESUME (a pooler
+//! left paused is an outage), then the on-failure hooks (reported `not needed` when nothing
+//! failed).
 //!
 //! Architecture invariant: nothing here knows PostgreSQL; nothing here prints.
 
@@ -38,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::plan::{Plan, Step, StepId};
+use crate::plan::{Plan, Step, StepId, When};
 
 /// What a step did when it succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,8 @@ pub enum Outcome {
     SkippedUpstreamFailed,
     /// Not started because another step failed.
     NotStarted,
+    /// An on-failure step when nothing failed.
+    NotNeeded,
 }
 
 impl Outcome {
@@ -112,6 +117,7 @@ impl Outcome {
             Outcome::Failed(_) => "failed",
             Outcome::SkippedUpstreamFailed => "skipped",
             Outcome::NotStarted => "not_started",
+            Outcome::NotNeeded => "not_needed",
         }
     }
 
@@ -124,12 +130,16 @@ impl Outcome {
             Outcome::Failed(_) => "failed",
             Outcome::SkippedUpstreamFailed => "skipped (upstream failed)",
             Outcome::NotStarted => "not started",
+            Outcome::NotNeeded => "not needed (nothing failed)",
         }
     }
 
     /// Done or already done.
     pub fn is_success(&self) -> bool {
-        matches!(self, Outcome::Done | Outcome::AlreadyDone)
+        matches!(
+            self,
+            Outcome::Done | Outcome::AlreadyDone | Outcome::NotNeeded
+        )
     }
 }
 
@@ -298,7 +308,7 @@ pub async fn apply(
                 if running >= parallelism {
                     break;
                 }
-                if state[i] != State::Waiting {
+                if state[i] != State::Waiting || step.action.when() == When::OnFailure {
                     continue;
                 }
                 let ready = step.after.iter().all(|&a| {
@@ -375,17 +385,41 @@ pub async fn apply(
             Some(fin.finished_at),
             Some(fin.elapsed),
         );
-        events.step_finished(&plan.steps[i], &o, fin.elapsed);
-        if let Some(j) = journal.as_mut() {
-            if let Err(e) = j.record(
-                &plan.steps[i],
-                &o,
-                Some(fin.started_at),
-                Some(fin.finished_at),
-            ) {
-                events.message(&format!("journal: {e}"));
-            }
-        }
+        let at = (Some(fin.started_at), Some(fin.finished_at));
+        record(events, &mut journal, &plan.steps[i], &o, at, fin.elapsed);
+        outcome[i] = Some(o);
+    }
+
+    // After a failure: the steps that run anyway (a pooler's RESUME), then the on-failure
+    // hooks, one at a time.
+    let mut finally: Vec<usize> = (0..n)
+        .filter(|&i| outcome[i].is_none())
+        .filter(|&i| match plan.steps[i].action.when() {
+            When::Always => failed,
+            When::OnFailure => failed,
+            When::Normal => false,
+        })
+        .collect();
+    finally.sort_by_key(|&i| (plan.steps[i].action.when() == When::OnFailure, i));
+    for i in finally {
+        let step = &plan.steps[i];
+        events.step_started(step);
+        let started_at = SystemTime::now();
+        let t = Instant::now();
+        let o = match executor.execute(step).await {
+            Ok(Executed::Done) => Outcome::Done,
+            Ok(Executed::AlreadyDone) => Outcome::AlreadyDone,
+            Err(e) => Outcome::Failed(e),
+        };
+        times[i] = (Some(started_at), Some(SystemTime::now()), Some(t.elapsed()));
+        record(
+            events,
+            &mut journal,
+            step,
+            &o,
+            (times[i].0, times[i].1),
+            t.elapsed(),
+        );
         outcome[i] = Some(o);
     }
 
@@ -401,17 +435,14 @@ pub async fn apply(
                 Some(Outcome::Failed(_)) | Some(Outcome::SkippedUpstreamFailed)
             )
         });
-        let o = if upstream_failed {
+        let o = if step.action.when() == When::OnFailure {
+            Outcome::NotNeeded
+        } else if upstream_failed {
             Outcome::SkippedUpstreamFailed
         } else {
             Outcome::NotStarted
         };
-        events.step_finished(step, &o, Duration::ZERO);
-        if let Some(j) = journal.as_mut() {
-            if let Err(e) = j.record(step, &o, None, None) {
-                events.message(&format!("journal: {e}"));
-            }
-        }
+        record(events, &mut journal, step, &o, (None, None), Duration::ZERO);
         outcome[i] = Some(o);
     }
 
@@ -436,6 +467,23 @@ pub async fn apply(
         steps,
         elapsed: t0.elapsed(),
     })
+}
+
+/// Report a step's end to the events and the journal.
+fn record(
+    events: &dyn ApplyEvents,
+    journal: &mut Option<Journal>,
+    step: &Step,
+    o: &Outcome,
+    at: (Option<SystemTime>, Option<SystemTime>),
+    elapsed: Duration,
+) {
+    events.step_finished(step, o, elapsed);
+    if let Some(j) = journal.as_mut() {
+        if let Err(e) = j.record(step, o, at.0, at.1) {
+            events.message(&format!("journal: {e}"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -275,3 +275,66 @@ async fn journal_has_one_line_per_step() {
     assert_eq!(lines[2].outcome, "skipped");
     assert_eq!(lines[2].start, None);
 }
+
+fn with_action(mut s: Step, action: Action) -> Step {
+    s.action = action;
+    s
+}
+
+fn resume(id: StepId, after: &[StepId]) -> Step {
+    let a = Action::ResumePooler(crate::plan::ResumePoolerParams {
+        databases: vec!["app".into()],
+    });
+    with_action(step(id, "pgb", after), a)
+}
+
+fn on_failure_hook(id: StepId) -> Step {
+    let a = Action::Hook(crate::plan::HookParams {
+        point: crate::plan::HookPoint::OnFailure,
+        command: vec!["/bin/true".into()],
+        timeout_ms: 1000,
+        env: Default::default(),
+    });
+    with_action(step(id, "hook.on_failure", &[]), a)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pooler_resume_runs_after_a_failure_then_the_on_failure_hooks() {
+    let mut fake = Fake::default();
+    fake.behaviour.insert(2, Behaviour::Fail(1));
+    let fake = Arc::new(fake);
+    // 1 pause, 2 stop (fails), 3 promote, 4 resume after 3, 5 on-failure hook.
+    let p = plan(vec![
+        step(1, "pgb", &[]),
+        step(2, "n1", &[1]),
+        step(3, "n2", &[2]),
+        resume(4, &[3]),
+        on_failure_hook(5),
+    ]);
+    let r = apply(&p, fake.clone(), &NullEvents, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes(&r),
+        [
+            (1, "done"),
+            (2, "failed"),
+            (3, "skipped"),
+            (4, "done"),
+            (5, "done")
+        ]
+    );
+    let log = fake.log.lock().unwrap();
+    assert_eq!(log[log.len() - 4..], ["start 4", "end 4", "start 5", "end 5"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_hooks_are_not_needed_when_nothing_failed() {
+    let fake = Arc::new(Fake::default());
+    let p = plan(vec![step(1, "n1", &[]), resume(2, &[1]), on_failure_hook(3)]);
+    let r = apply(&p, fake.clone(), &NullEvents, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert!(r.succeeded());
+    assert_eq!(outcomes(&r), [(1, "done"), (2, "done"), (3, "not_needed")]);
+}

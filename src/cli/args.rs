@@ -335,4 +335,8 @@ pub struct BenchSwitchoverArgs {
     /// Append one JSON line per run here (same fields as shared/bench).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Switchover: the writer goes through a pgbouncer that pgtopo pauses, routes and resumes;
+    /// each run is repeated with the pooler routed but not paused, for comparison.
+    #[arg(long)]
+    pub pooler: bool,
 }

@@ -23,6 +23,8 @@
 pub mod diag;
 pub mod model;
 pub mod preferences;
+pub mod pooler;
+pub mod pooler_rules;
 pub mod resolve;
 pub mod rules;
 pub mod schema;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::pooler::{DesiredPooler, HookSpec, HooksSpec, PoolerSpec};
 use crate::units::{ByteSize, Duration};
 
 /// The topology file exactly as written (after serde, before semantic validation).
@@ -38,6 +39,12 @@ pub struct TopologyFile {
     /// Limits of a planned switchover.
     #[serde(default)]
     pub switchover: SwitchoverSpec,
+    /// pgbouncer instances whose `[databases]` follow the primary, by name.
+    #[serde(default)]
+    pub poolers: BTreeMap<String, PoolerSpec>,
+    /// argv commands run at named points of a switchover or failover.
+    #[serde(default)]
+    pub hooks: HooksSpec,
     /// The nodes, by name (`[a-z][a-z0-9_]{0,62}`: used as slot and application_name).
     #[schemars(schema_with = "nodes_schema")]
     pub nodes: BTreeMap<String, NodeSpec>,
@@ -374,6 +381,9 @@ pub struct Desired {
     pub hba: Vec<HbaRule>,
     pub failover: FailoverSpec,
     pub switchover: SwitchoverSpec,
+    /// Poolers that follow the primary, by name.
+    pub poolers: BTreeMap<String, DesiredPooler>,
+    pub hooks: HooksSpec,
     /// Every node, retired ones included, by name (sorted).
     pub nodes: BTreeMap<String, DesiredNode>,
 }

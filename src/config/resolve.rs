@@ -118,6 +118,8 @@ pub fn resolve(
         hba: file.hba,
         failover: file.failover,
         switchover: file.switchover,
+        poolers: super::pooler::resolve_poolers(&file.poolers, &default_user),
+        hooks: file.hooks,
         nodes,
     }
 }

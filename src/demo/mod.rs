@@ -243,6 +243,53 @@ pub struct BenchOptions {
     pub bin_dir: Option<PathBuf>,
     pub dir: Option<PathBuf>,
     pub results: Option<PathBuf>,
+    /// Through a pgbouncer (`bench switchover --pooler`).
+    pub pooler: bool,
+}
+
+/// How the writer of a switchover run reaches the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A multi-host connection string (`target_session_attrs=read-write`).
+    Direct,
+    /// A pgbouncer that pgtopo routes, pausing it around the switchover or not.
+    Pooler { pause: bool },
+}
+
+impl Via {
+    fn tool(self) -> &'static str {
+        match self {
+            Via::Direct => "pgtopo",
+            Via::Pooler { pause: true } => "pgtopo+pgbouncer (pause/resume)",
+            Via::Pooler { pause: false } => "pgtopo+pgbouncer (no pause)",
+        }
+    }
+}
+
+/// Start a pgbouncer in the sandbox (routing to n1) and declare it in the topology.
+async fn sandbox_pooler(sb: &Sandbox, pause: bool) -> Result<(sandbox::pgbouncer::Pooler, String)> {
+    let n1 = &sb.nodes[0];
+    let port = n1.port + sb.nodes.len() as u16;
+    let p = sandbox::pgbouncer::start(
+        &sb.dir.join("pgbouncer"),
+        &sb.os_user,
+        &n1.host,
+        port,
+        (&n1.host, n1.port),
+    )
+    .await?;
+    let yaml = sandbox::pgbouncer::topology_yaml(&p, "pgb", pause);
+    append_topology(sb, &yaml)?;
+    Ok((p, yaml))
+}
+
+fn append_topology(sb: &Sandbox, yaml: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&sb.topology)
+        .into_diagnostic()?;
+    f.write_all(yaml.as_bytes()).into_diagnostic()
 }
 
 /// One switchover run's figures.
@@ -273,7 +320,7 @@ fn scratch(dir: &Option<PathBuf>, name: &str) -> Result<(Option<tempfile::TempDi
 }
 
 /// One switchover of a fresh 2-node sandbox under the writer.
-async fn switchover_run(opts: &BenchOptions, run: usize) -> Result<SwitchoverRun> {
+async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<SwitchoverRun> {
     let (_tmp, dir) = scratch(&opts.dir, &format!("run{run}"))?;
     let sb = sandbox::up(&UpOptions {
         dir,
@@ -283,14 +330,23 @@ async fn switchover_run(opts: &BenchOptions, run: usize) -> Result<SwitchoverRun
     })
     .await?;
     let r = async {
+        let pooler = match via {
+            Via::Direct => None,
+            Via::Pooler { pause } => Some(sandbox_pooler(&sb, pause).await?),
+        };
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
-        let w = Writer::start(&hosts(&sb), "postgres")
-            .await
-            .map_err(|e| miette!("writer: {e}"))?;
+        let w = match &pooler {
+            None => Writer::start(&hosts(&sb), "postgres").await,
+            Some((p, _)) => Writer::start_through_pooler(&p.host, p.port, "postgres").await,
+        }
+        .map_err(|e| miette!("writer: {e}"))?;
         w.wait_for_more_acks(3000, Duration::from_secs(30))
             .await
             .map_err(|e| miette!("writer: {e}"))?;
         switch_topology(&sb, 1)?;
+        if let Some((_, yaml)) = &pooler {
+            append_topology(&sb, yaml)?;
+        }
         let t0 = Instant::now();
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
         let wall = t0.elapsed();
@@ -311,7 +367,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize) -> Result<SwitchoverRun
                 .unwrap_or(-(t0 - t).as_secs_f64())
         };
         Ok(SwitchoverRun {
-            tool: "pgtopo",
+            tool: via.tool(),
             write_unavailable_s: gap.length.as_secs_f64(),
             switchover_wall_s: wall.as_secs_f64(),
             acked: log.acks.len(),
@@ -338,9 +394,21 @@ fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 /// `pgtopo bench switchover`.
 pub async fn bench_switchover(opts: &BenchOptions) -> Result<bool> {
+    let vias = match opts.pooler {
+        false => vec![Via::Direct],
+        true => vec![Via::Pooler { pause: true }, Via::Pooler { pause: false }],
+    };
+    let mut ok = true;
+    for via in vias {
+        ok &= bench_switchover_via(opts, via).await?;
+    }
+    Ok(ok)
+}
+
+async fn bench_switchover_via(opts: &BenchOptions, via: Via) -> Result<bool> {
     let mut runs = Vec::new();
     for i in 1..=opts.runs.max(1) {
-        let r = switchover_run(opts, i).await?;
+        let r = switchover_run(opts, i, via).await?;
         let line = serde_json::to_string(&r).into_diagnostic()?;
         println!("{line}");
         if let Some(p) = &opts.results {
@@ -358,9 +426,11 @@ pub async fn bench_switchover(opts: &BenchOptions) -> Result<bool> {
     let (wm, wlo, whi) = median_range(runs.iter().map(|r| r.switchover_wall_s).collect());
     let lost: usize = runs.iter().map(|r| r.lost).sum();
     let acked: usize = runs.iter().map(|r| r.acked).sum();
+    let errors: Vec<u64> = runs.iter().map(|r| r.errors).collect();
     println!(
-        "\n{} runs: writes unavailable {m:.3} s median ({lo:.3}-{hi:.3}); apply wall {wm:.3} s ({wlo:.3}-{whi:.3}); \
-         {acked} writes acknowledged, {lost} lost",
+        "\n{}: {} runs: writes unavailable (longest commit wait) {m:.3} s median ({lo:.3}-{hi:.3}); apply wall {wm:.3} s ({wlo:.3}-{whi:.3}); \
+         {acked} writes acknowledged, {lost} lost; failed client transactions per run {errors:?}",
+        via.tool(),
         runs.len()
     );
     Ok(lost == 0)

@@ -77,6 +77,21 @@ async fn connect(
 impl Writer {
     /// Create the probe table on the current primary and start writing.
     pub async fn start(hosts: &[(String, u16)], user: &str) -> Result<Writer, String> {
+        Self::start_with(hosts, user, false).await
+    }
+
+    /// The same writer through a pgbouncer in transaction pooling: each INSERT is one simple
+    /// query with the id as a literal (a prepared statement would not survive a change of
+    /// server connection between its Parse and its Execute).
+    pub async fn start_through_pooler(host: &str, port: u16, user: &str) -> Result<Writer, String> {
+        Self::start_with(&[(host.to_string(), port)], user, true).await
+    }
+
+    async fn start_with(
+        hosts: &[(String, u16)],
+        user: &str,
+        simple: bool,
+    ) -> Result<Writer, String> {
         let cfg = config(hosts, user);
         let c = connect(&cfg).await.map_err(|e| crate::pg::describe(&e))?;
         c.batch_execute(
@@ -84,14 +99,20 @@ impl Writer {
         )
         .await
         .map_err(|e| crate::pg::describe(&e))?;
-        let start_id: i64 = c
-            .query_one("SELECT coalesce(max(id), 0) + 1 FROM probe", &[])
+        let rows = c
+            .simple_query("SELECT coalesce(max(id), 0) + 1 FROM probe")
             .await
-            .map_err(|e| crate::pg::describe(&e))?
-            .get(0);
+            .map_err(|e| crate::pg::describe(&e))?;
+        let start_id: i64 = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
+                _ => None,
+            })
+            .ok_or("no start id")?;
         let (stop, stop_rx) = watch::channel(false);
         let acked = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(run(cfg, Some(c), start_id, stop_rx, acked.clone()));
+        let task = tokio::spawn(run(cfg, Some(c), start_id, stop_rx, acked.clone(), simple));
         Ok(Writer { stop, acked, task })
     }
 
@@ -133,6 +154,7 @@ async fn run(
     mut id: i64,
     stop: watch::Receiver<bool>,
     acked: Arc<AtomicU64>,
+    simple: bool,
 ) -> WriterLog {
     let mut log = WriterLog::default();
     while !*stop.borrow() {
@@ -165,10 +187,16 @@ async fn run(
         };
         let this = id;
         id += 1;
-        match c
-            .execute("INSERT INTO probe (id) VALUES ($1)", &[&this])
-            .await
-        {
+        let insert = if simple {
+            c.simple_query(&format!("INSERT INTO probe (id) VALUES ({this})"))
+                .await
+                .map(drop)
+        } else {
+            c.execute("INSERT INTO probe (id) VALUES ($1)", &[&this])
+                .await
+                .map(drop)
+        };
+        match insert {
             Ok(_) => {
                 log.acks.push((this, Instant::now()));
                 acked.fetch_add(1, Ordering::Relaxed);

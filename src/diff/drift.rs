@@ -42,6 +42,12 @@ pub enum DriftKind {
     SlotLost,
     /// A warning: the slot's WAL is about to be removed (`wal_status = unreserved`).
     SlotUnreserved,
+    /// A pooler's admin console does not answer.
+    PoolerDown,
+    /// A pooler database routes elsewhere than the primary (or is missing).
+    PoolerRoute,
+    /// A pooler database is paused.
+    PoolerPaused,
 }
 
 /// One finding.
@@ -297,6 +303,7 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
             });
         }
     }
+    items.extend(super::pooler_drift::findings(d, o));
     DriftReport {
         cluster: d.cluster.clone(),
         observed_at: o.observed_at.clone(),

@@ -13,6 +13,7 @@ pub mod assess;
 pub mod change;
 pub mod drift;
 pub mod hba;
+pub mod pooler_drift;
 pub mod values;
 
 use std::collections::BTreeMap;

@@ -49,6 +49,8 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         hba: vec![],
         failover: FailoverSpec::default(),
         switchover: SwitchoverSpec::default(),
+        poolers: Default::default(),
+        hooks: Default::default(),
         nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
     }
 }
@@ -235,6 +237,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
         format_version: OBSERVED_FORMAT_VERSION,
         cluster: d.cluster.clone(),
         observed_at: "2026-11-24T23:00:00Z".into(),
+        poolers: Default::default(),
         nodes,
     }
 }

@@ -60,13 +60,15 @@ impl Default for ObserveOptions {
 /// Observe every declared node concurrently. Never fails: what cannot be seen is recorded as
 /// such (`reachable: false` with a reason).
 pub async fn observe(desired: &Desired, opts: &ObserveOptions) -> ObservedCluster {
-    let results = join_all(
-        desired
-            .nodes
-            .values()
-            .map(|n| observe_node(desired, n, opts)),
-    )
-    .await;
+    let (results, poolers) = futures::join!(
+        join_all(
+            desired
+                .nodes
+                .values()
+                .map(|n| observe_node(desired, n, opts)),
+        ),
+        crate::pooler::observe_all(desired, std::time::Duration::from_secs(3))
+    );
     let mut nodes = BTreeMap::new();
     let mut clients = BTreeMap::new();
     for (name, (mut node, facts, client)) in desired.nodes.keys().zip(results) {
@@ -82,6 +84,7 @@ pub async fn observe(desired: &Desired, opts: &ObserveOptions) -> ObservedCluste
         cluster: desired.cluster.clone(),
         observed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         nodes,
+        poolers,
     }
 }
 

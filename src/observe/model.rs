@@ -21,6 +21,9 @@ pub struct ObservedCluster {
     pub observed_at: String,
     /// Every declared node by name, retired ones included.
     pub nodes: BTreeMap<String, ObservedNode>,
+    /// Every declared pooler by name: where its databases route, whether they are paused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub poolers: BTreeMap<String, crate::pooler::ObservedPooler>,
 }
 
 /// One node as seen through SQL and, when SQL fails, through its files and server tools.

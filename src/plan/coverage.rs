@@ -37,7 +37,9 @@ fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
         | DriftKind::Diverged
         | DriftKind::ForeignSystem
         | DriftKind::SlotLost => (&["clone"], &[]),
-        DriftKind::SlotUnreserved => (&[], &[]),
+        DriftKind::SlotUnreserved | DriftKind::PoolerDown => (&[], &[]),
+        DriftKind::PoolerRoute => (&["route_pooler"], &[]),
+        DriftKind::PoolerPaused => (&["resume_pooler"], &[]),
     }
 }
 
@@ -88,6 +90,7 @@ fn why_not(i: &DriftItem, d: &Desired, deferred: &dyn Fn(&str) -> Option<String>
         DriftKind::OrphanSlot => {
             "the slot of a declared standby that is down is kept until it is back (SPEC §4)".into()
         }
+        DriftKind::PoolerDown => "pgtopo does not start poolers: start pgbouncer (or fix its address in topology.yaml)".into(),
         _ => "no step of this plan changes it".into(),
     }
 }

@@ -27,6 +27,8 @@ pub struct Draft {
 pub struct Dag {
     pub g: DiGraph<Draft, ()>,
     last_on: HashMap<String, NodeIndex>,
+    /// Every step added from now on waits for this one (a `before_switchover` hook).
+    pub gate: Option<Idx>,
 }
 
 /// Handle of a step in the DAG.
@@ -51,10 +53,24 @@ impl Dag {
         if let Some(prev) = self.last_on.insert(node.to_string(), ix) {
             self.g.update_edge(prev, ix, ());
         }
-        for &d in deps {
+        let gate = self.gate;
+        for &d in deps.iter().chain(gate.as_ref()) {
             self.dep(d, ix);
         }
         ix
+    }
+
+    /// Steps nothing waits for yet.
+    pub fn sinks(&self) -> Vec<Idx> {
+        self.g
+            .node_indices()
+            .filter(|&i| {
+                self.g
+                    .neighbors_directed(i, Direction::Outgoing)
+                    .next()
+                    .is_none()
+            })
+            .collect()
     }
 
     /// `after` must wait for `before`. Edges only go forward in insertion order.

@@ -22,6 +22,7 @@ pub mod fingerprint;
 pub mod graph;
 pub mod model;
 pub mod prepared;
+pub mod poolers;
 pub mod transforms;
 
 pub use end_state::expected_end_state;

@@ -88,6 +88,10 @@ pub enum Action {
     Rewind(RewindParams),
     Clone(CloneParams),
     Fence(FenceParams),
+    PausePooler(PausePoolerParams),
+    RoutePooler(RoutePoolerParams),
+    ResumePooler(ResumePoolerParams),
+    Hook(HookParams),
 }
 
 impl Action {
@@ -111,8 +115,92 @@ impl Action {
             Action::Rewind(_) => "rewind",
             Action::Clone(_) => "clone",
             Action::Fence(_) => "fence",
+            Action::PausePooler(_) => "pause_pooler",
+            Action::RoutePooler(_) => "route_pooler",
+            Action::ResumePooler(_) => "resume_pooler",
+            Action::Hook(_) => "hook",
         }
     }
+
+    /// When the step runs; the one place that decides it.
+    pub fn when(&self) -> When {
+        match self {
+            // A pooler left paused is an outage: RESUME is attempted whatever else happened.
+            Action::ResumePooler(_) => When::Always,
+            Action::Hook(h) if h.point == HookPoint::OnFailure => When::OnFailure,
+            _ => When::Normal,
+        }
+    }
+}
+
+/// When the apply runs a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Once every step in its `after` list succeeded, unless a step failed before.
+    Normal,
+    /// Also after a failure, whatever its `after` steps did (the pooler's RESUME).
+    Always,
+    /// Only when a step failed, after everything else ended; else `not needed`.
+    OnFailure,
+}
+
+/// `PAUSE db` on the pooler's admin console for each database that follows the primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PausePoolerParams {
+    pub databases: Vec<String>,
+    /// How long PAUSE may wait for running transactions.
+    pub timeout_ms: u64,
+}
+
+/// Point the pooler's databases at the primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RoutePoolerParams {
+    pub databases: Vec<String>,
+    /// The node they must route to, and its address.
+    pub primary: String,
+    pub host: String,
+    pub port: u16,
+    /// The ini file whose `[databases]` entries get this host and port before RELOAD; absent:
+    /// admin console only (RELOAD, then check that something else routed them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+}
+
+/// `RESUME db` for each paused database that follows the primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ResumePoolerParams {
+    pub databases: Vec<String>,
+}
+
+/// A named point of an apply where hooks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPoint {
+    BeforeSwitchover,
+    AfterPromotion,
+    AfterApply,
+    OnFailure,
+}
+
+impl HookPoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPoint::BeforeSwitchover => "before_switchover",
+            HookPoint::AfterPromotion => "after_promotion",
+            HookPoint::AfterApply => "after_apply",
+            HookPoint::OnFailure => "on_failure",
+        }
+    }
+}
+
+/// An argv command run on pgtopo's machine with a timeout; a non-zero exit fails the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HookParams {
+    pub point: HookPoint,
+    pub command: Vec<String>,
+    pub timeout_ms: u64,
+    /// `PGTOPO_CLUSTER`, `PGTOPO_OLD_PRIMARY`, `PGTOPO_NEW_PRIMARY` and their `_HOST`/`_PORT`.
+    pub env: BTreeMap<String, String>,
 }
 
 /// pg_ctl shutdown mode.

@@ -109,6 +109,7 @@ pub type Transform = fn(&mut Ctx);
 
 /// Every transform, in the order they run.
 pub const TRANSFORMS: &[(&str, Transform)] = &[
+    ("hooks_before", super::poolers::hooks_before),
     ("start_stopped_primary", start_stopped_primary),
     ("hba_managed_block", hba_managed_block),
     ("settings_rolling", settings_rolling),
@@ -118,6 +119,8 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
     ("synchronous_set", synchronous_set),
     ("retire", retire),
     ("slot_cleanup", slot_cleanup),
+    ("pooler_drift", super::poolers::pooler_drift),
+    ("hooks_after", super::poolers::hooks_after),
 ];
 
 /// Stopped is not failed: a declared primary that is merely stopped is started; no promotion.
@@ -408,6 +411,8 @@ pub fn promotion(c: &mut Ctx) {
         c.sync_cleared = true;
     }
     let timeout_ms = c.eff.switchover.timeout.0.as_millis() as u64;
+    let pauses = super::poolers::pause(c, &pre);
+    let pre: Vec<Idx> = pre.into_iter().chain(pauses.iter().copied()).collect();
     let before_promote = match &p.kind {
         PromotionKind::Switchover => {
             let stop = c.dag.add(
@@ -530,8 +535,9 @@ pub fn promotion(c: &mut Ctx) {
         }),
         true,
         reason,
-        &[before_promote],
+        &[&[before_promote][..], &pauses].concat(),
     );
+    super::poolers::after_promotion(c, promote);
     if c.writes_down.is_none() {
         c.writes_down = Some(promote);
     }
@@ -1128,8 +1134,8 @@ mod tests {
     #[test]
     fn transforms_are_named_and_ordered() {
         let names: Vec<&str> = TRANSFORMS.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names.first(), Some(&"start_stopped_primary"));
-        assert_eq!(names.last(), Some(&"slot_cleanup"));
+        assert_eq!(names.first(), Some(&"hooks_before"));
+        assert_eq!(names.last(), Some(&"hooks_after"));
         let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
         assert!(pos("settings_rolling") < pos("promotion"));
         assert!(pos("promotion") < pos("standbys"));

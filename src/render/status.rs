@@ -154,7 +154,45 @@ pub fn text_with(desired: &Desired, obs: &ObservedCluster, color: bool) -> Strin
             &p, desired, obs, &children, root, None, "", last, true, &mut out,
         );
     }
+    for line in pooler_lines(desired, obs) {
+        let _ = writeln!(out, "{line}");
+    }
     out
+}
+
+/// One line per declared pooler database: where it routes, and whether that is the primary.
+fn pooler_lines(desired: &Desired, obs: &ObservedCluster) -> Vec<String> {
+    let primary = &desired.primary().name;
+    let mut lines = Vec::new();
+    for p in desired.poolers.values() {
+        let head = format!("pooler {} {}:{}", p.name, p.host, p.port);
+        let Some(o) = obs.poolers.get(&p.name).filter(|o| o.reachable) else {
+            let why = obs
+                .poolers
+                .get(&p.name)
+                .and_then(|o| o.unreachable_reason.clone());
+            lines.push(format!("{head}  unreachable: {}", why.unwrap_or_default()));
+            continue;
+        };
+        for db in &p.databases {
+            let Some(r) = o.databases.get(db) else {
+                lines.push(format!("{head}  {db}: not in its [databases]"));
+                continue;
+            };
+            let to = crate::pooler::ObservedPooler::node_at(desired, r);
+            let verdict = match to {
+                Some(n) if n == primary => "the primary".to_string(),
+                Some(n) => format!("{n}, not the primary: drift"),
+                None => "no declared node: drift".to_string(),
+            };
+            let paused = if r.paused { ", PAUSED" } else { "" };
+            lines.push(format!(
+                "{head}  {db} → {}:{} ({verdict}){paused}",
+                r.host, r.port
+            ));
+        }
+    }
+    lines
 }
 
 /// The parent of each node in the tree: observed upstream, else declared upstream for nodes
@@ -422,6 +460,8 @@ mod tests {
             hba: vec![],
             failover: Default::default(),
             switchover: Default::default(),
+            poolers: Default::default(),
+            hooks: Default::default(),
             nodes: [
                 ("n1", node("n1", 1, DesiredRole::Primary)),
                 ("n2", node("n2", 2, sb("n1"))),
@@ -500,6 +540,7 @@ mod tests {
             format_version: 1,
             cluster: "shop".into(),
             observed_at: "2026-01-01T00:00:00Z".into(),
+            poolers: Default::default(),
             nodes: [("n1", n1), ("n2", n2), ("n3", n3), ("n4", n4)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))

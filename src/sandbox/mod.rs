@@ -9,10 +9,15 @@
 //! `pgtopo apply -f DIR/topology.yaml` then builds. Every command goes through the local
 //! transport (argv, run as the OS user).
 //!
+//! `pgbouncer::start` adds a pgbouncer in DIR/pgbouncer (the demo and `bench switchover
+//! --pooler` use it); `down` stops it by its pidfile's PID.
+//!
 //! `down` stops every server under DIR by the PID in its postmaster.pid (fast shutdown, then
 //! immediate, then SIGKILL, each after a bounded wait; only a process whose working directory is
 //! that data directory is signalled) and removes DIR — only when DIR carries the sandbox marker
 //! file, so a mistyped `--dir` never deletes anything else.
+
+pub mod pgbouncer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -388,6 +393,7 @@ pub async fn down(dir: &Path) -> Result<Vec<PathBuf>, SandboxError> {
             stopped.push(data_dir);
         }
     }
+    pgbouncer::stop(&dir.join("pgbouncer")).await;
     tokio::task::spawn_blocking({
         let dir = dir.clone();
         move || std::fs::remove_dir_all(&dir)

@@ -30,12 +30,17 @@ pub mod create_role;
 pub mod create_slot;
 pub mod drop_slot;
 pub mod fence;
+pub mod hook;
 pub mod own_config;
+pub mod pause_pooler;
+pub mod pooler_admin;
 pub mod promote;
 pub mod reload;
 pub mod restart;
+pub mod resume_pooler;
 pub mod rewind;
 mod rewind_wal;
+pub mod route_pooler;
 pub mod server;
 pub mod start;
 pub mod stop;
@@ -329,6 +334,14 @@ impl StepExecutor for Executor {
     async fn execute(&self, step: &Step) -> Result<Executed, StepError> {
         let ctx = &*self.ctx;
         let n = step.node.as_str();
+        // Pooler and hook steps act on a pooler or on pgtopo's own machine, not on a node.
+        match &step.action {
+            Action::PausePooler(p) => return phases!(pause_pooler, ctx, n, p),
+            Action::RoutePooler(p) => return phases!(route_pooler, ctx, n, p),
+            Action::ResumePooler(p) => return phases!(resume_pooler, ctx, n, p),
+            Action::Hook(p) => return phases!(hook, ctx, n, p),
+            _ => {}
+        }
         ctx.node(n)?;
         match &step.action {
             Action::Stop(p) => phases!(stop, ctx, n, p),
@@ -348,6 +361,10 @@ impl StepExecutor for Executor {
             Action::Rewind(p) => phases!(rewind, ctx, n, p),
             Action::Clone(p) => phases!(clone, ctx, n, p),
             Action::Fence(p) => phases!(fence, ctx, n, p),
+            Action::PausePooler(_)
+            | Action::RoutePooler(_)
+            | Action::ResumePooler(_)
+            | Action::Hook(_) => unreachable!("dispatched above"),
         }
     }
 }

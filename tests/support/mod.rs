@@ -50,6 +50,7 @@
 
 #![allow(dead_code)]
 
+pub mod pgbouncer;
 pub mod ssh;
 
 use std::collections::BTreeMap;
@@ -715,7 +716,7 @@ pub fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-fn psql_path(bin_dir: &Path) -> PathBuf {
+pub fn psql_path(bin_dir: &Path) -> PathBuf {
     [
         bin_dir.join("psql"),
         Path::new(DEFAULT_BIN_DIR).join("psql"),
@@ -788,7 +789,7 @@ fn random_u64() -> u64 {
 
 /// Claim a free port for `host`: exclusive claim file, then a bind probe. Returns the port and
 /// the claim file to remove when done.
-fn claim_port(host: &str) -> (u16, PathBuf) {
+pub fn claim_port(host: &str) -> (u16, PathBuf) {
     let _ = std::fs::create_dir_all(CLAIM_DIR);
     set_mode(Path::new(CLAIM_DIR), 0o777);
     let span = (PORT_RANGE.end - PORT_RANGE.start) as u64;
