@@ -335,4 +335,8 @@ pub struct BenchSwitchoverArgs {
     /// Append one JSON line per run here (same fields as shared/bench).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Put every node behind an sshd of its own on its loopback address (needs root), so every
+    /// command and file of the apply goes over SSH.
+    #[arg(long)]
+    pub ssh: bool,
 }

@@ -106,6 +106,7 @@ mod commands {
             bin_dir: b.bin_dir.clone(),
             dir: b.dir.clone(),
             results: b.results.clone(),
+            ssh: b.ssh,
         };
         match a.what {
             BenchCommand::Switchover(_) => match crate::demo::bench_switchover(&opts).await? {
