@@ -27,6 +27,8 @@ command -v unzip >/dev/null 2>&1 || packages+=(unzip)
 command -v runuser >/dev/null 2>&1 || packages+=(util-linux)
 command -v sudo >/dev/null 2>&1 || packages+=(sudo)
 [ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
+# ip netns / ip link / ss: the SSH scenario test puts every node in a network namespace.
+command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 if ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1; then
     packages+=(python3-pip)
 fi

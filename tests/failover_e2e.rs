@@ -14,6 +14,7 @@ use support::show;
 
 use std::process::Output;
 
+use support::scenario::{assert_follows, assert_no_changes, catch_up, cut_off, in_recovery};
 use support::{TestCluster, Topology};
 
 fn stdout(out: &Output) -> String {
@@ -72,29 +73,6 @@ fn apply_ok(c: &TestCluster, extra: &[&str]) -> Applied {
     }
 }
 
-/// `pgtopo plan --detailed-exitcode` exits 0: the cluster matches the topology.
-fn assert_no_changes(c: &TestCluster) {
-    let out = c.pgtopo(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "plan after apply: {}",
-        show(&out)
-    );
-}
-
-/// Stop a standby's WAL receiver (primary_conninfo emptied, reloaded) and wait until it is
-/// gone: what it has not received by now it will never receive from its upstream.
-fn cut_off(c: &TestCluster, standby: &str) {
-    c.psql(standby, "ALTER SYSTEM SET primary_conninfo = ''");
-    c.psql(standby, "SELECT pg_reload_conf()");
-    c.wait_for_sql(standby, "SELECT count(*) FROM pg_stat_wal_receiver", "0");
-}
-
-fn in_recovery(c: &TestCluster, n: &str) -> String {
-    c.psql(n, "SELECT pg_is_in_recovery()")
-}
-
 /// The timeline a node is on: the one it writes WAL on (primary) or receives (standby).
 fn timeline(c: &TestCluster, n: &str) -> String {
     c.psql(
@@ -127,32 +105,6 @@ fn streaming_apps(c: &TestCluster, n: &str) -> String {
         "SELECT coalesce(string_agg(application_name || ':' || state, ',' \
          ORDER BY application_name), '') FROM pg_stat_replication",
     )
-}
-
-/// Wait until the standby streams from `upstream` (by port) and replayed all it has written.
-fn assert_follows(c: &TestCluster, standby: &str, upstream: &str) {
-    let port = c.node(upstream).port;
-    c.wait_for_sql(
-        standby,
-        "SELECT coalesce((SELECT status || ' ' || sender_port FROM pg_stat_wal_receiver), 'none')",
-        &format!("streaming {port}"),
-    );
-    assert_eq!(in_recovery(c, standby), "t", "{standby} is a standby");
-}
-
-/// Wait until `standby` replayed everything `source` has (written, or replayed when it is a
-/// standby itself).
-fn catch_up(c: &TestCluster, standby: &str, source: &str) {
-    let lsn = c.psql(
-        source,
-        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-         ELSE pg_current_wal_lsn() END",
-    );
-    c.wait_for_sql(
-        standby,
-        &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
-        "t",
-    );
 }
 
 /// Wait until every standby in `standbys` replayed what `primary` has written, then compare the

@@ -6,42 +6,8 @@ mod support;
 
 use support::show;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
+use support::scenario::apply_killed_at;
 use support::TestCluster;
-
-/// Run `pgtopo apply --auto-approve` and SIGKILL it as soon as step `k` starts. Returns the
-/// kind of the step killed, or None when the apply ended before step `k` began.
-fn apply_killed_at(c: &TestCluster, k: u32) -> Option<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
-        .arg("-f")
-        .arg(c.dir.join("topology.yaml"))
-        .args(["apply", "--auto-approve"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pgtopo runs");
-    let stdout = child.stdout.take().expect("piped");
-    let mut killed = None;
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        let w: Vec<&str> = line.split_whitespace().collect();
-        if w.len() > 3 && w[1] == k.to_string() && w.last() == Some(&"started") {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .expect("kill pgtopo");
-            killed = Some(w[2].to_string());
-            break;
-        }
-    }
-    child.wait().expect("reaped");
-    killed
-}
 
 #[test]
 fn switchover_killed_at_every_step_converges_on_the_next_apply() {
@@ -70,7 +36,7 @@ fn switchover_killed_at_every_step_converges_on_the_next_apply() {
         topo.role(new, "primary", None)
             .role(old, "standby", Some(new));
         c.write_topology(&topo);
-        let killed = apply_killed_at(&c, k);
+        let killed = apply_killed_at(&c, |step, _| step == k);
         // One re-run finishes the job (observing again after its plan, it also does what the
         // first observation could not see, e.g. the slots of a node that was stopped then).
         let out = c.pgtopo(&["apply", "--auto-approve"]);
@@ -99,7 +65,7 @@ fn switchover_killed_at_every_step_converges_on_the_next_apply() {
         );
         primary = new;
         match killed {
-            Some(kind) => killed_kinds.push(format!("{k}:{kind}")),
+            Some(step) => killed_kinds.push(step),
             None => break,
         }
     }

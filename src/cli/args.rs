@@ -339,4 +339,8 @@ pub struct BenchSwitchoverArgs {
     /// each run is repeated with the pooler routed but not paused, for comparison.
     #[arg(long)]
     pub pooler: bool,
+    /// Put every node behind an sshd of its own on its loopback address (needs root), so every
+    /// command and file of the apply goes over SSH.
+    #[arg(long)]
+    pub ssh: bool,
 }

@@ -107,6 +107,7 @@ mod commands {
             dir: b.dir.clone(),
             results: b.results.clone(),
             pooler: b.pooler,
+            ssh: b.ssh,
         };
         match a.what {
             BenchCommand::Switchover(_) => match crate::demo::bench_switchover(&opts).await? {

@@ -5,6 +5,7 @@
 //! runs. Around it: a sandbox (`crate::sandbox`), the probe writer ([`writer`]) and the
 //! verification that no acknowledged write was lost. This module prints: it is a front end.
 
+pub mod ssh;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -245,6 +246,8 @@ pub struct BenchOptions {
     pub results: Option<PathBuf>,
     /// Through a pgbouncer (`bench switchover --pooler`).
     pub pooler: bool,
+    /// Every node behind an sshd of its own ([`ssh`]).
+    pub ssh: bool,
 }
 
 /// How the writer of a switchover run reaches the primary.
@@ -296,6 +299,8 @@ fn append_topology(sb: &Sandbox, yaml: &str) -> Result<()> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SwitchoverRun {
     pub tool: &'static str,
+    /// `local` or `ssh`: how pgtopo reached the nodes.
+    pub transport: &'static str,
     pub write_unavailable_s: f64,
     pub switchover_wall_s: f64,
     pub acked: usize,
@@ -334,6 +339,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             Via::Direct => None,
             Via::Pooler { pause } => Some(sandbox_pooler(&sb, pause).await?),
         };
+        let sshds = behind_ssh(&sb, opts.ssh)?;
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
         let w = match &pooler {
             None => Writer::start(&hosts(&sb), "postgres").await,
@@ -347,6 +353,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
         if let Some((_, yaml)) = &pooler {
             append_topology(&sb, yaml)?;
         }
+        ssh::declare_ssh(&sb.topology, &sshds)?;
         let t0 = Instant::now();
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
         let wall = t0.elapsed();
@@ -368,6 +375,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
         };
         Ok(SwitchoverRun {
             tool: via.tool(),
+            transport: if opts.ssh { "ssh" } else { "local" },
             write_unavailable_s: gap.length.as_secs_f64(),
             switchover_wall_s: wall.as_secs_f64(),
             acked: log.acks.len(),
@@ -380,6 +388,27 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
     .await;
     sandbox::down(&sb.dir).await?;
     r
+}
+
+/// With `on`, an sshd in front of every node of `sb` and its topology file saying so; the
+/// sshds end when the returned value is dropped.
+fn behind_ssh(sb: &Sandbox, on: bool) -> Result<Vec<ssh::NodeSshd>> {
+    if !on {
+        return Ok(Vec::new());
+    }
+    let sshds = sb
+        .nodes
+        .iter()
+        .map(|n| {
+            let port = std::net::TcpListener::bind((n.host.as_str(), 0))
+                .and_then(|l| l.local_addr())
+                .into_diagnostic()?
+                .port();
+            ssh::NodeSshd::start(n, port, &sb.dir.join(format!("sshd-{}", n.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    ssh::declare_ssh(&sb.topology, &sshds)?;
+    Ok(sshds)
 }
 
 fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -449,8 +478,12 @@ pub async fn bench_build(opts: &BenchOptions) -> Result<()> {
                 bin_dir: opts.bin_dir.clone(),
             })
             .await?;
+            let sshds = behind_ssh(&sb, opts.ssh);
             let t = Instant::now();
-            let r = pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await;
+            let r = match &sshds {
+                Ok(_) => pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await,
+                Err(e) => Err(miette!("{e}")),
+            };
             walls.push(t.elapsed().as_secs_f64());
             sandbox::down(&sb.dir).await?;
             r?;

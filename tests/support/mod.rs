@@ -51,6 +51,8 @@
 #![allow(dead_code)]
 
 pub mod pgbouncer;
+pub mod netns;
+pub mod scenario;
 pub mod ssh;
 
 use std::collections::BTreeMap;
@@ -199,6 +201,15 @@ fn merge(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
     }
 }
 
+/// Where the nodes live when not on this host's loopback (netns.rs: a network namespace each):
+/// node `index`'s address, the argv prefix that runs a command on its host, and the pg_hba.conf
+/// lines that trust the addresses the nodes and the tests connect from.
+pub trait Placement {
+    fn address(&self, index: u8) -> String;
+    fn run_on(&self, index: u8) -> Vec<String>;
+    fn hba(&self) -> String;
+}
+
 /// A throw-away PostgreSQL cluster. See the module docs.
 pub struct TestCluster {
     pub dir: PathBuf,
@@ -208,6 +219,8 @@ pub struct TestCluster {
     pub cluster_name: String,
     nodes: Vec<Node>,
     claims: Vec<PathBuf>,
+    /// Dropped after the servers are ended (fields drop after `Drop::drop`).
+    placement: Option<Box<dyn Placement>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -249,8 +262,17 @@ impl TestCluster {
             cluster_name: "test".into(),
             nodes: Vec::new(),
             claims: Vec::new(),
+            placement: None,
             _tmp: tmp,
         }
+    }
+
+    /// A new, empty cluster whose nodes live where `placement` says (node `i` at its
+    /// `address(i)`, started through its `run_on(i)`), ended before `placement` is dropped.
+    pub fn placed(placement: Box<dyn Placement>) -> Self {
+        let mut c = Self::new();
+        c.placement = Some(placement);
+        c
     }
 
     /// A node by name (panics when unknown).
@@ -278,8 +300,11 @@ impl TestCluster {
             "node {name} exists"
         );
         let index = u8::try_from(self.nodes.len() + 1).expect("at most 254 nodes");
-        let host = format!("127.0.0.{index}");
-        let (port, claim) = claim_port(&host);
+        let (host, probe) = match &self.placement {
+            Some(p) => (p.address(index), "127.0.0.1".to_string()),
+            None => (format!("127.0.0.{index}"), format!("127.0.0.{index}")),
+        };
+        let (port, claim) = claim_port(&probe);
         self.claims.push(claim);
         self.nodes.push(Node {
             name: name.to_string(),
@@ -322,6 +347,9 @@ impl TestCluster {
             "\n# test harness\nlocal all all trust\nhost all all 127.0.0.0/8 trust\n\
              local replication all trust\nhost replication all 127.0.0.0/8 trust\n",
         );
+        if let Some(p) = &self.placement {
+            self.append(&node.data_dir.join("pg_hba.conf"), &p.hba());
+        }
         self.append(
             &node.data_dir.join("postgresql.conf"),
             &format!(
@@ -390,7 +418,9 @@ impl TestCluster {
     /// Start a node and wait until it accepts connections (pg_ctl -w).
     pub fn start(&self, name: &str) {
         let n = self.node(name);
-        self.os_cmd(
+        let on = self.placement.as_ref().map(|p| p.run_on(n.index));
+        self.os_cmd_on(
+            on.as_deref().unwrap_or_default(),
             &self.bin("pg_ctl"),
             &[
                 "-D",
@@ -601,14 +631,19 @@ impl TestCluster {
 
     /// Run a server tool as the OS user; panics with its output when it fails.
     fn os_cmd(&self, program: &Path, args: &[&str], limit: Duration) {
-        let mut c = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", &self.os_user, "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        c.args(args)
+        self.os_cmd_on(&[], program, args, limit)
+    }
+
+    /// [`TestCluster::os_cmd`] through the argv `prefix` (a node's [`Placement::run_on`]).
+    fn os_cmd_on(&self, prefix: &[String], program: &Path, args: &[&str], limit: Duration) {
+        let mut argv: Vec<std::ffi::OsString> = prefix.iter().map(Into::into).collect();
+        if is_root() {
+            argv.extend(["runuser", "-u", self.os_user.as_str(), "--"].map(Into::into));
+        }
+        argv.push(program.into());
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..])
+            .args(args)
             .current_dir(&self.dir)
             .env("LC_ALL", "C")
             .stdin(Stdio::null());

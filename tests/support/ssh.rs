@@ -20,6 +20,8 @@ use pgtopo::config::SshSpec;
 /// A private sshd, ended by its PID when dropped.
 pub struct Sshd {
     pub dir: tempfile::TempDir,
+    /// The address it listens on (127.0.0.1, or a network namespace's, see netns.rs).
+    pub address: String,
     pub port: u16,
     child: Child,
 }
@@ -50,6 +52,12 @@ fn free_port() -> u16 {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_on(&[], "127.0.0.1", free_port())
+    }
+
+    /// An sshd listening on `address:port` only, started through the argv `prefix` (e.g.
+    /// `ip netns exec NS`, which execs it: the child's PID is sshd's).
+    pub fn start_on(prefix: &[&str], address: &str, port: u16) -> Sshd {
         let dir = tempfile::Builder::new()
             .prefix("pgtopo-sshd-")
             .tempdir()
@@ -67,9 +75,8 @@ impl Sshd {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        let port = free_port();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+            "Port {port}\nListenAddress {address}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nAllowUsers root pgtd*\nLogLevel ERROR\n",
@@ -83,12 +90,17 @@ impl Sshd {
         ] {
             let line = key.map_or(String::new(), |k| {
                 let public = std::fs::read_to_string(d.join(k)).unwrap();
-                format!("[127.0.0.1]:{port} {public}")
+                format!("[{address}]:{port} {public}")
             });
             std::fs::write(d.join(file), line).unwrap();
         }
         let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
+        let (program, args) = match prefix.split_first() {
+            Some((p, rest)) => (*p, [rest.to_vec(), vec!["/usr/sbin/sshd"]].concat()),
+            None => ("/usr/sbin/sshd", vec![]),
+        };
+        let child = Command::new(program)
+            .args(args)
             .args(["-D", "-e", "-f"])
             .arg(d.join("sshd_config"))
             .stdin(std::process::Stdio::null())
@@ -96,13 +108,18 @@ impl Sshd {
             .stderr(log)
             .spawn()
             .expect("start sshd");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr: SocketAddr = format!("{address}:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
             assert!(Instant::now() < deadline, "sshd did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(5));
         }
-        Sshd { dir, port, child }
+        Sshd {
+            dir,
+            address: address.to_string(),
+            port,
+            child,
+        }
     }
 
     /// Log in as root, checking the host key against `DIR/<known_hosts>`.
@@ -113,7 +130,7 @@ impl Sshd {
     /// Log in as `user`, checking the host key against `DIR/<known_hosts>`.
     pub fn spec_for(&self, user: &str, known_hosts: &str) -> SshSpec {
         SshSpec {
-            host: "127.0.0.1".into(),
+            host: self.address.clone(),
             user: Some(user.into()),
             port: Some(self.port),
             identity_file: Some(self.dir.path().join("id_ed25519")),

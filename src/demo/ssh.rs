@@ -1,0 +1,146 @@
+//! `pgtopo bench switchover --ssh`: every sandbox node behind an sshd of its own on its loopback
+//! address, so that the same switchover is timed with every command and file going over SSH.
+//!
+//! Each [`NodeSshd`] has its own directory (host key, client key, authorized_keys, known_hosts,
+//! sshd_config) inside the sandbox directory, listens on the node's address and `port` only, lets
+//! root in with that key only, and is ended by its PID when dropped. It needs root (sshd switches
+//! to the logging-in user) and `/usr/sbin/sshd`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use miette::{miette, IntoDiagnostic, Result};
+
+use crate::sandbox::SandboxNode;
+
+/// A private sshd in front of one sandbox node; ended by its PID when dropped.
+pub struct NodeSshd {
+    pub node: String,
+    pub address: String,
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Drop for NodeSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| miette!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(miette!(
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn keygen(path: &Path) -> Result<()> {
+    let p = path.to_str().ok_or_else(|| miette!("non-UTF-8 path"))?;
+    run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", p])
+}
+
+impl NodeSshd {
+    /// Start an sshd for `node` on `node.host:port`, its files under `dir`.
+    pub fn start(node: &SandboxNode, port: u16, dir: &Path) -> Result<NodeSshd> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(miette!("bench --ssh needs root: sshd logs root in"));
+        }
+        std::fs::create_dir_all(dir).into_diagnostic()?;
+        std::fs::create_dir_all("/run/sshd").into_diagnostic()?;
+        keygen(&dir.join("host_key"))?;
+        keygen(&dir.join("id_ed25519"))?;
+        std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys")).into_diagnostic()?;
+        let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).into_diagnostic()?;
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[{}]:{port} {host_pub}", node.host),
+        )
+        .into_diagnostic()?;
+        let config = format!(
+            "Port {port}\nListenAddress {addr}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nAllowUsers root\nLogLevel ERROR\n",
+            addr = node.host,
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).into_diagnostic()?;
+        let log = std::fs::File::create(dir.join("sshd.log")).into_diagnostic()?;
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| miette!("/usr/sbin/sshd: {e}"))?;
+        let sshd = NodeSshd {
+            node: node.name.clone(),
+            address: node.host.clone(),
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        };
+        sshd.wait_listening()?;
+        Ok(sshd)
+    }
+
+    fn wait_listening(&self) -> Result<()> {
+        let addr: std::net::SocketAddr = format!("{}:{}", self.address, self.port)
+            .parse()
+            .into_diagnostic()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            if Instant::now() > deadline {
+                return Err(miette!("sshd did not listen on {addr}"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// The node's `ssh:` mapping: login root with this sshd's key, its host key checked.
+    fn spec(&self) -> serde_yaml::Value {
+        let s = |x: &str| serde_yaml::Value::String(x.to_string());
+        let mut m = serde_yaml::Mapping::new();
+        m.insert(s("host"), s(&self.address));
+        m.insert(s("user"), s("root"));
+        m.insert(s("port"), serde_yaml::Value::Number(self.port.into()));
+        m.insert(
+            s("identity_file"),
+            s(&self.dir.join("id_ed25519").display().to_string()),
+        );
+        m.insert(
+            s("known_hosts_file"),
+            s(&self.dir.join("known_hosts").display().to_string()),
+        );
+        serde_yaml::Value::Mapping(m)
+    }
+}
+
+/// Put every node of the topology file at `path` behind its sshd (an `ssh:` mapping each).
+pub fn declare_ssh(path: &Path, sshds: &[NodeSshd]) -> Result<()> {
+    let text = std::fs::read_to_string(path).into_diagnostic()?;
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).into_diagnostic()?;
+    for s in sshds {
+        let node = doc
+            .get_mut("nodes")
+            .and_then(|n| n.get_mut(s.node.as_str()))
+            .and_then(|n| n.as_mapping_mut())
+            .ok_or_else(|| miette!("node {} is not in {}", s.node, path.display()))?;
+        node.insert(serde_yaml::Value::String("ssh".into()), s.spec());
+    }
+    std::fs::write(path, serde_yaml::to_string(&doc).into_diagnostic()?).into_diagnostic()
+}
