@@ -20,6 +20,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod graph;
 pub mod model;
+pub mod picture;
 pub mod transforms;
 
 pub use end_state::expected_end_state;
@@ -103,6 +104,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
     summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
+    let topology = picture::picture(&a.eff, o, &changes, &steps);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -111,6 +113,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         fingerprint: fingerprint(d, o),
         changes,
         steps,
+        topology: Some(topology),
         file_diffs,
         summary,
     })
