@@ -28,6 +28,7 @@ pub(super) fn plan(steps: Vec<Step>) -> Plan {
         changes: vec![],
         steps,
         file_diffs: vec![],
+        topology: None,
         summary: Summary {
             add: 0,
             change: 0,

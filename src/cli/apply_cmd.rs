@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
-use super::{exit, ApplyArgs, CmdResult, Failure, GlobalArgs};
+use super::{exit, ApplyArgs, ApplyFormat, CmdResult, Failure, GlobalArgs};
 use crate::apply::lock::{self, LockError};
 use crate::apply::{ApplyEvents, ApplyOptions};
 use crate::config::Desired;
@@ -35,17 +35,45 @@ fn transports(d: &Desired) -> BTreeMap<String, DynTransport> {
         .collect()
 }
 
+/// The events sink `--format` asks for. JSON keeps stdout for itself; it never asks for
+/// approval (as Terraform's `-json`), so it needs a saved plan or --auto-approve.
+fn events_for(a: &ApplyArgs) -> Result<Box<dyn ApplyEvents>, Failure> {
+    match a.format {
+        ApplyFormat::Text => Ok(progress::for_stdout()),
+        ApplyFormat::Json if a.plan.is_none() && !a.auto_approve => Err(miette::miette!(
+            help = "apply a saved plan (`pgtopo apply --format json plan.json`) or pass --auto-approve",
+            "apply --format json cannot ask for approval; nothing was done"
+        )
+        .into()),
+        ApplyFormat::Json => {
+            render::reserve_stdout();
+            Ok(Box::new(render::json_events::JsonEvents::stdout()))
+        }
+    }
+}
+
 /// `pgtopo apply [PLAN]`.
 pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
+    let events = events_for(&a)?;
+    let outcome = apply_with(g, &a, events.as_ref()).await;
+    match &outcome {
+        Ok(code) => events.outcome(*code, None),
+        Err(f) => events.outcome(f.code, Some(&format!("{}", f.report))),
+    }
+    outcome
+}
+
+async fn apply_with(g: &GlobalArgs, a: &ApplyArgs, events: &dyn ApplyEvents) -> CmdResult {
     let desired = Arc::new(crate::config::load(&g.file)?);
     let ts = transports(&desired);
-    let events = progress::for_stdout();
-    let held = lock::acquire(&desired, &ts, a.lock_timeout.map(|d| d.0), events.as_ref())
+    let held = lock::acquire(&desired, &ts, a.lock_timeout.map(|d| d.0), events)
         .await
         .map_err(lock_failure)?;
-    let outcome = apply_locked(&a, desired, ts, events.as_ref()).await;
-    if let Err(e) = held.release().await {
-        events.message(&format!("warning: the lock was not fully released: {e}"));
+    events.lock_changed(&desired.cluster, true);
+    let outcome = apply_locked(a, desired.clone(), ts, events).await;
+    match held.release().await {
+        Ok(()) => events.lock_changed(&desired.cluster, false),
+        Err(e) => events.message(&format!("warning: the lock was not fully released: {e}")),
     }
     outcome
 }
@@ -181,16 +209,20 @@ async fn apply_locked(
         }
     };
 
+    events.plan_ready(&the_plan, a.plan.is_some());
     if the_plan.steps.is_empty() {
         render::say(render::plan::text(&the_plan, render::color()).trim_end());
-        return match the_plan.summary.cannot_fix.is_empty() {
+        let left: Vec<String> = the_plan
+            .summary
+            .cannot_fix
+            .iter()
+            .map(|c| format!("{}: {} ({})", c.address, c.finding, c.why))
+            .collect();
+        events.end_state_checked(&left);
+        return match left.is_empty() {
             true => Ok(exit::OK),
             false => Err(mismatch(
-                the_plan
-                    .summary
-                    .cannot_fix
-                    .iter()
-                    .map(|c| format!("{}: {} ({})", c.address, c.finding, c.why)),
+                left.into_iter(),
                 "nothing to apply, but the cluster does not match",
             )),
         };
@@ -226,13 +258,14 @@ async fn apply_locked(
             break;
         }
         render::say("\nObserved again, the cluster still differs: a follow-up plan.\n");
+        events.plan_ready(&next, false);
         run_plan(a, &desired, &ts, &next, events, ask).await?;
     }
     let observed = match last {
         Some(o) => o,
         None => observe::observe(&desired, &ObserveOptions::default()).await,
     };
-    end_state(&desired, &observed).await?;
+    end_state(&desired, &observed, events).await?;
     Ok(exit::OK)
 }
 
@@ -242,7 +275,11 @@ const SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Apply proves its end state (SPEC §5): observed again after the last step, the cluster must
 /// have no drift from the topology file — at once, or within [`SETTLE`].
-async fn end_state(desired: &Desired, first: &observe::ObservedCluster) -> Result<(), Failure> {
+async fn end_state(
+    desired: &Desired,
+    first: &observe::ObservedCluster,
+    events: &dyn ApplyEvents,
+) -> Result<(), Failure> {
     let lines = |o: &observe::ObservedCluster| {
         let r = crate::diff::drift::drift(desired, o);
         let l: Vec<String> = r
@@ -253,6 +290,7 @@ async fn end_state(desired: &Desired, first: &observe::ObservedCluster) -> Resul
         l.join("\n  ")
     };
     if lines(first).is_empty() {
+        events.end_state_checked(&[]);
         return Ok(());
     }
     let spec = crate::apply::WaitSpec::new("the cluster to match topology.yaml", SETTLE)
@@ -265,6 +303,14 @@ async fn end_state(desired: &Desired, first: &observe::ObservedCluster) -> Resul
         }
     })
     .await;
+    let mismatches: Vec<String> = match &waited {
+        Ok(()) => Vec::new(),
+        Err(crate::apply::WaitError::Timeout { last, .. }) => {
+            last.split("\n  ").map(str::to_string).collect()
+        }
+        Err(e) => vec![e.to_string()],
+    };
+    events.end_state_checked(&mismatches);
     match waited {
         Ok(()) => Ok(()),
         Err(crate::apply::WaitError::Timeout { last, .. }) => Err(mismatch(

@@ -51,7 +51,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Render a saved plan.
     Show(ShowArgs),
-    /// Print the step DAG of a plan in Graphviz DOT.
+    /// Print the step DAG of a plan (Graphviz DOT or mermaid).
     Graph(GraphArgs),
     /// Make the cluster match the topology file.
     Apply(ApplyArgs),
@@ -68,6 +68,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure a switchover on a sandbox under a writer.
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): pgtopo(1), or pgtopo-COMMAND(1) for one command.
+    Man(ManArgs),
 }
 
 impl Command {
@@ -88,6 +92,8 @@ impl Command {
             Command::Sandbox(_) => "sandbox",
             Command::Demo(_) => "demo",
             Command::Bench(_) => "bench",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 }
@@ -183,18 +189,40 @@ pub struct ShowArgs {
     pub format: PlanFormat,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    #[default]
+    Dot,
+    /// A mermaid flowchart (GitHub and GitLab render it in markdown).
+    Mermaid,
+}
+
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     /// A saved plan; without it the current plan is computed.
     pub plan: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
     #[command(flatten)]
     pub planning: PlanningArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ApplyFormat {
+    /// Progress for people: live lines on a terminal, timestamped lines elsewhere.
+    #[default]
+    Text,
+    /// One JSON event per line on stdout (schemas/apply-events.schema.json).
+    Json,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A saved, reviewed plan to apply exactly.
     pub plan: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
+    pub format: ApplyFormat,
     /// Do not ask for `yes`.
     #[arg(long)]
     pub auto_approve: bool,
@@ -343,4 +371,17 @@ pub struct BenchSwitchoverArgs {
     /// command and file of the apply goes over SSH.
     #[arg(long)]
     pub ssh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (e.g. `apply`); without it, pgtopo(1).
+    pub command: Option<String>,
 }

@@ -4,11 +4,13 @@
 
 mod apply_cmd;
 mod args;
+mod docs_cmd;
 mod import_cmd;
 mod observe_cmd;
 mod plan_cmd;
 
 pub use args::*;
+pub use docs_cmd::{completions_text, man_text};
 
 use std::process::ExitCode;
 
@@ -81,6 +83,8 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Bench(a) => commands::bench(a).await,
         Command::Apply(a) => apply_cmd::apply(g, a).await,
         Command::Unlock => apply_cmd::unlock(g).await,
+        Command::Completions(a) => docs_cmd::completions(a).await,
+        Command::Man(a) => docs_cmd::man(a).await,
     }
 }
 

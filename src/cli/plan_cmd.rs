@@ -7,7 +7,8 @@ use std::path::Path;
 use miette::{IntoDiagnostic, WrapErr};
 
 use super::{
-    exit, CmdResult, DriftArgs, GlobalArgs, GraphArgs, PlanArgs, PlanFormat, PlanningArgs, ShowArgs,
+    exit, CmdResult, DriftArgs, GlobalArgs, GraphArgs, GraphFormat, PlanArgs, PlanFormat,
+    PlanningArgs, ShowArgs,
 };
 use crate::config::Desired;
 use crate::observe::{ObserveOptions, ObservedCluster};
@@ -175,7 +176,13 @@ pub async fn graph(g: &GlobalArgs, a: GraphArgs) -> CmdResult {
         Some(p) => read_plan(p)?,
         None => planned(g, &a.planning).await?,
     };
-    print!("{}", render::plan::dot(&plan));
+    print!(
+        "{}",
+        match a.format {
+            GraphFormat::Dot => render::plan::dot(&plan),
+            GraphFormat::Mermaid => render::mermaid::steps(&plan),
+        }
+    );
     Ok(exit::OK)
 }
 

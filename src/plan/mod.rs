@@ -23,6 +23,7 @@ pub mod graph;
 pub mod model;
 pub mod prepared;
 pub mod poolers;
+pub mod picture;
 pub mod transforms;
 
 pub use end_state::expected_end_state;
@@ -111,6 +112,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
     summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
     summary.prepared_transactions = prepared.map(|(_, x)| x).unwrap_or_default();
+    let topology = picture::picture(&a.eff, o, &changes, &steps);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -119,6 +121,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         fingerprint: fingerprint(d, o),
         changes,
         steps,
+        topology: Some(topology),
         file_diffs,
         summary,
     })

@@ -29,6 +29,10 @@ pub struct Plan {
     #[serde(default)]
     pub file_diffs: Vec<FileDiff>,
     pub summary: Summary,
+    /// The topology before and after, for the diagram of the markdown plan (absent in plans
+    /// saved by an older pgtopo: they render without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<super::picture::TopologyPicture>,
 }
 
 /// The parts of a node's observed state that a plan depends on (never LSNs).

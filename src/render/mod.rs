@@ -1,8 +1,10 @@
-//! Everything that reaches a person: plan renderings (text, JSON, markdown, DOT), the status
-//! tree, progress of an apply, and plain messages. Renderers read finished values and compute
-//! nothing that changes what is done.
+//! Everything that reaches a person: plan renderings (text, JSON, markdown, DOT, mermaid), the
+//! status tree, progress of an apply (for people, or as JSON events), and plain messages.
+//! Renderers read finished values and compute nothing that changes what is done.
 
 pub mod drift;
+pub mod json_events;
+pub mod mermaid;
 pub mod plan;
 pub mod progress;
 pub mod status;
@@ -55,6 +57,11 @@ pub fn init_output(g: &GlobalArgs) {
 /// Whether output may use colour.
 pub fn color() -> bool {
     COLOR.load(Ordering::Relaxed)
+}
+
+/// Keep stdout for machine output (`apply --format json`): from now on [`say`] prints nothing.
+pub fn reserve_stdout() {
+    QUIET.store(true, Ordering::Relaxed);
 }
 
 /// Print a line to stdout unless `-q`.

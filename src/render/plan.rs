@@ -1,5 +1,6 @@
 //! Plan renderings: text (in the spirit of `terraform plan`), JSON (the plan file), markdown (a
-//! pull-request comment under 60 KB) and Graphviz DOT (steps grouped by node).
+//! pull-request comment under 60 KB, with the mermaid diagram of `render::mermaid`) and
+//! Graphviz DOT (steps grouped by node).
 //!
 //! Renderers read a finished [`Plan`] and compute nothing that changes what is done: the only
 //! work here is layout, and the unified diffs of file contents the plan already carries. Colour
@@ -476,6 +477,13 @@ pub fn markdown(plan: &Plan) -> String {
             );
         }
         head.push('\n');
+    }
+    if let Some(t) = &plan.topology {
+        let _ = writeln!(
+            head,
+            "#### Topology\n\n```mermaid\n{}```\n",
+            super::mermaid::topology(t)
+        );
     }
     let tail_reserve = 2048;
     let mut b = Budget {
