@@ -64,7 +64,9 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
     let w = Writer::start_through_pooler(&pgb.host, pgb.port, "postgres")
         .await
         .unwrap();
-    w.wait_for_more_acks(300, Duration::from_secs(30)).await.unwrap();
+    w.wait_for_more_acks(300, Duration::from_secs(30))
+        .await
+        .unwrap();
     to_n2(&c, &mut topo);
 
     // The plan: pause before the stop, route after the promotion, then resume.
@@ -76,7 +78,12 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
         .iter()
         .map(|s| s["kind"].as_str().unwrap())
         .collect();
-    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or_else(|| panic!("{k} in {kinds:?}"));
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("{k} in {kinds:?}"))
+    };
     assert!(at("pause_pooler") < at("stop"), "{kinds:?}");
     assert!(at("promote") < at("route_pooler"), "{kinds:?}");
     assert!(at("route_pooler") < at("resume_pooler"), "{kinds:?}");
@@ -85,7 +92,9 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
 
     let out = blocking(&c, &["apply", "--auto-approve"]).await;
     assert!(out.status.success(), "{}", show(&out));
-    w.wait_for_more_acks(300, Duration::from_secs(30)).await.unwrap();
+    w.wait_for_more_acks(300, Duration::from_secs(30))
+        .await
+        .unwrap();
     let log = w.stop().await;
     let n2 = c.node("n2");
     assert_eq!(pgb.route(), (n2.host.clone(), n2.port, false));
@@ -93,7 +102,10 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
         .await
         .unwrap();
     assert!(lost.is_empty(), "lost {lost:?}");
-    assert_eq!(log.errors, 0, "failed client transactions through pgbouncer");
+    assert_eq!(
+        log.errors, 0,
+        "failed client transactions through pgbouncer"
+    );
     // Re-running finds everything done.
     let again = c.pgtopo(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
@@ -105,7 +117,9 @@ async fn a_switchover_that_fails_after_the_pause_leaves_the_pooler_resumed() {
     let w = Writer::start_through_pooler(&pgb.host, pgb.port, "postgres")
         .await
         .unwrap();
-    w.wait_for_more_acks(100, Duration::from_secs(30)).await.unwrap();
+    w.wait_for_more_acks(100, Duration::from_secs(30))
+        .await
+        .unwrap();
     to_n2(&c, &mut topo);
     // The candidate never replays the old primary's shutdown checkpoint: the wait times out
     // (switchover.timeout 3s) and n1 is started again as primary.
@@ -114,9 +128,16 @@ async fn a_switchover_that_fails_after_the_pause_leaves_the_pooler_resumed() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out).contains("resume_pooler"), "{}", show(&out));
     let n1 = c.node("n1");
-    assert_eq!(pgb.route(), (n1.host.clone(), n1.port, false), "{}", show(&out));
+    assert_eq!(
+        pgb.route(),
+        (n1.host.clone(), n1.port, false),
+        "{}",
+        show(&out)
+    );
     // Clients go on writing through the pooler.
-    w.wait_for_more_acks(100, Duration::from_secs(30)).await.unwrap();
+    w.wait_for_more_acks(100, Duration::from_secs(30))
+        .await
+        .unwrap();
     w.stop().await;
     c.psql("n2", "SELECT pg_wal_replay_resume()");
 }
@@ -127,9 +148,17 @@ fn a_pooler_routing_to_a_standby_is_drift_that_apply_fixes() {
     pgb.route_to(&c, "n2");
     let drift = c.pgtopo(&["drift"]);
     assert_ne!(drift.status.code(), Some(0), "{}", show(&drift));
-    assert!(text(&drift).contains("routes postgres to n2"), "{}", show(&drift));
+    assert!(
+        text(&drift).contains("routes postgres to n2"),
+        "{}",
+        show(&drift)
+    );
     let status = c.pgtopo(&["status"]);
-    assert!(text(&status).contains("n2, not the primary"), "{}", show(&status));
+    assert!(
+        text(&status).contains("n2, not the primary"),
+        "{}",
+        show(&status)
+    );
     let plan = c.pgtopo(&["plan"]);
     assert!(text(&plan).contains("route_pooler"), "{}", show(&plan));
     let out = c.pgtopo(&["apply", "--auto-approve"]);
@@ -142,7 +171,8 @@ fn a_pooler_routing_to_a_standby_is_drift_that_apply_fixes() {
 
 #[test]
 fn a_failing_before_hook_aborts_with_nothing_changed() {
-    let (c, mut topo, pgb) = cluster("hooks:\n  before_switchover:\n    - {command: [/bin/false], timeout: 5s}\n");
+    let (c, mut topo, pgb) =
+        cluster("hooks:\n  before_switchover:\n    - {command: [/bin/false], timeout: 5s}\n");
     to_n2(&c, &mut topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -189,7 +219,11 @@ fn after_hooks_get_the_environment_and_a_failing_one_fails_the_apply() {
     assert!(all.contains("after_apply hook"), "{}", show(&out));
     assert!(all.contains("exited with status 4"), "{}", show(&out));
     assert!(!all.contains("s3cr3t-hook-value"), "a secret leaked: {all}");
-    assert_eq!(c.psql("n2", "SELECT pg_is_in_recovery()"), "f", "the switchover happened");
+    assert_eq!(
+        c.psql("n2", "SELECT pg_is_in_recovery()"),
+        "f",
+        "the switchover happened"
+    );
     let n2 = c.node("n2");
     let env = std::fs::read_to_string(&env_file).expect("the after_promotion hook ran");
     assert_eq!(env, format!("test n1 n2 {} -", n2.port));

@@ -326,13 +326,20 @@ async fn a_pooler_resume_runs_after_a_failure_then_the_on_failure_hooks() {
         ]
     );
     let log = fake.log.lock().unwrap();
-    assert_eq!(log[log.len() - 4..], ["start 4", "end 4", "start 5", "end 5"]);
+    assert_eq!(
+        log[log.len() - 4..],
+        ["start 4", "end 4", "start 5", "end 5"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn on_failure_hooks_are_not_needed_when_nothing_failed() {
     let fake = Arc::new(Fake::default());
-    let p = plan(vec![step(1, "n1", &[]), resume(2, &[1]), on_failure_hook(3)]);
+    let p = plan(vec![
+        step(1, "n1", &[]),
+        resume(2, &[1]),
+        on_failure_hook(3),
+    ]);
     let r = apply(&p, fake.clone(), &NullEvents, &ApplyOptions::default())
         .await
         .unwrap();

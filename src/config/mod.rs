@@ -22,9 +22,9 @@
 
 pub mod diag;
 pub mod model;
-pub mod preferences;
 pub mod pooler;
 pub mod pooler_rules;
+pub mod preferences;
 pub mod resolve;
 pub mod rules;
 pub mod schema;

@@ -21,9 +21,9 @@ pub mod error;
 pub mod fingerprint;
 pub mod graph;
 pub mod model;
-pub mod prepared;
-pub mod poolers;
 pub mod picture;
+pub mod poolers;
+pub mod prepared;
 pub mod transforms;
 
 pub use end_state::expected_end_state;

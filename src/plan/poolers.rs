@@ -244,7 +244,8 @@ mod tests {
     fn a_switchover_pauses_before_the_stop_and_routes_then_resumes_after_the_promotion() {
         let before = with_pooler(desired3());
         let mut o = healthy(&before);
-        o.poolers.insert("pgb".into(), routed_to(&before, "n1", false));
+        o.poolers
+            .insert("pgb".into(), routed_to(&before, "n1", false));
         let mut d = before.clone();
         crate::observe::fixtures::set_primary(&mut d, "n2");
         let p = build(&d, &o, &PlanOptions::default()).unwrap();
@@ -258,7 +259,11 @@ mod tests {
             .contains(&id(s, "pause_pooler", "pgb")));
         assert!(id(s, "promote", "n2") < id(s, "route_pooler", "pgb"));
         assert!(id(s, "route_pooler", "pgb") < id(s, "resume_pooler", "pgb"));
-        assert!(p.summary.cannot_fix.is_empty(), "{:?}", p.summary.cannot_fix);
+        assert!(
+            p.summary.cannot_fix.is_empty(),
+            "{:?}",
+            p.summary.cannot_fix
+        );
     }
 
     #[test]
@@ -274,6 +279,9 @@ mod tests {
         assert!(p.summary.cannot_fix.is_empty());
         // Routed and resumed: nothing left.
         o.poolers.insert("pgb".into(), routed_to(&d, "n1", false));
-        assert!(build(&d, &o, &PlanOptions::default()).unwrap().steps.is_empty());
+        assert!(build(&d, &o, &PlanOptions::default())
+            .unwrap()
+            .steps
+            .is_empty());
     }
 }

@@ -111,6 +111,8 @@ pub enum LockState {
 pub enum SkipReason {
     /// A step it depends on failed or was skipped.
     UpstreamFailed,
+    /// An on-failure step (hook) when nothing failed.
+    NotNeeded,
     /// Another step failed before it could start.
     NotStarted,
 }
@@ -135,15 +137,18 @@ fn finished(step: &Step, outcome: &Outcome, elapsed: Duration) -> Event {
             error: e.message.clone(),
             stderr: e.stderr.clone(),
         },
-        Outcome::SkippedUpstreamFailed | Outcome::NotStarted => Event::StepSkipped {
-            step: step_id,
-            kind,
-            node,
-            reason: match outcome {
-                Outcome::NotStarted => SkipReason::NotStarted,
-                _ => SkipReason::UpstreamFailed,
-            },
-        },
+        Outcome::SkippedUpstreamFailed | Outcome::NotStarted | Outcome::NotNeeded => {
+            Event::StepSkipped {
+                step: step_id,
+                kind,
+                node,
+                reason: match outcome {
+                    Outcome::NotStarted => SkipReason::NotStarted,
+                    Outcome::NotNeeded => SkipReason::NotNeeded,
+                    _ => SkipReason::UpstreamFailed,
+                },
+            }
+        }
     }
 }
 

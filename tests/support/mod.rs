@@ -50,8 +50,8 @@
 
 #![allow(dead_code)]
 
-pub mod pgbouncer;
 pub mod netns;
+pub mod pgbouncer;
 pub mod scenario;
 pub mod ssh;
 

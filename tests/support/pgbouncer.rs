@@ -84,10 +84,18 @@ impl TestPooler {
     /// A statement on the admin console (psql, simple protocol), rows as `|`-separated text.
     pub fn admin(&self, sql: &str) -> String {
         let mut c = Command::new(&self.psql);
-        c.args(["-X", "-A", "-t", "-h", &self.host, "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", "pgbouncer"])
-            .arg(format!("--command={sql}"))
-            .stdin(Stdio::null());
+        c.args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            &self.host,
+            "-p",
+            &self.port.to_string(),
+        ])
+        .args(["-U", "postgres", "-d", "pgbouncer"])
+        .arg(format!("--command={sql}"))
+        .stdin(Stdio::null());
         let out = run_with_deadline(c, Duration::from_secs(30)).expect("psql runs");
         assert!(out.status.success(), "{sql}: {}", super::show(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
