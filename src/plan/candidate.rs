@@ -125,7 +125,7 @@ mod tests {
         let n2 = o.nodes.get_mut("n2").unwrap();
         n2.receive_lsn = n2.receive_lsn.map(|l| Lsn(l.0 + 8192));
         let c = choose(&d, &o, &["n1"]);
-        assert_eq!(c.chosen.unwrap().0, "n2");
+        assert_eq!(c.chosen.as_ref().unwrap().0, "n2");
         assert!(
             c.skipped_text().starts_with("n3 (received "),
             "{:?}",
