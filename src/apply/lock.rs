@@ -504,6 +504,7 @@ pub(crate) mod tests {
             hba: vec![],
             failover: Default::default(),
             switchover: Default::default(),
+            logical_slots: vec![],
             nodes,
         }
     }

@@ -105,6 +105,7 @@ pub fn resolve(
         hba: file.hba,
         failover: file.failover,
         switchover: file.switchover,
+        logical_slots: file.logical_slots,
         nodes,
     }
 }

@@ -42,6 +42,9 @@ pub enum DriftKind {
     SlotLost,
     /// A warning: the slot's WAL is about to be removed (`wal_status = unreserved`).
     SlotUnreserved,
+    /// A declared logical slot missing or different on the primary, or an unsynced copy of
+    /// one on a standby.
+    LogicalSlot,
 }
 
 /// One finding.
@@ -297,6 +300,7 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
             });
         }
     }
+    items.extend(super::logical::drift_items(d, o));
     DriftReport {
         cluster: d.cluster.clone(),
         observed_at: o.observed_at.clone(),
@@ -356,6 +360,7 @@ mod tests {
             wal_retained_bytes: Some(3 << 30),
             wal_status: None,
             safe_wal_size: None,
+            logical: None,
         });
         n1.hba.as_mut().unwrap().managed_block = Some(vec!["host all all 0.0.0.0/0 trust".into()]);
         let n3 = o.nodes.get_mut("n3").unwrap();

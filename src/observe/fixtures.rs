@@ -48,6 +48,7 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         hba: vec![],
         failover: FailoverSpec::default(),
         switchover: SwitchoverSpec::default(),
+        logical_slots: vec![],
         nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
     }
 }
@@ -189,6 +190,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     port: Some(u.port),
                     user: Some(d.replication.user.clone()),
                     application_name: Some(n.name.clone()),
+                    dbname: d.slot_sync_dbname(),
                 });
                 if d.replication.slots {
                     o.primary_slot_name = Some(n.name.clone());
@@ -225,6 +227,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     wal_retained_bytes: Some(0),
                     wal_status: None,
                     safe_wal_size: None,
+                    logical: None,
                 });
             }
         }

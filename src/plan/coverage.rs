@@ -38,6 +38,7 @@ fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
         | DriftKind::ForeignSystem
         | DriftKind::SlotLost => (&["clone"], &[]),
         DriftKind::SlotUnreserved => (&[], &[]),
+        DriftKind::LogicalSlot => (&["create_logical_slot", "sync_slots"], &[]),
     }
 }
 

@@ -86,7 +86,7 @@ impl<'a> Ctx<'a> {
         self.primary_name
     }
 
-    fn fate(&self, n: &str) -> &'a Fate {
+    pub(super) fn fate(&self, n: &str) -> &'a Fate {
         self.a.fates.get(n).unwrap_or(&Fate::Keep)
     }
 
@@ -118,6 +118,7 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
     ("synchronous_set", synchronous_set),
     ("retire", retire),
     ("slot_cleanup", slot_cleanup),
+    ("logical_slots", super::logical::logical_slots),
 ];
 
 /// Stopped is not failed: a declared primary that is merely stopped is started; no promotion.
@@ -218,7 +219,8 @@ pub fn settings_rolling(c: &mut Ctx) {
         if !(obs.reachable && obs.running) {
             continue;
         }
-        let diffs = diff::setting_diffs(c.eff, c.o, &n.name);
+        let mut diffs = diff::setting_diffs(c.eff, c.o, &n.name);
+        diffs.retain(|d| !super::logical::ordered_apart(&d.name));
         if diffs.is_empty() {
             continue;
         }
@@ -407,6 +409,8 @@ pub fn promotion(c: &mut Ctx) {
         ));
         c.sync_cleared = true;
     }
+    let synced = super::logical::before_promotion(c, &cand, &[]);
+    pre.extend(synced);
     let timeout_ms = c.eff.switchover.timeout.0.as_millis() as u64;
     let before_promote = match &p.kind {
         PromotionKind::Switchover => {
@@ -570,7 +574,7 @@ pub fn replication_role(c: &mut Ctx) {
     c.role_step = Some(i);
 }
 
-fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -> Idx {
+pub(super) fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -> Idx {
     let xn = &c.eff.nodes[x];
     let un = &c.eff.nodes[up];
     let slot = c.eff.replication.slots.then(|| x.to_string());
@@ -587,6 +591,7 @@ fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -
             user: c.eff.replication.user.clone(),
             application_name: x.into(),
             slot,
+            dbname: c.eff.slot_sync_dbname(),
             port: xn.port,
             listen_addresses: xn.host.clone(),
             apply,

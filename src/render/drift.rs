@@ -27,6 +27,7 @@ fn label(k: DriftKind) -> &'static str {
         DriftKind::ForeignSystem => "another system",
         DriftKind::SlotLost => "slot lost",
         DriftKind::SlotUnreserved => "slot unreserved (warning)",
+        DriftKind::LogicalSlot => "logical slot",
     }
 }
 

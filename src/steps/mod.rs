@@ -26,6 +26,7 @@ pub mod clone;
 pub mod conf;
 pub mod configure_standby;
 pub mod control;
+pub mod create_logical_slot;
 pub mod create_role;
 pub mod create_slot;
 pub mod drop_slot;
@@ -38,6 +39,7 @@ pub mod rewind;
 pub mod server;
 pub mod start;
 pub mod stop;
+pub mod sync_slots;
 pub mod wait_replay;
 pub mod write_hba;
 pub mod write_pgpass;
@@ -347,6 +349,8 @@ impl StepExecutor for Executor {
             Action::Rewind(p) => phases!(rewind, ctx, n, p),
             Action::Clone(p) => phases!(clone, ctx, n, p),
             Action::Fence(p) => phases!(fence, ctx, n, p),
+            Action::CreateLogicalSlot(p) => phases!(create_logical_slot, ctx, n, p),
+            Action::SyncSlots(p) => phases!(sync_slots, ctx, n, p),
         }
     }
 }
