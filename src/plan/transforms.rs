@@ -117,8 +117,8 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
     ("standbys", standbys),
     ("synchronous_set", synchronous_set),
     ("retire", retire),
-    ("slot_cleanup", slot_cleanup),
     ("logical_slots", super::logical::logical_slots),
+    ("slot_cleanup", slot_cleanup),
 ];
 
 /// Stopped is not failed: a declared primary that is merely stopped is started; no promotion.
@@ -1140,6 +1140,7 @@ mod tests {
         assert!(pos("promotion") < pos("standbys"));
         assert!(pos("standbys") < pos("synchronous_set"));
         assert!(pos("synchronous_set") < pos("retire"));
+        assert!(pos("standbys") < pos("logical_slots"));
     }
 
     #[test]
