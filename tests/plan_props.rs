@@ -171,6 +171,7 @@ fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
                     wal_retained_bytes: Some(1 << 20),
                     wal_status: None,
                     safe_wal_size: None,
+                    logical: None,
                 });
             }
             5 => {

@@ -507,6 +507,7 @@ pub(crate) mod tests {
             switchover: Default::default(),
             poolers: Default::default(),
             hooks: Default::default(),
+            logical_slots: vec![],
             nodes,
         }
     }

@@ -21,6 +21,7 @@
 //! in the source shown by every diagnostic (see [`diag`]).
 
 pub mod diag;
+pub mod logical;
 pub mod model;
 pub mod pooler;
 pub mod pooler_rules;

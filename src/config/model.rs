@@ -45,6 +45,10 @@ pub struct TopologyFile {
     /// argv commands run at named points of a switchover or failover.
     #[serde(default)]
     pub hooks: HooksSpec,
+    /// Logical replication slots on the primary (PostgreSQL 17+ for `failover: true`: kept
+    /// usable across switchover and failover).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logical_slots: Vec<LogicalSlotSpec>,
     /// The nodes, by name (`[a-z][a-z0-9_]{0,62}`: used as slot and application_name).
     #[schemars(schema_with = "nodes_schema")]
     pub nodes: BTreeMap<String, NodeSpec>,
@@ -294,6 +298,27 @@ fn default_switchover_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(60))
 }
 
+/// A logical replication slot that pgtopo keeps on the primary.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogicalSlotSpec {
+    /// Slot name: `[a-z0-9_]{1,63}`, not a node's name (physical slots are named after nodes).
+    #[schemars(regex(pattern = r"^[a-z0-9_]{1,63}$"))]
+    pub name: String,
+    /// Output plugin (default `pgoutput`).
+    #[serde(default = "default_plugin")]
+    pub plugin: String,
+    /// The database the slot decodes.
+    pub database: String,
+    /// Synchronised to the standbys that may be promoted (PostgreSQL 17+).
+    #[serde(default)]
+    pub failover: bool,
+}
+
+fn default_plugin() -> String {
+    "pgoutput".into()
+}
+
 /// One node as written.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -384,6 +409,8 @@ pub struct Desired {
     /// Poolers that follow the primary, by name.
     pub poolers: BTreeMap<String, DesiredPooler>,
     pub hooks: HooksSpec,
+    /// Logical slots declared on the primary.
+    pub logical_slots: Vec<LogicalSlotSpec>,
     /// Every node, retired ones included, by name (sorted).
     pub nodes: BTreeMap<String, DesiredNode>,
 }

@@ -120,6 +120,7 @@ pub fn resolve(
         switchover: file.switchover,
         poolers: super::pooler::resolve_poolers(&file.poolers, &default_user),
         hooks: file.hooks,
+        logical_slots: file.logical_slots,
         nodes,
     }
 }

@@ -25,6 +25,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     owned_settings(root, &nodes, &mut errors);
     hba(root, &mut errors);
     super::pooler_rules::check(root, &mut errors);
+    super::logical::check(root, &mut errors);
     errors
 }
 

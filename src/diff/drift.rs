@@ -48,6 +48,9 @@ pub enum DriftKind {
     PoolerRoute,
     /// A pooler database is paused.
     PoolerPaused,
+    /// A declared logical slot missing or different on the primary, or an unsynced copy of
+    /// one on a standby.
+    LogicalSlot,
 }
 
 /// One finding.
@@ -304,6 +307,7 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
         }
     }
     items.extend(super::pooler_drift::findings(d, o));
+    items.extend(super::logical::drift_items(d, o));
     DriftReport {
         cluster: d.cluster.clone(),
         observed_at: o.observed_at.clone(),
@@ -363,6 +367,7 @@ mod tests {
             wal_retained_bytes: Some(3 << 30),
             wal_status: None,
             safe_wal_size: None,
+            logical: None,
         });
         n1.hba.as_mut().unwrap().managed_block = Some(vec!["host all all 0.0.0.0/0 trust".into()]);
         let n3 = o.nodes.get_mut("n3").unwrap();

@@ -14,6 +14,7 @@ pub mod change;
 pub mod drift;
 pub mod hba;
 pub mod pooler_drift;
+pub mod logical;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -176,6 +177,10 @@ pub fn wanted_settings(
             )
         })
         .collect();
+    for (k, v, why) in d.failover_slot_settings(name) {
+        out.entry(k.to_string())
+            .or_insert(WantedSetting { value: v, why });
+    }
     let obs = observed(o, name);
     let minimal = obs
         .settings
@@ -373,6 +378,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
         }
     }
     slot_changes(d, o, &mut out);
+    out.extend(logical::changes(d, o));
     for n in d.present() {
         let obs = observed(o, &n.name);
         if !obs.reachable || needs_data(&obs) {

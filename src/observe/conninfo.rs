@@ -76,6 +76,7 @@ pub fn parse_conninfo(s: &str) -> ConninfoSummary {
             "port" => out.port = first_of_list(&v).parse().ok(),
             "user" => out.user = Some(v),
             "application_name" => out.application_name = Some(v),
+            "dbname" => out.dbname = Some(v),
             _ => {}
         }
     }

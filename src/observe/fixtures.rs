@@ -51,6 +51,7 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         switchover: SwitchoverSpec::default(),
         poolers: Default::default(),
         hooks: Default::default(),
+        logical_slots: vec![],
         nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
     }
 }
@@ -192,6 +193,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     port: Some(u.port),
                     user: Some(d.replication.user.clone()),
                     application_name: Some(n.name.clone()),
+                    dbname: d.slot_sync_dbname(),
                 });
                 if d.replication.slots {
                     o.primary_slot_name = Some(n.name.clone());
@@ -228,6 +230,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     wal_retained_bytes: Some(0),
                     wal_status: None,
                     safe_wal_size: None,
+                    logical: None,
                 });
             }
         }

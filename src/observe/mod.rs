@@ -175,7 +175,13 @@ async fn observe_node(
         return (obs, sql::ReceiverFacts::default(), None);
     }
     let started = std::time::Instant::now();
-    let names: BTreeSet<String> = node.settings.keys().cloned().collect();
+    let mut names: BTreeSet<String> = node.settings.keys().cloned().collect();
+    names.extend(
+        desired
+            .failover_slot_settings(&node.name)
+            .into_iter()
+            .map(|(k, ..)| k.to_string()),
+    );
     let transport = crate::transport::for_node(node);
     let (sql, access) = tokio::join!(
         observe_over_sql(desired, node, opts, &names),

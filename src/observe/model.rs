@@ -253,6 +253,9 @@ pub struct ConninfoSummary {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub application_name: Option<String>,
+    /// The database the standby's slot-sync worker connects to (failover slots need one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbname: Option<String>,
 }
 
 /// A replication slot.
@@ -273,6 +276,34 @@ pub struct ObservedSlot {
     /// (null when max_slot_wal_keep_size is -1, or on PostgreSQL 12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safe_wal_size: Option<i64>,
+    /// What only a logical slot has (absent on a physical one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical: Option<LogicalSlotFacts>,
+}
+
+/// The pg_replication_slots columns of a logical slot. Columns a server version lacks are null:
+/// `conflicting` is 16+, `failover`, `synced` and `invalidation_reason` are 17+.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LogicalSlotFacts {
+    pub plugin: String,
+    pub database: String,
+    pub temporary: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<bool>,
+    /// A copy kept by a standby's slot-sync worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicting: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalidation_reason: Option<String>,
+}
+
+impl LogicalSlotFacts {
+    /// A synced copy that survives a promotion: `synced AND NOT temporary`.
+    pub fn persistent_synced(&self) -> bool {
+        self.synced == Some(true) && !self.temporary
+    }
 }
 
 /// A pg_stat_replication row.

@@ -87,7 +87,10 @@ fn slots_sql() -> String {
     format!(
         "select slot_name::text, slot_type, active, restart_lsn::text, \
          ({HEAD} - restart_lsn)::bigint::text, \
-         to_jsonb(s) ->> 'wal_status', to_jsonb(s) ->> 'safe_wal_size' \
+         to_jsonb(s) ->> 'wal_status', to_jsonb(s) ->> 'safe_wal_size', \
+         plugin::text, database::text, temporary, to_jsonb(s) ->> 'failover', \
+         to_jsonb(s) ->> 'synced', to_jsonb(s) ->> 'conflicting', \
+         to_jsonb(s) ->> 'invalidation_reason' \
          from pg_replication_slots s order by slot_name"
     )
 }
@@ -176,6 +179,11 @@ fn text(r: &SimpleQueryRow, i: usize) -> Option<String> {
 
 fn boolean(r: &SimpleQueryRow, i: usize) -> Option<bool> {
     r.get(i).map(|v| v == "t")
+}
+
+/// A boolean read through `to_jsonb(…) ->> 'col'` (`true`/`false`).
+fn json_bool(r: &SimpleQueryRow, i: usize) -> Option<bool> {
+    r.get(i).map(|v| v == "true")
 }
 
 fn lsn(r: &SimpleQueryRow, i: usize) -> Option<Lsn> {
@@ -317,6 +325,15 @@ pub async fn observe_sql(
             wal_retained_bytes: num::<i64>(r, 4).map(|b| b.max(0) as u64),
             wal_status: text(r, 5),
             safe_wal_size: num(r, 6),
+            logical: (text(r, 1).as_deref() == Some("logical")).then(|| LogicalSlotFacts {
+                plugin: text(r, 7).unwrap_or_default(),
+                database: text(r, 8).unwrap_or_default(),
+                temporary: boolean(r, 9).unwrap_or(false),
+                failover: json_bool(r, 10),
+                synced: json_bool(r, 11),
+                conflicting: json_bool(r, 12),
+                invalidation_reason: text(r, 13),
+            }),
         })
         .collect();
     node.slots = node

@@ -40,6 +40,7 @@ fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
         DriftKind::SlotUnreserved | DriftKind::PoolerDown => (&[], &[]),
         DriftKind::PoolerRoute => (&["route_pooler"], &[]),
         DriftKind::PoolerPaused => (&["resume_pooler"], &[]),
+        DriftKind::LogicalSlot => (&["create_logical_slot", "sync_slots"], &[]),
     }
 }
 

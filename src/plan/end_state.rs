@@ -75,6 +75,7 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
                     wal_retained_bytes: None,
                     wal_status: None,
                     safe_wal_size: None,
+                    logical: None,
                 });
             }
         }
@@ -97,6 +98,7 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
                 wal_retained_bytes: Some(0),
                 wal_status: None,
                 safe_wal_size: None,
+                logical: None,
             });
         }
     }
@@ -200,6 +202,7 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
                     port: Some(u.port),
                     user: Some(eff.replication.user.clone()),
                     application_name: Some(n.name.clone()),
+                    dbname: eff.slot_sync_dbname(),
                 });
                 x.primary_slot_name = eff.replication.slots.then(|| n.name.clone());
             }

@@ -6,6 +6,22 @@ use miette::Diagnostic;
 /// A safety rule refused the plan, or the plan needs something it cannot reach.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Diagnostic)]
 pub enum PlanError {
+    #[error(
+        "failover logical slots need PostgreSQL 17 or later; {node} runs PostgreSQL {version}"
+    )]
+    #[diagnostic(
+        code(pgtopo::plan::failover_slots_version),
+        help("remove `failover: true` from `logical_slots` (or the slots), or upgrade every node to PostgreSQL 17+")
+    )]
+    FailoverSlotsNeed17 { node: String, version: String },
+
+    #[error("{candidate} holds no persistent synced copy of the failover slots {slots}: promoting it would lose them and strand their subscribers")]
+    #[diagnostic(
+        code(pgtopo::plan::slots_not_synced),
+        help("bring the old primary back so the slots can sync (then switch over), or declare a standby whose `pgtopo status` shows the slots synced")
+    )]
+    SlotsNotSynced { candidate: String, slots: String },
+
     #[error("{primary} (the primary) is down and cannot be proven shut down cleanly: promoting {candidate} is a failover{exposure}")]
     #[diagnostic(
         code(pgtopo::plan::failover_not_allowed),

@@ -20,6 +20,7 @@ pub mod end_state;
 pub mod error;
 pub mod fingerprint;
 pub mod graph;
+pub mod logical;
 pub mod model;
 pub mod picture;
 pub mod poolers;
@@ -86,6 +87,9 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     };
     let o = o.as_ref();
     let a = analysis::analyse(d, o, opts)?;
+    if let Some(e) = logical::refusal(&a.eff, o, &a) {
+        return Err(e);
+    }
     let mut ctx = transforms::Ctx::new(&a.eff, o, &a);
     for (name, t) in transforms::TRANSFORMS {
         let before = ctx.dag.len();

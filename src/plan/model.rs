@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::diff::change::{AttributeChange, Change, ChangeAction};
 use crate::units::Lsn;
 
+pub use super::logical::{CreateLogicalSlotParams, SyncSlotsParams};
+
 /// Version of the saved-plan format; bump on an incompatible change.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
@@ -96,6 +98,8 @@ pub enum Action {
     RoutePooler(RoutePoolerParams),
     ResumePooler(ResumePoolerParams),
     Hook(HookParams),
+    CreateLogicalSlot(CreateLogicalSlotParams),
+    SyncSlots(SyncSlotsParams),
 }
 
 impl Action {
@@ -123,6 +127,8 @@ impl Action {
             Action::RoutePooler(_) => "route_pooler",
             Action::ResumePooler(_) => "resume_pooler",
             Action::Hook(_) => "hook",
+            Action::CreateLogicalSlot(_) => "create_logical_slot",
+            Action::SyncSlots(_) => "sync_slots",
         }
     }
 
@@ -336,6 +342,9 @@ pub struct ConfigureStandbyParams {
     /// = node name.
     pub application_name: String,
     pub slot: Option<String>,
+    /// `dbname` in primary_conninfo, for the slot-sync worker of failover slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbname: Option<String>,
     /// The node's own identity, re-asserted after a clone or rewind.
     pub port: u16,
     pub listen_addresses: String,

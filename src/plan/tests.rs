@@ -729,6 +729,7 @@ fn orphan_slots_are_dropped_with_a_wal_note() {
         wal_retained_bytes: Some(2 << 30),
         wal_status: None,
         safe_wal_size: None,
+        logical: None,
     });
     let p = plan(&d, &o);
     assert_eq!(lines(&p), vec!["drop_slot n1"]);

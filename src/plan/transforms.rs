@@ -86,7 +86,7 @@ impl<'a> Ctx<'a> {
         self.primary_name
     }
 
-    fn fate(&self, n: &str) -> &'a Fate {
+    pub(super) fn fate(&self, n: &str) -> &'a Fate {
         self.a.fates.get(n).unwrap_or(&Fate::Keep)
     }
 
@@ -118,6 +118,7 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
     ("standbys", standbys),
     ("synchronous_set", synchronous_set),
     ("retire", retire),
+    ("logical_slots", super::logical::logical_slots),
     ("slot_cleanup", slot_cleanup),
     ("pooler_drift", super::poolers::pooler_drift),
     ("hooks_after", super::poolers::hooks_after),
@@ -221,7 +222,8 @@ pub fn settings_rolling(c: &mut Ctx) {
         if !(obs.reachable && obs.running) {
             continue;
         }
-        let diffs = diff::setting_diffs(c.eff, c.o, &n.name);
+        let mut diffs = diff::setting_diffs(c.eff, c.o, &n.name);
+        diffs.retain(|d| !super::logical::ordered_apart(&d.name));
         if diffs.is_empty() {
             continue;
         }
@@ -410,6 +412,8 @@ pub fn promotion(c: &mut Ctx) {
         ));
         c.sync_cleared = true;
     }
+    let synced = super::logical::before_promotion(c, &cand, &[]);
+    pre.extend(synced);
     let timeout_ms = c.eff.switchover.timeout.0.as_millis() as u64;
     let pauses = super::poolers::pause(c, &pre);
     let pre: Vec<Idx> = pre.into_iter().chain(pauses.iter().copied()).collect();
@@ -576,7 +580,7 @@ pub fn replication_role(c: &mut Ctx) {
     c.role_step = Some(i);
 }
 
-fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -> Idx {
+pub(super) fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -> Idx {
     let xn = &c.eff.nodes[x];
     let un = &c.eff.nodes[up];
     let slot = c.eff.replication.slots.then(|| x.to_string());
@@ -593,6 +597,7 @@ fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -
             user: c.eff.replication.user.clone(),
             application_name: x.into(),
             slot,
+            dbname: c.eff.slot_sync_dbname(),
             port: xn.port,
             listen_addresses: xn.host.clone(),
             apply,
@@ -1141,6 +1146,7 @@ mod tests {
         assert!(pos("promotion") < pos("standbys"));
         assert!(pos("standbys") < pos("synchronous_set"));
         assert!(pos("synchronous_set") < pos("retire"));
+        assert!(pos("standbys") < pos("logical_slots"));
     }
 
     #[test]

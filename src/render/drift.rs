@@ -30,6 +30,7 @@ fn label(k: DriftKind) -> &'static str {
         DriftKind::PoolerDown => "pooler down",
         DriftKind::PoolerRoute => "pooler route",
         DriftKind::PoolerPaused => "pooler paused",
+        DriftKind::LogicalSlot => "logical slot",
     }
 }
 

@@ -82,6 +82,9 @@ pub fn changes_text(plan: &Plan, color: bool) -> String {
             "slot" => {
                 let _ = writeln!(out, "  {s} slot \"{b}\" on {a}");
             }
+            "logical_slot" => {
+                let _ = writeln!(out, "  {s} logical slot \"{b}\" on {a} ({})", c.reason);
+            }
             "setting" => {
                 let _ = writeln!(out, "  # {} {}", c.address, c.reason);
                 let at = c.attributes.first();

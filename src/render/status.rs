@@ -257,13 +257,18 @@ fn walk(
     let orphan_slots: Vec<_> = node
         .replication_slots
         .iter()
-        .filter(|s| !kids.contains(&s.name.as_str()))
+        .filter(|s| s.logical.is_none() && !kids.contains(&s.name.as_str()))
         .collect();
     let detail_prefix = if kids.is_empty() {
         format!("{next_prefix}   ")
     } else {
         format!("{next_prefix}│  ")
     };
+    for s in &node.replication_slots {
+        if let Some(line) = logical_line(s) {
+            let _ = writeln!(out, "{detail_prefix}{line}");
+        }
+    }
     for s in orphan_slots {
         let _ = writeln!(
             out,
@@ -431,6 +436,30 @@ fn node_line(
     parts.join("  ")
 }
 
+/// A logical slot's line under its node: plugin, database and, on 17+, failover and sync state
+/// (`synced, temporary` is a copy that would not survive a promotion yet).
+fn logical_line(s: &crate::observe::ObservedSlot) -> Option<String> {
+    let l = s.logical.as_ref()?;
+    let mut parts = vec![l.plugin.clone(), format!("database {}", l.database)];
+    parts.push(if s.active { "active" } else { "inactive" }.to_string());
+    if l.failover == Some(true) {
+        parts.push("failover".into());
+    }
+    if l.synced == Some(true) {
+        parts.push("synced".into());
+    }
+    if l.temporary {
+        parts.push("temporary".into());
+    }
+    if l.conflicting == Some(true) {
+        parts.push("conflicting".into());
+    }
+    if let Some(r) = &l.invalidation_reason {
+        parts.push(format!("invalidated: {r}"));
+    }
+    Some(format!("logical slot {} ({})", s.name, parts.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +491,7 @@ mod tests {
             switchover: Default::default(),
             poolers: Default::default(),
             hooks: Default::default(),
+            logical_slots: vec![],
             nodes: [
                 ("n1", node("n1", 1, DesiredRole::Primary)),
                 ("n2", node("n2", 2, sb("n1"))),
@@ -495,6 +525,7 @@ mod tests {
             wal_retained_bytes: Some(2048),
             wal_status: None,
             safe_wal_size: None,
+            logical: None,
         };
         let repl = |name: &str| ObservedReplica {
             application_name: name.into(),

@@ -17,13 +17,18 @@ use crate::plan::{ConfigApply, ConfigureStandbyParams, RestartParams, ShutdownMo
 
 /// The conninfo pgtopo writes.
 pub fn primary_conninfo(p: &ConfigureStandbyParams) -> String {
-    format!(
+    let mut s = format!(
         "host={} port={} user={} application_name={}",
         conf::conninfo_value(&p.upstream_host),
         p.upstream_port,
         conf::conninfo_value(&p.user),
         conf::conninfo_value(&p.application_name)
-    )
+    );
+    if let Some(db) = &p.dbname {
+        s.push_str(" dbname=");
+        s.push_str(&conf::conninfo_value(db));
+    }
+    s
 }
 
 fn wanted(p: &ConfigureStandbyParams) -> (BTreeMap<String, String>, Vec<String>) {
@@ -156,6 +161,7 @@ mod tests {
             user: "replicator".into(),
             application_name: "n1".into(),
             slot: Some("n1".into()),
+            dbname: None,
             port: 5432,
             listen_addresses: "127.0.0.1".into(),
             apply: ConfigApply::None,

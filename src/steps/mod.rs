@@ -26,6 +26,7 @@ pub mod clone;
 pub mod conf;
 pub mod configure_standby;
 pub mod control;
+pub mod create_logical_slot;
 pub mod create_role;
 pub mod create_slot;
 pub mod drop_slot;
@@ -44,6 +45,7 @@ pub mod route_pooler;
 pub mod server;
 pub mod start;
 pub mod stop;
+pub mod sync_slots;
 pub mod wait_replay;
 pub mod write_hba;
 pub mod write_pgpass;
@@ -365,6 +367,8 @@ impl StepExecutor for Executor {
             | Action::RoutePooler(_)
             | Action::ResumePooler(_)
             | Action::Hook(_) => unreachable!("dispatched above"),
+            Action::CreateLogicalSlot(p) => phases!(create_logical_slot, ctx, n, p),
+            Action::SyncSlots(p) => phases!(sync_slots, ctx, n, p),
         }
     }
 }

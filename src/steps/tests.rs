@@ -126,6 +126,7 @@ async fn configure_standby_of_a_stopped_node_writes_signal_and_settings() {
             user: "replicator".into(),
             application_name: "n1".into(),
             slot: Some("n1".into()),
+            dbname: None,
             port: 5432,
             listen_addresses: "127.0.0.1".into(),
             apply: ConfigApply::None,
