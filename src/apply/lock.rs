@@ -505,6 +505,7 @@ pub(crate) mod tests {
             failover: Default::default(),
             switchover: Default::default(),
             nodes,
+            upgrade: Default::default(),
         }
     }
 

@@ -106,6 +106,7 @@ pub fn resolve(
         failover: file.failover,
         switchover: file.switchover,
         nodes,
+        upgrade: file.postgres.upgrade.unwrap_or_default(),
     }
 }
 

@@ -49,6 +49,7 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         failover: FailoverSpec::default(),
         switchover: SwitchoverSpec::default(),
         nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+        upgrade: Default::default(),
     }
 }
 

@@ -88,6 +88,8 @@ pub enum Action {
     Rewind(RewindParams),
     Clone(CloneParams),
     Fence(FenceParams),
+    Upgrade(super::upgrade::UpgradeParams),
+    Analyze(super::upgrade::AnalyzeParams),
 }
 
 impl Action {
@@ -111,6 +113,8 @@ impl Action {
             Action::Rewind(_) => "rewind",
             Action::Clone(_) => "clone",
             Action::Fence(_) => "fence",
+            Action::Upgrade(_) => "upgrade",
+            Action::Analyze(_) => "analyze",
         }
     }
 }

@@ -421,6 +421,7 @@ mod tests {
             hba: vec![],
             failover: Default::default(),
             switchover: Default::default(),
+            upgrade: Default::default(),
             nodes: [
                 ("n1", node("n1", 1, DesiredRole::Primary)),
                 ("n2", node("n2", 2, sb("n1"))),

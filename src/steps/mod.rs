@@ -21,6 +21,7 @@
 //! Steps never print and never spawn a process except through a transport.
 
 pub mod alter_system;
+pub mod analyze;
 pub mod checkpoint;
 pub mod clone;
 pub mod conf;
@@ -38,6 +39,7 @@ pub mod rewind;
 pub mod server;
 pub mod start;
 pub mod stop;
+pub mod upgrade;
 pub mod wait_replay;
 pub mod write_hba;
 pub mod write_pgpass;
@@ -347,6 +349,8 @@ impl StepExecutor for Executor {
             Action::Rewind(p) => phases!(rewind, ctx, n, p),
             Action::Clone(p) => phases!(clone, ctx, n, p),
             Action::Fence(p) => phases!(fence, ctx, n, p),
+            Action::Upgrade(p) => phases!(upgrade, ctx, n, p),
+            Action::Analyze(p) => phases!(analyze, ctx, n, p),
         }
     }
 }
