@@ -509,6 +509,7 @@ pub(crate) mod tests {
             hooks: Default::default(),
             logical_slots: vec![],
             nodes,
+            upgrade: Default::default(),
         }
     }
 

@@ -83,6 +83,45 @@ pub struct PostgresSpec {
     pub bin_dir: Option<PathBuf>,
     /// OS user that owns data directories and runs server tools (default `postgres`).
     pub os_user: Option<String>,
+    /// How a major-version upgrade runs when `bin_dir` names a newer major than the servers
+    /// run (SPEC §1b).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeSpec>,
+}
+
+/// `postgres.upgrade`: how pg_upgrade moves the primary to the major of `bin_dir`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeSpec {
+    /// `link` (default: hard links, fastest, the old cluster cannot be started once the new
+    /// one has run), `clone` (reflinks, needs a file system that has them) or `copy`.
+    #[serde(default)]
+    pub mode: UpgradeMode,
+    /// The old major's bin directory; default: the directory of the running primary's
+    /// postmaster executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_bin_dir: Option<PathBuf>,
+}
+
+/// pg_upgrade's transfer mode.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum UpgradeMode {
+    #[default]
+    Link,
+    Clone,
+    Copy,
+}
+
+impl UpgradeMode {
+    /// The pg_upgrade option.
+    pub fn flag(self) -> &'static str {
+        match self {
+            UpgradeMode::Link => "--link",
+            UpgradeMode::Clone => "--clone",
+            UpgradeMode::Copy => "--copy",
+        }
+    }
 }
 
 /// How pgtopo connects to the nodes over SQL.
@@ -413,6 +452,8 @@ pub struct Desired {
     pub logical_slots: Vec<LogicalSlotSpec>,
     /// Every node, retired ones included, by name (sorted).
     pub nodes: BTreeMap<String, DesiredNode>,
+    /// `postgres.upgrade` (defaults when absent).
+    pub upgrade: UpgradeSpec,
 }
 
 /// One validated node.

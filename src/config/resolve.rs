@@ -122,6 +122,7 @@ pub fn resolve(
         hooks: file.hooks,
         logical_slots: file.logical_slots,
         nodes,
+        upgrade: file.postgres.upgrade.unwrap_or_default(),
     }
 }
 

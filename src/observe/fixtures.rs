@@ -53,6 +53,7 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         hooks: Default::default(),
         logical_slots: vec![],
         nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+        upgrade: Default::default(),
     }
 }
 

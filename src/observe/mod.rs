@@ -16,6 +16,7 @@
 //!   host:port, else primary_conninfo's, matched against the declared nodes.
 //! - `assume_down` nodes are not contacted at all.
 
+mod binaries;
 pub mod conninfo;
 mod files;
 pub mod fixtures;
@@ -189,8 +190,11 @@ async fn observe_node(
     );
     let reason = match sql {
         Ok((mut obs, facts, client)) => {
-            if let Err(e) = access {
-                transport_failed(&mut obs, node, &e);
+            match access {
+                Err(e) => transport_failed(&mut obs, node, &e),
+                Ok(()) => {
+                    obs.binaries = Some(binaries::observe(transport.as_ref(), node, &obs).await)
+                }
             }
             tracing::debug!(
                 node = %node.name,
@@ -212,6 +216,9 @@ async fn observe_node(
                 sql::FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
             all_names.extend(names);
             files::observe_files(transport.as_ref(), node, &all_names, &mut obs).await;
+            if obs.host_reachable {
+                obs.binaries = Some(binaries::observe(transport.as_ref(), node, &obs).await);
+            }
         }
         Err(e) => transport_failed(&mut obs, node, &e),
     }

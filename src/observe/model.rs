@@ -127,6 +127,11 @@ pub struct ObservedNode {
     /// (pg_prepared_xacts; on a standby, those it replayed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prepared_xacts: Vec<PreparedXact>,
+    /// The declared bin_dir's major (`postgres --version`) and, when it differs from the
+    /// running server's, the bin directory of the running postmaster: what a major-version
+    /// upgrade is planned from. Only for a node whose host answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binaries: Option<ObservedBinaries>,
 }
 
 /// One row of pg_prepared_xacts.
@@ -148,6 +153,21 @@ impl std::fmt::Display for PreparedXact {
             self.gid, self.owner, self.database, self.prepared
         )
     }
+}
+
+/// The binaries a node is declared to run and the ones it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedBinaries {
+    /// The declared bin_dir.
+    pub bin_dir: String,
+    /// Its major version (`<bin_dir>/postgres --version`); None with `error` when that failed.
+    pub major: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Directory of the running postmaster's executable (`/proc/<pid>/exe`), read only when
+    /// `major` differs from the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_bin_dir: Option<String>,
 }
 
 /// A standby whose replay waits for WAL although it has received WAL past its replay position:

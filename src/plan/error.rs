@@ -137,4 +137,8 @@ pub enum PlanError {
         help("a primary with wal_level=minimal cannot feed a standby: set wal_level to replica or logical")
     )]
     WalLevelMinimal { node: String },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Upgrade(#[from] super::upgrade::UpgradeError),
 }

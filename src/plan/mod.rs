@@ -26,6 +26,7 @@ pub mod picture;
 pub mod poolers;
 pub mod prepared;
 pub mod transforms;
+pub mod upgrade;
 
 pub use end_state::expected_end_state;
 pub use error::PlanError;
@@ -86,34 +87,42 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         std::borrow::Cow::Owned(assume_down(d, o, &opts.assume_down)?)
     };
     let o = o.as_ref();
-    let a = analysis::analyse(d, o, opts)?;
+    let upgrade = upgrade::detect(d, o)?;
+    let a = match &upgrade {
+        Some(u) => upgrade::analysis(d, u),
+        None => analysis::analyse(d, o, opts)?,
+    };
     if let Some(e) = logical::refusal(&a.eff, o, &a) {
         return Err(e);
     }
     let mut ctx = transforms::Ctx::new(&a.eff, o, &a);
-    for (name, t) in transforms::TRANSFORMS {
-        let before = ctx.dag.len();
-        t(&mut ctx);
-        tracing::trace!(
-            transform = name,
-            added = ctx.dag.len() - before,
-            "plan transform"
-        );
+    match &upgrade {
+        Some(u) => upgrade::steps(&mut ctx, u),
+        None => run_transforms(&mut ctx),
     }
     let restarts: Vec<String> = ctx.restarts.iter().cloned().collect();
-    let window = window(&ctx);
+    let mut window = window(&ctx);
     let mut notes = a.notes.clone();
     notes.append(&mut ctx.notes);
     let prepared = prepared::switchover_warning(a.promotion.as_ref(), o);
     if let Some((note, _)) = &prepared {
         notes.insert(0, note.clone());
     }
-    let changes = changes(&a, o);
+    let mut changes = changes(&a, o);
     let file_diffs = file_diffs(&a.eff, o, &a);
     let steps = ctx.dag.finish();
     let mut file_diffs = file_diffs;
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
+    if let Some(u) = &upgrade {
+        changes.extend(upgrade::changes(d, u));
+        if let Some(w) = window.as_mut() {
+            w.estimated_ms = upgrade::estimated_ms(u);
+        }
+    }
     let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
+    if let Some(u) = &upgrade {
+        summary.data_loss = upgrade::data_loss(u);
+    }
     summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
     summary.prepared_transactions = prepared.map(|(_, x)| x).unwrap_or_default();
     let topology = picture::picture(&a.eff, o, &changes, &steps);
@@ -129,6 +138,18 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         file_diffs,
         summary,
     })
+}
+
+fn run_transforms(ctx: &mut transforms::Ctx) {
+    for (name, t) in transforms::TRANSFORMS {
+        let before = ctx.dag.len();
+        t(ctx);
+        tracing::trace!(
+            transform = name,
+            added = ctx.dag.len() - before,
+            "plan transform"
+        );
+    }
 }
 
 /// The drift of the declared topology that `steps` leave unfixed. Findings that concern a node

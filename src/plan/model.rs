@@ -100,6 +100,8 @@ pub enum Action {
     Hook(HookParams),
     CreateLogicalSlot(CreateLogicalSlotParams),
     SyncSlots(SyncSlotsParams),
+    Upgrade(super::upgrade::UpgradeParams),
+    Analyze(super::upgrade::AnalyzeParams),
 }
 
 impl Action {
@@ -129,6 +131,8 @@ impl Action {
             Action::Hook(_) => "hook",
             Action::CreateLogicalSlot(_) => "create_logical_slot",
             Action::SyncSlots(_) => "sync_slots",
+            Action::Upgrade(_) => "upgrade",
+            Action::Analyze(_) => "analyze",
         }
     }
 

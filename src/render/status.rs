@@ -492,6 +492,7 @@ mod tests {
             poolers: Default::default(),
             hooks: Default::default(),
             logical_slots: vec![],
+            upgrade: Default::default(),
             nodes: [
                 ("n1", node("n1", 1, DesiredRole::Primary)),
                 ("n2", node("n2", 2, sb("n1"))),

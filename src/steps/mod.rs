@@ -21,6 +21,7 @@
 //! Steps never print and never spawn a process except through a transport.
 
 pub mod alter_system;
+pub mod analyze;
 pub mod checkpoint;
 pub mod clone;
 pub mod conf;
@@ -46,6 +47,7 @@ pub mod server;
 pub mod start;
 pub mod stop;
 pub mod sync_slots;
+pub mod upgrade;
 pub mod wait_replay;
 pub mod write_hba;
 pub mod write_pgpass;
@@ -369,6 +371,8 @@ impl StepExecutor for Executor {
             | Action::Hook(_) => unreachable!("dispatched above"),
             Action::CreateLogicalSlot(p) => phases!(create_logical_slot, ctx, n, p),
             Action::SyncSlots(p) => phases!(sync_slots, ctx, n, p),
+            Action::Upgrade(p) => phases!(upgrade, ctx, n, p),
+            Action::Analyze(p) => phases!(analyze, ctx, n, p),
         }
     }
 }
