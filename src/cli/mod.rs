@@ -6,6 +6,7 @@ mod apply_cmd;
 mod args;
 mod import_cmd;
 mod observe_cmd;
+mod output;
 mod plan_cmd;
 
 pub use args::*;
@@ -44,7 +45,7 @@ pub type CmdResult = Result<u8, Failure>;
 /// Parse arguments, run the command, map the outcome to an exit code.
 pub fn run() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
-    crate::render::init_output(&cli.global);
+    output::init(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
