@@ -8,6 +8,7 @@ mod import_cmd;
 mod observe_cmd;
 mod output;
 mod plan_cmd;
+pub mod schema;
 
 pub use args::*;
 
@@ -140,7 +141,7 @@ mod commands {
     }
 
     pub async fn schema(_g: &GlobalArgs, a: SchemaArgs) -> CmdResult {
-        use crate::config::schema::{text, Kind};
+        use super::schema::{text, Kind};
         let kind = match a.kind {
             SchemaKind::Topology => Kind::Topology,
             SchemaKind::Plan => Kind::Plan,

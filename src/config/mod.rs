@@ -24,7 +24,6 @@ pub mod diag;
 pub mod model;
 pub mod resolve;
 pub mod rules;
-pub mod schema;
 pub mod secret;
 pub mod structure;
 pub mod yaml;

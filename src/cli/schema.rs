@@ -2,9 +2,10 @@
 //! write each file, so they cannot drift from the code: the topology file ([`TopologyFile`]), a
 //! saved plan ([`crate::plan::Plan`]) and an observed-state recording
 //! ([`crate::observe::ObservedCluster`]). `pgtopo schema` prints them; `schemas/*.schema.json`
-//! hold the same text and a test keeps them up to date.
+//! hold the same text and a test keeps them up to date. Generation lives in `cli`, the one module
+//! that sees all three types.
 
-use super::model::TopologyFile;
+use crate::config::TopologyFile;
 
 /// Which schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
