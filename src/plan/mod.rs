@@ -21,11 +21,13 @@ pub mod fingerprint;
 pub mod graph;
 pub mod model;
 pub mod transforms;
+pub mod wire;
 
 pub use end_state::expected_end_state;
 pub use error::PlanError;
 pub use fingerprint::fingerprint;
 pub use model::*;
+pub use wire::PLAN_FORMAT_VERSION;
 
 use crate::config::{Desired, DesiredRole};
 use crate::diff;
@@ -104,7 +106,6 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     let mut summary = summary(&a, o, &changes, &steps, restarts, window, notes);
     summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
     Ok(Plan {
-        format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
         cluster: d.cluster.clone(),
         topology_sha256: d.sha256.clone(),
