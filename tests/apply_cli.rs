@@ -1,7 +1,8 @@
 //! The guard rails of `pgtopo apply`, against a real cluster: a stale saved plan is refused
-//! (exit 3, nothing done), a held lock is refused naming its holder (exit 4) and `unlock`
-//! removes only a lock whose holder is gone, no terminal and no --auto-approve is refused
-//! (exit 5, nothing done), and after the apply a second one is a no-op.
+//! (exit 3, nothing done), a plan of another format version is refused (exit 1), a held lock is
+//! refused naming its holder (exit 4) and `unlock` removes only a lock whose holder is gone, no
+//! terminal and no --auto-approve is refused (exit 5, nothing done), and after the apply a
+//! second one is a no-op.
 
 mod support;
 
@@ -64,6 +65,19 @@ fn stale_plan_lock_and_approval_are_enforced() {
     assert!(flat(&out).contains("stale plan"), "{}", show(&out));
     assert!(!n2_dir.exists(), "nothing was done");
     c.psql("n1", "SELECT pg_drop_replication_slot('elsewhere')");
+    // A plan of another format version is refused by its version (exit 1), nothing done.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let newer = text.replacen("\"format_version\": 1,", "\"format_version\": 2,", 1);
+    assert_ne!(newer, text);
+    std::fs::write(&plan, newer).unwrap();
+    let out = c.pgtopo(&["apply", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        flat(&out).contains("plan format 2, this pgtopo reads 1"),
+        "{}",
+        show(&out)
+    );
+    assert!(!n2_dir.exists(), "nothing was done");
     // … and when the topology file changed.
     let out = c.pgtopo(&["plan", "--out", plan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", show(&out));

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pgtopo::config::schema::{self, Kind};
+use pgtopo::cli::schema::{self, Kind};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

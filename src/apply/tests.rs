@@ -20,7 +20,6 @@ pub(super) fn step(id: StepId, node: &str, after: &[StepId]) -> Step {
 
 pub(super) fn plan(steps: Vec<Step>) -> Plan {
     Plan {
-        format_version: 1,
         pgtopo_version: "test".into(),
         cluster: "t".into(),
         topology_sha256: String::new(),

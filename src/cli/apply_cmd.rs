@@ -172,19 +172,7 @@ async fn apply_locked(
     let observed = observe::observe(&desired, &ObserveOptions::default()).await;
     let the_plan = match &a.plan {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| miette::miette!("cannot read the plan {}: {e}", path.display()))?;
-            let saved: Plan = serde_json::from_str(&text)
-                .map_err(|e| miette::miette!("{} is not a pgtopo plan: {e}", path.display()))?;
-            if saved.format_version != plan::PLAN_FORMAT_VERSION {
-                return Err(miette::miette!(
-                    "{} has plan format {}, this pgtopo reads {}",
-                    path.display(),
-                    saved.format_version,
-                    plan::PLAN_FORMAT_VERSION
-                )
-                .into());
-            }
+            let saved = super::plan_cmd::read_plan(path)?;
             let fresh = plan::fingerprint(&desired, &observed);
             if let Some(why) = staleness(&saved, &desired, &fresh) {
                 return Err(fail(

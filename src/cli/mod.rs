@@ -7,7 +7,9 @@ mod args;
 mod docs_cmd;
 mod import_cmd;
 mod observe_cmd;
+mod output;
 mod plan_cmd;
+pub mod schema;
 
 pub use args::*;
 pub use docs_cmd::{completions_text, man_text};
@@ -46,7 +48,7 @@ pub type CmdResult = Result<u8, Failure>;
 /// Parse arguments, run the command, map the outcome to an exit code.
 pub fn run() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
-    crate::render::init_output(&cli.global);
+    output::init(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -145,7 +147,7 @@ mod commands {
     }
 
     pub async fn schema(_g: &GlobalArgs, a: SchemaArgs) -> CmdResult {
-        use crate::config::schema::{text, Kind};
+        use super::schema::{text, Kind};
         let kind = match a.kind {
             SchemaKind::Topology => Kind::Topology,
             SchemaKind::Plan => Kind::Plan,

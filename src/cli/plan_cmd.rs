@@ -25,14 +25,12 @@ pub fn read_observed(path: &Path) -> miette::Result<ObservedCluster> {
         .wrap_err_with(|| format!("{} is not an observed-state recording", path.display()))
 }
 
-/// Read a saved plan (`pgtopo plan --out`).
+/// Read a saved plan (`pgtopo plan --out`), refusing another format version (exit 1).
 pub fn read_plan(path: &Path) -> miette::Result<Plan> {
     let text = std::fs::read_to_string(path)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the plan {}", path.display()))?;
-    serde_json::from_str(&text)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("{} is not a pgtopo plan file", path.display()))
+    crate::plan::wire::read(&text).map_err(|e| miette::miette!("{}: {e}", path.display()))
 }
 
 async fn observed_state(

@@ -28,7 +28,6 @@ pub mod pooler_rules;
 pub mod preferences;
 pub mod resolve;
 pub mod rules;
-pub mod schema;
 pub mod secret;
 pub mod structure;
 pub mod yaml;

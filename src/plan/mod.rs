@@ -27,11 +27,13 @@ pub mod poolers;
 pub mod prepared;
 pub mod transforms;
 pub mod upgrade;
+pub mod wire;
 
 pub use end_state::expected_end_state;
 pub use error::PlanError;
 pub use fingerprint::fingerprint;
 pub use model::*;
+pub use wire::PLAN_FORMAT_VERSION;
 
 use crate::config::{Desired, DesiredRole};
 use crate::diff;
@@ -127,7 +129,6 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     summary.prepared_transactions = prepared.map(|(_, x)| x).unwrap_or_default();
     let topology = picture::picture(&a.eff, o, &changes, &steps);
     Ok(Plan {
-        format_version: PLAN_FORMAT_VERSION,
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
         cluster: d.cluster.clone(),
         topology_sha256: d.sha256.clone(),

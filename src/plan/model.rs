@@ -1,5 +1,5 @@
 //! The plan as inert, serialisable data. Renderers read it, apply walks it; nothing in here
-//! computes. The JSON form (the saved plan file) is exactly this structure.
+//! computes. The saved plan file is [`super::wire::PlanFile`]: this structure with its format version.
 
 use std::collections::BTreeMap;
 
@@ -11,14 +11,9 @@ use crate::units::Lsn;
 
 pub use super::logical::{CreateLogicalSlotParams, SyncSlotsParams};
 
-/// Version of the saved-plan format; bump on an incompatible change.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
-
 /// A plan: what differs, and the DAG of steps that makes it so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(title = "pgtopo plan")]
 pub struct Plan {
-    pub format_version: u32,
     pub pgtopo_version: String,
     pub cluster: String,
     /// SHA-256 of the topology file the plan was made from.

@@ -11,47 +11,22 @@ pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cli::GlobalArgs;
-
 static COLOR: AtomicBool = AtomicBool::new(false);
 static QUIET: AtomicBool = AtomicBool::new(false);
 
-/// Decide colour and verbosity once, from the flags, NO_COLOR and whether stdout is a terminal.
-pub fn init_output(g: &GlobalArgs) {
-    use std::io::IsTerminal;
-    let color =
-        !g.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
-    COLOR.store(color, Ordering::Relaxed);
-    QUIET.store(g.quiet, Ordering::Relaxed);
-    let level = match (g.quiet, g.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PGTOPO_LOG")
-                .unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            !g.no_color
-                && std::env::var_os("NO_COLOR").is_none()
-                && std::io::stderr().is_terminal(),
-        )
-        .try_init();
-    miette::set_hook(Box::new(move |_| {
-        Box::new(
-            miette::MietteHandlerOpts::new()
-                .color(color)
-                .unicode(color)
-                .terminal_links(false)
-                .build(),
-        )
-    }))
-    .ok();
+/// How output looks: decided once by `cli` from the flags, NO_COLOR and the terminal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputOptions {
+    /// Colour (and unicode) in what reaches a person.
+    pub color: bool,
+    /// `-q`: [`say`] prints nothing.
+    pub quiet: bool,
+}
+
+/// Set colour and verbosity for everything printed afterwards.
+pub fn init_output(o: OutputOptions) {
+    COLOR.store(o.color, Ordering::Relaxed);
+    QUIET.store(o.quiet, Ordering::Relaxed);
 }
 
 /// Whether output may use colour.

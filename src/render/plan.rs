@@ -406,9 +406,7 @@ pub fn is_no_change(plan: &Plan) -> bool {
 
 /// The JSON rendering: the plan file.
 pub fn json(plan: &Plan) -> String {
-    let mut s = serde_json::to_string_pretty(plan).expect("a plan serialises");
-    s.push('\n');
-    s
+    crate::plan::wire::write(plan)
 }
 
 fn md_cell(s: &str) -> String {

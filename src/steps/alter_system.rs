@@ -3,7 +3,7 @@
 //! Already done when the file already says so. Whether a reload or restart follows is a step of
 //! its own.
 
-use super::{conf, Freshness, StepContext};
+use super::{conf, settings, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::AlterSystemParams;
 
@@ -12,7 +12,7 @@ pub async fn check(
     node: &str,
     p: &AlterSystemParams,
 ) -> Result<Freshness, StepError> {
-    let current = conf::values(&conf::read_auto_conf(ctx, node).await?);
+    let current = conf::values(&settings::read_auto_conf(ctx, node).await?);
     Ok(if conf::satisfied(&current, &p.set, &p.reset) {
         Freshness::Fresh
     } else {
@@ -21,7 +21,7 @@ pub async fn check(
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &AlterSystemParams) -> Result<(), StepError> {
-    conf::apply_settings(ctx, node, &p.set, &p.reset).await
+    settings::apply_settings(ctx, node, &p.set, &p.reset).await
 }
 
 pub async fn verify(ctx: &StepContext, node: &str, p: &AlterSystemParams) -> Result<(), StepError> {

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{control, own_config, server, Freshness, StepContext};
+use super::{control, data_dir, own_config, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::CloneParams;
 
@@ -90,8 +90,8 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
     let mut own = None;
     match listing(ctx, node).await? {
         Some(l) if !l.is_empty() => {
-            if server::pid_file_exists(ctx, node).await?
-                && server::running_per_pg_ctl(ctx, node).await?
+            if data_dir::pid_file_exists(ctx, node).await?
+                && data_dir::running_per_pg_ctl(ctx, node).await?
             {
                 return Err(StepError::new(format!(
                     "{node}: refusing to move aside the data directory of a running server"
@@ -100,8 +100,8 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             let aside = aside_path(&n.data_dir, std::time::SystemTime::now());
             t.rename(&n.data_dir, &aside).await.map_err(io)?;
             // A rewind that did not finish marked the directory now moved aside.
-            let marker = server::rewind_marker(ctx, node)?;
-            if server::file_exists(ctx, node, &marker).await? {
+            let marker = data_dir::rewind_marker(ctx, node)?;
+            if data_dir::file_exists(ctx, node, &marker).await? {
                 own = own_config::load(ctx, node).await?;
                 t.remove_file(&marker).await.map_err(io)?;
             }

@@ -1,13 +1,10 @@
 //! `postgresql.auto.conf` as data, for the steps that must change settings while the server is
 //! stopped (ALTER SYSTEM needs a running server): parse it the way PostgreSQL's configuration
 //! scanner reads it, change entries, render it back the way ALTER SYSTEM writes it. Lines that
-//! are not entries (comments) are kept. Also the quoting of libpq conninfo values.
+//! are not entries (comments) are kept. Also the quoting of libpq conninfo values. Pure: reading
+//! and writing the file is `settings`'.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use super::StepContext;
-use crate::apply::StepError;
 
 /// What ALTER SYSTEM writes at the top of the file.
 pub const AUTO_CONF_HEADER: &str =
@@ -202,47 +199,6 @@ pub fn satisfied(
         && reset.iter().all(|k| !current.contains_key(k))
 }
 
-/// The node's `postgresql.auto.conf`.
-pub fn auto_conf_path(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
-    Ok(ctx.node(node)?.data_dir.join("postgresql.auto.conf"))
-}
-
-/// Read and parse the node's `postgresql.auto.conf` (empty when it does not exist).
-pub async fn read_auto_conf(ctx: &StepContext, node: &str) -> Result<Vec<ConfLine>, StepError> {
-    let path = auto_conf_path(ctx, node)?;
-    let bytes = ctx
-        .transport(node)?
-        .read_file(&path)
-        .await
-        .map_err(|e| StepError::new(e.to_string()))?;
-    Ok(bytes
-        .map(|b| parse(&String::from_utf8_lossy(&b)))
-        .unwrap_or_default())
-}
-
-/// Edit the file of a stopped server (atomically, 0600).
-pub async fn edit_auto_conf(
-    ctx: &StepContext,
-    node: &str,
-    set: &BTreeMap<String, String>,
-    reset: &[String],
-) -> Result<(), StepError> {
-    for k in set.keys().chain(reset) {
-        if !valid_name(k) {
-            return Err(StepError::new(format!(
-                "{node}: {k:?} is not a setting name"
-            )));
-        }
-    }
-    let lines = read_auto_conf(ctx, node).await?;
-    let new = render(&edit(&lines, set, reset));
-    let path = auto_conf_path(ctx, node)?;
-    ctx.transport(node)?
-        .write_file_atomic(&path, new.as_bytes(), 0o600)
-        .await
-        .map_err(|e| StepError::new(e.to_string()))
-}
-
 /// Settings PostgreSQL quotes element by element (GUC_LIST_QUOTE; the list pg_dump keeps in
 /// `variable_is_guc_list_quote`): `SET x = 'a, b'` would make one element named "a, b".
 const LIST_QUOTE: [&str; 6] = [
@@ -319,35 +275,6 @@ pub fn alter_system_sql(
         out.push(format!("ALTER SYSTEM RESET {k}"));
     }
     Ok(out)
-}
-
-/// Apply settings: ALTER SYSTEM on a server that answers SQL, else an edit of the file when the
-/// server is stopped. A server that runs but does not answer is an error.
-pub async fn apply_settings(
-    ctx: &StepContext,
-    node: &str,
-    set: &BTreeMap<String, String>,
-    reset: &[String],
-) -> Result<(), StepError> {
-    match ctx.client(node).await {
-        Ok(_) => {
-            let stmts =
-                alter_system_sql(set, reset).map_err(|m| StepError::new(format!("{node}: {m}")))?;
-            for s in stmts {
-                ctx.execute_batch(node, &s, "ALTER SYSTEM").await?;
-            }
-            Ok(())
-        }
-        Err(conn_err) => {
-            if super::server::pid_file_exists(ctx, node).await? {
-                return Err(StepError::new(format!(
-                    "{node}: the server runs but does not answer SQL, so its settings cannot be changed: {}",
-                    conn_err.message
-                )));
-            }
-            edit_auto_conf(ctx, node, set, reset).await
-        }
-    }
 }
 
 /// A libpq conninfo value, quoted when it needs to be.

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{conf, server, Freshness, StepContext};
+use super::{conf, data_dir, server, settings, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::{ConfigApply, ConfigureStandbyParams, RestartParams, ShutdownMode};
 
@@ -78,15 +78,15 @@ pub async fn check(
     p: &ConfigureStandbyParams,
 ) -> Result<Freshness, StepError> {
     let (set, reset) = wanted(p);
-    let current = conf::values(&conf::read_auto_conf(ctx, node).await?);
+    let current = conf::values(&settings::read_auto_conf(ctx, node).await?);
     if !conf::satisfied(&current, &set, &reset) {
         return Ok(Freshness::Dirty("postgresql.auto.conf differs".into()));
     }
-    if !server::file_exists(ctx, node, &signal_path(ctx, node)?).await? {
+    if !data_dir::file_exists(ctx, node, &signal_path(ctx, node)?).await? {
         return Ok(Freshness::Dirty("standby.signal is missing".into()));
     }
     if p.apply != ConfigApply::None
-        && server::pid_file_exists(ctx, node).await?
+        && data_dir::pid_file_exists(ctx, node).await?
         && !live_matches(ctx, node, p).await.unwrap_or(false)
     {
         return Ok(Freshness::Dirty(
@@ -107,8 +107,8 @@ pub async fn act(
         .write_file_atomic(&signal, b"", 0o600)
         .await
         .map_err(|e| StepError::new(e.to_string()))?;
-    conf::apply_settings(ctx, node, &set, &reset).await?;
-    let running = server::pid_file_exists(ctx, node).await?;
+    settings::apply_settings(ctx, node, &set, &reset).await?;
+    let running = data_dir::pid_file_exists(ctx, node).await?;
     match (p.apply, running) {
         (_, false) | (ConfigApply::None, _) => Ok(()),
         (ConfigApply::Reload, true) => {
@@ -132,14 +132,14 @@ pub async fn verify(
     p: &ConfigureStandbyParams,
 ) -> Result<(), StepError> {
     let (set, reset) = wanted(p);
-    let current = conf::values(&conf::read_auto_conf(ctx, node).await?);
+    let current = conf::values(&settings::read_auto_conf(ctx, node).await?);
     if !conf::satisfied(&current, &set, &reset) {
         return Err(StepError::new(format!(
             "{node}: postgresql.auto.conf does not hold the standby settings"
         )));
     }
     if p.apply != ConfigApply::None
-        && server::pid_file_exists(ctx, node).await?
+        && data_dir::pid_file_exists(ctx, node).await?
         && server::in_recovery(ctx, node).await?
     {
         // The WAL receiver restarts with the new conninfo: wait until it streams from there.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{server, Freshness, StepContext};
+use super::{data_dir, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::{FenceParams, ShutdownMode};
 
@@ -17,17 +17,19 @@ pub async fn check(
     node: &str,
     _p: &FenceParams,
 ) -> Result<Freshness, StepError> {
-    if server::pid_file_exists(ctx, node).await? && server::running_per_pg_ctl(ctx, node).await? {
+    if data_dir::pid_file_exists(ctx, node).await?
+        && data_dir::running_per_pg_ctl(ctx, node).await?
+    {
         return Ok(Freshness::Dirty("the server is running".into()));
     }
-    if !server::file_exists(ctx, node, &signal(ctx, node)?).await? {
+    if !data_dir::file_exists(ctx, node, &signal(ctx, node)?).await? {
         return Ok(Freshness::Dirty("standby.signal is missing".into()));
     }
     Ok(Freshness::Fresh)
 }
 
 pub async fn act(ctx: &StepContext, node: &str, _p: &FenceParams) -> Result<(), StepError> {
-    if server::pid_file_exists(ctx, node).await? {
+    if data_dir::pid_file_exists(ctx, node).await? {
         if let Err(e) = server::stop(ctx, node, ShutdownMode::Fast, Duration::from_secs(10)).await {
             tracing::warn!(node, error = %e, "fast shutdown did not finish; stopping immediately");
             server::stop(ctx, node, ShutdownMode::Immediate, Duration::from_secs(30)).await?;

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::{server, Freshness, StepContext};
+use super::{data_dir, server, Freshness, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
 use crate::plan::PromoteParams;
 
@@ -32,7 +32,7 @@ async fn other_primary(
         let previous = p.previous_primaries.contains(o);
         // A previous primary without a postmaster.pid runs no server: a file look, no
         // connection attempt inside the writes-unavailable window.
-        if previous && matches!(server::pid_file_exists(ctx, o).await, Ok(false)) {
+        if previous && matches!(data_dir::pid_file_exists(ctx, o).await, Ok(false)) {
             return None;
         }
         let sql = match ctx.client_with_timeout(o, Duration::from_secs(1)).await {
@@ -43,10 +43,12 @@ async fn other_primary(
             Some(false) => Some(format!("{o} is a primary")),
             Some(true) => None,
             // A pid file may be left by a crash: pg_ctl decides (only in that unusual case).
-            None if previous => match server::pid_file_exists(ctx, o).await {
-                Ok(true) if !matches!(server::running_per_pg_ctl(ctx, o).await, Ok(false)) => Some(
-                    format!("{o} (the previous primary) has a running postmaster"),
-                ),
+            None if previous => match data_dir::pid_file_exists(ctx, o).await {
+                Ok(true) if !matches!(data_dir::running_per_pg_ctl(ctx, o).await, Ok(false)) => {
+                    Some(format!(
+                        "{o} (the previous primary) has a running postmaster"
+                    ))
+                }
                 _ => None,
             },
             None => None,

@@ -1,7 +1,7 @@
 //! `reload`: `SELECT pg_reload_conf()`, then check pg_file_settings for errors in the files it
 //! read. A stopped server reads its configuration when it starts: nothing to do.
 
-use super::{server, Freshness, StepContext};
+use super::{data_dir, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::ReloadParams;
 
@@ -10,7 +10,7 @@ pub async fn check(
     node: &str,
     p: &ReloadParams,
 ) -> Result<Freshness, StepError> {
-    if !server::pid_file_exists(ctx, node).await? {
+    if !data_dir::pid_file_exists(ctx, node).await? {
         return Ok(Freshness::Fresh);
     }
     Ok(Freshness::Dirty(format!("reload: {}", p.reason)))

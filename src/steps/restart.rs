@@ -9,7 +9,7 @@
 //! decrease restarts the primary first), a standby restarted before it replayed that record
 //! refuses to start ("recovery aborted because of insufficient parameter settings").
 
-use super::{server, Freshness, StepContext};
+use super::{data_dir, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RestartParams;
 
@@ -22,7 +22,7 @@ pub async fn check(
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &RestartParams) -> Result<(), StepError> {
-    let running = server::pid_file_exists(ctx, node).await?;
+    let running = data_dir::pid_file_exists(ctx, node).await?;
     if let (true, Some(up)) = (running, &p.wait_streaming_from) {
         catch_up(ctx, node, up).await?;
     }

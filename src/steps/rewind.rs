@@ -45,7 +45,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{conf, control, own_config, rewind_wal, server, Freshness, StepContext};
+use super::{conf, control, data_dir, own_config, rewind_wal, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::RewindParams;
 use crate::transport::TransportError;
@@ -56,13 +56,15 @@ pub async fn check(
     node: &str,
     p: &RewindParams,
 ) -> Result<Freshness, StepError> {
-    if server::pid_file_exists(ctx, node).await? && server::running_per_pg_ctl(ctx, node).await? {
+    if data_dir::pid_file_exists(ctx, node).await?
+        && data_dir::running_per_pg_ctl(ctx, node).await?
+    {
         return Err(StepError::new(format!(
             "{node}: pg_rewind needs the server stopped, and it runs"
         )));
     }
-    if server::file_exists(ctx, node, &server::rewind_marker(ctx, node)?).await? {
-        return Ok(Freshness::Dirty(if rewound(ctx, node).await? {
+    if data_dir::file_exists(ctx, node, &data_dir::rewind_marker(ctx, node)?).await? {
+        return Ok(Freshness::Dirty(if data_dir::rewound(ctx, node).await? {
             "an earlier pg_rewind finished after pgtopo was interrupted".into()
         } else {
             "an earlier pg_rewind did not finish".into()
@@ -73,26 +75,6 @@ pub async fn check(
 
 fn io(e: TransportError) -> StepError {
     StepError::new(e.to_string())
-}
-
-/// The data directory holds the result of a finished pg_rewind that nobody started yet:
-/// pg_rewind's backup_label and a control file "in archive recovery".
-pub(super) async fn rewound(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
-    let n = ctx.node(node)?;
-    let label = ctx
-        .transport(node)?
-        .read_file(&n.data_dir.join("backup_label"))
-        .await
-        .map_err(io)?;
-    let by_rewind = label.is_some_and(|b| {
-        String::from_utf8_lossy(&b)
-            .lines()
-            .any(|l| l.trim() == "BACKUP METHOD: pg_rewind")
-    });
-    if !by_rewind {
-        return Ok(false);
-    }
-    Ok(control::read(ctx, node).await?.state == "in archive recovery")
 }
 
 /// `standby.signal` in the node's data directory.
@@ -108,11 +90,11 @@ async fn write_standby_signal(ctx: &StepContext, node: &str) -> Result<(), StepE
 /// the directory a (not yet configured) standby and clear the marker. Returns whether the
 /// marker is gone. Used by `server::start` before it refuses a marked directory.
 pub async fn finish_interrupted(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
-    let marker = server::rewind_marker(ctx, node)?;
-    if !server::file_exists(ctx, node, &marker).await? {
+    let marker = data_dir::rewind_marker(ctx, node)?;
+    if !data_dir::file_exists(ctx, node, &marker).await? {
         return Ok(true);
     }
-    if !rewound(ctx, node).await? {
+    if !data_dir::rewound(ctx, node).await? {
         return Ok(false);
     }
     // pgtopo may have been killed between pg_rewind --no-sync and the sync that follows it.
@@ -134,8 +116,8 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     let n = ctx.node(node)?.clone();
     let src = ctx.node(&p.source)?.clone();
     let t = ctx.transport(node)?.clone();
-    let marker = server::rewind_marker(ctx, node)?;
-    if server::file_exists(ctx, node, &marker).await? && rewound(ctx, node).await? {
+    let marker = data_dir::rewind_marker(ctx, node)?;
+    if data_dir::file_exists(ctx, node, &marker).await? && data_dir::rewound(ctx, node).await? {
         // pgtopo was interrupted after pg_rewind had done its work: nothing to copy again.
         return finish_interrupted(ctx, node).await.map(|_| ());
     }
@@ -150,14 +132,14 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         .is_some_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
     if !clean {
         // Single-user crash recovery cannot run in standby mode.
-        if server::file_exists(ctx, node, &signal).await? {
+        if data_dir::file_exists(ctx, node, &signal).await? {
             t.remove_file(&signal).await.map_err(io)?;
         }
         // Crash recovery here, not pg_rewind's own: its end-of-recovery checkpoint would
         // recycle the WAL between the last checkpoint before the fork and the fork, which
         // pg_rewind then needs ("could not find previous WAL record"). wal_keep_size at its
         // maximum keeps every segment (wal_keep_segments before PostgreSQL 13).
-        let keep = if server::pg_major(ctx, node).await.is_some_and(|v| v < 13) {
+        let keep = if data_dir::pg_major(ctx, node).await.is_some_and(|v| v < 13) {
             "wal_keep_segments=2147483647"
         } else {
             "wal_keep_size=2147483647"
@@ -201,12 +183,12 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     // pg_rewind's own sync fsyncs every file of the directory one by one, each a device flush
     // after a write (~70 ms of its ~230 ms here). One syncfs per file system does the same at
     // once — but it also flushes whatever else is dirty on that file system, so only when the
-    // host has little of that (see `server::little_dirty`): pg_rewind ≥ 17 then does it itself
+    // host has little of that (see `data_dir::little_dirty`): pg_rewind ≥ 17 then does it itself
     // (--sync-method=syncfs), older ones run with --no-sync and pgtopo syncs before it clears
     // the marker.
-    let sync = if !server::little_dirty(ctx, node).await {
+    let sync = if !data_dir::little_dirty(ctx, node).await {
         Sync::PgRewind
-    } else if server::pg_major(ctx, node).await >= Some(17) {
+    } else if data_dir::pg_major(ctx, node).await >= Some(17) {
         Sync::PgRewindSyncfs
     } else {
         Sync::Syncfs
@@ -331,7 +313,7 @@ async fn own_config_before(
     node: &str,
     marker: &Path,
 ) -> Result<Option<own_config::OwnConfig>, StepError> {
-    if !server::file_exists(ctx, node, marker).await? {
+    if !data_dir::file_exists(ctx, node, marker).await? {
         return own_config::save(ctx, node).await.map(Some);
     }
     let own = own_config::load(ctx, node).await?;
@@ -475,7 +457,7 @@ async fn reuse_recycled_wal(
 }
 
 pub async fn verify(ctx: &StepContext, node: &str, _p: &RewindParams) -> Result<(), StepError> {
-    if server::file_exists(ctx, node, &server::rewind_marker(ctx, node)?).await? {
+    if data_dir::file_exists(ctx, node, &data_dir::rewind_marker(ctx, node)?).await? {
         return Err(StepError::new(format!("{node}: pg_rewind did not finish")));
     }
     control::read(ctx, node).await.map(|_| ())

@@ -7,59 +7,16 @@
 //! the server to accept SQL connections (start). The server is started with
 //! `-l <data_dir>.log`, a file beside the data directory, so it holds no pipe of ours open.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::StepContext;
+use super::{data_dir, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
 use crate::plan::ShutdownMode;
 use crate::units::Lsn;
 
-/// `<data_dir>/postmaster.pid`.
-pub fn pid_file(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
-    Ok(ctx.node(node)?.data_dir.join("postmaster.pid"))
-}
-
-/// The server log beside the data directory: `<data_dir>.log`.
-pub fn log_file(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
-    let mut p = ctx.node(node)?.data_dir.as_os_str().to_owned();
-    p.push(".log");
-    Ok(PathBuf::from(p))
-}
-
-/// Marker beside the data directory while pg_rewind works on it: such a directory is never
-/// started.
-pub fn rewind_marker(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
-    let mut p = ctx.node(node)?.data_dir.as_os_str().to_owned();
-    p.push(".pgtopo-rewinding");
-    Ok(PathBuf::from(p))
-}
-
-/// Whether `postmaster.pid` exists (a server runs, or crashed and left it).
-pub async fn pid_file_exists(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
-    let t = ctx.transport(node)?;
-    t.read_file(&pid_file(ctx, node)?)
-        .await
-        .map(|b| b.is_some())
-        .map_err(|e| StepError::new(e.to_string()))
-}
-
-/// Whether a file exists on the node's host.
-pub async fn file_exists(
-    ctx: &StepContext,
-    node: &str,
-    path: &std::path::Path,
-) -> Result<bool, StepError> {
-    ctx.transport(node)?
-        .read_file(path)
-        .await
-        .map(|b| b.is_some())
-        .map_err(|e| StepError::new(e.to_string()))
-}
-
 /// The last lines of the server log, for error messages.
 pub async fn log_tail(ctx: &StepContext, node: &str) -> String {
-    let Ok(path) = log_file(ctx, node) else {
+    let Ok(path) = data_dir::log_file(ctx, node) else {
         return String::new();
     };
     let Ok(t) = ctx.transport(node) else {
@@ -121,7 +78,7 @@ pub async fn wait_stopped(
     timeout: Duration,
 ) -> Result<(), StepError> {
     let t = ctx.transport(node)?;
-    let pid = pid_file(ctx, node)?;
+    let pid = data_dir::pid_file(ctx, node)?;
     // A file look is cheap, and every millisecond after the postmaster is gone is a
     // millisecond of writes unavailable in a switchover: poll at most 2 ms apart. A pid file
     // that outlives a few seconds may be stale (a crashed server leaves it): then `pg_ctl
@@ -144,7 +101,7 @@ pub async fn wait_stopped(
                     }
                     due
                 };
-                if due && matches!(running_per_pg_ctl(ctx, node).await, Ok(false)) {
+                if due && matches!(data_dir::running_per_pg_ctl(ctx, node).await, Ok(false)) {
                     return Poll::Ready(());
                 }
                 Poll::Pending("postmaster.pid still exists".into())
@@ -168,66 +125,12 @@ pub async fn stop(
         Ok(()) => Ok(()),
         Err(e) => {
             // A pid file left by a crash names no process: pg_ctl status says "no server running".
-            if !running_per_pg_ctl(ctx, node).await? {
+            if !data_dir::running_per_pg_ctl(ctx, node).await? {
                 return Ok(());
             }
             Err(e)
         }
     }
-}
-
-/// `pg_ctl status`: true when a server runs on the data directory.
-pub async fn running_per_pg_ctl(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
-    let n = ctx.node(node)?;
-    let cmd = ctx
-        .tool(n, "pg_ctl")
-        .arg("status")
-        .arg("-D")
-        .arg(n.data_dir.as_os_str())
-        .timeout(Duration::from_secs(30));
-    let out = ctx
-        .transport(node)?
-        .run(&cmd)
-        .await
-        .map_err(|e| StepError::new(e.to_string()))?;
-    // 0: running; 3: not running; 4: no accessible data directory.
-    Ok(out.code == Some(0))
-}
-
-/// Whether the node's host has little dirty data waiting for write-back (`Dirty` + `Writeback`
-/// in /proc/meminfo ≤ 32 MB), so that a syncfs(2) — which flushes everything dirty on its file
-/// system, not only PostgreSQL's files — cannot cost much more than fsyncing each file. False
-/// when unknown.
-pub async fn little_dirty(ctx: &StepContext, node: &str) -> bool {
-    const LIMIT_KB: u64 = 32 * 1024;
-    let Ok(t) = ctx.transport(node) else {
-        return false;
-    };
-    let Ok(Some(bytes)) = t.read_file(std::path::Path::new("/proc/meminfo")).await else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let kb = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    match (kb("Dirty:"), kb("Writeback:")) {
-        (Some(d), Some(w)) => d + w <= LIMIT_KB,
-        _ => false,
-    }
-}
-
-/// The major version in the data directory's PG_VERSION, when readable.
-pub async fn pg_major(ctx: &StepContext, node: &str) -> Option<u32> {
-    let n = ctx.node(node).ok()?;
-    let bytes = ctx
-        .transport(node)
-        .ok()?
-        .read_file(&n.data_dir.join("PG_VERSION"))
-        .await
-        .ok()??;
-    String::from_utf8_lossy(&bytes).trim().parse().ok()
 }
 
 /// Whether the server answers SQL now (a fresh check through the cached connection).
@@ -239,24 +142,24 @@ pub async fn accepting(ctx: &StepContext, node: &str) -> bool {
 /// until it accepts connections.
 pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(), StepError> {
     let n = ctx.node(node)?;
-    if file_exists(ctx, node, &rewind_marker(ctx, node)?).await?
+    if data_dir::file_exists(ctx, node, &data_dir::rewind_marker(ctx, node)?).await?
         && !super::rewind::finish_interrupted(ctx, node).await?
     {
         return Err(StepError::new(format!(
             "{node}: refusing to start a data directory that pg_rewind did not finish ({}); \
              rewind it again or clone it",
-            rewind_marker(ctx, node)?.display()
+            data_dir::rewind_marker(ctx, node)?.display()
         )));
     }
     let mut one_off = false;
-    if !(pid_file_exists(ctx, node).await? && accepting(ctx, node).await) {
+    if !(data_dir::pid_file_exists(ctx, node).await? && accepting(ctx, node).await) {
         let mut cmd = ctx
             .tool(n, "pg_ctl")
             .arg("start")
             .arg("-D")
             .arg(n.data_dir.as_os_str())
             .arg("-l")
-            .arg(log_file(ctx, node)?.as_os_str())
+            .arg(data_dir::log_file(ctx, node)?.as_os_str())
             .arg("-W")
             .timeout(Duration::from_secs(30));
         // A rewound directory is "in archive recovery", so the startup fsyncs every file in it
@@ -265,9 +168,9 @@ pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(
         // (PostgreSQL ≥ 14; a one-off option, taken out
         // of postmaster.opts again once the server is up, so that a later `pg_ctl restart`
         // does not repeat it).
-        if super::rewind::rewound(ctx, node).await?
-            && pg_major(ctx, node).await >= Some(14)
-            && little_dirty(ctx, node).await
+        if data_dir::rewound(ctx, node).await?
+            && data_dir::pg_major(ctx, node).await >= Some(14)
+            && data_dir::little_dirty(ctx, node).await
         {
             tracing::debug!(
                 node,
@@ -336,7 +239,7 @@ pub async fn wait_accepting(
             Err(e) => {
                 // The postmaster writes its pid file at once; give it a moment after pg_ctl.
                 if t0.elapsed() > Duration::from_secs(2) {
-                    match pid_file_exists(ctx, node).await {
+                    match data_dir::pid_file_exists(ctx, node).await {
                         Ok(false) => {
                             return Poll::Failed(format!("the server exited ({})", e.message))
                         }
@@ -394,7 +297,7 @@ impl<'a> Liveness<'a> {
             .expect("liveness clock")
             .get_or_insert_with(Instant::now);
         let node = self.node;
-        match pid_file_exists(self.ctx, node).await {
+        match data_dir::pid_file_exists(self.ctx, node).await {
             Ok(false) => {
                 return Poll::Failed(format!(
                     "{node}'s postmaster is gone (no postmaster.pid): {err}"

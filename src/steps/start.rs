@@ -2,12 +2,12 @@
 //! and, for a standby with `wait_streaming_from`, until its WAL receiver streams from that
 //! upstream. A data directory that pg_rewind left half-done is never started.
 
-use super::{server, Freshness, StepContext};
+use super::{data_dir, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::StartParams;
 
 pub async fn check(ctx: &StepContext, node: &str, p: &StartParams) -> Result<Freshness, StepError> {
-    if !(server::pid_file_exists(ctx, node).await? && server::accepting(ctx, node).await) {
+    if !(data_dir::pid_file_exists(ctx, node).await? && server::accepting(ctx, node).await) {
         return Ok(Freshness::Dirty("the server is not running".into()));
     }
     if let Some(up) = &p.wait_streaming_from {

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use super::{server, Freshness, StepContext};
+use super::{data_dir, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::{ShutdownMode, StopParams};
 
 pub async fn check(ctx: &StepContext, node: &str, _p: &StopParams) -> Result<Freshness, StepError> {
-    Ok(if server::pid_file_exists(ctx, node).await? {
+    Ok(if data_dir::pid_file_exists(ctx, node).await? {
         Freshness::Dirty("the server is running".into())
     } else {
         Freshness::Fresh
@@ -41,7 +41,7 @@ pub async fn verify(ctx: &StepContext, node: &str, p: &StopParams) -> Result<(),
     let Err(mut e) = server::wait_stopped(ctx, node, timeout).await else {
         return Ok(());
     };
-    if !server::running_per_pg_ctl(ctx, node).await? {
+    if !data_dir::running_per_pg_ctl(ctx, node).await? {
         return Ok(());
     }
     if p.writes_unavailable {
@@ -50,7 +50,7 @@ pub async fn verify(ctx: &StepContext, node: &str, p: &StopParams) -> Result<(),
              accepts no writes until it has stopped and is started again. Find out why it is stuck \
              (its log: {}), then run apply again",
             e.message,
-            server::log_file(ctx, node)?.display()
+            data_dir::log_file(ctx, node)?.display()
         );
     }
     Err(e)

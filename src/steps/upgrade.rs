@@ -64,7 +64,7 @@ async fn pg_version(ctx: &StepContext, node: &str, dir: &Path) -> Result<Option<
 }
 
 async fn exists(ctx: &StepContext, node: &str, path: &Path) -> Result<bool, StepError> {
-    super::server::file_exists(ctx, node, path).await
+    super::data_dir::file_exists(ctx, node, path).await
 }
 
 pub async fn check(

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use super::{control, server, Freshness, StepContext};
+use super::{control, data_dir, server, Freshness, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
 use crate::plan::{ReplayTarget, WaitReplayParams};
 use crate::units::{replayed_past_checkpoint, Lsn};
@@ -37,7 +37,7 @@ async fn target(ctx: &StepContext, p: &WaitReplayParams) -> Result<Lsn, StepErro
     match &p.target {
         ReplayTarget::Lsn { lsn } => Ok(*lsn),
         ReplayTarget::ShutdownCheckpointOf { node: old } => {
-            if server::pid_file_exists(ctx, old).await? {
+            if data_dir::pid_file_exists(ctx, old).await? {
                 return Err(StepError::new(format!(
                     "{old} is still running (postmaster.pid exists): its shutdown checkpoint is not known"
                 )));

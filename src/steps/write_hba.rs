@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use super::{server, Freshness, StepContext};
+use super::{data_dir, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::observe::{HBA_BEGIN as BEGIN, HBA_END as END};
 use crate::plan::WriteHbaParams;
@@ -53,7 +53,7 @@ pub fn with_block(current: &str, block: &[String]) -> String {
 
 /// Where the node's pg_hba.conf is: `hba_file` when the server answers, else in the data dir.
 async fn hba_path(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
-    if server::pid_file_exists(ctx, node).await? {
+    if data_dir::pid_file_exists(ctx, node).await? {
         let rows = ctx
             .query(node, "SELECT current_setting('hba_file')", &[])
             .await?;
@@ -100,7 +100,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &WriteHbaParams) -> Result<()
     t.write_file_atomic(&path, new.as_bytes(), 0o600)
         .await
         .map_err(|e| StepError::new(e.to_string()))?;
-    if !server::pid_file_exists(ctx, node).await? {
+    if !data_dir::pid_file_exists(ctx, node).await? {
         return Ok(());
     }
     let check = ctx

@@ -1,10 +1,11 @@
 //! The JSON Schemas pgtopo publishes, generated with schemars from the Rust types that read and
 //! write each file, so they cannot drift from the code: the topology file ([`TopologyFile`]), a
-//! saved plan ([`crate::plan::Plan`]) and an observed-state recording
+//! saved plan ([`crate::plan::wire::PlanFile`]) and an observed-state recording
 //! ([`crate::observe::ObservedCluster`]). `pgtopo schema` prints them; `schemas/*.schema.json`
-//! hold the same text and a test keeps them up to date.
+//! hold the same text and a test keeps them up to date. Generation lives in `cli`, the one module
+//! that sees all three types.
 
-use super::model::TopologyFile;
+use crate::config::TopologyFile;
 
 /// Which schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +32,7 @@ impl Kind {
 pub fn value(kind: Kind) -> serde_json::Value {
     let root = match kind {
         Kind::Topology => schemars::schema_for!(TopologyFile),
-        Kind::Plan => schemars::schema_for!(crate::plan::Plan),
+        Kind::Plan => schemars::schema_for!(crate::plan::wire::PlanFile),
         Kind::Observed => schemars::schema_for!(crate::observe::ObservedCluster),
     };
     serde_json::to_value(root).expect("a schema serialises")
