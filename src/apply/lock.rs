@@ -491,6 +491,7 @@ pub(crate) mod tests {
                             }
                         },
                         settings: Default::default(),
+                        tls: Default::default(),
                     },
                 )
             })

@@ -24,6 +24,7 @@ pub mod diag;
 pub mod model;
 pub mod resolve;
 pub mod rules;
+pub mod rules_tls;
 pub mod schema;
 pub mod secret;
 pub mod structure;

@@ -92,6 +92,7 @@ pub fn resolve(
                 ssh: n.ssh.clone(),
                 role,
                 settings,
+                tls: n.tls.clone().unwrap_or_default(),
             };
             (name.clone(), node)
         })

@@ -24,6 +24,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     synchronous(root, &nodes, &mut errors);
     owned_settings(root, &nodes, &mut errors);
     hba(root, &mut errors);
+    super::rules_tls::check(root, &mut errors);
     errors
 }
 

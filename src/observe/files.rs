@@ -312,6 +312,7 @@ Data page checksum version:           0
             ssh: None,
             role: DesiredRole::Primary,
             settings: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -29,6 +29,7 @@ pub fn node(name: &str, i: usize, role: DesiredRole) -> DesiredNode {
         ssh: None,
         role,
         settings: BTreeMap::new(),
+        tls: Default::default(),
     }
 }
 
@@ -189,6 +190,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     port: Some(u.port),
                     user: Some(d.replication.user.clone()),
                     application_name: Some(n.name.clone()),
+                    ..crate::diff::tls::expected(d, &n.name)
                 });
                 if d.replication.slots {
                     o.primary_slot_name = Some(n.name.clone());

@@ -225,6 +225,15 @@ pub struct ConninfoSummary {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub application_name: Option<String>,
+    /// The TLS keywords (absent when not written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslcert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslkey: Option<String>,
 }
 
 /// A replication slot.

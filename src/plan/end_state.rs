@@ -200,6 +200,7 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
                     port: Some(u.port),
                     user: Some(eff.replication.user.clone()),
                     application_name: Some(n.name.clone()),
+                    ..crate::diff::tls::expected(eff, &n.name)
                 });
                 x.primary_slot_name = eff.replication.slots.then(|| n.name.clone());
             }

@@ -590,6 +590,7 @@ fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -
             port: xn.port,
             listen_addresses: xn.host.clone(),
             apply,
+            tls: c.eff.replication_tls(x),
         }),
         false,
         desc,

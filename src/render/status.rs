@@ -410,6 +410,7 @@ mod tests {
             ssh: None,
             role,
             settings: Default::default(),
+            tls: Default::default(),
         };
         let sb = |u: &str| DesiredRole::Standby { upstream: u.into() };
         Desired {
