@@ -41,6 +41,7 @@ rules! {
     missing_key,
     malformed_yaml,
     bad_enum,
+    tls_rules,
     bad_size_and_duration,
     duplicate_key,
     empty,

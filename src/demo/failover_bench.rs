@@ -62,7 +62,7 @@ async fn run(opts: &BenchOptions, run: usize) -> Result<FailoverRun> {
             .await
             .map_err(|e| miette!("writer: {e}"))?;
         let writer_err = |e: String| miette!("writer: {e}");
-        w.wait_for_more_acks(1000, Duration::from_secs(30))
+        w.wait_for_more_acks(200, Duration::from_secs(30))
             .await
             .map_err(writer_err)?;
         crash(&sb, 0).await?;
