@@ -41,7 +41,6 @@ rules! {
     missing_key,
     malformed_yaml,
     bad_enum,
-    tls_rules,
     bad_size_and_duration,
     duplicate_key,
     empty,
