@@ -141,9 +141,11 @@ fn assert_replication_over_tls(c: &TestCluster, primary: &str, standbys: &[&str]
     assert_eq!(senders, want.join(","), "walsenders of {primary}");
     for s in standbys {
         assert_eq!(
+            // pg_stat_ssl lists the server's own backends; the WAL receiver is a client, so
+            // its side shows in the conninfo it uses (the sender's side is checked above).
             c.psql(
                 s,
-                "SELECT s.ssl FROM pg_stat_wal_receiver w JOIN pg_stat_ssl s USING (pid)"
+                "SELECT conninfo LIKE '%sslmode=verify-full%' FROM pg_stat_wal_receiver"
             ),
             "t",
             "WAL receiver of {s}"
