@@ -1,10 +1,13 @@
 //! SQL connections to nodes: one place that turns the topology's `connect` section into a
 //! tokio-postgres connection (connection task spawned, connect timeout, password from its
-//! reference), so observation and steps connect the same way.
+//! reference, TLS per `connect.sslmode` / `sslrootcert` / `sslcert` / `sslkey` through [`tls`]),
+//! so observation, steps, import and the probe writer connect the same way.
+
+pub mod tls;
 
 use std::time::Duration;
 
-use crate::config::{Desired, DesiredNode, SslMode};
+use crate::config::{ConnectSpec, Desired, DesiredNode};
 
 /// Why a connection failed, in words that name the node but never a secret.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -24,6 +27,46 @@ pub enum ConnectError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Secret(#[from] crate::config::secret::SecretError),
+    #[error("{node}: {source}")]
+    Tls {
+        node: String,
+        #[source]
+        source: tls::TlsError,
+    },
+}
+
+/// The TLS settings of pgtopo's own connections.
+pub fn tls_settings(c: &ConnectSpec) -> tls::TlsSettings<'_> {
+    tls::TlsSettings {
+        sslmode: c.sslmode,
+        sslrootcert: c.sslrootcert.as_ref().map(|f| f.file.as_path()),
+        sslcert: c.sslcert.as_ref().map(|f| f.file.as_path()),
+        sslkey: c.sslkey.as_ref().map(|f| f.file.as_path()),
+    }
+}
+
+/// Open `cfg` with `tls` (sslmode set on `cfg` here) and spawn its connection task: the one place
+/// a tokio-postgres connection is made.
+pub async fn open(
+    cfg: &mut tokio_postgres::Config,
+    tls: &tls::TlsSettings<'_>,
+) -> Result<tokio_postgres::Client, OpenError> {
+    cfg.ssl_mode(tls.negotiation());
+    let connector = tls::connector(tls)?;
+    let (client, conn) = cfg.connect(connector).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Why [`open`] failed: the TLS files, or the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("{}", describe(.0))]
+    Pg(#[from] tokio_postgres::Error),
 }
 
 /// Connect to `node` as the topology's `connect.user`, giving up after `timeout`.
@@ -39,32 +82,27 @@ pub async fn connect(
         .dbname(&desired.connect.dbname)
         .application_name("pgtopo")
         .connect_timeout(timeout);
-    cfg.ssl_mode(match desired.connect.sslmode {
-        SslMode::Disable | SslMode::Prefer => tokio_postgres::config::SslMode::Disable,
-        SslMode::Require => tokio_postgres::config::SslMode::Require,
-    });
     if let Some(p) = &desired.connect.password {
         cfg.password(p.resolve()?.expose());
     }
     let addr = format!("{}:{}", node.host, node.port);
-    let fut = cfg.connect(tokio_postgres::NoTls);
-    match tokio::time::timeout(timeout, fut).await {
+    let tls = tls_settings(&desired.connect);
+    match tokio::time::timeout(timeout, open(&mut cfg, &tls)).await {
         Err(_) => Err(ConnectError::Timeout {
             node: node.name.clone(),
             addr,
             timeout,
         }),
-        Ok(Err(e)) => Err(ConnectError::Failed {
+        Ok(Err(OpenError::Tls(source))) => Err(ConnectError::Tls {
+            node: node.name.clone(),
+            source,
+        }),
+        Ok(Err(OpenError::Pg(e))) => Err(ConnectError::Failed {
             node: node.name.clone(),
             addr,
             message: describe(&e),
         }),
-        Ok(Ok((client, conn))) => {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(client)
-        }
+        Ok(Ok(client)) => Ok(client),
     }
 }
 

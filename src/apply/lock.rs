@@ -492,6 +492,7 @@ pub(crate) mod tests {
                         },
                         settings: Default::default(),
                         promotion: Default::default(),
+                        tls: Default::default(),
                     },
                 )
             })

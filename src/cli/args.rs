@@ -348,6 +348,9 @@ pub enum BenchCommand {
     Switchover(BenchSwitchoverArgs),
     /// Wall time of an apply that builds 1 standby against one that builds 2 in parallel.
     Build(BenchSwitchoverArgs),
+    /// Failover of a 2-node cluster whose primary crashed: from `apply --allow-failover`
+    /// starting to the first write acknowledged on the new primary.
+    Failover(BenchSwitchoverArgs),
 }
 
 #[derive(Debug, Args)]

@@ -105,7 +105,8 @@ mod commands {
     }
 
     pub async fn bench(a: BenchArgs) -> CmdResult {
-        let (BenchCommand::Switchover(b) | BenchCommand::Build(b)) = &a.what;
+        let (BenchCommand::Switchover(b) | BenchCommand::Build(b) | BenchCommand::Failover(b)) =
+            &a.what;
         let opts = crate::demo::BenchOptions {
             runs: b.runs,
             port: b.port,
@@ -121,6 +122,10 @@ mod commands {
                 false => Err(miette::miette!("acknowledged writes were lost").into()),
             },
             BenchCommand::Build(_) => crate::demo::bench_build(&opts)
+                .await
+                .map(|_| exit::OK)
+                .map_err(Into::into),
+            BenchCommand::Failover(_) => crate::demo::failover_bench::bench_failover(&opts)
                 .await
                 .map(|_| exit::OK)
                 .map_err(Into::into),

@@ -28,6 +28,7 @@ pub mod pooler_rules;
 pub mod preferences;
 pub mod resolve;
 pub mod rules;
+pub mod rules_tls;
 pub mod secret;
 pub mod structure;
 pub mod yaml;

@@ -136,6 +136,16 @@ pub struct ConnectSpec {
     pub password: Option<SecretRef>,
     #[serde(default)]
     pub sslmode: SslMode,
+    /// CA certificate(s) that sign the servers' certificates (required by verify-ca and
+    /// verify-full), on the machine that runs pgtopo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<FileRef>,
+    /// Client certificate of `connect.user` (PEM), for `cert` authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslcert: Option<FileRef>,
+    /// Its private key (PEM; mode 0600, or 0640 owned by root, as libpq requires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslkey: Option<FileRef>,
 }
 
 impl Default for ConnectSpec {
@@ -145,6 +155,9 @@ impl Default for ConnectSpec {
             dbname: default_dbname(),
             password: None,
             sslmode: SslMode::default(),
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
         }
     }
 }
@@ -156,14 +169,46 @@ fn default_dbname() -> String {
     "postgres".into()
 }
 
-/// libpq sslmode values that tokio-postgres supports.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+/// libpq sslmode values (`allow` aside): prefer tries TLS and falls back to plain text,
+/// require encrypts without checking the certificate, verify-ca checks that the server's
+/// certificate is signed by `sslrootcert`, verify-full also that it names the host connected to.
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
     #[default]
     Prefer,
     Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq keyword value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server's certificate is checked against a CA.
+    pub fn verifies(self) -> bool {
+        self >= SslMode::VerifyCa
+    }
+}
+
+/// A file read by path (TLS certificates and keys), written like a secret reference:
+/// `{file: PATH}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    pub file: PathBuf,
 }
 
 /// A reference to a secret. Inline secrets are not accepted.
@@ -190,9 +235,51 @@ pub struct ReplicationSpec {
     pub slots: bool,
     /// Synchronous standbys; absent → asynchronous.
     pub synchronous: Option<SyncSpec>,
-    /// Method of the replication rules pgtopo generates.
+    /// Method of the replication rules pgtopo generates (`cert` needs `tls` client certificates).
     #[serde(default = "default_hba_method")]
     pub hba_method: String,
+    /// TLS of the standbys' replication connections (primary_conninfo); with it, the generated
+    /// replication rules are `hostssl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ReplicationTls>,
+}
+
+/// TLS of replication connections. Paths are as seen on the standbys' hosts (the WAL receiver,
+/// pg_basebackup and pg_rewind read them there); a node may override them (`nodes.<name>.tls`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationTls {
+    /// At least `require`; `verify-full` (the default) also checks the upstream's host name.
+    #[serde(default = "default_replication_sslmode")]
+    pub sslmode: SslMode,
+    /// CA certificate(s) that sign the servers' certificates (required by verify-ca/-full).
+    pub sslrootcert: Option<FileRef>,
+    /// Client certificate of the replication role (its CN is the role name for `cert`).
+    pub sslcert: Option<FileRef>,
+    /// Its private key, readable by the node's os_user only (mode 0600).
+    pub sslkey: Option<FileRef>,
+}
+
+fn default_replication_sslmode() -> SslMode {
+    SslMode::VerifyFull
+}
+
+/// Per-node paths of the replication TLS files, where they differ from `replication.tls`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTls {
+    pub sslrootcert: Option<FileRef>,
+    pub sslcert: Option<FileRef>,
+    pub sslkey: Option<FileRef>,
+}
+
+/// The TLS part of one standby's primary_conninfo, resolved (node paths over the cluster's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConninfoTls {
+    pub sslmode: SslMode,
+    pub sslrootcert: Option<PathBuf>,
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
 }
 
 impl Default for ReplicationSpec {
@@ -203,6 +290,7 @@ impl Default for ReplicationSpec {
             slots: true,
             synchronous: None,
             hba_method: default_hba_method(),
+            tls: None,
         }
     }
 }
@@ -390,6 +478,9 @@ pub struct NodeSpec {
     /// Delayed standby: replay WAL this long after it was written (`recovery_min_apply_delay`,
     /// e.g. `1h`). A delayed standby is never promoted.
     pub apply_delay: Option<Duration>,
+    /// Overrides the paths of `replication.tls` for this node's own replication connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NodeTls>,
 }
 
 fn default_port() -> u16 {
@@ -471,6 +562,8 @@ pub struct DesiredNode {
     pub settings: BTreeMap<String, String>,
     /// Whether and how much the node is wanted as a failover candidate.
     pub promotion: Promotability,
+    /// The node's `tls:` paths (over `replication.tls`'s); see [`Desired::replication_tls`].
+    pub tls: NodeTls,
 }
 
 /// A node's `failover_priority` and `apply_delay`: what the candidate choice reads.
@@ -526,6 +619,22 @@ impl Desired {
             .values()
             .find(|n| n.role == DesiredRole::Primary)
             .expect("a validated topology has exactly one primary")
+    }
+
+    /// The TLS keywords of `name`'s replication connections (primary_conninfo, pg_basebackup,
+    /// pg_rewind): `replication.tls` with the node's own paths over it; None without TLS.
+    pub fn replication_tls(&self, name: &str) -> Option<ConninfoTls> {
+        let t = self.replication.tls.as_ref()?;
+        let own = self.nodes.get(name).map(|n| &n.tls);
+        let pick = |node: Option<&FileRef>, cluster: &Option<FileRef>| {
+            node.or(cluster.as_ref()).map(|f| f.file.clone())
+        };
+        Some(ConninfoTls {
+            sslmode: t.sslmode,
+            sslrootcert: pick(own.and_then(|o| o.sslrootcert.as_ref()), &t.sslrootcert),
+            sslcert: pick(own.and_then(|o| o.sslcert.as_ref()), &t.sslcert),
+            sslkey: pick(own.and_then(|o| o.sslkey.as_ref()), &t.sslkey),
+        })
     }
 
     /// Nodes that are not retired, in name order.

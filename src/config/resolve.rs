@@ -105,6 +105,7 @@ pub fn resolve(
                     failover_priority: n.failover_priority.unwrap_or(DEFAULT_FAILOVER_PRIORITY),
                     apply_delay: n.apply_delay.map(|d| d.0).filter(|d| !d.is_zero()),
                 },
+                tls: n.tls.clone().unwrap_or_default(),
             };
             (name.clone(), node)
         })

@@ -26,6 +26,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     hba(root, &mut errors);
     super::pooler_rules::check(root, &mut errors);
     super::logical::check(root, &mut errors);
+    super::rules_tls::check(root, &mut errors);
     errors
 }
 

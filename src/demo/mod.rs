@@ -5,6 +5,7 @@
 //! runs. Around it: a sandbox (`crate::sandbox`), the probe writer ([`writer`]) and the
 //! verification that no acknowledged write was lost. This module prints: it is a front end.
 
+pub mod failover_bench;
 pub mod ssh;
 pub mod writer;
 

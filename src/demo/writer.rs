@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::apply::wait::{wait_until, Poll, WaitSpec};
+use crate::config::ConnectSpec;
 
 /// A running writer.
 pub struct Writer {
@@ -64,36 +65,51 @@ fn config(hosts: &[(String, u16)], user: &str) -> tokio_postgres::Config {
     cfg
 }
 
+/// Through `pg::open`, with the topology's `connect` TLS settings when the writer has them.
 async fn connect(
     cfg: &tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    tls: Option<&ConnectSpec>,
+) -> Result<tokio_postgres::Client, crate::pg::OpenError> {
+    let plain = ConnectSpec {
+        sslmode: crate::config::SslMode::Disable,
+        ..ConnectSpec::default()
+    };
+    let spec = tls.unwrap_or(&plain);
+    crate::pg::open(&mut cfg.clone(), &crate::pg::tls_settings(spec)).await
 }
 
 impl Writer {
     /// Create the probe table on the current primary and start writing.
     pub async fn start(hosts: &[(String, u16)], user: &str) -> Result<Writer, String> {
-        Self::start_with(hosts, user, false).await
+        Self::start_inner(hosts, user, None, false).await
     }
 
     /// The same writer through a pgbouncer in transaction pooling: each INSERT is one simple
     /// query with the id as a literal (a prepared statement would not survive a change of
     /// server connection between its Parse and its Execute).
     pub async fn start_through_pooler(host: &str, port: u16, user: &str) -> Result<Writer, String> {
-        Self::start_with(&[(host.to_string(), port)], user, true).await
+        Self::start_inner(&[(host.to_string(), port)], user, None, true).await
     }
 
-    async fn start_with(
+    /// [`Writer::start`] with the TLS settings (and user) of a topology's `connect` section.
+    pub async fn start_with(
         hosts: &[(String, u16)],
         user: &str,
+        tls: Option<ConnectSpec>,
+    ) -> Result<Writer, String> {
+        Self::start_inner(hosts, user, tls, false).await
+    }
+
+    async fn start_inner(
+        hosts: &[(String, u16)],
+        user: &str,
+        tls: Option<ConnectSpec>,
         simple: bool,
     ) -> Result<Writer, String> {
         let cfg = config(hosts, user);
-        let c = connect(&cfg).await.map_err(|e| crate::pg::describe(&e))?;
+        let c = connect(&cfg, tls.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
         c.batch_execute(
             "CREATE TABLE IF NOT EXISTS probe (id bigint PRIMARY KEY, t timestamptz DEFAULT now())",
         )
@@ -112,7 +128,15 @@ impl Writer {
             .ok_or("no start id")?;
         let (stop, stop_rx) = watch::channel(false);
         let acked = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(run(cfg, Some(c), start_id, stop_rx, acked.clone(), simple));
+        let task = tokio::spawn(run(
+            cfg,
+            tls,
+            Some(c),
+            start_id,
+            stop_rx,
+            acked.clone(),
+            simple,
+        ));
         Ok(Writer { stop, acked, task })
     }
 
@@ -150,6 +174,7 @@ impl Writer {
 
 async fn run(
     cfg: tokio_postgres::Config,
+    tls: Option<ConnectSpec>,
     mut client: Option<tokio_postgres::Client>,
     mut id: i64,
     stop: watch::Receiver<bool>,
@@ -165,15 +190,15 @@ async fn run(
                     &WaitSpec::new("a writable primary", Duration::from_secs(120))
                         .max_interval(Duration::from_millis(5)),
                     || {
-                        let cfg = cfg.clone();
+                        let (cfg, tls) = (&cfg, tls.as_ref());
                         let stopped = *stop.borrow();
                         async move {
                             if stopped {
                                 return Poll::Failed("stopped".into());
                             }
-                            match connect(&cfg).await {
+                            match connect(cfg, tls).await {
                                 Ok(c) => Poll::Ready(c),
-                                Err(e) => Poll::Pending(crate::pg::describe(&e)),
+                                Err(e) => Poll::Pending(e.to_string()),
                             }
                         }
                     },
@@ -215,9 +240,9 @@ pub async fn lost_writes(
     user: &str,
     log: &WriterLog,
 ) -> Result<Vec<i64>, String> {
-    let c = connect(&config(&[(host.to_string(), port)], user))
+    let c = connect(&config(&[(host.to_string(), port)], user), None)
         .await
-        .map_err(|e| crate::pg::describe(&e))?;
+        .map_err(|e| e.to_string())?;
     let rows = c
         .query("SELECT id FROM probe", &[])
         .await

@@ -165,6 +165,19 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
                             format!("{} is running but does not stream from {upstream}", n.name),
                         );
                     }
+                    if up.as_deref() == Some(upstream.as_str())
+                        && !super::tls::conninfo_tls_ok(d, &n.name, &x)
+                    {
+                        push(
+                            DriftKind::WrongUpstream,
+                            &n.name,
+                            addr.clone(),
+                            format!(
+                                "{}'s primary_conninfo does not carry replication.tls",
+                                n.name
+                            ),
+                        );
+                    }
                     if up.as_deref() != Some(upstream.as_str()) {
                         push(
                             DriftKind::WrongUpstream,

@@ -1,7 +1,8 @@
 //! pgtopo's managed block of pg_hba.conf, as the topology asks for it.
 //!
 //! Every present node gets the same block, so any node can be an upstream (a switchover needs no
-//! hba change): one replication rule per present node's host, then the topology's `hba:` rules.
+//! hba change): one replication rule per present node's host (`hostssl` when `replication.tls` is
+//! set), then the topology's `hba:` rules.
 
 use crate::config::{Desired, DesiredRole, HbaRule};
 
@@ -28,6 +29,11 @@ fn rule_line(r: &HbaRule) -> String {
 pub fn managed_block(desired: &Desired) -> Vec<String> {
     let mut lines = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
+    // With replication TLS, a replication connection without it is not let in.
+    let kind = match desired.replication.tls {
+        Some(_) => "hostssl",
+        None => "host",
+    };
     for n in desired.nodes.values() {
         if n.role == DesiredRole::Absent {
             continue;
@@ -35,7 +41,7 @@ pub fn managed_block(desired: &Desired) -> Vec<String> {
         let addr = address(&n.host);
         if seen.insert(addr.clone()) {
             lines.push(format!(
-                "host replication {} {} {}",
+                "{kind} replication {} {} {}",
                 desired.replication.user, addr, desired.replication.hba_method
             ));
         }
@@ -72,6 +78,22 @@ mod tests {
         assert_eq!(address("::1"), "::1/128");
         assert_eq!(address("db2.internal"), "db2.internal");
         assert_eq!(address("10.0.0.0/8"), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn replication_tls_makes_the_rules_hostssl() {
+        let mut d = crate::observe::fixtures::desired3();
+        assert!(managed_block(&d)[0].starts_with("host replication replicator 127.0.0.1/32"));
+        d.replication.hba_method = "cert".into();
+        d.replication.tls = Some(crate::config::ReplicationTls {
+            sslmode: crate::config::SslMode::VerifyFull,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+        });
+        let block = managed_block(&d);
+        assert_eq!(block[0], "hostssl replication replicator 127.0.0.1/32 cert");
+        assert!(block.iter().all(|l| l.starts_with("hostssl ")));
     }
 
     #[test]

@@ -13,8 +13,9 @@ pub mod assess;
 pub mod change;
 pub mod drift;
 pub mod hba;
-pub mod pooler_drift;
 pub mod logical;
+pub mod pooler_drift;
+pub mod tls;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -560,6 +561,17 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
                         Some(a) => format!("will be re-pointed from {a} to {upstream}"),
                         None => format!("will follow {upstream}"),
                     },
+                );
+            } else if !tls::conninfo_tls_ok(d, &n.name, &obs) {
+                let have = obs
+                    .primary_conninfo
+                    .as_ref()
+                    .and_then(|c| c.sslmode.clone());
+                let want = tls::expected(d, &n.name).sslmode;
+                push(
+                    ChangeAction::Change,
+                    vec![attr("sslmode", have.as_deref(), want.as_deref())],
+                    "primary_conninfo will carry replication.tls (sslmode and TLS files)".into(),
                 );
             } else if !obs.running {
                 push(

@@ -77,10 +77,21 @@ pub fn parse_conninfo(s: &str) -> ConninfoSummary {
             "user" => out.user = Some(v),
             "application_name" => out.application_name = Some(v),
             "dbname" => out.dbname = Some(v),
-            _ => {}
+            k => tls_keyword(&mut out, k, v),
         }
     }
     out
+}
+
+/// Keep a TLS keyword (sslmode, sslrootcert, sslcert, sslkey); ignore any other.
+fn tls_keyword(out: &mut ConninfoSummary, k: &str, v: String) {
+    match k {
+        "sslmode" => out.sslmode = Some(v),
+        "sslrootcert" => out.sslrootcert = Some(v),
+        "sslcert" => out.sslcert = Some(v),
+        "sslkey" => out.sslkey = Some(v),
+        _ => {}
+    }
 }
 
 fn first_of_list(v: &str) -> String {
@@ -193,7 +204,7 @@ fn parse_uri(s: &str) -> ConninfoSummary {
                 "port" => out.port = v.parse().ok(),
                 "user" => out.user = Some(v),
                 "application_name" => out.application_name = Some(v),
-                _ => {}
+                k => tls_keyword(&mut out, k, v),
             }
         }
     }
@@ -284,7 +295,11 @@ mod tests {
         assert_eq!(c.port, Some(5433));
         assert_eq!(c.user.as_deref(), Some("replicator"));
         assert_eq!(c.application_name.as_deref(), Some("n2"));
+        assert_eq!(c.sslmode.as_deref(), Some("prefer"));
         assert!(!format!("{c:?}").contains("cr"));
+        let c = parse_conninfo("host=a sslmode=verify-full sslrootcert='/t ls/ca.crt' sslkey=/k");
+        assert_eq!(c.sslrootcert.as_deref(), Some("/t ls/ca.crt"));
+        assert_eq!((c.sslcert, c.sslkey.as_deref()), (None, Some("/k")));
     }
 
     #[test]

@@ -313,6 +313,7 @@ Data page checksum version:           0
             role: DesiredRole::Primary,
             settings: Default::default(),
             promotion: Default::default(),
+            tls: Default::default(),
         }
     }
 

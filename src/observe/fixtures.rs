@@ -30,6 +30,7 @@ pub fn node(name: &str, i: usize, role: DesiredRole) -> DesiredNode {
         role,
         settings: BTreeMap::new(),
         promotion: Default::default(),
+        tls: Default::default(),
     }
 }
 
@@ -195,6 +196,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     user: Some(d.replication.user.clone()),
                     application_name: Some(n.name.clone()),
                     dbname: d.slot_sync_dbname(),
+                    ..crate::diff::tls::expected(d, &n.name)
                 });
                 if d.replication.slots {
                     o.primary_slot_name = Some(n.name.clone());

@@ -276,6 +276,15 @@ pub struct ConninfoSummary {
     /// The database the standby's slot-sync worker connects to (failover slots need one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dbname: Option<String>,
+    /// The TLS keywords (absent when not written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslcert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslkey: Option<String>,
 }
 
 /// A replication slot.

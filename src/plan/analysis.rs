@@ -702,7 +702,8 @@ fn standby_fate(
     }
     let cfg = observed_upstream(eff, &xo);
     let slot_ok = !eff.replication.slots || xo.primary_slot_name.as_deref() == Some(x);
-    if cfg.as_deref() == Some(up) && slot_ok {
+    let tls_ok = crate::diff::tls::conninfo_tls_ok(eff, x, &xo);
+    if cfg.as_deref() == Some(up) && slot_ok && tls_ok {
         if xo.running {
             Fate::Keep
         } else {

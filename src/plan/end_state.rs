@@ -203,6 +203,7 @@ pub fn expected_end_state(d: &Desired, o: &ObservedCluster) -> ObservedCluster {
                     user: Some(eff.replication.user.clone()),
                     application_name: Some(n.name.clone()),
                     dbname: eff.slot_sync_dbname(),
+                    ..crate::diff::tls::expected(eff, &n.name)
                 });
                 x.primary_slot_name = eff.replication.slots.then(|| n.name.clone());
             }

@@ -350,6 +350,9 @@ pub struct ConfigureStandbyParams {
     /// How the new settings take effect on a running server: reload (≥ 13), restart (12), or
     /// nothing when the server is stopped (a later start picks them up).
     pub apply: ConfigApply,
+    /// sslmode and the TLS files of the node's replication connection (`replication.tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::config::ConninfoTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

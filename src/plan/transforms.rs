@@ -601,6 +601,7 @@ pub(super) fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps
             port: xn.port,
             listen_addresses: xn.host.clone(),
             apply,
+            tls: c.eff.replication_tls(x),
         }),
         false,
         desc,

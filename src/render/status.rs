@@ -478,6 +478,7 @@ mod tests {
             role,
             settings: Default::default(),
             promotion: Default::default(),
+            tls: Default::default(),
         };
         let sb = |u: &str| DesiredRole::Standby { upstream: u.into() };
         Desired {

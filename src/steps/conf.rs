@@ -277,6 +277,29 @@ pub fn alter_system_sql(
     Ok(out)
 }
 
+/// ` sslmode=… sslrootcert=… sslcert=… sslkey=…` for a replication connection with TLS (paths as
+/// seen on the connecting node's host), `""` without: the one spelling of TLS in a conninfo that
+/// primary_conninfo, pg_basebackup and pg_rewind share, and observation reads back.
+pub fn tls_keywords(tls: Option<&crate::config::ConninfoTls>) -> String {
+    let Some(t) = tls else {
+        return String::new();
+    };
+    let mut s = format!(" sslmode={}", t.sslmode.as_str());
+    for (k, v) in [
+        ("sslrootcert", &t.sslrootcert),
+        ("sslcert", &t.sslcert),
+        ("sslkey", &t.sslkey),
+    ] {
+        if let Some(path) = v {
+            s.push_str(&format!(
+                " {k}={}",
+                conninfo_value(&path.display().to_string())
+            ));
+        }
+    }
+    s
+}
+
 /// A libpq conninfo value, quoted when it needs to be.
 pub fn conninfo_value(v: &str) -> String {
     if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {

@@ -18,11 +18,12 @@ use crate::plan::{ConfigApply, ConfigureStandbyParams, RestartParams, ShutdownMo
 /// The conninfo pgtopo writes.
 pub fn primary_conninfo(p: &ConfigureStandbyParams) -> String {
     let mut s = format!(
-        "host={} port={} user={} application_name={}",
+        "host={} port={} user={} application_name={}{}",
         conf::conninfo_value(&p.upstream_host),
         p.upstream_port,
         conf::conninfo_value(&p.user),
-        conf::conninfo_value(&p.application_name)
+        conf::conninfo_value(&p.application_name),
+        conf::tls_keywords(p.tls.as_ref())
     );
     if let Some(db) = &p.dbname {
         s.push_str(" dbname=");
@@ -165,6 +166,7 @@ mod tests {
             port: 5432,
             listen_addresses: "127.0.0.1".into(),
             apply: ConfigApply::None,
+            tls: None,
         };
         assert_eq!(
             primary_conninfo(&p),
@@ -174,5 +176,21 @@ mod tests {
         assert_eq!(set["primary_slot_name"], "n1");
         assert_eq!(set["recovery_target_timeline"], "latest");
         assert!(reset.is_empty());
+        let tls = crate::config::ConninfoTls {
+            sslmode: crate::config::SslMode::VerifyFull,
+            sslrootcert: Some("/etc/tls/root.crt".into()),
+            sslcert: Some("/etc/tls/rep lica.crt".into()),
+            sslkey: Some("/etc/tls/replica.key".into()),
+        };
+        let p = ConfigureStandbyParams {
+            tls: Some(tls),
+            ..p
+        };
+        assert_eq!(
+            primary_conninfo(&p),
+            "host=127.0.0.2 port=5433 user=replicator application_name=n1 sslmode=verify-full \
+             sslrootcert=/etc/tls/root.crt sslcert='/etc/tls/rep lica.crt' \
+             sslkey=/etc/tls/replica.key"
+        );
     }
 }

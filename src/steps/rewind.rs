@@ -173,12 +173,23 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     let kept = rewind_wal::keep(ctx, node).await?;
 
     let user = &ctx.desired.connect.user;
+    // The server is checked as the node's replication connections check it; pg_rewind logs in
+    // as connect.user, so no replication client certificate is offered.
+    let tls = ctx
+        .desired
+        .replication_tls(node)
+        .map(|t| crate::config::ConninfoTls {
+            sslcert: None,
+            sslkey: None,
+            ..t
+        });
     let conninfo = format!(
-        "host={} port={} user={} dbname={} options='-c jit=off'",
+        "host={} port={} user={} dbname={} options='-c jit=off'{}",
         conf::conninfo_value(&src.host),
         src.port,
         conf::conninfo_value(user),
-        conf::conninfo_value(&ctx.desired.connect.dbname)
+        conf::conninfo_value(&ctx.desired.connect.dbname),
+        conf::tls_keywords(tls.as_ref())
     );
     // pg_rewind's own sync fsyncs every file of the directory one by one, each a device flush
     // after a write (~70 ms of its ~230 ms here). One syncfs per file system does the same at

@@ -130,6 +130,7 @@ async fn configure_standby_of_a_stopped_node_writes_signal_and_settings() {
             port: 5432,
             listen_addresses: "127.0.0.1".into(),
             apply: ConfigApply::None,
+            tls: None,
         }),
     );
     assert_eq!(ex.execute(&s).await.unwrap(), Executed::Done);
