@@ -204,7 +204,7 @@ fn merge(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
 /// Where the nodes live when not on this host's loopback (netns.rs: a network namespace each):
 /// node `index`'s address, the argv prefix that runs a command on its host, and the pg_hba.conf
 /// lines that trust the addresses the nodes and the tests connect from.
-pub trait Placement {
+pub trait Placement: Send + Sync {
     fn address(&self, index: u8) -> String;
     fn run_on(&self, index: u8) -> Vec<String>;
     fn hba(&self) -> String;
