@@ -72,16 +72,17 @@ fn a_real_apply_streams_valid_events_in_order() {
     assert!(out.status.success(), "{}", show(&out));
     let ev = events(&out);
     let t = types(&ev);
-    assert_eq!(&t[..2], ["plan", "lock"], "{t:?}");
-    assert_eq!(ev[0]["saved"], true);
-    assert!(ev[0]["steps"].as_u64().unwrap() > 0);
-    assert_eq!(ev[1]["state"], "acquired");
+    // The lock first: the saved plan is checked against the cluster under it.
+    assert_eq!(&t[..2], ["lock", "plan"], "{t:?}");
+    assert_eq!(ev[0]["state"], "acquired");
+    assert_eq!(ev[1]["saved"], true);
+    assert!(ev[1]["steps"].as_u64().unwrap() > 0);
     assert_eq!(&t[t.len() - 3..], ["end_state", "lock", "outcome"], "{t:?}");
     assert_eq!(ev[t.len() - 3]["matches"], true);
     assert_eq!(ev[t.len() - 2]["state"], "released");
     assert_eq!(ev[t.len() - 1]["exit_code"], 0);
     // Every step started once and finished once, after it started, with its timing.
-    let steps = ev[0]["steps"].as_u64().unwrap() as usize;
+    let steps = ev[1]["steps"].as_u64().unwrap() as usize;
     let started: Vec<usize> = (0..ev.len()).filter(|i| t[*i] == "step_started").collect();
     let done: Vec<usize> = (0..ev.len()).filter(|i| t[*i] == "step_done").collect();
     assert_eq!((started.len(), done.len()), (steps, steps), "{t:?}");

@@ -192,7 +192,7 @@ fn after_hooks_get_the_environment_and_a_failing_one_fails_the_apply() {
     let env_file = std::env::temp_dir().join(format!("pgtopo-hook-{}.env", std::process::id()));
     let failed_file = env_file.with_extension("failed");
     let hooks = format!(
-        "connect: {{password: {{env: PGTOPO_TEST_HOOK_SECRET}}}}\nhooks:\n  after_promotion:\n    - command: [/usr/bin/python3, -c, \"import os,sys; open(sys.argv[1],'w').write(' '.join(os.environ.get(k,'-') for k in ['PGTOPO_CLUSTER','PGTOPO_OLD_PRIMARY','PGTOPO_NEW_PRIMARY','PGTOPO_NEW_PRIMARY_PORT','PGTOPO_TEST_HOOK_SECRET']))\", {}]\n  after_apply:\n    - command: [/usr/bin/python3, -c, \"import sys; print('the secret is s3cr3t-hook-value', file=sys.stderr); sys.exit(4)\"]\n  on_failure:\n    - command: [/usr/bin/touch, {}]\n",
+        "connect: {{password: {{env: PGTOPO_TEST_HOOK_SECRET}}}}\nhooks:\n  after_promotion:\n    - command: [/usr/bin/python3, -c, \"import os,sys; open(sys.argv[1],'w').write(' '.join(os.environ.get(k,'-') for k in ['PGTOPO_CLUSTER','PGTOPO_OLD_PRIMARY','PGTOPO_NEW_PRIMARY','PGTOPO_NEW_PRIMARY_PORT','PGTOPO_TEST_HOOK_SECRET']))\", {}]\n  after_apply:\n    - command: [/usr/bin/python3, -c, \"import sys; print('the secret is s3cr3t' + '-hook-value', file=sys.stderr); sys.exit(4)\"]\n  on_failure:\n    - command: [/usr/bin/touch, {}]\n",
         env_file.display(),
         failed_file.display()
     );

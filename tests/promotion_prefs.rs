@@ -123,13 +123,27 @@ fn a_delayed_standby_replays_late_and_the_failover_takes_the_preferred_node() {
     let p = apply_ok(&c, &["--allow-failover"]);
     assert!(has_step(&p, "promote", "n4"), "{:?}", p.steps);
     assert_eq!(c.psql("n4", "SELECT pg_is_in_recovery()"), "f");
-    for n in ["n1", "n2", "n3"] {
+    let n4_port = c.node("n4").port;
+    for n in ["n1", "n3"] {
         c.wait_for_sql(
             n,
             "SELECT sender_port FROM pg_stat_wal_receiver",
-            &c.node("n4").port.to_string(),
+            &n4_port.to_string(),
         );
     }
+    // The delayed n2 starts its WAL receiver only once it has applied, 10 minutes late, the WAL
+    // it already has: until then it follows n4 in its conninfo, its startup process waiting on
+    // the delay.
+    c.wait_for_sql(
+        "n2",
+        &format!(
+            "SELECT current_setting('primary_conninfo') LIKE '%port={n4_port}%' AND \
+             (EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE sender_port = {n4_port}) OR \
+              EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' \
+                      AND wait_event = 'RecoveryApplyDelay'))"
+        ),
+        "t",
+    );
     assert_eq!(c.psql("n2", "SHOW recovery_min_apply_delay"), "10min");
     assert_no_changes(&c);
 }

@@ -157,7 +157,14 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
                     );
                 } else if x.reachable {
                     let up = observed_upstream(d, &x);
-                    if x.running && !x.streaming && up.as_deref() == Some(upstream.as_str()) {
+                    // A delayed standby starts its WAL receiver only after applying, late,
+                    // the WAL it already has: its startup process waits on the delay meanwhile.
+                    let delaying = x.startup_wait_event.as_deref() == Some("RecoveryApplyDelay");
+                    if x.running
+                        && !x.streaming
+                        && !delaying
+                        && up.as_deref() == Some(upstream.as_str())
+                    {
                         push(
                             DriftKind::NotStreaming,
                             &n.name,

@@ -344,11 +344,14 @@ pub async fn wait_streaming(
 ) -> Result<(), StepError> {
     let started = std::time::Instant::now();
     let target = wal_end_of(ctx, upstream).await;
+    let by = CaughtUp::of(ctx.node(node)?);
+    if by == CaughtUp::Received && !receiver_or_delay(ctx, node, timeout).await? {
+        return Ok(());
+    }
     wait_receiver(ctx, node, upstream, timeout).await?;
     let Some(target) = target else {
         return Ok(());
     };
-    let by = CaughtUp::of(ctx.node(node)?);
     let spec = WaitSpec::new(
         format!("{node} to {} {upstream}'s end of WAL {target}", by.verb()),
         timeout.saturating_sub(started.elapsed()),
@@ -367,6 +370,39 @@ pub async fn wait_streaming(
             Some(at) if at >= target => Poll::Ready(()),
             Some(at) => Poll::Pending(format!("{} up to {at}", by.past())),
             None => Poll::Pending(format!("no {} position", by.verb())),
+        }
+    })
+    .await;
+    res.map_err(|e| StepError::new(e.to_string()))
+}
+
+/// A delayed standby starts its WAL receiver only once it has applied, `apply_delay` late, the
+/// WAL already in its pg_wal: until then a startup process waiting on `RecoveryApplyDelay` is
+/// all there is to see. Waits for either; true when a WAL receiver runs.
+async fn receiver_or_delay(
+    ctx: &StepContext,
+    node: &str,
+    timeout: Duration,
+) -> Result<bool, StepError> {
+    let spec = WaitSpec::new(
+        format!("{node} to stream or to wait for its apply_delay"),
+        timeout,
+    )
+    .max_interval(Duration::from_millis(5));
+    let sql = "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver), \
+               EXISTS (SELECT 1 FROM pg_stat_activity \
+                       WHERE backend_type = 'startup' AND wait_event = 'RecoveryApplyDelay')";
+    let res = wait_until(&spec, || async move {
+        match ctx.query(node, sql, &[]).await {
+            Err(e) => Poll::Pending(e.message.clone()),
+            Ok(rows) => match rows
+                .first()
+                .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
+            {
+                Some((true, _)) => Poll::Ready(true),
+                Some((false, true)) => Poll::Ready(false),
+                _ => Poll::Pending("no WAL receiver, startup not waiting for apply_delay".into()),
+            },
         }
     })
     .await;

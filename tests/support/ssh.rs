@@ -190,7 +190,11 @@ impl LoginUser {
             NEXT_USER.fetch_add(1, Ordering::Relaxed)
         );
         // `-p '*'`: no password, but not locked (sshd refuses locked accounts without PAM).
-        run(Command::new("useradd").args(["-m", "-s", "/bin/sh", "-p", "*", &name]));
+        // Test processes for several majors run at once: useradd/userdel take /etc/passwd's
+        // lock and fail when another holds it, so they queue on one flock.
+        run(Command::new("flock")
+            .arg(ACCOUNTS_LOCK)
+            .args(["useradd", "-m", "-s", "/bin/sh", "-p", "*", &name]));
         let sudoers = PathBuf::from(format!("/etc/sudoers.d/pgtopo-test-{name}"));
         let user = LoginUser { name, sudoers };
         let tag = if nopasswd { "NOPASSWD: " } else { "" };
@@ -205,12 +209,16 @@ impl LoginUser {
     }
 }
 
+/// The file useradd and userdel queue on (see [`LoginUser::create`]).
+const ACCOUNTS_LOCK: &str = "/tmp/pgtopo-test-accounts.lock";
+
 impl Drop for LoginUser {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.sudoers);
         // -f: also while a session of the account is still open (a master the test left).
-        let _ = Command::new("userdel")
-            .args(["-f", "-r", &self.name])
+        let _ = Command::new("flock")
+            .arg(ACCOUNTS_LOCK)
+            .args(["userdel", "-f", "-r", &self.name])
             .output();
     }
 }
