@@ -340,7 +340,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             Via::Direct => None,
             Via::Pooler { pause } => Some(sandbox_pooler(&sb, pause).await?),
         };
-        let sshds = behind_ssh(&sb, opts.ssh)?;
+        let sshds = behind_ssh(&sb, opts.ssh).await?;
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
         let w = match &pooler {
             None => Writer::start(&hosts(&sb), "postgres").await,
@@ -393,7 +393,8 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
 
 /// With `on`, an sshd in front of every node of `sb` and its topology file saying so; the
 /// sshds end when the returned value is dropped.
-fn behind_ssh(sb: &Sandbox, on: bool) -> Result<Vec<ssh::NodeSshd>> {
+/// The sshds start together, then each is waited for.
+async fn behind_ssh(sb: &Sandbox, on: bool) -> Result<Vec<ssh::NodeSshd>> {
     if !on {
         return Ok(Vec::new());
     }
@@ -408,6 +409,9 @@ fn behind_ssh(sb: &Sandbox, on: bool) -> Result<Vec<ssh::NodeSshd>> {
             ssh::NodeSshd::start(n, port, &sb.dir.join(format!("sshd-{}", n.name)))
         })
         .collect::<Result<Vec<_>>>()?;
+    for sshd in &sshds {
+        sshd.wait_listening().await?;
+    }
     ssh::declare_ssh(&sb.topology, &sshds)?;
     Ok(sshds)
 }
@@ -479,7 +483,7 @@ pub async fn bench_build(opts: &BenchOptions) -> Result<()> {
                 bin_dir: opts.bin_dir.clone(),
             })
             .await?;
-            let sshds = behind_ssh(&sb, opts.ssh);
+            let sshds = behind_ssh(&sb, opts.ssh).await;
             let t = Instant::now();
             let r = match &sshds {
                 Ok(_) => pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await,

@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use miette::{miette, IntoDiagnostic, Result};
 
+use crate::apply::wait::{wait_until, Poll, WaitSpec};
 use crate::sandbox::SandboxNode;
 
 /// A private sshd in front of one sandbox node; ended by its PID when dropped.
@@ -93,22 +94,22 @@ impl NodeSshd {
             dir: dir.to_path_buf(),
             child,
         };
-        sshd.wait_listening()?;
         Ok(sshd)
     }
 
-    fn wait_listening(&self) -> Result<()> {
-        let addr: std::net::SocketAddr = format!("{}:{}", self.address, self.port)
-            .parse()
-            .into_diagnostic()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            if Instant::now() > deadline {
-                return Err(miette!("sshd did not listen on {addr}"));
+    /// Wait (up to 10 s, at ms resolution) until the sshd accepts connections.
+    pub async fn wait_listening(&self) -> Result<()> {
+        let addr = format!("{}:{}", self.address, self.port);
+        let spec = WaitSpec::new(format!("sshd to listen on {addr}"), Duration::from_secs(10))
+            .max_interval(Duration::from_millis(5));
+        wait_until(&spec, || async {
+            match tokio::net::TcpStream::connect(addr.as_str()).await {
+                Ok(_) => Poll::Ready(()),
+                Err(e) => Poll::Pending(e.to_string()),
             }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
+        })
+        .await
+        .map_err(|e| miette!("{e}"))
     }
 
     /// The node's `ssh:` mapping: login root with this sshd's key, its host key checked.
