@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use miette::{miette, IntoDiagnostic, Result};
 
 use super::writer::Writer;
-use super::{hosts, median_range, pgtopo_ok, scratch, switch_topology, BenchOptions};
+use super::{bench_pair, hosts, median_range, pgtopo_ok, switch_topology, BenchOptions};
 use crate::apply::wait::{wait_until, Poll, WaitSpec};
-use crate::sandbox::{self, Sandbox, UpOptions};
+use crate::sandbox::{self, Sandbox};
 
 /// One failover run's figures (seconds).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,14 +48,7 @@ async fn crash(sb: &Sandbox, i: usize) -> Result<()> {
 }
 
 async fn run(opts: &BenchOptions, run: usize) -> Result<FailoverRun> {
-    let (_tmp, dir) = scratch(&opts.dir, &format!("failover{run}"))?;
-    let sb = sandbox::up(&UpOptions {
-        dir,
-        nodes: 2,
-        port: opts.port,
-        bin_dir: opts.bin_dir.clone(),
-    })
-    .await?;
+    let (_tmp, sb) = bench_pair(opts, &format!("failover{run}")).await?;
     let r = async {
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
         let w = Writer::start(&hosts(&sb), "postgres")

@@ -325,9 +325,13 @@ fn scratch(dir: &Option<PathBuf>, name: &str) -> Result<(Option<tempfile::TempDi
     }
 }
 
-/// One switchover of a fresh 2-node sandbox under the writer.
-async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<SwitchoverRun> {
-    let (_tmp, dir) = scratch(&opts.dir, &format!("run{run}"))?;
+/// A fresh 2-node sandbox for one bench run, in `name` under `--dir` or in a temporary directory
+/// (removed when the returned guard drops).
+async fn bench_pair(
+    opts: &BenchOptions,
+    name: &str,
+) -> Result<(Option<tempfile::TempDir>, Sandbox)> {
+    let (tmp, dir) = scratch(&opts.dir, name)?;
     let sb = sandbox::up(&UpOptions {
         dir,
         nodes: 2,
@@ -335,6 +339,12 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
         bin_dir: opts.bin_dir.clone(),
     })
     .await?;
+    Ok((tmp, sb))
+}
+
+/// One switchover of a fresh 2-node sandbox under the writer.
+async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<SwitchoverRun> {
+    let (_tmp, sb) = bench_pair(opts, &format!("run{run}")).await?;
     let r = async {
         let pooler = match via {
             Via::Direct => None,
