@@ -1,7 +1,8 @@
 //! Poolers and hooks end to end, against real PostgreSQL servers and a real pgbouncer
 //! (`support::pgbouncer`), through the pgtopo binary: a switchover through pgbouncer under the
 //! probe writer fails no client transaction; a switchover that fails after the pause leaves the
-//! pooler resumed; a pooler that routes to a standby is drift that apply fixes; a failing
+//! pooler resumed; a pooler that routes to a standby is drift that apply fixes, and makes a saved
+//! plan stale; a failing
 //! before-hook changes nothing; after-hooks get their environment, never a secret, and a failing
 //! one makes apply exit non-zero.
 
@@ -167,6 +168,23 @@ fn a_pooler_routing_to_a_standby_is_drift_that_apply_fixes() {
     assert_eq!(pgb.route(), (n1.host.clone(), n1.port, false));
     let again = c.pgtopo(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+}
+
+#[test]
+fn a_saved_plan_is_stale_once_a_pooler_routes_elsewhere() {
+    let (c, mut topo, pgb) = cluster("");
+    to_n2(&c, &mut topo);
+    let plan_file = c.dir.join("switchover.plan.json");
+    let plan_path = plan_file.to_str().unwrap();
+    let plan = c.pgtopo(&["plan", "--out", plan_path]);
+    assert!(plan.status.success(), "{}", show(&plan));
+    pgb.route_to(&c, "n2");
+    let out = c.pgtopo(&["apply", "--auto-approve", plan_path]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(text(&out).contains("pooler pgb: was"), "{}", show(&out));
+    assert_eq!(c.psql("n1", "SELECT pg_is_in_recovery()"), "f");
+    let n2 = c.node("n2");
+    assert_eq!(pgb.route(), (n2.host.clone(), n2.port, false));
 }
 
 #[test]

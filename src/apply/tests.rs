@@ -24,6 +24,7 @@ pub(super) fn plan(steps: Vec<Step>) -> Plan {
         cluster: "t".into(),
         topology_sha256: String::new(),
         fingerprint: Default::default(),
+        pooler_fingerprint: Default::default(),
         changes: vec![],
         steps,
         file_diffs: vec![],

@@ -83,6 +83,7 @@ fn staleness(
     saved: &Plan,
     desired: &Desired,
     fresh: &BTreeMap<String, plan::NodeFingerprint>,
+    fresh_poolers: &BTreeMap<String, String>,
 ) -> Option<String> {
     if saved.topology_sha256 != desired.sha256 {
         return Some(format!(
@@ -135,12 +136,29 @@ fn staleness(
             _ => diffs.push(format!("{n}: not observed the same way")),
         }
     }
+    diffs.extend(pooler_staleness(&saved.pooler_fingerprint, fresh_poolers));
     (!diffs.is_empty()).then(|| {
         format!(
             "the cluster changed since the plan was made ({})",
             diffs.join("; ")
         )
     })
+}
+
+/// How the poolers differ from when the plan was made.
+fn pooler_staleness(
+    saved: &BTreeMap<String, String>,
+    fresh: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = saved.keys().chain(fresh.keys()).collect();
+    let seen = |m: &BTreeMap<String, String>, n: &String| {
+        m.get(n).cloned().unwrap_or_else(|| "not declared".into())
+    };
+    names
+        .into_iter()
+        .filter(|n| saved.get(*n) != fresh.get(*n))
+        .map(|n| format!("pooler {n}: was {}, now {}", seen(saved, n), seen(fresh, n)))
+        .collect()
 }
 
 fn short(s: &str) -> &str {
@@ -174,7 +192,8 @@ async fn apply_locked(
         Some(path) => {
             let saved = super::plan_cmd::read_plan(path)?;
             let fresh = plan::fingerprint(&desired, &observed);
-            if let Some(why) = staleness(&saved, &desired, &fresh) {
+            let fresh_poolers = plan::fingerprint::poolers(&observed);
+            if let Some(why) = staleness(&saved, &desired, &fresh, &fresh_poolers) {
                 return Err(fail(
                     exit::STALE,
                     miette::miette!(

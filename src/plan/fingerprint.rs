@@ -82,6 +82,29 @@ pub fn fingerprint(d: &Desired, o: &ObservedCluster) -> BTreeMap<String, NodeFin
     out
 }
 
+/// What the plan depends on of every declared pooler: whether it answers, and where each of its
+/// databases routes and whether it is paused (a plan routes and resumes from that).
+pub fn poolers(o: &ObservedCluster) -> BTreeMap<String, String> {
+    o.poolers
+        .iter()
+        .map(|(name, p)| {
+            let seen = if p.reachable {
+                p.databases
+                    .iter()
+                    .map(|(db, r)| {
+                        let paused = if r.paused { " paused" } else { "" };
+                        format!("{db}→{}:{}{paused}", r.host, r.port)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                "unreachable".to_string()
+            };
+            (name.clone(), seen)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +126,27 @@ mod tests {
             f1["n1"].slots_sha256,
             fingerprint(&d, &o3)["n1"].slots_sha256
         );
+    }
+
+    #[test]
+    fn a_pooler_routed_elsewhere_changes_its_fingerprint() {
+        use crate::pooler::{ObservedPooler, PoolerRoute};
+        let d = desired3();
+        let mut o = healthy(&d);
+        let route = |port| PoolerRoute {
+            host: "127.0.0.1".into(),
+            port,
+            paused: false,
+        };
+        let pooler = |port| ObservedPooler {
+            reachable: true,
+            unreachable_reason: None,
+            databases: [("app".to_string(), route(port))].into(),
+        };
+        o.poolers.insert("pgb".into(), pooler(5432));
+        let before = poolers(&o);
+        assert_eq!(before["pgb"], "app→127.0.0.1:5432");
+        o.poolers.insert("pgb".into(), pooler(5433));
+        assert_ne!(before, poolers(&o));
     }
 }

@@ -133,6 +133,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         cluster: d.cluster.clone(),
         topology_sha256: d.sha256.clone(),
         fingerprint: fingerprint(d, o),
+        pooler_fingerprint: fingerprint::poolers(o),
         changes,
         steps,
         topology: Some(topology),

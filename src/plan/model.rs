@@ -20,6 +20,10 @@ pub struct Plan {
     pub topology_sha256: String,
     /// What the plan depends on, per node; apply refuses a saved plan when it no longer holds.
     pub fingerprint: BTreeMap<String, NodeFingerprint>,
+    /// Per declared pooler, where its databases routed when the plan was made (absent without
+    /// poolers); apply refuses a saved plan when a pooler routes elsewhere now.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pooler_fingerprint: BTreeMap<String, String>,
     pub changes: Vec<Change>,
     pub steps: Vec<Step>,
     /// Changed file contents (pg_hba managed block, postgresql.auto.conf, .pgpass without secrets).
