@@ -7,12 +7,14 @@
 //! apply's start to the first write the writer gets acknowledged after it (on n2, the only
 //! server left that accepts writes); the apply's own wall time is reported beside it.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use miette::{miette, IntoDiagnostic, Result};
 
 use super::writer::Writer;
-use super::{bench_pair, hosts, median_range, pgtopo_ok, switch_topology, BenchOptions};
+use super::{
+    bench_pair, hosts, median_range, pgtopo_ok, pgtopo_stdout, switch_topology, BenchOptions,
+};
 use crate::apply::wait::{wait_until, Poll, WaitSpec};
 use crate::sandbox::{self, Sandbox};
 
@@ -24,6 +26,8 @@ pub struct FailoverRun {
     pub first_write_s: f64,
     /// The apply's wall time (the old primary rejoined included).
     pub apply_wall_s: f64,
+    /// Where the time before the first write went.
+    pub breakdown: super::breakdown::Breakdown,
 }
 
 /// Immediate shutdown of `sb`'s node `i`, waited for until its postmaster is gone.
@@ -60,9 +64,15 @@ async fn run(opts: &BenchOptions, run: usize) -> Result<FailoverRun> {
             .map_err(writer_err)?;
         crash(&sb, 0).await?;
         switch_topology(&sb, 1)?;
-        let t0 = Instant::now();
-        let args = ["apply", "--auto-approve", "--allow-failover"];
-        pgtopo_ok(&sb.topology, &args, true).await?;
+        let (t0, t0_sys) = (Instant::now(), SystemTime::now());
+        let args = [
+            "apply",
+            "--auto-approve",
+            "--allow-failover",
+            "--format",
+            "json",
+        ];
+        let events = pgtopo_stdout(&sb.topology, &args).await?;
         let wall = t0.elapsed();
         w.wait_for_more_acks(100, Duration::from_secs(30))
             .await
@@ -73,10 +83,12 @@ async fn run(opts: &BenchOptions, run: usize) -> Result<FailoverRun> {
             .iter()
             .find(|(_, t)| *t > t0)
             .ok_or_else(|| miette!("no write acknowledged after the failover"))?;
+        let first_write = first.1 - t0;
         Ok(FailoverRun {
             tool: "pgtopo",
-            first_write_s: (first.1 - t0).as_secs_f64(),
+            first_write_s: first_write.as_secs_f64(),
             apply_wall_s: wall.as_secs_f64(),
+            breakdown: super::breakdown::Breakdown::from_events(&events, t0_sys, first_write),
         })
     }
     .await;
@@ -90,6 +102,7 @@ pub async fn bench_failover(opts: &BenchOptions) -> Result<()> {
     for i in 1..=opts.runs.max(1) {
         let r = run(opts, i).await?;
         println!("{}", serde_json::to_string(&r).into_diagnostic()?);
+        println!("  {}", r.breakdown.describe());
         runs.push(r);
     }
     let (m, lo, hi) = median_range(runs.iter().map(|r| r.first_write_s).collect());

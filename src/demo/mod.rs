@@ -5,6 +5,7 @@
 //! runs. Around it: a sandbox (`crate::sandbox`), the probe writer ([`writer`]) and the
 //! verification that no acknowledged write was lost. This module prints: it is a front end.
 
+pub mod breakdown;
 pub mod failover_bench;
 pub mod ssh;
 pub mod writer;
@@ -61,6 +62,29 @@ async fn pgtopo_ok(topology: &Path, args: &[&str], quiet: bool) -> Result<()> {
     } else {
         Err(miette!("`pgtopo {}` failed ({st})", args.join(" ")))
     }
+}
+
+/// Run this executable with `args`, its stdout captured (stderr shown), and fail unless it exits 0.
+async fn pgtopo_stdout(topology: &Path, args: &[&str]) -> Result<String> {
+    let exe = std::env::current_exe().into_diagnostic()?;
+    let out = tokio::process::Command::new(exe)
+        .arg("-f")
+        .arg(topology)
+        .args(args)
+        .arg("--no-color")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .into_diagnostic()?;
+    if !out.status.success() {
+        return Err(miette!(
+            "`pgtopo {}` failed ({})",
+            args.join(" "),
+            out.status
+        ));
+    }
+    String::from_utf8(out.stdout).into_diagnostic()
 }
 
 /// Rewrite a sandbox topology so that `new_primary` is the primary and every other node follows it.
@@ -130,9 +154,10 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
         "under a continuous writer, and checked for lost writes. Everything runs on 127.0.0.x."
     );
 
+    sandbox::pgbouncer::require()?;
     heading(
         1,
-        "a sandbox: one primary, two standbys declared but not built yet",
+        "a sandbox: one primary, two standbys declared but not built yet, a pgbouncer",
     );
     let sb = sandbox::up(&UpOptions {
         dir: dir.clone(),
@@ -141,11 +166,18 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
         bin_dir: opts.bin_dir.clone(),
     })
     .await?;
-    println!(
-        "{}",
-        std::fs::read_to_string(&sb.topology).into_diagnostic()?
-    );
-    let result = story(&sb).await;
+    // Applications reach the cluster through a pgbouncer that pgtopo pauses, re-points and
+    // resumes around the switchover.
+    let result = match sandbox_pooler(&sb, true).await {
+        Ok(pooler) => {
+            println!(
+                "{}",
+                std::fs::read_to_string(&sb.topology).into_diagnostic()?
+            );
+            story(&sb, &pooler).await
+        }
+        Err(e) => Err(e),
+    };
 
     if opts.keep {
         println!(
@@ -153,7 +185,7 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
             sb.dir.display()
         );
     } else {
-        heading(6, "teardown");
+        heading(7, "teardown");
         let stopped = sandbox::down(&sb.dir).await?;
         println!(
             "stopped {} servers by their PID, removed {}",
@@ -164,7 +196,8 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
     result
 }
 
-async fn story(sb: &Sandbox) -> Result<()> {
+async fn story(sb: &Sandbox, pooler: &(sandbox::pgbouncer::Pooler, String)) -> Result<()> {
+    let (pgb, pooler_yaml) = pooler;
     let topo = &sb.topology;
     heading(2, "plan: what it takes to build the standbys");
     pgtopo_ok(topo, &["plan"], false).await?;
@@ -180,9 +213,9 @@ async fn story(sb: &Sandbox) -> Result<()> {
 
     heading(
         4,
-        "a writer: one autocommit INSERT per round trip, to whichever node is primary",
+        "a writer: one autocommit INSERT per round trip, through pgbouncer",
     );
-    let w = Writer::start(&hosts(sb), "postgres")
+    let w = Writer::start_through_pooler(&pgb.host, pgb.port, "postgres")
         .await
         .map_err(|e| miette!("writer: {e}"))?;
     w.wait_for_more_acks(2000, Duration::from_secs(30))
@@ -190,8 +223,9 @@ async fn story(sb: &Sandbox) -> Result<()> {
         .map_err(|e| miette!("writer: {e}"))?;
     println!("{} writes acknowledged so far", w.acked());
 
-    heading(4, "switchover: the topology now says n2 is the primary");
+    heading(5, "switchover: the topology now says n2 is the primary");
     switch_topology(sb, 1)?;
+    append_topology(sb, pooler_yaml)?;
     let t = Instant::now();
     pgtopo_ok(topo, &["apply", "--auto-approve"], false).await?;
     let wall = t.elapsed();
@@ -200,7 +234,7 @@ async fn story(sb: &Sandbox) -> Result<()> {
         .map_err(|e| miette!("writer: {e}"))?;
     let log = w.stop().await;
 
-    heading(5, "verification");
+    heading(6, "verification");
     let n2 = &sb.nodes[1];
     let lost = lost_writes(&n2.host, n2.port, "postgres", &log)
         .await
@@ -210,8 +244,9 @@ async fn story(sb: &Sandbox) -> Result<()> {
         .map(|g| g.length.as_secs_f64() * 1000.0)
         .unwrap_or(0.0);
     println!(
-        "apply took {:.2} s; writes were unavailable for {gap:.0} ms at most",
-        wall.as_secs_f64()
+        "apply took {:.2} s; the longest commit through pgbouncer waited {gap:.0} ms; {} client transactions failed",
+        wall.as_secs_f64(),
+        log.errors
     );
     println!(
         "{} writes acknowledged, {} of them missing on the new primary n2{}",
@@ -309,6 +344,8 @@ pub struct SwitchoverRun {
     pub errors: u64,
     pub gap_start_rel_s: f64,
     pub gap_end_rel_s: f64,
+    /// Where the apply's time went until the writes came back.
+    pub breakdown: breakdown::Breakdown,
 }
 
 fn scratch(dir: &Option<PathBuf>, name: &str) -> Result<(Option<tempfile::TempDir>, PathBuf)> {
@@ -365,8 +402,9 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             append_topology(&sb, yaml)?;
         }
         ssh::declare_ssh(&sb.topology, &sshds)?;
-        let t0 = Instant::now();
-        pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
+        let (t0, t0_sys) = (Instant::now(), std::time::SystemTime::now());
+        let args = ["apply", "--auto-approve", "--format", "json"];
+        let events = pgtopo_stdout(&sb.topology, &args).await?;
         let wall = t0.elapsed();
         w.wait_for_more_acks(3000, Duration::from_secs(30))
             .await
@@ -394,6 +432,11 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             errors: log.errors,
             gap_start_rel_s: rel(gap.start),
             gap_end_rel_s: rel(gap.end),
+            breakdown: breakdown::Breakdown::from_events(
+                &events,
+                t0_sys,
+                gap.end.saturating_duration_since(t0),
+            ),
         })
     }
     .await;
@@ -455,6 +498,7 @@ async fn bench_switchover_via(opts: &BenchOptions, via: Via) -> Result<bool> {
         let r = switchover_run(opts, i, via).await?;
         let line = serde_json::to_string(&r).into_diagnostic()?;
         println!("{line}");
+        println!("  {}", r.breakdown.describe());
         if let Some(p) = &opts.results {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()

@@ -90,6 +90,12 @@ pub enum SandboxError {
     #[error("{} has no initdb, pg_ctl and postgres", .0.display())]
     #[diagnostic(code(pgtopo::sandbox::bad_bin_dir))]
     BadBinDir(PathBuf),
+    #[error("no pgbouncer at {0}")]
+    #[diagnostic(
+        code(pgtopo::sandbox::no_pgbouncer),
+        help("the demo's writer goes through pgbouncer: install it (apt-get install pgbouncer)")
+    )]
+    NoPgbouncer(&'static str),
     #[error("{} exists and is not empty", .0.display())]
     #[diagnostic(
         code(pgtopo::sandbox::dir_exists),

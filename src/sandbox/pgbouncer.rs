@@ -48,6 +48,14 @@ pub fn topology_yaml(p: &Pooler, name: &str, pause: bool) -> String {
     )
 }
 
+/// Fails unless Debian's pgbouncer is installed.
+pub fn require() -> Result<(), SandboxError> {
+    match Path::new(PGBOUNCER).exists() {
+        true => Ok(()),
+        false => Err(SandboxError::NoPgbouncer(PGBOUNCER)),
+    }
+}
+
 /// Write the files and start pgbouncer as `os_user`; returns once its admin console answers.
 pub async fn start(
     dir: &Path,
@@ -56,6 +64,7 @@ pub async fn start(
     port: u16,
     target: (&str, u16),
 ) -> Result<Pooler, SandboxError> {
+    require()?;
     let t = LocalTransport::new(os_user);
     t.create_dir(dir, 0o755)
         .await
