@@ -7,9 +7,9 @@
 //! step's result already holds, acts, and verifies.
 //!
 //! ## Scheduling
-//! One coordinator (this function's loop) owns all state. A step becomes ready when every step
-//! in its `after` list finished `done` or `already done`; ready steps start in id order while
-//! fewer than `parallelism` run. Workers run on a `JoinSet` and send back one typed message each
+//! One coordinator ([`apply`]'s loop over its `Walk`) owns all state. A step becomes ready when
+//! every step in its `after` list finished `done` or `already done`; ready steps start in id
+//! order while fewer than `parallelism` run. Workers run on a `JoinSet` and send back one typed message each
 //! ([`Finished`]). Only the coordinator emits events ([`ApplyEvents`]) and writes the journal,
 //! so the event order is the order the coordinator saw things happen.
 //!
@@ -284,74 +284,122 @@ pub async fn apply(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     check_plan(plan)?;
-    let mut journal = match &opts.journal {
+    let journal = match &opts.journal {
         Some(p) => Some(Journal::open(p)?),
         None => None,
     };
     let t0 = Instant::now();
-    let n = plan.steps.len();
-    let parallelism = opts.parallelism.max(1);
-    let mut state = vec![State::Waiting; n];
-    let mut outcome: Vec<Option<Outcome>> = vec![None; n];
-    let mut times: Vec<(Option<SystemTime>, Option<SystemTime>, Option<Duration>)> =
-        vec![(None, None, None); n];
-    let mut running = 0usize;
-    let mut failed = false;
-    let mut workers: tokio::task::JoinSet<Finished> = tokio::task::JoinSet::new();
-    // Which running task is which step, to report a panicking worker.
-    let mut task_index: BTreeMap<tokio::task::Id, usize> = BTreeMap::new();
-
+    let mut walk = Walk::new(plan, executor, events, journal, opts.parallelism.max(1));
     loop {
-        // Start every ready step, in id order, while there is room and nothing failed.
-        if !failed {
-            for (i, step) in plan.steps.iter().enumerate() {
-                if running >= parallelism {
-                    break;
-                }
-                if state[i] != State::Waiting || step.action.when() == When::OnFailure {
-                    continue;
-                }
-                let ready = step.after.iter().all(|&a| {
-                    outcome[a as usize - 1]
-                        .as_ref()
-                        .is_some_and(Outcome::is_success)
-                });
-                if !ready {
-                    continue;
-                }
-                state[i] = State::Running;
-                running += 1;
-                events.step_started(step);
-                let exec = executor.clone();
-                let step = step.clone();
-                let handle = workers.spawn(async move {
-                    let started_at = SystemTime::now();
-                    let t = Instant::now();
-                    let result = exec.execute(&step).await;
-                    Finished {
-                        index: i,
-                        result,
-                        started_at,
-                        finished_at: SystemTime::now(),
-                        elapsed: t.elapsed(),
-                    }
-                });
-                task_index.insert(handle.id(), i);
-            }
+        if !walk.failed {
+            walk.start_ready();
         }
-        if running == 0 {
+        if walk.running == 0 {
             break;
         }
-        let Some(joined) = workers.join_next_with_id().await else {
+        let Some(fin) = walk.join_next().await else {
             break;
         };
-        let fin = match joined {
+        walk.ended(fin);
+    }
+    walk.run_after_failure().await;
+    walk.record_not_run();
+    events.apply_finished();
+    Ok(walk.report(t0))
+}
+
+/// When a step started and ended, and how long it took.
+type Times = (Option<SystemTime>, Option<SystemTime>, Option<Duration>);
+
+/// The coordinator's state: every step's state, outcome and times, and the running workers.
+struct Walk<'a> {
+    plan: &'a Plan,
+    executor: Arc<dyn StepExecutor>,
+    events: &'a dyn ApplyEvents,
+    journal: Option<Journal>,
+    parallelism: usize,
+    state: Vec<State>,
+    outcome: Vec<Option<Outcome>>,
+    times: Vec<Times>,
+    running: usize,
+    failed: bool,
+    workers: tokio::task::JoinSet<Finished>,
+    /// Which running task is which step, to report a panicking worker.
+    task_index: BTreeMap<tokio::task::Id, usize>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(
+        plan: &'a Plan,
+        executor: Arc<dyn StepExecutor>,
+        events: &'a dyn ApplyEvents,
+        journal: Option<Journal>,
+        parallelism: usize,
+    ) -> Self {
+        let n = plan.steps.len();
+        Walk {
+            plan,
+            executor,
+            events,
+            journal,
+            parallelism,
+            state: vec![State::Waiting; n],
+            outcome: vec![None; n],
+            times: vec![(None, None, None); n],
+            running: 0,
+            failed: false,
+            workers: tokio::task::JoinSet::new(),
+            task_index: BTreeMap::new(),
+        }
+    }
+
+    /// Start every ready step, in id order, while there is room.
+    fn start_ready(&mut self) {
+        for (i, step) in self.plan.steps.iter().enumerate() {
+            if self.running >= self.parallelism {
+                break;
+            }
+            if self.state[i] != State::Waiting || step.action.when() == When::OnFailure {
+                continue;
+            }
+            let ready = step.after.iter().all(|&a| {
+                self.outcome[a as usize - 1]
+                    .as_ref()
+                    .is_some_and(Outcome::is_success)
+            });
+            if !ready {
+                continue;
+            }
+            self.state[i] = State::Running;
+            self.running += 1;
+            self.events.step_started(step);
+            let exec = self.executor.clone();
+            let step = step.clone();
+            let handle = self.workers.spawn(async move {
+                let started_at = SystemTime::now();
+                let t = Instant::now();
+                let result = exec.execute(&step).await;
+                Finished {
+                    index: i,
+                    result,
+                    started_at,
+                    finished_at: SystemTime::now(),
+                    elapsed: t.elapsed(),
+                }
+            });
+            self.task_index.insert(handle.id(), i);
+        }
+    }
+
+    /// The next worker to end; a task that panicked or was cancelled is its step's failure.
+    async fn join_next(&mut self) -> Option<Finished> {
+        Some(match self.workers.join_next_with_id().await? {
             Ok((id, fin)) => {
-                task_index.remove(&id);
+                self.task_index.remove(&id);
                 fin
             }
             Err(e) => {
-                let index = task_index.remove(&e.id()).unwrap_or(usize::MAX);
+                let index = self.task_index.remove(&e.id()).unwrap_or(usize::MAX);
                 Finished {
                     index,
                     result: Err(StepError::new(format!(
@@ -362,111 +410,130 @@ pub async fn apply(
                     elapsed: Duration::ZERO,
                 }
             }
-        };
+        })
+    }
+
+    /// Record a worker's end.
+    fn ended(&mut self, fin: Finished) {
+        self.running -= 1;
         if fin.index == usize::MAX {
             // Unreachable in practice: every task is registered.
-            running -= 1;
-            failed = true;
-            continue;
+            self.failed = true;
+            return;
         }
-        running -= 1;
         let i = fin.index;
-        state[i] = State::Ended;
+        self.state[i] = State::Ended;
         let o = match fin.result {
             Ok(Executed::Done) => Outcome::Done,
             Ok(Executed::AlreadyDone) => Outcome::AlreadyDone,
             Err(e) => {
-                failed = true;
+                self.failed = true;
                 Outcome::Failed(e)
             }
         };
-        times[i] = (
+        self.times[i] = (
             Some(fin.started_at),
             Some(fin.finished_at),
             Some(fin.elapsed),
         );
         let at = (Some(fin.started_at), Some(fin.finished_at));
-        record(events, &mut journal, &plan.steps[i], &o, at, fin.elapsed);
-        outcome[i] = Some(o);
-    }
-
-    // After a failure: the steps that run anyway (a pooler's RESUME), then the on-failure
-    // hooks, one at a time.
-    let mut finally: Vec<usize> = (0..n)
-        .filter(|&i| outcome[i].is_none())
-        .filter(|&i| match plan.steps[i].action.when() {
-            When::Always => failed,
-            When::OnFailure => failed,
-            When::Normal => false,
-        })
-        .collect();
-    finally.sort_by_key(|&i| (plan.steps[i].action.when() == When::OnFailure, i));
-    for i in finally {
-        let step = &plan.steps[i];
-        events.step_started(step);
-        let started_at = SystemTime::now();
-        let t = Instant::now();
-        let o = match executor.execute(step).await {
-            Ok(Executed::Done) => Outcome::Done,
-            Ok(Executed::AlreadyDone) => Outcome::AlreadyDone,
-            Err(e) => Outcome::Failed(e),
-        };
-        times[i] = (Some(started_at), Some(SystemTime::now()), Some(t.elapsed()));
         record(
-            events,
-            &mut journal,
-            step,
+            self.events,
+            &mut self.journal,
+            &self.plan.steps[i],
             &o,
-            (times[i].0, times[i].1),
-            t.elapsed(),
+            at,
+            fin.elapsed,
         );
-        outcome[i] = Some(o);
+        self.outcome[i] = Some(o);
     }
 
-    // Whatever did not run: skipped because of a failed dependency, or not started.
-    for i in 0..n {
-        if outcome[i].is_some() {
-            continue;
+    /// After a failure: the steps that run anyway (a pooler's RESUME), then the on-failure
+    /// hooks, one at a time.
+    async fn run_after_failure(&mut self) {
+        let plan = self.plan;
+        let mut finally: Vec<usize> = (0..plan.steps.len())
+            .filter(|&i| self.outcome[i].is_none())
+            .filter(|&i| match plan.steps[i].action.when() {
+                When::Always => self.failed,
+                When::OnFailure => self.failed,
+                When::Normal => false,
+            })
+            .collect();
+        finally.sort_by_key(|&i| (plan.steps[i].action.when() == When::OnFailure, i));
+        for i in finally {
+            let step = &plan.steps[i];
+            self.events.step_started(step);
+            let started_at = SystemTime::now();
+            let t = Instant::now();
+            let o = match self.executor.execute(step).await {
+                Ok(Executed::Done) => Outcome::Done,
+                Ok(Executed::AlreadyDone) => Outcome::AlreadyDone,
+                Err(e) => Outcome::Failed(e),
+            };
+            self.times[i] = (Some(started_at), Some(SystemTime::now()), Some(t.elapsed()));
+            let at = (self.times[i].0, self.times[i].1);
+            record(self.events, &mut self.journal, step, &o, at, t.elapsed());
+            self.outcome[i] = Some(o);
         }
-        let step = &plan.steps[i];
-        let upstream_failed = step.after.iter().any(|&a| {
-            matches!(
-                outcome[a as usize - 1],
-                Some(Outcome::Failed(_)) | Some(Outcome::SkippedUpstreamFailed)
-            )
-        });
-        let o = if step.action.when() == When::OnFailure {
-            Outcome::NotNeeded
-        } else if upstream_failed {
-            Outcome::SkippedUpstreamFailed
-        } else {
-            Outcome::NotStarted
-        };
-        record(events, &mut journal, step, &o, (None, None), Duration::ZERO);
-        outcome[i] = Some(o);
     }
 
-    events.apply_finished();
-    let steps = plan
-        .steps
-        .iter()
-        .zip(outcome)
-        .zip(times)
-        .map(|((s, o), (started_at, finished_at, elapsed))| StepReport {
-            id: s.id,
-            kind: s.action.kind(),
-            node: s.node.clone(),
-            description: s.description.clone(),
-            outcome: o.expect("every step has an outcome"),
-            started_at,
-            finished_at,
-            elapsed,
-        })
-        .collect();
-    Ok(ApplyReport {
-        steps,
-        elapsed: t0.elapsed(),
-    })
+    /// Whatever did not run: skipped because of a failed dependency, or not started.
+    fn record_not_run(&mut self) {
+        let plan = self.plan;
+        for i in 0..plan.steps.len() {
+            if self.outcome[i].is_some() {
+                continue;
+            }
+            let step = &plan.steps[i];
+            let upstream_failed = step.after.iter().any(|&a| {
+                matches!(
+                    self.outcome[a as usize - 1],
+                    Some(Outcome::Failed(_)) | Some(Outcome::SkippedUpstreamFailed)
+                )
+            });
+            let o = if step.action.when() == When::OnFailure {
+                Outcome::NotNeeded
+            } else if upstream_failed {
+                Outcome::SkippedUpstreamFailed
+            } else {
+                Outcome::NotStarted
+            };
+            record(
+                self.events,
+                &mut self.journal,
+                step,
+                &o,
+                (None, None),
+                Duration::ZERO,
+            );
+            self.outcome[i] = Some(o);
+        }
+    }
+
+    fn report(self, t0: Instant) -> ApplyReport {
+        let steps = self
+            .plan
+            .steps
+            .iter()
+            .zip(self.outcome)
+            .zip(self.times)
+            .map(|((s, o), (started_at, finished_at, elapsed))| StepReport {
+                id: s.id,
+                kind: s.action.kind(),
+                node: s.node.clone(),
+                description: s.description.clone(),
+                outcome: o.expect("every step has an outcome"),
+                started_at,
+                finished_at,
+                elapsed,
+            })
+            .collect();
+        ApplyReport {
+            steps,
+            elapsed: t0.elapsed(),
+        }
+    }
 }
 
 /// Report a step's end to the events and the journal.

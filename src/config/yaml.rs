@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A byte range of the source text.
@@ -468,128 +468,152 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
-                // An empty plain scalar (`host:` with nothing after it) is reported at the start
-                // of the next token; place it right after the `:` or `-` that introduced it.
-                let at = if value.is_empty() && style == TScalarStyle::Plain {
-                    if self.text.as_bytes().get(at) == Some(&b':') {
-                        at + 1
-                    } else {
-                        self.text[..at.min(self.text.len())].trim_end().len()
-                    }
-                } else {
-                    at
-                };
-                let end = self.scalar_end(at, &value, style);
-                let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
-                let st = if style == TScalarStyle::Plain && !is_str_tag {
-                    Style::Plain
-                } else {
-                    Style::Quoted
-                };
-                let node = Node {
-                    value: Value::Scalar(value, st),
-                    span: Span::new(at, end),
-                };
-                self.remember(anchor, &node, 1);
-                self.push(node);
+                self.scalar(value, style, anchor, tag.as_ref(), at)
             }
-            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
-                if self.stack.len() >= MAX_DEPTH {
+            Event::MappingStart(anchor, _) => self.collection_start(true, anchor, at),
+            Event::SequenceStart(anchor, _) => self.collection_start(false, anchor, at),
+            Event::MappingEnd | Event::SequenceEnd => self.collection_end(at),
+            Event::Alias(id) => self.alias(id, at),
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+        }
+    }
+}
+
+impl Builder<'_> {
+    /// A scalar at byte `at`, with its span and its style (plain, or a string).
+    fn scalar(
+        &mut self,
+        value: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<&Tag>,
+        at: usize,
+    ) {
+        // An empty plain scalar (`host:` with nothing after it) is reported at the start
+        // of the next token; place it right after the `:` or `-` that introduced it.
+        let at = if value.is_empty() && style == TScalarStyle::Plain {
+            if self.text.as_bytes().get(at) == Some(&b':') {
+                at + 1
+            } else {
+                self.text[..at.min(self.text.len())].trim_end().len()
+            }
+        } else {
+            at
+        };
+        let end = self.scalar_end(at, &value, style);
+        let is_str_tag = tag.is_some_and(|t| t.suffix == "str");
+        let st = if style == TScalarStyle::Plain && !is_str_tag {
+            Style::Plain
+        } else {
+            Style::Quoted
+        };
+        let node = Node {
+            value: Value::Scalar(value, st),
+            span: Span::new(at, end),
+        };
+        self.remember(anchor, &node, 1);
+        self.push(node);
+    }
+
+    /// A mapping (`map`) or a sequence opens at byte `at`, unless nesting is too deep.
+    fn collection_start(&mut self, map: bool, anchor: usize, at: usize) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(
+                "the document is nested too deeply",
+                Span::new(at, at + 1),
+                "a topology file needs only a few levels of nesting",
+            );
+            return;
+        }
+        let flow = matches!(self.text.as_bytes().get(at), Some(b'{' | b'['));
+        self.stack.push(if map {
+            Frame::Map {
+                start: at,
+                flow,
+                anchor,
+                entries: Vec::new(),
+                key: None,
+            }
+        } else {
+            Frame::Seq {
+                start: at,
+                flow,
+                anchor,
+                items: Vec::new(),
+            }
+        });
+    }
+
+    /// The innermost collection closes at byte `at`: it becomes a node of its parent.
+    fn collection_end(&mut self, at: usize) {
+        let Some(frame) = self.stack.pop() else {
+            return;
+        };
+        let (value, start, flow, anchor, first, last) = match frame {
+            Frame::Map {
+                start,
+                flow,
+                anchor,
+                entries,
+                ..
+            } => {
+                let first = entries.first().map(|e| e.key_span);
+                let last = entries.last().map(|e| e.value.span);
+                (Value::Map(entries), start, flow, anchor, first, last)
+            }
+            Frame::Seq {
+                start,
+                flow,
+                anchor,
+                items,
+            } => {
+                let first = items.first().map(|n| n.span);
+                let last = items.last().map(|n| n.span);
+                (Value::Seq(items), start, flow, anchor, first, last)
+            }
+        };
+        let span = if flow {
+            Span::new(start, at + 1)
+        } else {
+            // A block collection: from its start (the `-` of a list, the first key of a
+            // mapping) to the end of its last value.
+            let s = match (&value, first) {
+                (Value::Map(_), Some(f)) => f.start,
+                _ => start,
+            };
+            Span::new(s, last.map_or(s, |l| l.end))
+        };
+        let node = Node { value, span };
+        let size = count(&node);
+        self.remember(anchor, &node, size);
+        self.push(node);
+    }
+
+    /// An alias at byte `at`: a copy of its anchor's node, within the expansion budget.
+    fn alias(&mut self, id: usize, at: usize) {
+        let name_len = self.text[at.min(self.text.len())..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
+            .unwrap_or(self.text.len() - at.min(self.text.len()));
+        let span = Span::new(at, at + name_len);
+        match self.anchors.get(&id).cloned() {
+            Some((mut node, size)) => {
+                self.nodes += size;
+                if self.nodes > MAX_NODES {
                     self.fail(
-                        "the document is nested too deeply",
-                        Span::new(at, at + 1),
-                        "a topology file needs only a few levels of nesting",
+                        "aliases expand to too large a document",
+                        span,
+                        "write the values out; a topology file needs few aliases",
                     );
                     return;
                 }
-                let flow = matches!(self.text.as_bytes().get(at), Some(b'{' | b'['));
-                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map {
-                        start: at,
-                        flow,
-                        anchor,
-                        entries: Vec::new(),
-                        key: None,
-                    }
-                } else {
-                    Frame::Seq {
-                        start: at,
-                        flow,
-                        anchor,
-                        items: Vec::new(),
-                    }
-                });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                let Some(frame) = self.stack.pop() else {
-                    return;
-                };
-                let (value, start, flow, anchor, first, last) = match frame {
-                    Frame::Map {
-                        start,
-                        flow,
-                        anchor,
-                        entries,
-                        ..
-                    } => {
-                        let first = entries.first().map(|e| e.key_span);
-                        let last = entries.last().map(|e| e.value.span);
-                        (Value::Map(entries), start, flow, anchor, first, last)
-                    }
-                    Frame::Seq {
-                        start,
-                        flow,
-                        anchor,
-                        items,
-                    } => {
-                        let first = items.first().map(|n| n.span);
-                        let last = items.last().map(|n| n.span);
-                        (Value::Seq(items), start, flow, anchor, first, last)
-                    }
-                };
-                let span = if flow {
-                    Span::new(start, at + 1)
-                } else {
-                    // A block collection: from its start (the `-` of a list, the first key of a
-                    // mapping) to the end of its last value.
-                    let s = match (&value, first) {
-                        (Value::Map(_), Some(f)) => f.start,
-                        _ => start,
-                    };
-                    Span::new(s, last.map_or(s, |l| l.end))
-                };
-                let node = Node { value, span };
-                let size = count(&node);
-                self.remember(anchor, &node, size);
+                node.span = span;
                 self.push(node);
             }
-            Event::Alias(id) => {
-                let name_len = self.text[at.min(self.text.len())..]
-                    .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
-                    .unwrap_or(self.text.len() - at.min(self.text.len()));
-                let span = Span::new(at, at + name_len);
-                match self.anchors.get(&id).cloned() {
-                    Some((mut node, size)) => {
-                        self.nodes += size;
-                        if self.nodes > MAX_NODES {
-                            self.fail(
-                                "aliases expand to too large a document",
-                                span,
-                                "write the values out; a topology file needs few aliases",
-                            );
-                            return;
-                        }
-                        node.span = span;
-                        self.push(node);
-                    }
-                    None => self.fail(
-                        "alias to an unknown anchor",
-                        span,
-                        "define the anchor (`&name`) before using it (`*name`)",
-                    ),
-                }
-            }
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+            None => self.fail(
+                "alias to an unknown anchor",
+                span,
+                "define the anchor (`&name`) before using it (`*name`)",
+            ),
         }
     }
 }

@@ -5,8 +5,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Desired, DesiredRole};
-use crate::observe::{ObservedCluster, Role};
+use crate::config::{Desired, DesiredNode, DesiredRole};
+use crate::observe::{ObservedCluster, ObservedNode, Role};
 use crate::units::ByteSize;
 
 use super::assess::{assess, Verdict};
@@ -80,237 +80,42 @@ impl DriftReport {
 /// Compare the cluster with the topology.
 pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
     let mut items = Vec::new();
-    let mut push = |kind, node: &str, address: String, detail: String| {
-        items.push(DriftItem {
-            kind,
-            node: node.to_string(),
-            address,
-            detail,
-        })
-    };
     let block = hba::managed_block(d);
     let verdicts = assess(d, o);
     for n in d.nodes.values() {
         let x = observed(o, &n.name);
-        let addr = format!("node.{}", n.name);
+        let mut f = NodeFindings {
+            d,
+            o,
+            n,
+            x: &x,
+            items: &mut items,
+        };
         if let Some((kind, detail)) = verdicts
             .get(&n.name)
             .and_then(|v| verdict_finding(v, &n.name))
         {
-            push(kind, &n.name, addr.clone(), detail);
+            f.push(kind, f.addr(), detail);
         }
         if n.role == DesiredRole::Absent {
             if x.running {
-                push(
+                f.push(
                     DriftKind::RetiredRunning,
-                    &n.name,
-                    addr,
+                    f.addr(),
                     format!("{} is retired (state: absent) but still running", n.name),
                 );
             }
             continue;
         }
-        if !x.reachable || !x.running {
-            push(
-                DriftKind::NodeDown,
-                &n.name,
-                addr.clone(),
-                if x.running {
-                    format!(
-                        "{} does not answer over SQL ({})",
-                        n.name,
-                        x.unreachable_reason.as_deref().unwrap_or("no answer")
-                    )
-                } else if actionable(&x) {
-                    format!("{} is stopped", n.name)
-                } else {
-                    format!(
-                        "{} is unreachable ({})",
-                        n.name,
-                        x.unreachable_reason.as_deref().unwrap_or("no answer")
-                    )
-                },
-            );
-        }
-        let role = observed_role(&x);
-        match &n.role {
-            DesiredRole::Primary => {
-                if role == Some(Role::Standby) {
-                    push(
-                        DriftKind::Role,
-                        &n.name,
-                        addr.clone(),
-                        format!("{} is declared primary but is a standby", n.name),
-                    );
-                }
-            }
-            DesiredRole::Standby { upstream } => {
-                if role == Some(Role::Primary) {
-                    push(
-                        DriftKind::Role,
-                        &n.name,
-                        addr.clone(),
-                        format!(
-                            "{} is declared a standby of {upstream} but is a primary",
-                            n.name
-                        ),
-                    );
-                } else if x.reachable {
-                    let up = observed_upstream(d, &x);
-                    // A delayed standby starts its WAL receiver only after applying, late,
-                    // the WAL it already has: its startup process waits on the delay meanwhile.
-                    let delaying = x.startup_wait_event.as_deref() == Some("RecoveryApplyDelay");
-                    if x.running
-                        && !x.streaming
-                        && !delaying
-                        && up.as_deref() == Some(upstream.as_str())
-                    {
-                        push(
-                            DriftKind::NotStreaming,
-                            &n.name,
-                            addr.clone(),
-                            format!("{} is running but does not stream from {upstream}", n.name),
-                        );
-                    }
-                    if up.as_deref() == Some(upstream.as_str())
-                        && !super::tls::conninfo_tls_ok(d, &n.name, &x)
-                    {
-                        push(
-                            DriftKind::WrongUpstream,
-                            &n.name,
-                            addr.clone(),
-                            format!(
-                                "{}'s primary_conninfo does not carry replication.tls",
-                                n.name
-                            ),
-                        );
-                    }
-                    if up.as_deref() != Some(upstream.as_str()) {
-                        push(
-                            DriftKind::WrongUpstream,
-                            &n.name,
-                            addr.clone(),
-                            format!(
-                                "{} follows {} instead of {upstream}",
-                                n.name,
-                                up.as_deref().unwrap_or("nothing")
-                            ),
-                        );
-                    }
-                }
-            }
-            DesiredRole::Absent => {}
-        }
+        f.liveness();
+        f.role();
         if x.reachable {
-            for s in setting_diffs(d, o, &n.name) {
-                push(
-                    DriftKind::SettingChanged,
-                    &n.name,
-                    format!("setting.{}.{}", n.name, s.name),
-                    format!(
-                        "{} is {} on {}, topology.yaml says {}",
-                        s.name,
-                        s.before.as_deref().unwrap_or("unset"),
-                        n.name,
-                        s.after
-                    ),
-                );
-            }
-            for (k, s) in &x.settings {
-                if s.pending_restart {
-                    push(
-                        DriftKind::PendingRestart,
-                        &n.name,
-                        format!("setting.{}.{k}", n.name),
-                        format!("{k} was changed on {} and waits for a restart", n.name),
-                    );
-                }
-            }
+            f.settings();
         }
-        if let Some(h) = &x.hba {
-            if !hba::block_matches(h.managed_block.as_deref(), &block) {
-                push(
-                    DriftKind::HbaEdited,
-                    &n.name,
-                    format!("hba.{}", n.name),
-                    if h.managed_block.is_some() {
-                        format!(
-                            "the pgtopo managed block of {}'s pg_hba.conf was edited by hand",
-                            n.name
-                        )
-                    } else {
-                        format!("{}'s pg_hba.conf has no pgtopo managed block", n.name)
-                    },
-                );
-            }
-            for e in &h.errors {
-                push(
-                    DriftKind::HbaEdited,
-                    &n.name,
-                    format!("hba.{}", n.name),
-                    format!("pg_hba.conf error on {}: {e}", n.name),
-                );
-            }
-        }
-        if d.replication.slots {
-            if let DesiredRole::Standby { upstream } = &n.role {
-                let u = observed(o, upstream);
-                if u.reachable && !u.slots.iter().any(|s| s == &n.name) {
-                    push(
-                        DriftKind::MissingSlot,
-                        upstream,
-                        format!("slot.{upstream}.{}", n.name),
-                        format!("slot {} is missing on {upstream}", n.name),
-                    );
-                }
-            }
-        }
+        f.hba(&block);
+        f.missing_slot();
         if x.reachable {
-            for s in x
-                .replication_slots
-                .iter()
-                .filter(|s| s.wal_status.as_deref() == Some("unreserved"))
-            {
-                push(
-                    DriftKind::SlotUnreserved,
-                    &n.name,
-                    format!("slot.{}.{}", n.name, s.name),
-                    format!(
-                        "slot {} on {} is close to being lost: WAL it needs is past max_slot_wal_keep_size (wal_status unreserved{})",
-                        s.name,
-                        n.name,
-                        s.safe_wal_size.map(|b| format!(", safe_wal_size {b}")).unwrap_or_default()
-                    ),
-                );
-            }
-            for s in &x.slots {
-                if let Some(reason) = obsolete_slot(d, o, &n.name, s) {
-                    push(
-                        DriftKind::OrphanSlot,
-                        &n.name,
-                        format!("slot.{}.{s}", n.name),
-                        format!("slot {s} on {}: {reason}", n.name),
-                    );
-                } else if let DesiredRole::Standby { .. } | DesiredRole::Primary = n.role {
-                    let holder_down = d.nodes.get(s).is_some_and(|sn| {
-                        sn.role != DesiredRole::Absent && !observed(o, s).running
-                    });
-                    if holder_down {
-                        if let Some(b) = slot_retained(o, &n.name, s) {
-                            push(
-                                DriftKind::OrphanSlot,
-                                &n.name,
-                                format!("slot.{}.{s}", n.name),
-                                format!(
-                                    "slot {s} on {} is kept while {s} is down; it retains {}",
-                                    n.name,
-                                    ByteSize::human(b)
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
+            f.slots();
         }
     }
     if observed(o, &d.primary().name).reachable {
@@ -332,6 +137,237 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
         cluster: d.cluster.clone(),
         observed_at: o.observed_at.clone(),
         items,
+    }
+}
+
+/// The findings about one declared (present) node, each kind of check a method; they push in
+/// the report's order.
+struct NodeFindings<'a> {
+    d: &'a Desired,
+    o: &'a ObservedCluster,
+    n: &'a DesiredNode,
+    x: &'a ObservedNode,
+    items: &'a mut Vec<DriftItem>,
+}
+
+impl NodeFindings<'_> {
+    fn addr(&self) -> String {
+        format!("node.{}", self.n.name)
+    }
+
+    fn push(&mut self, kind: DriftKind, address: String, detail: String) {
+        let node = self.n.name.clone();
+        self.push_on(kind, node, address, detail);
+    }
+
+    fn push_on(&mut self, kind: DriftKind, node: String, address: String, detail: String) {
+        self.items.push(DriftItem {
+            kind,
+            node,
+            address,
+            detail,
+        })
+    }
+
+    /// The node is stopped, unreachable, or runs without answering over SQL.
+    fn liveness(&mut self) {
+        let (n, x) = (self.n, self.x);
+        let name = &n.name;
+        if x.reachable && x.running {
+            return;
+        }
+        let detail = if x.running {
+            format!(
+                "{name} does not answer over SQL ({})",
+                x.unreachable_reason.as_deref().unwrap_or("no answer")
+            )
+        } else if actionable(x) {
+            format!("{name} is stopped")
+        } else {
+            format!(
+                "{name} is unreachable ({})",
+                x.unreachable_reason.as_deref().unwrap_or("no answer")
+            )
+        };
+        self.push(DriftKind::NodeDown, self.addr(), detail);
+    }
+
+    /// The node's role, and for a reachable standby what it follows and how.
+    fn role(&mut self) {
+        let (n, x) = (self.n, self.x);
+        let name = &n.name;
+        let role = observed_role(x);
+        match &n.role {
+            DesiredRole::Primary if role == Some(Role::Standby) => self.push(
+                DriftKind::Role,
+                self.addr(),
+                format!("{name} is declared primary but is a standby"),
+            ),
+            DesiredRole::Standby { upstream } if role == Some(Role::Primary) => self.push(
+                DriftKind::Role,
+                self.addr(),
+                format!("{name} is declared a standby of {upstream} but is a primary"),
+            ),
+            DesiredRole::Standby { upstream } if x.reachable => self.upstream(upstream),
+            _ => {}
+        }
+    }
+
+    /// A reachable standby follows `upstream`, streams from it, and with replication.tls.
+    fn upstream(&mut self, upstream: &str) {
+        let (n, x) = (self.n, self.x);
+        let name = &n.name;
+        let up = observed_upstream(self.d, x);
+        let follows = up.as_deref() == Some(upstream);
+        // A delayed standby starts its WAL receiver only after applying, late,
+        // the WAL it already has: its startup process waits on the delay meanwhile.
+        let delaying = x.startup_wait_event.as_deref() == Some("RecoveryApplyDelay");
+        if x.running && !x.streaming && !delaying && follows {
+            self.push(
+                DriftKind::NotStreaming,
+                self.addr(),
+                format!("{name} is running but does not stream from {upstream}"),
+            );
+        }
+        if follows && !super::tls::conninfo_tls_ok(self.d, name, x) {
+            self.push(
+                DriftKind::WrongUpstream,
+                self.addr(),
+                format!("{name}'s primary_conninfo does not carry replication.tls"),
+            );
+        }
+        if !follows {
+            self.push(
+                DriftKind::WrongUpstream,
+                self.addr(),
+                format!(
+                    "{name} follows {} instead of {upstream}",
+                    up.as_deref().unwrap_or("nothing")
+                ),
+            );
+        }
+    }
+
+    /// Settings that differ from the topology, and settings waiting for a restart.
+    fn settings(&mut self) {
+        let (n, x) = (self.n, self.x);
+        let name = &n.name;
+        for s in setting_diffs(self.d, self.o, name) {
+            self.push(
+                DriftKind::SettingChanged,
+                format!("setting.{name}.{}", s.name),
+                format!(
+                    "{} is {} on {name}, topology.yaml says {}",
+                    s.name,
+                    s.before.as_deref().unwrap_or("unset"),
+                    s.after
+                ),
+            );
+        }
+        for (k, s) in &x.settings {
+            if s.pending_restart {
+                self.push(
+                    DriftKind::PendingRestart,
+                    format!("setting.{name}.{k}"),
+                    format!("{k} was changed on {name} and waits for a restart"),
+                );
+            }
+        }
+    }
+
+    /// pg_hba.conf's managed block edited by hand or missing, and errors in the file.
+    fn hba(&mut self, block: &[String]) {
+        let (n, x) = (self.n, self.x);
+        let name = &n.name;
+        let Some(h) = &x.hba else {
+            return;
+        };
+        if !hba::block_matches(h.managed_block.as_deref(), block) {
+            self.push(
+                DriftKind::HbaEdited,
+                format!("hba.{name}"),
+                if h.managed_block.is_some() {
+                    format!("the pgtopo managed block of {name}'s pg_hba.conf was edited by hand")
+                } else {
+                    format!("{name}'s pg_hba.conf has no pgtopo managed block")
+                },
+            );
+        }
+        for e in &h.errors {
+            self.push(
+                DriftKind::HbaEdited,
+                format!("hba.{name}"),
+                format!("pg_hba.conf error on {name}: {e}"),
+            );
+        }
+    }
+
+    /// The standby's slot is missing on its reachable upstream (a finding on the upstream).
+    fn missing_slot(&mut self) {
+        let n = self.n;
+        let name = &n.name;
+        if !self.d.replication.slots {
+            return;
+        }
+        let DesiredRole::Standby { upstream } = &n.role else {
+            return;
+        };
+        let u = observed(self.o, upstream);
+        if u.reachable && !u.slots.iter().any(|s| s == name) {
+            self.push_on(
+                DriftKind::MissingSlot,
+                upstream.clone(),
+                format!("slot.{upstream}.{name}"),
+                format!("slot {name} is missing on {upstream}"),
+            );
+        }
+    }
+
+    /// The node's own slots: close to being lost, obsolete, or retaining WAL for a node that is
+    /// down.
+    fn slots(&mut self) {
+        let (n, x) = (self.n, self.x);
+        let name = &n.name;
+        for s in x
+            .replication_slots
+            .iter()
+            .filter(|s| s.wal_status.as_deref() == Some("unreserved"))
+        {
+            self.push(
+                DriftKind::SlotUnreserved,
+                format!("slot.{name}.{}", s.name),
+                format!(
+                    "slot {} on {name} is close to being lost: WAL it needs is past max_slot_wal_keep_size (wal_status unreserved{})",
+                    s.name,
+                    s.safe_wal_size.map(|b| format!(", safe_wal_size {b}")).unwrap_or_default()
+                ),
+            );
+        }
+        for s in &x.slots {
+            if let Some(reason) = obsolete_slot(self.d, self.o, name, s) {
+                self.push(
+                    DriftKind::OrphanSlot,
+                    format!("slot.{name}.{s}"),
+                    format!("slot {s} on {name}: {reason}"),
+                );
+            } else if let DesiredRole::Standby { .. } | DesiredRole::Primary = n.role {
+                let holder_down = self.d.nodes.get(s).is_some_and(|sn| {
+                    sn.role != DesiredRole::Absent && !observed(self.o, s).running
+                });
+                if holder_down {
+                    if let Some(b) = slot_retained(self.o, name, s) {
+                        self.push(
+                            DriftKind::OrphanSlot,
+                            format!("slot.{name}.{s}"),
+                            format!(
+                                "slot {s} on {name} is kept while {s} is down; it retains {}",
+                                ByteSize::human(b)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! settings in postgresql.auto.conf, pg_hba.conf, the current timeline's history file) and
 //! `pg_controldata` run as the node's os_user.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use sha2::Digest;
@@ -116,10 +117,38 @@ pub async fn observe_files(
     if node.data_dir.pg_version.is_none() {
         return;
     }
-    // Settings as the next start would see them (postgresql.auto.conf wins; include directives
-    // and configuration files outside the data directory are not followed).
-    let mut conf = std::collections::BTreeMap::new();
-    let mut from_file = std::collections::BTreeMap::new();
+    let conf = read_settings(transport, dir, setting_names, node).await;
+    let hba_path = conf
+        .get("hba_file")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.join("pg_hba.conf"));
+    if let Some(hba) = read_hba(transport, &hba_path).await {
+        node.hba = Some(hba);
+    }
+    read_control(transport, desired, node).await;
+    node.role = Some(role_from_files(node.standby_signal));
+    if let Some(unfinished) = rewind_unfinished(transport, dir, node.control.as_ref()).await {
+        node.rewind_unfinished = unfinished;
+    }
+    if let Some(tli) = node.timeline.filter(|t| *t > 1) {
+        let path = dir.join("pg_wal").join(format!("{tli:08X}.history"));
+        if let Some(t) = read_text(transport, &path).await {
+            node.timeline_history = super::sql::parse_history(&t);
+        }
+    }
+}
+
+/// Settings as the next start would see them (postgresql.auto.conf wins; include directives
+/// and configuration files outside the data directory are not followed): the settings of
+/// interest, primary_conninfo and primary_slot_name into `node`. Returns every setting read.
+async fn read_settings(
+    transport: &dyn Transport,
+    dir: &Path,
+    setting_names: &std::collections::BTreeSet<String>,
+    node: &mut ObservedNode,
+) -> BTreeMap<String, String> {
+    let mut conf = BTreeMap::new();
+    let mut from_file = BTreeMap::new();
     for f in ["postgresql.conf", "postgresql.auto.conf"] {
         if let Some(t) = read_text(transport, &dir.join(f)).await {
             for (k, v) in parse_config_file(&t) {
@@ -153,20 +182,26 @@ pub async fn observe_files(
         .get("primary_slot_name")
         .filter(|s| !s.is_empty())
         .cloned();
-    let hba_path = conf
-        .get("hba_file")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| dir.join("pg_hba.conf"));
-    if let Ok(Some(bytes)) = transport.read_file(&hba_path).await {
-        let text = String::from_utf8_lossy(&bytes);
-        node.hba = Some(ObservedHba {
-            path: hba_path.display().to_string(),
-            managed_block: managed_block(&text),
-            block_line: Some(managed_block_line(&text)),
-            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
-            errors: Vec::new(),
-        });
-    }
+    conf
+}
+
+/// pg_hba.conf at `path`, when it can be read.
+async fn read_hba(transport: &dyn Transport, path: &Path) -> Option<ObservedHba> {
+    let Ok(Some(bytes)) = transport.read_file(path).await else {
+        return None;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Some(ObservedHba {
+        path: path.display().to_string(),
+        managed_block: managed_block(&text),
+        block_line: Some(managed_block_line(&text)),
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        errors: Vec::new(),
+    })
+}
+
+/// pg_controldata's facts, and the WAL segments in pg_wal.
+async fn read_control(transport: &dyn Transport, desired: &DesiredNode, node: &mut ObservedNode) {
     // Also for a postmaster that runs but does not answer us (starting, shutting down,
     // authentication refused): pg_control then lags a little, but the system identifier and the
     // timeline are still right, and `running` says how to read the rest.
@@ -176,7 +211,7 @@ pub async fn observe_files(
             node.timeline = Some(cd.checkpoint_timeline.max(cd.min_recovery_end_timeline));
             // What pg_rewind could read of this node's own WAL (pg_wal may be a symbolic link:
             // listing follows it).
-            if let Ok(Some(names)) = transport.list_dir(&dir.join("pg_wal")).await {
+            if let Ok(Some(names)) = transport.list_dir(&desired.data_dir.join("pg_wal")).await {
                 node.wal_segments = Some(WalSegments::from_names(
                     cd.wal_segment_size,
                     names.iter().map(String::as_str),
@@ -186,26 +221,25 @@ pub async fn observe_files(
         }
         Err(e) => node.files_error = Some(e.to_string()),
     }
-    node.role = Some(role_from_files(node.standby_signal));
+}
+
+/// With a rewind marker beside the data directory: whether the rewind did not finish (pg_rewind
+/// writes backup_label and "in archive recovery" last). None without a marker.
+async fn rewind_unfinished(
+    transport: &dyn Transport,
+    dir: &Path,
+    control: Option<&ControlData>,
+) -> Option<bool> {
     let mut marker = dir.as_os_str().to_owned();
     marker.push(".pgtopo-rewinding");
-    if let Ok(Some(_)) = transport.read_file(Path::new(&marker)).await {
-        let by_rewind = read_text(transport, &dir.join("backup_label"))
-            .await
-            .is_some_and(|t| t.lines().any(|l| l.trim() == "BACKUP METHOD: pg_rewind"));
-        let rewound = by_rewind
-            && node
-                .control
-                .as_ref()
-                .is_some_and(|c| c.cluster_state == "in archive recovery");
-        node.rewind_unfinished = !rewound;
-    }
-    if let Some(tli) = node.timeline.filter(|t| *t > 1) {
-        let path = dir.join("pg_wal").join(format!("{tli:08X}.history"));
-        if let Some(t) = read_text(transport, &path).await {
-            node.timeline_history = super::sql::parse_history(&t);
-        }
-    }
+    let Ok(Some(_)) = transport.read_file(Path::new(&marker)).await else {
+        return None;
+    };
+    let by_rewind = read_text(transport, &dir.join("backup_label"))
+        .await
+        .is_some_and(|t| t.lines().any(|l| l.trim() == "BACKUP METHOD: pg_rewind"));
+    let rewound = by_rewind && control.is_some_and(|c| c.cluster_state == "in archive recovery");
+    Some(!rewound)
 }
 
 /// A stopped node starts as a standby when standby.signal exists, else as a primary.

@@ -9,7 +9,7 @@
 //! cannot see — the WAL receiver's sender without pg_read_all_stats, primary_conninfo without
 //! pg_read_all_settings — stays unknown.) Values are read as text.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use futures::future::join_all;
 use sha2::Digest;
@@ -201,45 +201,67 @@ pub async fn observe_sql(
     setting_names: &BTreeSet<String>,
     node: &mut ObservedNode,
 ) -> Result<ReceiverFacts, tokio_postgres::Error> {
-    let mut names: BTreeSet<String> = FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
-    names.extend(setting_names.iter().cloned());
-    names.extend(RECOVERY_SETTINGS.iter().map(|s| s.to_string()));
-    let (slots_q, repl_q, settings_q) = (slots_sql(), replication_sql(), settings_sql(&names));
-    // Sent together: one round trip for all of them.
-    let mut results = join_all([
-        client.simple_query(CORE),
-        client.simple_query(CONTROL),
-        client.simple_query(SIGNAL),
-        client.simple_query(RECEIVER),
-        client.simple_query(&slots_q),
-        client.simple_query(&repl_q),
-        client.simple_query(&settings_q),
-        client.simple_query(HBA),
-        client.simple_query(HBA_ERRORS),
-        client.simple_query(OLDEST_WAL),
-        client.simple_query(STARTUP),
-        client.simple_query(super::prepared::SQL),
-    ])
-    .await
-    .into_iter();
-    let mut next = || results.next().expect("one result per statement");
-    let core = rows(next()?);
-    // Statements that need privileges leave their facts unknown when refused.
-    let control = next().map(rows).unwrap_or_default();
-    let signal = next().map(rows).unwrap_or_default();
-    let receiver = rows(next()?);
-    let slots = rows(next()?);
-    let repl = rows(next()?);
-    let settings = rows(next()?);
-    // Only a superuser (or pg_read_server_files) may read the file: without it, hba is unknown.
-    let hba = next().map(rows).unwrap_or_default();
-    // Only a superuser may read pg_hba_file_rules; without it the errors stay unknown.
-    let hba_errors = next().map(rows).unwrap_or_default();
-    let oldest = next().map(rows).unwrap_or_default();
-    let startup = next().map(rows).unwrap_or_default();
-    node.prepared_xacts = super::prepared::parse(&next().map(rows).unwrap_or_default());
+    let a = Answers::query(client, setting_names).await?;
+    node.prepared_xacts = super::prepared::parse(&a.prepared);
 
-    let c = core.first().expect("the core query returns one row");
+    let (in_recovery, tli) = core_facts(&a, node);
+    if let Some(hba) = observed_hba(&a.hba, &a.hba_errors) {
+        node.hba = Some(hba);
+    }
+    // A server that answers runs on an initialised data directory.
+    node.data_dir = DataDirState {
+        exists: true,
+        empty: false,
+        pg_version: node.version.map(|v| v / 10000),
+    };
+
+    let (facts, received_tli) = receiver_facts(&a.receiver);
+    node.streaming = in_recovery && facts.status.as_deref() == Some("streaming");
+    node.timeline = if in_recovery {
+        [received_tli, tli.min_recovery, tli.checkpoint]
+            .into_iter()
+            .flatten()
+            .max()
+    } else {
+        tli.insert.or(tli.checkpoint)
+    };
+
+    node.replication_slots = a.slots.iter().map(slot).collect();
+    node.slots = node
+        .replication_slots
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    node.replication = a.repl.iter().map(replica).collect();
+    node.settings = a.settings.iter().filter_map(setting).collect();
+    take_recovery_settings(node);
+
+    node.startup_wait_event = a.startup.first().and_then(|r| text(r, 0));
+    node.oldest_wal = a.oldest.first().and_then(|r| {
+        let size: u64 = num(r, 1)?;
+        let (_, seg) = crate::units::parse_wal_segment(r.get(0)?, size)?;
+        Some(Lsn(seg * size))
+    });
+    if let Some(tli) = node.timeline.filter(|t| *t > 1) {
+        node.timeline_history = read_history(client, tli).await;
+    }
+    Ok(facts)
+}
+
+/// The timelines a node's current timeline is read from.
+struct Timelines {
+    /// The primary's insert timeline.
+    insert: Option<u32>,
+    /// pg_control's checkpoint timeline.
+    checkpoint: Option<u32>,
+    /// pg_control's minimum recovery ending timeline, when it has one.
+    min_recovery: Option<u32>,
+}
+
+/// What the core and control statements say: role, version, WAL positions, system identifier,
+/// standby.signal. Returns whether the node is in recovery, and its timelines.
+fn core_facts(a: &Answers, node: &mut ObservedNode) -> (bool, Timelines) {
+    let c = a.core.first().expect("the core query returns one row");
     node.reachable = true;
     node.running = true;
     node.host_reachable = true;
@@ -258,45 +280,120 @@ pub async fn observe_sql(
     } else {
         current
     };
-    let insert_tli = r_hex(c.get(5));
-    let ctl = control.first();
+    let insert = r_hex(c.get(5));
+    let ctl = a.control.first();
     node.system_identifier = ctl.and_then(|r| text(r, 0));
-    let checkpoint_tli: Option<u32> = ctl.and_then(|r| num(r, 1));
-    let min_recovery_tli: Option<u32> = ctl.and_then(|r| num(r, 2)).filter(|t| *t > 0);
+    let checkpoint: Option<u32> = ctl.and_then(|r| num(r, 1));
+    let min_recovery: Option<u32> = ctl.and_then(|r| num(r, 2)).filter(|t| *t > 0);
     // Unknown without pg_stat_file: a server in recovery was started with standby.signal.
-    node.standby_signal = signal
+    node.standby_signal = a
+        .signal
         .first()
         .and_then(|r| boolean(r, 0))
         .unwrap_or(in_recovery);
-    let hba_row = hba.first();
-    if let (Some(path), Some(contents)) = (
-        hba_row.and_then(|r| text(r, 0)),
-        hba_row.and_then(|r| r.get(1)),
-    ) {
-        node.hba = Some(ObservedHba {
-            path,
-            managed_block: managed_block(contents),
-            block_line: Some(managed_block_line(contents)),
-            sha256: hex::encode(sha2::Sha256::digest(contents.as_bytes())),
-            errors: hba_errors
-                .iter()
-                .map(|r| {
-                    format!(
-                        "line {}: {}",
-                        r.get(0).unwrap_or("?"),
-                        r.get(1).unwrap_or("")
-                    )
-                })
-                .collect(),
-        });
-    }
-    // A server that answers runs on an initialised data directory.
-    node.data_dir = DataDirState {
-        exists: true,
-        empty: false,
-        pg_version: node.version.map(|v| v / 10000),
-    };
+    (
+        in_recovery,
+        Timelines {
+            insert,
+            checkpoint,
+            min_recovery,
+        },
+    )
+}
 
+/// The rows of every statement of [`observe_sql`].
+struct Answers {
+    core: Vec<SimpleQueryRow>,
+    control: Vec<SimpleQueryRow>,
+    signal: Vec<SimpleQueryRow>,
+    receiver: Vec<SimpleQueryRow>,
+    slots: Vec<SimpleQueryRow>,
+    repl: Vec<SimpleQueryRow>,
+    settings: Vec<SimpleQueryRow>,
+    hba: Vec<SimpleQueryRow>,
+    hba_errors: Vec<SimpleQueryRow>,
+    oldest: Vec<SimpleQueryRow>,
+    startup: Vec<SimpleQueryRow>,
+    prepared: Vec<SimpleQueryRow>,
+}
+
+impl Answers {
+    /// Send every statement at once; an error of one every role may run is the node's error.
+    async fn query(
+        client: &Client,
+        setting_names: &BTreeSet<String>,
+    ) -> Result<Answers, tokio_postgres::Error> {
+        let mut names: BTreeSet<String> = FIXED_SETTINGS.iter().map(|s| s.to_string()).collect();
+        names.extend(setting_names.iter().cloned());
+        names.extend(RECOVERY_SETTINGS.iter().map(|s| s.to_string()));
+        let (slots_q, repl_q, settings_q) = (slots_sql(), replication_sql(), settings_sql(&names));
+        // Sent together: one round trip for all of them.
+        let mut results = join_all([
+            client.simple_query(CORE),
+            client.simple_query(CONTROL),
+            client.simple_query(SIGNAL),
+            client.simple_query(RECEIVER),
+            client.simple_query(&slots_q),
+            client.simple_query(&repl_q),
+            client.simple_query(&settings_q),
+            client.simple_query(HBA),
+            client.simple_query(HBA_ERRORS),
+            client.simple_query(OLDEST_WAL),
+            client.simple_query(STARTUP),
+            client.simple_query(super::prepared::SQL),
+        ])
+        .await
+        .into_iter();
+        let mut next = || results.next().expect("one result per statement");
+        Ok(Answers {
+            core: rows(next()?),
+            // Statements that need privileges leave their facts unknown when refused.
+            control: next().map(rows).unwrap_or_default(),
+            signal: next().map(rows).unwrap_or_default(),
+            receiver: rows(next()?),
+            slots: rows(next()?),
+            repl: rows(next()?),
+            settings: rows(next()?),
+            // Only a superuser (or pg_read_server_files) may read the file: without it, hba is
+            // unknown.
+            hba: next().map(rows).unwrap_or_default(),
+            // Only a superuser may read pg_hba_file_rules; without it the errors stay unknown.
+            hba_errors: next().map(rows).unwrap_or_default(),
+            oldest: next().map(rows).unwrap_or_default(),
+            startup: next().map(rows).unwrap_or_default(),
+            prepared: next().map(rows).unwrap_or_default(),
+        })
+    }
+}
+
+/// pg_hba.conf as read by the server, with the errors of pg_hba_file_rules (None when the file
+/// could not be read).
+fn observed_hba(hba: &[SimpleQueryRow], hba_errors: &[SimpleQueryRow]) -> Option<ObservedHba> {
+    let hba_row = hba.first();
+    let (path, contents) = (
+        hba_row.and_then(|r| text(r, 0))?,
+        hba_row.and_then(|r| r.get(1))?,
+    );
+    Some(ObservedHba {
+        path,
+        managed_block: managed_block(contents),
+        block_line: Some(managed_block_line(contents)),
+        sha256: hex::encode(sha2::Sha256::digest(contents.as_bytes())),
+        errors: hba_errors
+            .iter()
+            .map(|r| {
+                format!(
+                    "line {}: {}",
+                    r.get(0).unwrap_or("?"),
+                    r.get(1).unwrap_or("")
+                )
+            })
+            .collect(),
+    })
+}
+
+/// The WAL receiver's facts, and the timeline it receives (None when it has none).
+fn receiver_facts(receiver: &[SimpleQueryRow]) -> (ReceiverFacts, Option<u32>) {
     let mut facts = ReceiverFacts::default();
     let mut received_tli = None;
     if let Some(r) = receiver.first() {
@@ -305,71 +402,62 @@ pub async fn observe_sql(
         facts.sender_port = num(r, 2);
         received_tli = num::<u32>(r, 3).filter(|t| *t > 0);
     }
-    node.streaming = in_recovery && facts.status.as_deref() == Some("streaming");
-    node.timeline = if in_recovery {
-        [received_tli, min_recovery_tli, checkpoint_tli]
-            .into_iter()
-            .flatten()
-            .max()
-    } else {
-        insert_tli.or(checkpoint_tli)
-    };
+    (facts, received_tli)
+}
 
-    node.replication_slots = slots
-        .iter()
-        .map(|r| ObservedSlot {
-            name: text(r, 0).unwrap_or_default(),
-            slot_type: text(r, 1).unwrap_or_default(),
-            active: boolean(r, 2).unwrap_or(false),
-            restart_lsn: lsn(r, 3),
-            wal_retained_bytes: num::<i64>(r, 4).map(|b| b.max(0) as u64),
-            wal_status: text(r, 5),
-            safe_wal_size: num(r, 6),
-            logical: (text(r, 1).as_deref() == Some("logical")).then(|| LogicalSlotFacts {
-                plugin: text(r, 7).unwrap_or_default(),
-                database: text(r, 8).unwrap_or_default(),
-                temporary: boolean(r, 9).unwrap_or(false),
-                failover: json_bool(r, 10),
-                synced: json_bool(r, 11),
-                conflicting: json_bool(r, 12),
-                invalidation_reason: text(r, 13),
-            }),
-        })
-        .collect();
-    node.slots = node
-        .replication_slots
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    node.replication = repl
-        .iter()
-        .map(|r| ObservedReplica {
-            application_name: text(r, 0).unwrap_or_default(),
-            client_addr: text(r, 1),
-            state: text(r, 2).unwrap_or_default(),
-            sync_state: text(r, 3).unwrap_or_default(),
-            sent_lsn: lsn(r, 4),
-            flush_lsn: lsn(r, 5),
-            replay_lsn: lsn(r, 6),
-            lag_bytes: num(r, 7),
-        })
-        .collect();
-    node.settings = settings
-        .iter()
-        .filter_map(|r| {
-            Some((
-                text(r, 0)?,
-                ObservedSetting {
-                    value: text(r, 1).unwrap_or_default(),
-                    raw: text(r, 2),
-                    unit: text(r, 3),
-                    pending_restart: boolean(r, 4).unwrap_or(false),
-                    context: text(r, 5).unwrap_or_default(),
-                    source: text(r, 6).unwrap_or_default(),
-                },
-            ))
-        })
-        .collect::<BTreeMap<_, _>>();
+/// A row of [`slots_sql`].
+fn slot(r: &SimpleQueryRow) -> ObservedSlot {
+    ObservedSlot {
+        name: text(r, 0).unwrap_or_default(),
+        slot_type: text(r, 1).unwrap_or_default(),
+        active: boolean(r, 2).unwrap_or(false),
+        restart_lsn: lsn(r, 3),
+        wal_retained_bytes: num::<i64>(r, 4).map(|b| b.max(0) as u64),
+        wal_status: text(r, 5),
+        safe_wal_size: num(r, 6),
+        logical: (text(r, 1).as_deref() == Some("logical")).then(|| LogicalSlotFacts {
+            plugin: text(r, 7).unwrap_or_default(),
+            database: text(r, 8).unwrap_or_default(),
+            temporary: boolean(r, 9).unwrap_or(false),
+            failover: json_bool(r, 10),
+            synced: json_bool(r, 11),
+            conflicting: json_bool(r, 12),
+            invalidation_reason: text(r, 13),
+        }),
+    }
+}
+
+/// A row of [`replication_sql`].
+fn replica(r: &SimpleQueryRow) -> ObservedReplica {
+    ObservedReplica {
+        application_name: text(r, 0).unwrap_or_default(),
+        client_addr: text(r, 1),
+        state: text(r, 2).unwrap_or_default(),
+        sync_state: text(r, 3).unwrap_or_default(),
+        sent_lsn: lsn(r, 4),
+        flush_lsn: lsn(r, 5),
+        replay_lsn: lsn(r, 6),
+        lag_bytes: num(r, 7),
+    }
+}
+
+/// A row of [`settings_sql`], keyed by the setting's name.
+fn setting(r: &SimpleQueryRow) -> Option<(String, ObservedSetting)> {
+    Some((
+        text(r, 0)?,
+        ObservedSetting {
+            value: text(r, 1).unwrap_or_default(),
+            raw: text(r, 2),
+            unit: text(r, 3),
+            pending_restart: boolean(r, 4).unwrap_or(false),
+            context: text(r, 5).unwrap_or_default(),
+            source: text(r, 6).unwrap_or_default(),
+        },
+    ))
+}
+
+/// primary_conninfo and primary_slot_name are facts of their own, not settings to compare.
+fn take_recovery_settings(node: &mut ObservedNode) {
     let conninfo = node.settings.remove("primary_conninfo");
     node.primary_conninfo = conninfo
         .filter(|s| !s.value.is_empty())
@@ -379,17 +467,6 @@ pub async fn observe_sql(
         .remove("primary_slot_name")
         .map(|s| s.value)
         .filter(|s| !s.is_empty());
-
-    node.startup_wait_event = startup.first().and_then(|r| text(r, 0));
-    node.oldest_wal = oldest.first().and_then(|r| {
-        let size: u64 = num(r, 1)?;
-        let (_, seg) = crate::units::parse_wal_segment(r.get(0)?, size)?;
-        Some(Lsn(seg * size))
-    });
-    if let Some(tli) = node.timeline.filter(|t| *t > 1) {
-        node.timeline_history = read_history(client, tli).await;
-    }
-    Ok(facts)
 }
 
 /// The end of WAL a downstream can have from this node now: the flush position of a primary,

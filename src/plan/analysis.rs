@@ -258,73 +258,77 @@ pub fn decide_rejoin(
     promotion: Option<&Promotion>,
 ) -> Rejoin {
     let xo = observed(o, x);
-    let end = known_wal_end(&xo);
+    match promotion {
+        Some(p) => rejoin_after_promotion(x, &xo, o, p),
+        None => rejoin_by_timeline(x, &xo, up, &observed(o, up)),
+    }
+}
+
+/// How `x` joins the node this plan promotes: the old primary of a switchover follows; any other
+/// node follows unless it may have WAL past what the candidate has received when promoted.
+fn rejoin_after_promotion(
+    x: &str,
+    xo: &ObservedNode,
+    o: &ObservedCluster,
+    p: &Promotion,
+) -> Rejoin {
+    if p.old.as_deref() == Some(x) {
+        match &p.kind {
+            PromotionKind::Switchover => {
+                return Rejoin::Follow {
+                    reason: format!(
+                        "{x} is shut down cleanly and {} replays its shutdown checkpoint before it is promoted",
+                        p.candidate
+                    ),
+                }
+            }
+            PromotionKind::FinishSwitchover { checkpoint } => {
+                return Rejoin::Follow {
+                    reason: format!(
+                        "{x} was shut down cleanly at {checkpoint}, which {} has replayed",
+                        p.candidate
+                    ),
+                }
+            }
+            PromotionKind::Failover { .. } => {}
+        }
+    }
+    // Forks at what the candidate has received when it is promoted.
+    let co = observed(o, &p.candidate);
+    let fork = received(&co).unwrap_or_default();
+    let new_tl = co.timeline.map(|t| t + 1).unwrap_or(0);
     // What the node has at least (its last checkpoint when it crashed).
-    let lower = wal_end(&xo);
+    match (known_wal_end(xo), wal_end(xo)) {
+        (Some(e), _) if e <= fork => Rejoin::Follow {
+            reason: format!("{x} has no WAL past the fork point {fork} of timeline {new_tl}"),
+        },
+        (Some(e), _) => diverged(
+            x,
+            xo,
+            Some(fork),
+            format!(
+                "{x} has WAL past the fork point {fork} of timeline {new_tl} (up to {e}, {} more)",
+                ByteSize::human(e.bytes_after(fork))
+            ),
+        ),
+        (None, Some(l)) if l > fork => diverged(
+            x,
+            xo,
+            Some(fork),
+            format!(
+                "{x} has WAL past the fork point {fork} of timeline {new_tl} (at least up to {l})"
+            ),
+        ),
+        (None, _) => may_be_past_fork(x, xo, fork, new_tl),
+    }
+}
+
+/// How `x` joins `up` when nothing is promoted: it follows when it is on `up`'s timeline or
+/// stopped before the point where `up`'s history left `x`'s timeline.
+fn rejoin_by_timeline(x: &str, xo: &ObservedNode, up: &str, uo: &ObservedNode) -> Rejoin {
     let tl = xo
         .timeline
         .or(xo.control.as_ref().map(|c| c.checkpoint_timeline));
-    if let Some(p) = promotion {
-        if p.old.as_deref() == Some(x) {
-            match &p.kind {
-                PromotionKind::Switchover => {
-                    return Rejoin::Follow {
-                        reason: format!(
-                            "{x} is shut down cleanly and {} replays its shutdown checkpoint before it is promoted",
-                            p.candidate
-                        ),
-                    }
-                }
-                PromotionKind::FinishSwitchover { checkpoint } => {
-                    return Rejoin::Follow {
-                        reason: format!(
-                            "{x} was shut down cleanly at {checkpoint}, which {} has replayed",
-                            p.candidate
-                        ),
-                    }
-                }
-                PromotionKind::Failover { .. } => {}
-            }
-        }
-        // Forks at what the candidate has received when it is promoted.
-        let co = observed(o, &p.candidate);
-        let fork = received(&co).unwrap_or_default();
-        let new_tl = co.timeline.map(|t| t + 1).unwrap_or(0);
-        return match (end, lower) {
-            (Some(e), _) if e <= fork => Rejoin::Follow {
-                reason: format!(
-                    "{x} has no WAL past the fork point {fork} of timeline {new_tl}"
-                ),
-            },
-            (Some(e), _) => diverged(
-                x,
-                &xo,
-                Some(fork),
-                format!(
-                    "{x} has WAL past the fork point {fork} of timeline {new_tl} (up to {e}, {} more)",
-                    ByteSize::human(e.bytes_after(fork))
-                ),
-            ),
-            (None, Some(l)) if l > fork => diverged(
-                x,
-                &xo,
-                Some(fork),
-                format!(
-                    "{x} has WAL past the fork point {fork} of timeline {new_tl} (at least up to {l})"
-                ),
-            ),
-            (None, _) => diverged(
-                x,
-                &xo,
-                Some(fork),
-                format!(
-                    "{}, so it may have WAL past the fork point {fork} of timeline {new_tl}",
-                    unknown_end(x, &xo)
-                ),
-            ),
-        };
-    }
-    let uo = observed(o, up);
     let (Some(tl), Some(utl)) = (tl, uo.timeline) else {
         return Rejoin::Follow {
             reason: format!("{x} and {up} share a timeline"),
@@ -339,14 +343,15 @@ pub fn decide_rejoin(
     let Some(pos) = hist.iter().position(|f| f.timeline == tl) else {
         return diverged(
             x,
-            &xo,
+            xo,
             None,
             format!("{x} is on timeline {tl}, which is not in {up}'s history (timeline {utl})"),
         );
     };
     let fork = hist[pos].fork_lsn;
     let next_tl = hist.get(pos + 1).map(|f| f.timeline).unwrap_or(utl);
-    match (end, lower) {
+    // What the node has at least (its last checkpoint when it crashed).
+    match (known_wal_end(xo), wal_end(xo)) {
         (Some(e), _) if e <= fork => Rejoin::Follow {
             reason: format!(
                 "{x} stopped at {e}, before the fork point {fork} of timeline {next_tl}: it can follow"
@@ -354,26 +359,31 @@ pub fn decide_rejoin(
         },
         (Some(_), _) => diverged(
             x,
-            &xo,
+            xo,
             Some(fork),
             format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
         ),
         (None, Some(l)) if l > fork => diverged(
             x,
-            &xo,
+            xo,
             Some(fork),
             format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
         ),
-        (None, _) => diverged(
-            x,
-            &xo,
-            Some(fork),
-            format!(
-                "{}, so it may have WAL past the fork point {fork} of timeline {next_tl}",
-                unknown_end(x, &xo)
-            ),
-        ),
+        (None, _) => may_be_past_fork(x, xo, fork, next_tl),
     }
+}
+
+/// `x`'s end of WAL is unknown, so it may have WAL past the fork point of `timeline`.
+fn may_be_past_fork(x: &str, xo: &ObservedNode, fork: Lsn, timeline: u32) -> Rejoin {
+    diverged(
+        x,
+        xo,
+        Some(fork),
+        format!(
+            "{}, so it may have WAL past the fork point {fork} of timeline {timeline}",
+            unknown_end(x, xo)
+        ),
+    )
 }
 
 /// Decide the promotion and every node's fate, or refuse.
@@ -383,13 +393,72 @@ pub fn analyse(
     opts: &PlanOptions,
 ) -> Result<Analysis, PlanError> {
     let mut notes = Vec::new();
-    let declared = d.primary().name.clone();
     let running = running_primaries(o);
+    let reachable_running = reachable_running_primaries(d, o, &running)?;
+    let eff = effective_topology(d, o, &reachable_running, &mut notes)?;
+    let p = eff.primary().name.clone();
+    let pobs = observed(o, &p);
+    let old = crate::diff::current_primary(&eff, o);
+
+    let mut fates = BTreeMap::new();
+    let promotion = match old.as_deref() {
+        Some(op) if op == p => {
+            fates.insert(p.clone(), primary_fate(&p, &pobs)?);
+            None
+        }
+        None if needs_data(&pobs) => return Err(PlanError::PrimaryHasNoData { node: p }),
+        other => {
+            let ctx = PromotionContext {
+                d,
+                o,
+                opts,
+                candidate: &p,
+                cobs: &pobs,
+                old: other,
+                reachable_running: &reachable_running,
+            };
+            let kind = ctx.kind(&mut notes)?;
+            fates.insert(p.clone(), Fate::Promote);
+            Some(Promotion {
+                candidate: p.clone(),
+                old: other.map(str::to_string),
+                kind,
+            })
+        }
+    };
+
+    standby_fates(&eff, o, promotion.as_ref(), old.as_deref(), &mut fates);
+    check_upstreams_reachable(&eff, &fates)?;
+    if let Some(pr) = &promotion {
+        if let Some(op) = &pr.old {
+            if let PromotionKind::Failover { fence: false, .. } = pr.kind {
+                notes.push(format!(
+                    "{op}'s host is unreachable, so it cannot be fenced: make sure it stays down"
+                ));
+            }
+        }
+    }
+    Ok(Analysis {
+        eff,
+        promotion,
+        fates,
+        notes,
+    })
+}
+
+/// The running primaries whose SQL answers; more than one, none of them the declared primary, is
+/// a split brain pgtopo refuses to choose in.
+fn reachable_running_primaries<'a>(
+    d: &Desired,
+    o: &ObservedCluster,
+    running: &'a [String],
+) -> Result<Vec<&'a String>, PlanError> {
+    let declared = &d.primary().name;
     let reachable_running: Vec<&String> = running
         .iter()
         .filter(|n| o.nodes.get(*n).is_some_and(|x| x.reachable))
         .collect();
-    if reachable_running.len() > 1 && !reachable_running.contains(&&declared) {
+    if reachable_running.len() > 1 && !reachable_running.contains(&declared) {
         return Err(PlanError::TwoPrimaries {
             nodes: reachable_running
                 .iter()
@@ -398,215 +467,266 @@ pub fn analyse(
                 .join(", "),
         });
     }
-    let consent = opts.allow_failover || d.failover.allow;
+    Ok(reachable_running)
+}
 
-    // The declared primary is unreachable: another node takes its place.
-    let mut eff = d.clone();
+/// The topology the plan realises: the declared one, or, when the declared primary is
+/// unreachable, the declared one re-rooted at the node that is primary now or else at the best
+/// failover candidate (with a note telling the operator to update topology.yaml).
+fn effective_topology(
+    d: &Desired,
+    o: &ObservedCluster,
+    reachable_running: &[&String],
+    notes: &mut Vec<String>,
+) -> Result<Desired, PlanError> {
+    let declared = d.primary().name.clone();
     let dobs = observed(o, &declared);
-    if !actionable(&dobs) {
-        if let Some(c) = reachable_running.iter().find(|n| {
-            ***n != declared
-                && d.nodes
-                    .get(n.as_str())
-                    .is_some_and(|x| x.role != DesiredRole::Absent)
-        }) {
-            notes.push(format!(
-                "topology.yaml declares {declared} primary, but {declared} is unreachable and {c} is primary: update topology.yaml"
-            ));
-            eff = reroot(d, c);
-        } else {
-            let choice = candidate::choose(d, o, &[&declared]);
-            let Some((c, prio, at)) = choice.chosen.clone() else {
-                return Err(PlanError::NoCandidate {
-                    primary: declared,
-                    skipped: match choice.skipped_text() {
-                        t if t.is_empty() => String::new(),
-                        t => format!(" (passed over: {t})"),
-                    },
-                });
-            };
-            notes.push(format!(
-                "{declared} (the declared primary) is unreachable ({}); {c} (failover_priority {prio}, received {at}) takes its place: declare it in topology.yaml",
-                why_down(&dobs)
-            ));
-            if !choice.skipped.is_empty() {
-                notes.push(format!(
-                    "failover candidates passed over: {}",
-                    choice.skipped_text()
-                ));
-            }
-            eff = reroot(d, &c);
-        }
+    if actionable(&dobs) {
+        return Ok(d.clone());
     }
-    let p = eff.primary().name.clone();
-    let pobs = observed(o, &p);
-    let old = crate::diff::current_primary(&eff, o);
+    if let Some(c) = reachable_running.iter().find(|n| {
+        ***n != declared
+            && d.nodes
+                .get(n.as_str())
+                .is_some_and(|x| x.role != DesiredRole::Absent)
+    }) {
+        notes.push(format!(
+            "topology.yaml declares {declared} primary, but {declared} is unreachable and {c} is primary: update topology.yaml"
+        ));
+        return Ok(reroot(d, c));
+    }
+    let choice = candidate::choose(d, o, &[&declared]);
+    let Some((c, prio, at)) = choice.chosen.clone() else {
+        return Err(PlanError::NoCandidate {
+            primary: declared,
+            skipped: match choice.skipped_text() {
+                t if t.is_empty() => String::new(),
+                t => format!(" (passed over: {t})"),
+            },
+        });
+    };
+    notes.push(format!(
+        "{declared} (the declared primary) is unreachable ({}); {c} (failover_priority {prio}, received {at}) takes its place: declare it in topology.yaml",
+        why_down(&dobs)
+    ));
+    if !choice.skipped.is_empty() {
+        notes.push(format!(
+            "failover candidates passed over: {}",
+            choice.skipped_text()
+        ));
+    }
+    Ok(reroot(d, &c))
+}
 
-    let mut promotion = None;
-    let mut fates = BTreeMap::new();
-    match old.as_deref() {
-        Some(op) if op == p => {
-            if !pobs.running {
-                if !actionable(&pobs) {
-                    return Err(PlanError::Unreachable {
-                        node: p.clone(),
-                        why: why_down(&pobs),
-                        needed_for: "start it as the primary".into(),
-                    });
+/// The fate of the primary that is already primary: keep it, or start it when it is stopped.
+fn primary_fate(p: &str, pobs: &ObservedNode) -> Result<Fate, PlanError> {
+    if pobs.running {
+        return Ok(Fate::Keep);
+    }
+    if !actionable(pobs) {
+        return Err(PlanError::Unreachable {
+            node: p.to_string(),
+            why: why_down(pobs),
+            needed_for: "start it as the primary".into(),
+        });
+    }
+    Ok(Fate::StartPrimary)
+}
+
+/// What deciding a promotion reads: the candidate (the effective primary, now a standby) and the
+/// primary it replaces.
+struct PromotionContext<'a> {
+    d: &'a Desired,
+    o: &'a ObservedCluster,
+    opts: &'a PlanOptions,
+    candidate: &'a str,
+    cobs: &'a ObservedNode,
+    /// The current primary, if any node claims to be.
+    old: Option<&'a str>,
+    reachable_running: &'a [&'a String],
+}
+
+impl PromotionContext<'_> {
+    /// Why the candidate is promoted, or why it cannot be.
+    fn kind(&self, notes: &mut Vec<String>) -> Result<PromotionKind, PlanError> {
+        self.check_candidate_ready()?;
+        let oobs = self.old.map(|n| observed(self.o, n).into_owned());
+        Ok(match &oobs {
+            Some(oo) if oo.running && oo.reachable => self.switchover(oo)?,
+            Some(oo)
+                if oo.control.as_ref().is_some_and(|c| {
+                    c.cluster_state == "shut down"
+                        && replayed_past_checkpoint(self.cobs.replay_lsn, c.latest_checkpoint)
+                }) =>
+            {
+                PromotionKind::FinishSwitchover {
+                    checkpoint: oo
+                        .control
+                        .as_ref()
+                        .map(|c| c.latest_checkpoint)
+                        .unwrap_or_default(),
                 }
-                fates.insert(p.clone(), Fate::StartPrimary);
-            } else {
-                fates.insert(p.clone(), Fate::Keep);
             }
-        }
-        None if needs_data(&pobs) => return Err(PlanError::PrimaryHasNoData { node: p }),
-        other => {
-            let op = other.map(str::to_string);
-            if !(pobs.reachable && pobs.running) {
-                return Err(PlanError::CandidateNotReady {
-                    candidate: p.clone(),
-                    why: format!("it is not running ({})", why_down(&pobs)),
-                });
-            }
-            if observed_role(&pobs) != Some(Role::Standby) {
-                return Err(PlanError::CandidateNotReady {
-                    candidate: p.clone(),
-                    why: "it is not a standby".into(),
-                });
-            }
-            let cand_at = received(&pobs).unwrap_or_default();
-            let oobs = op.as_deref().map(|n| observed(o, n).into_owned());
-            let kind = match &oobs {
-                Some(oo) if oo.running && oo.reachable => {
-                    let at = pobs.replay_lsn.or(pobs.lsn).unwrap_or_default();
-                    let lag = wal_end(oo).unwrap_or_default().bytes_after(at);
-                    if lag > d.switchover.max_lag.0 {
-                        return Err(PlanError::SwitchoverLagTooLarge {
-                            candidate: p.clone(),
-                            primary: op.clone().unwrap_or_default(),
-                            bytes: lag,
-                            max_lag: d.switchover.max_lag.0,
-                        });
-                    }
-                    PromotionKind::Switchover
-                }
-                Some(oo)
-                    if oo.control.as_ref().is_some_and(|c| {
-                        c.cluster_state == "shut down"
-                            && replayed_past_checkpoint(pobs.replay_lsn, c.latest_checkpoint)
-                    }) =>
-                {
-                    PromotionKind::FinishSwitchover {
-                        checkpoint: oo
-                            .control
-                            .as_ref()
-                            .map(|c| c.latest_checkpoint)
-                            .unwrap_or_default(),
-                    }
-                }
-                _ => {
-                    if let Some(oo) = oobs.as_ref().filter(|oo| oo.running && !oo.host_reachable) {
-                        // It runs (its SQL answered) but pgtopo cannot reach its host to fence it.
-                        return Err(PlanError::OldPrimaryRunning {
-                            old: op.clone().unwrap_or_default(),
-                            candidate: p.clone(),
-                            why: why_down(oo),
-                        });
-                    }
-                    if let Some(other) = reachable_running
-                        .iter()
-                        .find(|n| ***n != p && Some(n.as_str()) != op.as_deref())
-                    {
-                        return Err(PlanError::AnotherPrimary {
-                            other: (*other).clone(),
-                            candidate: p.clone(),
-                        });
-                    }
-                    let except: Vec<&str> = op.iter().map(|s| s.as_str()).collect();
-                    if let Some((best, at)) = most_advanced_standby(d, o, &except) {
-                        let behind = at.bytes_after(cand_at);
-                        if behind > d.failover.max_lag.0 {
-                            return Err(PlanError::CandidateTooFarBehind {
-                                candidate: p.clone(),
-                                best,
-                                bytes: behind,
-                                max_lag: d.failover.max_lag.0,
-                            });
-                        }
-                        if behind > 0
-                            && d.replication.synchronous.is_some()
-                            && !opts.accept_data_loss
-                        {
-                            return Err(PlanError::SyncDataLoss {
-                                candidate: p.clone(),
-                                best,
-                                bytes: behind,
-                            });
-                        }
-                        if behind > 0 {
-                            notes.push(format!(
-                                "{p} is {behind} bytes behind {best}, the most advanced reachable standby (within failover.max_lag {})",
-                                d.failover.max_lag
-                            ));
-                        }
-                    }
-                    let last_known = oobs.as_ref().and_then(known_wal_end);
-                    let exposure = last_known.map(|l| l.bytes_after(cand_at));
-                    if !consent {
-                        return Err(PlanError::FailoverNotAllowed {
-                            primary: op.clone().unwrap_or_else(|| "the old primary".into()),
-                            candidate: p.clone(),
-                            exposure: match exposure {
-                                Some(0) => format!(
-                                    " ({p} has received all WAL {} was last seen to write, but later writes may be lost)",
-                                    op.as_deref().unwrap_or("the old primary")
-                                ),
-                                Some(b) => format!(", up to {b} bytes of WAL may be lost"),
-                                None => ", an unknown amount of WAL may be lost".into(),
-                            },
-                        });
-                    }
-                    PromotionKind::Failover {
-                        exposure,
-                        fence: oobs
-                            .as_ref()
-                            .is_some_and(|oo| oo.host_reachable || (oo.running && oo.reachable)),
-                        last_known,
-                    }
-                }
-            };
-            fates.insert(p.clone(), Fate::Promote);
-            promotion = Some(Promotion {
-                candidate: p.clone(),
-                old: op,
-                kind,
+            _ => self.failover(oobs.as_ref(), notes)?,
+        })
+    }
+
+    /// Only a running, reachable standby can be promoted.
+    fn check_candidate_ready(&self) -> Result<(), PlanError> {
+        let cobs = self.cobs;
+        if !(cobs.reachable && cobs.running) {
+            return Err(PlanError::CandidateNotReady {
+                candidate: self.candidate.to_string(),
+                why: format!("it is not running ({})", why_down(cobs)),
             });
         }
+        if observed_role(cobs) != Some(Role::Standby) {
+            return Err(PlanError::CandidateNotReady {
+                candidate: self.candidate.to_string(),
+                why: "it is not a standby".into(),
+            });
+        }
+        Ok(())
     }
 
+    /// The old primary is healthy: a switchover, if the candidate is within `switchover.max_lag`.
+    fn switchover(&self, oo: &ObservedNode) -> Result<PromotionKind, PlanError> {
+        let at = self.cobs.replay_lsn.or(self.cobs.lsn).unwrap_or_default();
+        let lag = wal_end(oo).unwrap_or_default().bytes_after(at);
+        if lag > self.d.switchover.max_lag.0 {
+            return Err(PlanError::SwitchoverLagTooLarge {
+                candidate: self.candidate.to_string(),
+                primary: self.old.unwrap_or_default().to_string(),
+                bytes: lag,
+                max_lag: self.d.switchover.max_lag.0,
+            });
+        }
+        Ok(PromotionKind::Switchover)
+    }
+
+    /// The old primary is down and not proven clean: a failover, refused unless the old primary
+    /// can be fenced or is unreachable, no other primary runs, the candidate is close enough to
+    /// the most advanced standby, and the operator consented.
+    fn failover(
+        &self,
+        oobs: Option<&ObservedNode>,
+        notes: &mut Vec<String>,
+    ) -> Result<PromotionKind, PlanError> {
+        let p = self.candidate;
+        let op = self.old;
+        if let Some(oo) = oobs.filter(|oo| oo.running && !oo.host_reachable) {
+            // It runs (its SQL answered) but pgtopo cannot reach its host to fence it.
+            return Err(PlanError::OldPrimaryRunning {
+                old: op.unwrap_or_default().to_string(),
+                candidate: p.to_string(),
+                why: why_down(oo),
+            });
+        }
+        if let Some(other) = self
+            .reachable_running
+            .iter()
+            .find(|n| n.as_str() != p && Some(n.as_str()) != op)
+        {
+            return Err(PlanError::AnotherPrimary {
+                other: (*other).clone(),
+                candidate: p.to_string(),
+            });
+        }
+        let cand_at = received(self.cobs).unwrap_or_default();
+        self.check_candidate_not_behind(cand_at, notes)?;
+        let last_known = oobs.and_then(known_wal_end);
+        let exposure = last_known.map(|l| l.bytes_after(cand_at));
+        if !(self.opts.allow_failover || self.d.failover.allow) {
+            return Err(PlanError::FailoverNotAllowed {
+                primary: op.unwrap_or("the old primary").to_string(),
+                candidate: p.to_string(),
+                exposure: match exposure {
+                    Some(0) => format!(
+                        " ({p} has received all WAL {} was last seen to write, but later writes may be lost)",
+                        op.unwrap_or("the old primary")
+                    ),
+                    Some(b) => format!(", up to {b} bytes of WAL may be lost"),
+                    None => ", an unknown amount of WAL may be lost".into(),
+                },
+            });
+        }
+        Ok(PromotionKind::Failover {
+            exposure,
+            fence: oobs.is_some_and(|oo| oo.host_reachable || (oo.running && oo.reachable)),
+            last_known,
+        })
+    }
+
+    /// Refuse a candidate further behind the most advanced reachable standby than
+    /// `failover.max_lag`, or behind it at all under synchronous replication without
+    /// `--accept-data-loss`; note a tolerated gap.
+    fn check_candidate_not_behind(
+        &self,
+        cand_at: Lsn,
+        notes: &mut Vec<String>,
+    ) -> Result<(), PlanError> {
+        let (d, p) = (self.d, self.candidate);
+        let except: Vec<&str> = self.old.into_iter().collect();
+        let Some((best, at)) = most_advanced_standby(d, self.o, &except) else {
+            return Ok(());
+        };
+        let behind = at.bytes_after(cand_at);
+        if behind > d.failover.max_lag.0 {
+            return Err(PlanError::CandidateTooFarBehind {
+                candidate: p.to_string(),
+                best,
+                bytes: behind,
+                max_lag: d.failover.max_lag.0,
+            });
+        }
+        if behind > 0 && d.replication.synchronous.is_some() && !self.opts.accept_data_loss {
+            return Err(PlanError::SyncDataLoss {
+                candidate: p.to_string(),
+                best,
+                bytes: behind,
+            });
+        }
+        if behind > 0 {
+            notes.push(format!(
+                "{p} is {behind} bytes behind {best}, the most advanced reachable standby (within failover.max_lag {})",
+                d.failover.max_lag
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The fate of every node but the effective primary.
+fn standby_fates(
+    eff: &Desired,
+    o: &ObservedCluster,
+    promotion: Option<&Promotion>,
+    old: Option<&str>,
+    fates: &mut BTreeMap<String, Fate>,
+) {
+    let p = &eff.primary().name;
     for n in eff.nodes.values() {
-        if n.name == p {
+        if &n.name == p {
             continue;
         }
         let fate = match &n.role {
             DesiredRole::Absent => Fate::Retire,
             DesiredRole::Primary => unreachable!("one primary"),
             DesiredRole::Standby { upstream } => {
-                let verdict = assess::node(&eff, o, &n.name, old.as_deref());
-                standby_verdict_fate(&verdict, &n.name, upstream).unwrap_or_else(|| {
-                    standby_fate(
-                        &eff,
-                        o,
-                        &n.name,
-                        upstream,
-                        promotion.as_ref(),
-                        old.as_deref(),
-                    )
-                })
+                let verdict = assess::node(eff, o, &n.name, old);
+                standby_verdict_fate(&verdict, &n.name, upstream)
+                    .unwrap_or_else(|| standby_fate(eff, o, &n.name, upstream, promotion, old))
             }
         };
         fates.insert(n.name.clone(), fate);
     }
+}
+
+/// Refuse to clone, rejoin, re-point or start a standby whose upstream is unreachable.
+fn check_upstreams_reachable(
+    eff: &Desired,
+    fates: &BTreeMap<String, Fate>,
+) -> Result<(), PlanError> {
     for n in eff.present() {
         let DesiredRole::Standby { upstream } = &n.role else {
             continue;
@@ -626,21 +746,7 @@ pub fn analyse(
             });
         }
     }
-    if let Some(pr) = &promotion {
-        if let Some(op) = &pr.old {
-            if let PromotionKind::Failover { fence: false, .. } = pr.kind {
-                notes.push(format!(
-                    "{op}'s host is unreachable, so it cannot be fenced: make sure it stays down"
-                ));
-            }
-        }
-    }
-    Ok(Analysis {
-        eff,
-        promotion,
-        fates,
-        notes,
-    })
+    Ok(())
 }
 
 /// The fate a standby's verdict decides by itself: unreachable, new, or cloned again (another

@@ -190,147 +190,196 @@ pub fn hba_managed_block(c: &mut Ctx) {
     }
 }
 
+/// The settings a node's plan changes: its name, the differences, what ALTER SYSTEM sets, and
+/// the step description.
+struct SettingsChange {
+    node: String,
+    diffs: Vec<diff::SettingDiff>,
+    set: BTreeMap<String, String>,
+    desc: String,
+}
+
+impl SettingsChange {
+    fn needs_restart(&self) -> bool {
+        self.diffs.iter().any(|d| d.restart)
+    }
+}
+
 /// Settings: ALTER SYSTEM, then reload (sighup/superuser/user) or restart (postmaster). Restarts
 /// roll one standby at a time; for the hot-standby-critical settings an increase restarts the
 /// standbys before the primary and a decrease the primary first.
-/// A node whose settings need a restart: its name, the differences, what ALTER SYSTEM sets, and
-/// the step description.
-type RollingRestart = (
-    String,
-    Vec<diff::SettingDiff>,
-    BTreeMap<String, String>,
-    String,
-);
-
 pub fn settings_rolling(c: &mut Ctx) {
     let old =
         c.a.promotion
             .as_ref()
             .and_then(|p| p.old.clone())
             .unwrap_or_default();
-    let mut restart_nodes: Vec<RollingRestart> = Vec::new();
+    let mut restart_nodes: Vec<SettingsChange> = Vec::new();
     let mut primary_decrease = false;
     for n in c.eff.present() {
-        let fate = c.fate(&n.name);
-        if !matches!(
-            fate,
-            Fate::Keep | Fate::Promote | Fate::Repoint { .. } | Fate::Rejoin(Rejoin::Follow { .. })
-        ) {
+        let Some(change) = settings_change(c, &n.name) else {
             continue;
+        };
+        if observed(c.o, &n.name).role == Some(Role::Primary) {
+            primary_decrease |= lowers_hot_standby_critical(&change.diffs);
         }
-        let obs = observed(c.o, &n.name);
-        if !(obs.reachable && obs.running) {
-            continue;
-        }
-        let mut diffs = diff::setting_diffs(c.eff, c.o, &n.name);
-        diffs.retain(|d| !super::logical::ordered_apart(&d.name));
-        if diffs.is_empty() {
-            continue;
-        }
-        let set = diffs
-            .iter()
-            .map(|d| (d.name.clone(), d.after.clone()))
-            .collect();
-        let desc = diffs
-            .iter()
-            .map(|d| format!("{} = {}", d.name, d.after))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let needs_restart = diffs.iter().any(|d| d.restart);
-        if obs.role == Some(Role::Primary) {
-            primary_decrease |= diffs.iter().any(|d| {
-                HOT_STANDBY_CRITICAL.contains(&d.name.as_str())
-                    && matches!(
-                        (d.before.as_deref().and_then(values::numeric), values::numeric(&d.after)),
-                        (Some(b), Some(a)) if a < b
-                    )
-            });
-        }
-        if needs_restart && n.name != old {
+        if change.needs_restart() && n.name != old {
             // ALTER SYSTEM waits for its node's turn in the rolling order: a primary whose
             // raised max_connections is only pending must not be restarted with it by anyone
             // else while its standbys still run with the old value.
-            restart_nodes.push((n.name.clone(), diffs, set, desc));
+            restart_nodes.push(change);
             continue;
         }
-        let alter = c.dag.add(
-            &n.name,
-            Action::AlterSystem(AlterSystemParams { set, reset: vec![] }),
-            false,
-            desc,
-            &[],
-        );
-        c.settings_ready.insert(n.name.clone(), alter);
-        if needs_restart {
-            c.notes.push(format!(
-                "{}'s new settings take effect when it starts again as a standby",
-                n.name
-            ));
-        } else {
-            let r = c.dag.add(
-                &n.name,
-                Action::Reload(ReloadParams {
-                    reason: "settings changed".into(),
-                }),
-                false,
-                "settings changed",
-                &[],
-            );
-            c.settings_ready.insert(n.name.clone(), r);
-        }
+        alter_without_restart(c, change);
     }
     // Rolling order: standbys one at a time, the primary last (first on a decrease).
     let is_primary = |name: &str| observed(c.o, name).role == Some(Role::Primary);
-    restart_nodes.sort_by_key(|(n, ..)| {
-        let p = is_primary(n);
-        (if primary_decrease { !p } else { p }, n.clone())
+    restart_nodes.sort_by_key(|ch| {
+        let p = is_primary(&ch.node);
+        (if primary_decrease { !p } else { p }, ch.node.clone())
     });
     let mut prev: Option<Idx> = None;
-    for (name, diffs, set, desc) in restart_nodes {
-        let alter = c.dag.add(
-            &name,
-            Action::AlterSystem(AlterSystemParams { set, reset: vec![] }),
-            false,
-            desc,
-            &prev.into_iter().collect::<Vec<_>>(),
-        );
-        c.settings_ready.insert(name.clone(), alter);
-        let obs = observed(c.o, &name);
-        let primary = obs.role == Some(Role::Primary);
-        let names: Vec<&str> = diffs
-            .iter()
-            .filter(|d| d.restart)
-            .map(|d| d.name.as_str())
-            .collect();
-        let reason = format!("postmaster settings: {}", names.join(", "));
-        let wait = if primary {
-            None
-        } else {
-            obs.upstream.clone().filter(|_| obs.streaming)
-        };
-        let desc = if primary {
-            format!("{reason} (the primary: writes unavailable while it restarts)")
-        } else {
-            reason.clone()
-        };
-        let r = c.dag.add(
-            &name,
-            Action::Restart(RestartParams {
-                mode: ShutdownMode::Fast,
-                reason,
-                wait_streaming_from: wait,
-            }),
-            primary,
-            desc,
-            &prev.into_iter().collect::<Vec<_>>(),
-        );
-        if primary {
-            c.primary_restart = Some(r);
-        }
-        c.restarts.insert(name.clone());
-        c.settings_ready.insert(name, r);
-        prev = Some(r);
+    for change in restart_nodes {
+        prev = Some(alter_and_restart(c, change, prev));
     }
+}
+
+/// The settings to change on `name`, when its fate keeps it running with its data and it runs
+/// (the settings ordered apart by the logical transforms excepted).
+fn settings_change(c: &Ctx, name: &str) -> Option<SettingsChange> {
+    if !matches!(
+        c.fate(name),
+        Fate::Keep | Fate::Promote | Fate::Repoint { .. } | Fate::Rejoin(Rejoin::Follow { .. })
+    ) {
+        return None;
+    }
+    let obs = observed(c.o, name);
+    if !(obs.reachable && obs.running) {
+        return None;
+    }
+    let mut diffs = diff::setting_diffs(c.eff, c.o, name);
+    diffs.retain(|d| !super::logical::ordered_apart(&d.name));
+    if diffs.is_empty() {
+        return None;
+    }
+    let set = diffs
+        .iter()
+        .map(|d| (d.name.clone(), d.after.clone()))
+        .collect();
+    let desc = diffs
+        .iter()
+        .map(|d| format!("{} = {}", d.name, d.after))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(SettingsChange {
+        node: name.to_string(),
+        diffs,
+        set,
+        desc,
+    })
+}
+
+/// Whether a hot-standby-critical setting is lowered (which restarts the primary first).
+fn lowers_hot_standby_critical(diffs: &[diff::SettingDiff]) -> bool {
+    diffs.iter().any(|d| {
+        HOT_STANDBY_CRITICAL.contains(&d.name.as_str())
+            && matches!(
+                (d.before.as_deref().and_then(values::numeric), values::numeric(&d.after)),
+                (Some(b), Some(a)) if a < b
+            )
+    })
+}
+
+/// ALTER SYSTEM on `node` after `deps`: its settings are in effect after it, until a reload or
+/// restart that follows takes that place.
+fn alter_system(
+    c: &mut Ctx,
+    node: &str,
+    set: BTreeMap<String, String>,
+    desc: String,
+    deps: &[Idx],
+) {
+    let alter = c.dag.add(
+        node,
+        Action::AlterSystem(AlterSystemParams { set, reset: vec![] }),
+        false,
+        desc,
+        deps,
+    );
+    c.settings_ready.insert(node.to_string(), alter);
+}
+
+/// ALTER SYSTEM, then a reload; or, for the old primary of a promotion, no restart: its new
+/// settings take effect when it starts again as a standby.
+fn alter_without_restart(c: &mut Ctx, change: SettingsChange) {
+    let needs_restart = change.needs_restart();
+    let SettingsChange {
+        node, set, desc, ..
+    } = change;
+    alter_system(c, &node, set, desc, &[]);
+    if needs_restart {
+        c.notes.push(format!(
+            "{node}'s new settings take effect when it starts again as a standby"
+        ));
+    } else {
+        let r = c.dag.add(
+            &node,
+            Action::Reload(ReloadParams {
+                reason: "settings changed".into(),
+            }),
+            false,
+            "settings changed",
+            &[],
+        );
+        c.settings_ready.insert(node, r);
+    }
+}
+
+/// ALTER SYSTEM and a restart, both after the previous node's restart (`prev`); returns the
+/// restart.
+fn alter_and_restart(c: &mut Ctx, change: SettingsChange, prev: Option<Idx>) -> Idx {
+    let SettingsChange {
+        node: name,
+        diffs,
+        set,
+        desc,
+    } = change;
+    alter_system(c, &name, set, desc, &prev.into_iter().collect::<Vec<_>>());
+    let obs = observed(c.o, &name);
+    let primary = obs.role == Some(Role::Primary);
+    let names: Vec<&str> = diffs
+        .iter()
+        .filter(|d| d.restart)
+        .map(|d| d.name.as_str())
+        .collect();
+    let reason = format!("postmaster settings: {}", names.join(", "));
+    let wait = if primary {
+        None
+    } else {
+        obs.upstream.clone().filter(|_| obs.streaming)
+    };
+    let desc = if primary {
+        format!("{reason} (the primary: writes unavailable while it restarts)")
+    } else {
+        reason.clone()
+    };
+    let r = c.dag.add(
+        &name,
+        Action::Restart(RestartParams {
+            mode: ShutdownMode::Fast,
+            reason,
+            wait_streaming_from: wait,
+        }),
+        primary,
+        desc,
+        &prev.into_iter().collect::<Vec<_>>(),
+    );
+    if primary {
+        c.primary_restart = Some(r);
+    }
+    c.restarts.insert(name.clone());
+    c.settings_ready.insert(name, r);
+    r
 }
 
 fn create_slot(c: &mut Ctx, holder: &str, slot: &str, desc: String, deps: &[Idx]) -> Option<Idx> {
@@ -363,90 +412,15 @@ pub fn promotion(c: &mut Ctx) {
     };
     let cand = p.candidate.clone();
     let old = p.old.clone().unwrap_or_default();
-    let mut pre: Vec<Idx> = Vec::new();
-    let followers: Vec<String> = c
-        .eff
-        .downstreams_of(&cand)
-        .filter(|n| {
-            // A clone creates its slot itself (pg_basebackup -C -S).
-            !matches!(
-                c.fate(&n.name),
-                Fate::Deferred { .. } | Fate::New { .. } | Fate::Rejoin(Rejoin::Clone { .. })
-            )
-        })
-        .map(|n| n.name.clone())
-        .collect();
-    for f in followers {
-        let why = if f == old {
-            format!("slot {f} (before promotion, so {f}'s WAL is kept from the start)")
-        } else {
-            format!("slot {f} (before promotion, for {f} to follow {cand})")
-        };
-        pre.extend(create_slot(c, &cand, &f, why, &[]));
-    }
-    let co = observed(c.o, &cand);
-    let cand_sync = co
-        .settings
-        .get("synchronous_standby_names")
-        .map(|s| s.value.trim().to_string())
-        .unwrap_or_default();
-    if !cand_sync.is_empty() {
-        c.dag.add(
-            &cand,
-            Action::AlterSystem(AlterSystemParams {
-                set: [("synchronous_standby_names".to_string(), String::new())].into(),
-                reset: vec![],
-            }),
-            false,
-            format!("synchronous_standby_names = '' until its standbys stream to {cand}"),
-            &[],
-        );
-        pre.push(c.dag.add(
-            &cand,
-            Action::Reload(ReloadParams {
-                reason: "synchronous_standby_names changed".into(),
-            }),
-            false,
-            "synchronous_standby_names changed",
-            &[],
-        ));
-        c.sync_cleared = true;
-    }
+    let mut pre = slots_before_promotion(c, &cand, &old);
+    pre.extend(clear_candidate_sync(c, &cand));
     let synced = super::logical::before_promotion(c, &cand, &[]);
     pre.extend(synced);
     let timeout_ms = c.eff.switchover.timeout.0.as_millis() as u64;
     let pauses = super::poolers::pause(c, &pre);
     let pre: Vec<Idx> = pre.into_iter().chain(pauses.iter().copied()).collect();
     let before_promote = match &p.kind {
-        PromotionKind::Switchover => {
-            let stop = c.dag.add(
-                &old,
-                Action::Stop(StopParams {
-                    mode: ShutdownMode::Fast,
-                    writes_unavailable: true,
-                    timeout_ms: Some(timeout_ms),
-                }),
-                false,
-                "fast",
-                &pre,
-            );
-            c.writes_down = Some(stop);
-            c.stopped.insert(old.clone());
-            c.restarts.insert(old.clone());
-            c.dag.add(
-                &cand,
-                Action::WaitReplay(WaitReplayParams {
-                    target: ReplayTarget::ShutdownCheckpointOf { node: old.clone() },
-                    timeout_ms,
-                    on_failure_restart: Some(old.clone()),
-                }),
-                false,
-                format!(
-                    "past {old}'s shutdown checkpoint (else {old} is started again as primary)"
-                ),
-                &[stop],
-            )
-        }
+        PromotionKind::Switchover => stop_for_switchover(c, &cand, &old, &pre, timeout_ms),
         PromotionKind::FinishSwitchover { checkpoint } => {
             let w = c.dag.add(
                 &cand,
@@ -463,72 +437,10 @@ pub fn promotion(c: &mut Ctx) {
             w
         }
         PromotionKind::Failover { fence, .. } => {
-            let retired = c
-                .eff
-                .nodes
-                .get(&old)
-                .is_some_and(|n| n.role == DesiredRole::Absent);
-            if *fence && retired {
-                // A retired node gets no step but its stop.
-                let f = c.dag.add(
-                    &old,
-                    Action::Stop(StopParams {
-                        mode: ShutdownMode::Immediate,
-                        writes_unavailable: false,
-                        timeout_ms: None,
-                    }),
-                    false,
-                    format!("{old} is retired and down: make sure it stays stopped"),
-                    &pre,
-                );
-                c.stopped.insert(old.clone());
-                c.writes_down = Some(f);
-                f
-            } else if *fence {
-                let f = c.dag.add(
-                    &old,
-                    Action::Fence(FenceParams {
-                        reason: format!(
-                            "{old} is down and not proven shut down cleanly: it must not accept writes again"
-                        ),
-                    }),
-                    false,
-                    format!("{old} must not come back as a primary"),
-                    &pre,
-                );
-                c.stopped.insert(old.clone());
-                c.writes_down = Some(f);
-                f
-            } else {
-                let w = c.dag.add(
-                    &cand,
-                    Action::WaitReplay(WaitReplayParams {
-                        target: ReplayTarget::Lsn {
-                            lsn: diff::received(&co).unwrap_or_default(),
-                        },
-                        timeout_ms,
-                        on_failure_restart: None,
-                    }),
-                    false,
-                    format!(
-                        "≥ {}, all it received",
-                        diff::received(&co).unwrap_or_default()
-                    ),
-                    &pre,
-                );
-                c.writes_down = Some(w);
-                w
-            }
+            before_failover(c, &cand, &old, *fence, &pre, timeout_ms)
         }
     };
-    let reason = match &p.kind {
-        PromotionKind::Switchover => format!("planned switchover from {old}"),
-        PromotionKind::FinishSwitchover { .. } => {
-            format!("finishing the switchover from {old} (shut down cleanly)")
-        }
-        PromotionKind::Failover { .. } if old.is_empty() => "failover: no primary".to_string(),
-        PromotionKind::Failover { .. } => format!("failover from {old}, which is down"),
-    };
+    let reason = promotion_reason(&p.kind, &old);
     let promote = c.dag.add(
         &cand,
         Action::Promote(PromoteParams {
@@ -547,6 +459,172 @@ pub fn promotion(c: &mut Ctx) {
     }
     c.writes_up = Some(promote);
     c.primary_ready = Some(promote);
+}
+
+/// The slots of the candidate's future standbys, created before it is promoted (a clone creates
+/// its slot itself, with pg_basebackup -C -S).
+fn slots_before_promotion(c: &mut Ctx, cand: &str, old: &str) -> Vec<Idx> {
+    let followers: Vec<String> = c
+        .eff
+        .downstreams_of(cand)
+        .filter(|n| {
+            !matches!(
+                c.fate(&n.name),
+                Fate::Deferred { .. } | Fate::New { .. } | Fate::Rejoin(Rejoin::Clone { .. })
+            )
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    let mut made = Vec::new();
+    for f in followers {
+        let why = if f == old {
+            format!("slot {f} (before promotion, so {f}'s WAL is kept from the start)")
+        } else {
+            format!("slot {f} (before promotion, for {f} to follow {cand})")
+        };
+        made.extend(create_slot(c, cand, &f, why, &[]));
+    }
+    made
+}
+
+/// A candidate with synchronous standbys configured would wait for them once promoted: clear
+/// synchronous_standby_names until its standbys stream to it. Returns the reload.
+fn clear_candidate_sync(c: &mut Ctx, cand: &str) -> Option<Idx> {
+    let cand_sync = observed(c.o, cand)
+        .settings
+        .get("synchronous_standby_names")
+        .map(|s| s.value.trim().to_string())
+        .unwrap_or_default();
+    if cand_sync.is_empty() {
+        return None;
+    }
+    c.dag.add(
+        cand,
+        Action::AlterSystem(AlterSystemParams {
+            set: [("synchronous_standby_names".to_string(), String::new())].into(),
+            reset: vec![],
+        }),
+        false,
+        format!("synchronous_standby_names = '' until its standbys stream to {cand}"),
+        &[],
+    );
+    let reload = c.dag.add(
+        cand,
+        Action::Reload(ReloadParams {
+            reason: "synchronous_standby_names changed".into(),
+        }),
+        false,
+        "synchronous_standby_names changed",
+        &[],
+    );
+    c.sync_cleared = true;
+    Some(reload)
+}
+
+/// Switchover: stop the old primary (fast), then wait until the candidate replays past its
+/// shutdown checkpoint (else the old primary is started again). Returns the wait.
+fn stop_for_switchover(c: &mut Ctx, cand: &str, old: &str, pre: &[Idx], timeout_ms: u64) -> Idx {
+    let stop = c.dag.add(
+        old,
+        Action::Stop(StopParams {
+            mode: ShutdownMode::Fast,
+            writes_unavailable: true,
+            timeout_ms: Some(timeout_ms),
+        }),
+        false,
+        "fast",
+        pre,
+    );
+    c.writes_down = Some(stop);
+    c.stopped.insert(old.to_string());
+    c.restarts.insert(old.to_string());
+    c.dag.add(
+        cand,
+        Action::WaitReplay(WaitReplayParams {
+            target: ReplayTarget::ShutdownCheckpointOf {
+                node: old.to_string(),
+            },
+            timeout_ms,
+            on_failure_restart: Some(old.to_string()),
+        }),
+        false,
+        format!("past {old}'s shutdown checkpoint (else {old} is started again as primary)"),
+        &[stop],
+    )
+}
+
+/// Failover: stop a retired old primary whose host answers, fence any other one, or (its host
+/// unreachable) only wait until the candidate replays all it received. Returns that step.
+fn before_failover(
+    c: &mut Ctx,
+    cand: &str,
+    old: &str,
+    fence: bool,
+    pre: &[Idx],
+    timeout_ms: u64,
+) -> Idx {
+    let retired = c
+        .eff
+        .nodes
+        .get(old)
+        .is_some_and(|n| n.role == DesiredRole::Absent);
+    let step = if fence && retired {
+        // A retired node gets no step but its stop.
+        let f = c.dag.add(
+            old,
+            Action::Stop(StopParams {
+                mode: ShutdownMode::Immediate,
+                writes_unavailable: false,
+                timeout_ms: None,
+            }),
+            false,
+            format!("{old} is retired and down: make sure it stays stopped"),
+            pre,
+        );
+        c.stopped.insert(old.to_string());
+        f
+    } else if fence {
+        let f = c.dag.add(
+            old,
+            Action::Fence(FenceParams {
+                reason: format!(
+                    "{old} is down and not proven shut down cleanly: it must not accept writes again"
+                ),
+            }),
+            false,
+            format!("{old} must not come back as a primary"),
+            pre,
+        );
+        c.stopped.insert(old.to_string());
+        f
+    } else {
+        let received = diff::received(&observed(c.o, cand)).unwrap_or_default();
+        c.dag.add(
+            cand,
+            Action::WaitReplay(WaitReplayParams {
+                target: ReplayTarget::Lsn { lsn: received },
+                timeout_ms,
+                on_failure_restart: None,
+            }),
+            false,
+            format!("≥ {received}, all it received"),
+            pre,
+        )
+    };
+    c.writes_down = Some(step);
+    step
+}
+
+/// Why the candidate is promoted, as the promote step says it.
+fn promotion_reason(kind: &PromotionKind, old: &str) -> String {
+    match kind {
+        PromotionKind::Switchover => format!("planned switchover from {old}"),
+        PromotionKind::FinishSwitchover { .. } => {
+            format!("finishing the switchover from {old} (shut down cleanly)")
+        }
+        PromotionKind::Failover { .. } if old.is_empty() => "failover: no primary".to_string(),
+        PromotionKind::Failover { .. } => format!("failover from {old}, which is down"),
+    }
 }
 
 /// The replication role, created on the primary when the plan builds a standby.

@@ -440,6 +440,38 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(head, "{NO_CHANGES}");
         return head;
     }
+    md_summary(plan, &mut head);
+    md_destructive(plan, &mut head);
+    if let Some(t) = &plan.topology {
+        let _ = writeln!(
+            head,
+            "#### Topology\n\n```mermaid\n{}```\n",
+            super::mermaid::topology(t)
+        );
+    }
+    let tail_reserve = 2048;
+    let mut b = Budget {
+        out: head,
+        limit: MARKDOWN_LIMIT - tail_reserve,
+        dropped: 0,
+    };
+    let dropped_changes = md_changes(plan, &mut b);
+    let dropped_steps = md_steps(plan, &mut b);
+    let dropped_files = md_file_diffs(plan, &mut b);
+    let mut out = b.out;
+    md_cannot_fix(plan, &mut out);
+    md_notes(plan, &mut out);
+    if dropped_changes + dropped_steps + dropped_files > 0 {
+        let _ = writeln!(
+            out,
+            "> Truncated to stay under 60 KB: {dropped_changes} change lines, {dropped_steps} steps and {dropped_files} file diffs are not shown. The full plan: `pgtopo plan --format json` or `pgtopo show PLAN`."
+        );
+    }
+    out
+}
+
+/// The counts table and the risk line.
+fn md_summary(plan: &Plan, head: &mut String) {
     let s = &plan.summary;
     let _ = writeln!(
         head,
@@ -467,34 +499,30 @@ pub fn markdown(plan: &Plan) -> String {
         w.trim_start_matches("Writes unavailable:")
     );
     let _ = writeln!(head, "**Data loss:**{d}\n");
+}
+
+/// The destructive or disruptive steps, listed before anything else can be cut.
+fn md_destructive(plan: &Plan, head: &mut String) {
     let dsteps = destructive_steps(plan);
-    if !dsteps.is_empty() {
-        let _ = writeln!(head, "#### ⚠️ Destructive or disruptive steps\n");
-        for st in dsteps {
-            let _ = writeln!(
-                head,
-                "- **!** step {} `{}` on **{}**: {}",
-                st.id,
-                st.action.kind(),
-                st.node,
-                md_cell(&st.description)
-            );
-        }
-        head.push('\n');
+    if dsteps.is_empty() {
+        return;
     }
-    if let Some(t) = &plan.topology {
+    let _ = writeln!(head, "#### ⚠️ Destructive or disruptive steps\n");
+    for st in dsteps {
         let _ = writeln!(
             head,
-            "#### Topology\n\n```mermaid\n{}```\n",
-            super::mermaid::topology(t)
+            "- **!** step {} `{}` on **{}**: {}",
+            st.id,
+            st.action.kind(),
+            st.node,
+            md_cell(&st.description)
         );
     }
-    let tail_reserve = 2048;
-    let mut b = Budget {
-        out: head,
-        limit: MARKDOWN_LIMIT - tail_reserve,
-        dropped: 0,
-    };
+    head.push('\n');
+}
+
+/// The changes as a diff block; returns how many lines did not fit.
+fn md_changes(plan: &Plan, b: &mut Budget) -> usize {
     b.push("#### Changes\n\n```diff\n");
     let mut dropped_changes = 0;
     for l in changes_text(plan, false).lines() {
@@ -505,6 +533,11 @@ pub fn markdown(plan: &Plan) -> String {
     }
     b.dropped = 0;
     b.out.push_str("```\n\n");
+    dropped_changes
+}
+
+/// The steps table; returns how many steps did not fit.
+fn md_steps(plan: &Plan, b: &mut Budget) -> usize {
     b.push("#### Steps\n\n| # | step | node | what | after |\n|---:|---|---|---|---|\n");
     let mut shown = 0;
     for st in &plan.steps {
@@ -526,9 +559,13 @@ pub fn markdown(plan: &Plan) -> String {
         }
         shown += 1;
     }
-    let dropped_steps = plan.steps.len() - shown;
     b.dropped = 0;
     b.out.push('\n');
+    plan.steps.len() - shown
+}
+
+/// One collapsed block per file diff; returns how many did not fit.
+fn md_file_diffs(plan: &Plan, b: &mut Budget) -> usize {
     let mut dropped_files = 0;
     for f in &plan.file_diffs {
         let name = f.path.rsplit('/').next().unwrap_or(&f.path);
@@ -542,40 +579,43 @@ pub fn markdown(plan: &Plan) -> String {
             b.dropped = 0;
         }
     }
-    let mut out = b.out;
-    if !plan.summary.cannot_fix.is_empty() {
-        let mut cf = String::from(
-            "#### Cannot fix\n\nThe cluster will not match topology.yaml after this plan:\n\n",
-        );
-        for c in &plan.summary.cannot_fix {
-            let _ = writeln!(
-                cf,
-                "- `{}`: {} — {}",
-                c.address,
-                md_cell(&c.finding),
-                md_cell(&c.why)
-            );
-        }
-        cf.push('\n');
-        out.push_str(&cf);
+    dropped_files
+}
+
+/// What the plan leaves unfixed, always shown (it is in the tail's reserve).
+fn md_cannot_fix(plan: &Plan, out: &mut String) {
+    if plan.summary.cannot_fix.is_empty() {
+        return;
     }
-    if !plan.summary.notes.is_empty() {
-        let mut notes = String::from("#### Notes\n\n");
-        for n in &plan.summary.notes {
-            let _ = writeln!(notes, "- {}", md_cell(n));
-        }
-        notes.push('\n');
-        if out.len() + notes.len() < MARKDOWN_LIMIT - 512 {
-            out.push_str(&notes);
-        }
-    }
-    if dropped_changes + dropped_steps + dropped_files > 0 {
+    let mut cf = String::from(
+        "#### Cannot fix\n\nThe cluster will not match topology.yaml after this plan:\n\n",
+    );
+    for c in &plan.summary.cannot_fix {
         let _ = writeln!(
-            out,
-            "> Truncated to stay under 60 KB: {dropped_changes} change lines, {dropped_steps} steps and {dropped_files} file diffs are not shown. The full plan: `pgtopo plan --format json` or `pgtopo show PLAN`."
+            cf,
+            "- `{}`: {} — {}",
+            c.address,
+            md_cell(&c.finding),
+            md_cell(&c.why)
         );
     }
-    out
+    cf.push('\n');
+    out.push_str(&cf);
+}
+
+/// The notes, when they fit.
+fn md_notes(plan: &Plan, out: &mut String) {
+    if plan.summary.notes.is_empty() {
+        return;
+    }
+    let mut notes = String::from("#### Notes\n\n");
+    for n in &plan.summary.notes {
+        let _ = writeln!(notes, "- {}", md_cell(n));
+    }
+    notes.push('\n');
+    if out.len() + notes.len() < MARKDOWN_LIMIT - 512 {
+        out.push_str(&notes);
+    }
 }
 
 fn dot_escape(s: &str) -> String {

@@ -14,7 +14,7 @@ use std::fmt::Write;
 use owo_colors::OwoColorize;
 use serde::Serialize;
 
-use crate::config::{Desired, DesiredRole};
+use crate::config::{Desired, DesiredNode, DesiredRole};
 use crate::diff::assess::{assess, Verdict};
 use crate::observe::{ObservedCluster, ObservedNode, Role};
 use crate::units::ByteSize;
@@ -320,120 +320,148 @@ fn node_line(
         .map(|d| format!("{}:{}", d.host, d.port))
         .unwrap_or_default();
     let mut parts: Vec<String> = vec![p.name(name)];
-    let role = match o.role {
-        Some(Role::Primary) => "primary",
-        Some(Role::Standby) => "standby",
-        None => "?",
-    };
+    let up = parent.and_then(|pn| obs.nodes.get(pn));
     if o.reachable {
-        parts.push(role.to_string());
-        parts.push(p.dim(&addr));
-        if o.role == Some(Role::Standby) {
-            parts.push(if o.streaming {
-                p.good("streaming")
-            } else {
-                p.bad("not streaming")
-            });
-            if let (None, Some(addr)) = (&o.upstream, &o.upstream_addr) {
-                parts.push(p.warn(&format!("from {addr} (not a declared node)")));
-            }
-        }
-        if let Some(t) = o.timeline {
-            parts.push(format!("timeline {t}"));
-        }
-        if let Some(l) = o.lsn {
-            parts.push(format!("lsn {l}"));
-        }
-        // Lag and slot as the upstream sees them.
-        if let Some(up) = parent.and_then(|pn| obs.nodes.get(pn)) {
-            if let Some(r) = up.replication.iter().find(|r| r.application_name == name) {
-                if let Some(lag) = r.lag_bytes {
-                    let text = format!("lag {}", ByteSize::human(lag));
-                    parts.push(if lag == 0 { text } else { p.warn(&text) });
-                }
-                if r.sync_state != "async" && !r.sync_state.is_empty() {
-                    parts.push(r.sync_state.clone());
-                }
-            }
-        }
-        if let Some(v) = o.version {
-            parts.push(p.dim(&version_text(v)));
-        }
+        up_parts(p, o, name, &addr, up, &mut parts);
     } else {
-        parts.push(p.dim(&addr));
-        let state = if o.running && !o.host_reachable {
-            "running, its host unreachable".to_string()
-        } else if o.running {
-            "running, not answering".to_string()
-        } else if let Some(c) = &o.control {
-            format!(
-                "stopped ({}, checkpoint {} on timeline {})",
-                c.cluster_state, c.latest_checkpoint, c.checkpoint_timeline
-            )
-        } else if !o.host_reachable {
-            "host unreachable".to_string()
-        } else if !o.data_dir.exists {
-            "no data directory".to_string()
-        } else if o.data_dir.empty {
-            "empty data directory".to_string()
-        } else {
-            "stopped".to_string()
-        };
-        let down = match o.role {
-            Some(_) => format!("DOWN {role}: {state}"),
-            None => format!("DOWN: {state}"),
-        };
-        parts.push(p.bad(&down));
-        if let Some(r) = &o.unreachable_reason {
-            parts.push(p.dim(&format!("— {r}")));
-        }
+        down_parts(p, o, &addr, &mut parts);
     }
-    if let Some(slot) = parent
-        .and_then(|pn| obs.nodes.get(pn))
-        .and_then(|up| up.replication_slots.iter().find(|s| s.name == name))
-    {
-        let text = format!(
-            "slot {} on {}{}{}",
-            if slot.active { "active" } else { "inactive" },
-            parent.unwrap_or(""),
-            slot.wal_retained_bytes
-                .map(|b| format!(" retains {}", ByteSize::human(b)))
-                .unwrap_or_default(),
-            match slot.wal_status.as_deref() {
-                Some(w @ ("lost" | "unreserved")) => format!(" (wal_status {w})"),
-                _ => String::new(),
-            }
-        );
-        parts.push(match slot.wal_status.as_deref() {
-            Some("lost" | "unreserved") => p.bad(&text),
-            _ => text,
-        });
+    if let Some(slot) = up.and_then(|up| up.replication_slots.iter().find(|s| s.name == name)) {
+        parts.push(slot_part(p, slot, parent.unwrap_or("")));
     }
     if let Some(a) = p.1.get(name).and_then(Verdict::annotation) {
         parts.push(p.bad(&a));
     }
-    if let Some(d) = d {
-        let declared = match &d.role {
-            DesiredRole::Primary => (Some(Role::Primary), None),
-            DesiredRole::Standby { upstream } => (Some(Role::Standby), Some(upstream.as_str())),
-            DesiredRole::Absent => (None, None),
-        };
-        let observed = (o.role, o.upstream.as_deref());
-        if d.role == DesiredRole::Absent {
-            parts.push(p.warn("(declared absent)"));
-        } else if o.role.is_some()
-            && declared != observed
-            && !(declared.0 == observed.0 && o.upstream.is_none())
-        {
-            let text = match declared {
-                (Some(Role::Primary), _) => "(declared primary)".to_string(),
-                (_, Some(u)) => format!("(declared standby of {u})"),
-                _ => String::new(),
-            };
-            parts.push(p.warn(&text));
-        }
+    if let Some(text) = d.and_then(|d| declared_part(d, o)) {
+        parts.push(p.warn(&text));
     }
     parts.join("  ")
+}
+
+fn role_text(o: &ObservedNode) -> &'static str {
+    match o.role {
+        Some(Role::Primary) => "primary",
+        Some(Role::Standby) => "standby",
+        None => "?",
+    }
+}
+
+/// A node that answers: role, address, streaming, timeline, LSN, lag and sync state as its
+/// upstream `up` sees them, version.
+fn up_parts(
+    p: &Painter,
+    o: &ObservedNode,
+    name: &str,
+    addr: &str,
+    up: Option<&ObservedNode>,
+    parts: &mut Vec<String>,
+) {
+    parts.push(role_text(o).to_string());
+    parts.push(p.dim(addr));
+    if o.role == Some(Role::Standby) {
+        parts.push(if o.streaming {
+            p.good("streaming")
+        } else {
+            p.bad("not streaming")
+        });
+        if let (None, Some(addr)) = (&o.upstream, &o.upstream_addr) {
+            parts.push(p.warn(&format!("from {addr} (not a declared node)")));
+        }
+    }
+    if let Some(t) = o.timeline {
+        parts.push(format!("timeline {t}"));
+    }
+    if let Some(l) = o.lsn {
+        parts.push(format!("lsn {l}"));
+    }
+    // Lag and slot as the upstream sees them.
+    if let Some(r) = up.and_then(|up| up.replication.iter().find(|r| r.application_name == name)) {
+        if let Some(lag) = r.lag_bytes {
+            let text = format!("lag {}", ByteSize::human(lag));
+            parts.push(if lag == 0 { text } else { p.warn(&text) });
+        }
+        if r.sync_state != "async" && !r.sync_state.is_empty() {
+            parts.push(r.sync_state.clone());
+        }
+    }
+    if let Some(v) = o.version {
+        parts.push(p.dim(&version_text(v)));
+    }
+}
+
+/// A node that does not answer: address, what is known of its state, and why.
+fn down_parts(p: &Painter, o: &ObservedNode, addr: &str, parts: &mut Vec<String>) {
+    parts.push(p.dim(addr));
+    let state = if o.running && !o.host_reachable {
+        "running, its host unreachable".to_string()
+    } else if o.running {
+        "running, not answering".to_string()
+    } else if let Some(c) = &o.control {
+        format!(
+            "stopped ({}, checkpoint {} on timeline {})",
+            c.cluster_state, c.latest_checkpoint, c.checkpoint_timeline
+        )
+    } else if !o.host_reachable {
+        "host unreachable".to_string()
+    } else if !o.data_dir.exists {
+        "no data directory".to_string()
+    } else if o.data_dir.empty {
+        "empty data directory".to_string()
+    } else {
+        "stopped".to_string()
+    };
+    let down = match o.role {
+        Some(_) => format!("DOWN {}: {state}", role_text(o)),
+        None => format!("DOWN: {state}"),
+    };
+    parts.push(p.bad(&down));
+    if let Some(r) = &o.unreachable_reason {
+        parts.push(p.dim(&format!("— {r}")));
+    }
+}
+
+/// The node's slot on its upstream `holder`: active or not, what it retains, a slot at risk.
+fn slot_part(p: &Painter, slot: &crate::observe::ObservedSlot, holder: &str) -> String {
+    let text = format!(
+        "slot {} on {holder}{}{}",
+        if slot.active { "active" } else { "inactive" },
+        slot.wal_retained_bytes
+            .map(|b| format!(" retains {}", ByteSize::human(b)))
+            .unwrap_or_default(),
+        match slot.wal_status.as_deref() {
+            Some(w @ ("lost" | "unreserved")) => format!(" (wal_status {w})"),
+            _ => String::new(),
+        }
+    );
+    match slot.wal_status.as_deref() {
+        Some("lost" | "unreserved") => p.bad(&text),
+        _ => text,
+    }
+}
+
+/// What the topology declares, when the observed role or upstream differs from it (an unknown
+/// upstream of the declared role is no difference).
+fn declared_part(d: &DesiredNode, o: &ObservedNode) -> Option<String> {
+    let declared = match &d.role {
+        DesiredRole::Primary => (Some(Role::Primary), None),
+        DesiredRole::Standby { upstream } => (Some(Role::Standby), Some(upstream.as_str())),
+        DesiredRole::Absent => (None, None),
+    };
+    let observed = (o.role, o.upstream.as_deref());
+    if d.role == DesiredRole::Absent {
+        Some("(declared absent)".to_string())
+    } else if o.role.is_some()
+        && declared != observed
+        && !(declared.0 == observed.0 && o.upstream.is_none())
+    {
+        Some(match declared {
+            (Some(Role::Primary), _) => "(declared primary)".to_string(),
+            (_, Some(u)) => format!("(declared standby of {u})"),
+            _ => String::new(),
+        })
+    } else {
+        None
+    }
 }
 
 /// A logical slot's line under its node: plugin, database and, on 17+, failover and sync state

@@ -42,13 +42,14 @@
 //!   `--sync-method=syncfs`), before the marker is cleared; an interrupted rewind that is
 //!   finished later is synced again first.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{conf, control, data_dir, own_config, rewind_wal, Freshness, StepContext};
 use crate::apply::StepError;
+use crate::config::DesiredNode;
 use crate::plan::RewindParams;
-use crate::transport::TransportError;
+use crate::transport::{DynTransport, TransportError};
 use crate::units::{parse_wal_segment, wal_segment_name};
 
 pub async fn check(
@@ -125,54 +126,114 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
     t.write_file_atomic(&marker, p.reason.as_bytes(), 0o600)
         .await
         .map_err(io)?;
-    let signal = n.data_dir.join("standby.signal");
-    let mut ctl = control::read(ctx, node).await.ok();
-    let clean = ctl
-        .as_ref()
-        .is_some_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
-    if !clean {
-        // Single-user crash recovery cannot run in standby mode.
-        if data_dir::file_exists(ctx, node, &signal).await? {
-            t.remove_file(&signal).await.map_err(io)?;
-        }
-        // Crash recovery here, not pg_rewind's own: its end-of-recovery checkpoint would
-        // recycle the WAL between the last checkpoint before the fork and the fork, which
-        // pg_rewind then needs ("could not find previous WAL record"). wal_keep_size at its
-        // maximum keeps every segment (wal_keep_segments before PostgreSQL 13).
-        let keep = if data_dir::pg_major(ctx, node).await.is_some_and(|v| v < 13) {
-            "wal_keep_segments=2147483647"
-        } else {
-            "wal_keep_size=2147483647"
-        };
-        let recover = ctx
-            .tool(&n, "postgres")
-            .arg("--single")
-            .arg("-F")
-            .arg("-D")
-            .arg(n.data_dir.as_os_str())
-            .arg("-c")
-            .arg(keep)
-            .arg("template1")
-            .timeout(Duration::from_secs(6 * 3600));
-        if let Err(mut e) = ctx.run_tool(node, &recover).await {
-            let _ = write_standby_signal(ctx, node).await;
-            e.message = format!(
-                "{}: crash recovery (single-user) before pg_rewind failed; {node}'s data directory is marked unfinished and is never started: the next `pgtopo apply` clones {node} again",
-                e.message
-            );
-            return Err(e);
-        }
-        // Recovery ended with a shutdown checkpoint: the control file changed.
-        ctl = control::read(ctx, node).await.ok();
-    }
-
+    let ctl = recover_if_unclean(ctx, node, &n).await?;
     let recycled = match &ctl {
         Some(c) => set_aside_recycled_wal(ctx, node, c).await?,
         None => None,
     };
-    let kept = rewind_wal::keep(ctx, node).await?;
+    let wal = WalAside {
+        recycled,
+        kept: rewind_wal::keep(ctx, node).await?,
+        seg_size: ctl.as_ref().and_then(|c| c.wal_segment_size),
+    };
+    let sync = sync_method(ctx, node).await;
+    let mut cmd = ctx
+        .tool(&n, "pg_rewind")
+        .arg("--target-pgdata")
+        .arg(n.data_dir.as_os_str())
+        .arg("--source-server")
+        .arg(source_conninfo(ctx, node, &src))
+        .arg("--progress")
+        .args(match sync {
+            Sync::PgRewind => None,
+            Sync::PgRewindSyncfs => Some("--sync-method=syncfs"),
+            Sync::Syncfs => Some("--no-sync"),
+        })
+        .timeout(Duration::from_secs(6 * 3600));
+    let passfile = write_passfile(ctx, &n, &src, &t).await?;
+    if let Some(path) = &passfile {
+        cmd = cmd.env("PGPASSFILE", path.display().to_string());
+    }
+    let mut said = String::new();
+    let res = ctx.run_tool(node, &cmd).await.map(|out| {
+        // "need to copy 39 MB (total source directory size is 1101 MB)"
+        if let Some(line) = out.stderr.lines().find(|l| l.contains("need to copy")) {
+            tracing::info!(node, "{}", line.trim_start_matches("pg_rewind: "));
+        }
+        said = out.stderr;
+    });
+    let res = wal.after_pg_rewind(ctx, node, res, &said, sync).await;
+    if let Some(pf) = passfile {
+        let _ = t.remove_file(&pf).await;
+    }
+    // Rewound or not, the directory must never come up as a primary.
+    let fenced = write_standby_signal(ctx, node).await;
+    if let Err(e) = res {
+        return Err(rewind_failed(node, e));
+    }
+    fenced?;
+    own_config::put_back(ctx, node, own.as_ref())
+        .await
+        .map_err(|e| own_config_not_back(node, e))?;
+    t.remove_file(&marker).await.map_err(io)?;
+    Ok(())
+}
 
-    let user = &ctx.desired.connect.user;
+/// The target's control file, after pgtopo's own crash recovery when it was not stopped cleanly
+/// (None when the control file cannot be read).
+async fn recover_if_unclean(
+    ctx: &StepContext,
+    node: &str,
+    n: &DesiredNode,
+) -> Result<Option<control::ControlSnapshot>, StepError> {
+    let ctl = control::read(ctx, node).await.ok();
+    let clean = ctl
+        .as_ref()
+        .is_some_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
+    if clean {
+        return Ok(ctl);
+    }
+    // Single-user crash recovery cannot run in standby mode.
+    let signal = n.data_dir.join("standby.signal");
+    if data_dir::file_exists(ctx, node, &signal).await? {
+        ctx.transport(node)?
+            .remove_file(&signal)
+            .await
+            .map_err(io)?;
+    }
+    // Crash recovery here, not pg_rewind's own: its end-of-recovery checkpoint would
+    // recycle the WAL between the last checkpoint before the fork and the fork, which
+    // pg_rewind then needs ("could not find previous WAL record"). wal_keep_size at its
+    // maximum keeps every segment (wal_keep_segments before PostgreSQL 13).
+    let keep = if data_dir::pg_major(ctx, node).await.is_some_and(|v| v < 13) {
+        "wal_keep_segments=2147483647"
+    } else {
+        "wal_keep_size=2147483647"
+    };
+    let recover = ctx
+        .tool(n, "postgres")
+        .arg("--single")
+        .arg("-F")
+        .arg("-D")
+        .arg(n.data_dir.as_os_str())
+        .arg("-c")
+        .arg(keep)
+        .arg("template1")
+        .timeout(Duration::from_secs(6 * 3600));
+    if let Err(mut e) = ctx.run_tool(node, &recover).await {
+        let _ = write_standby_signal(ctx, node).await;
+        e.message = format!(
+            "{}: crash recovery (single-user) before pg_rewind failed; {node}'s data directory is marked unfinished and is never started: the next `pgtopo apply` clones {node} again",
+            e.message
+        );
+        return Err(e);
+    }
+    // Recovery ended with a shutdown checkpoint: the control file changed.
+    Ok(control::read(ctx, node).await.ok())
+}
+
+/// pg_rewind's `--source-server`: the new upstream as connect.user, without JIT.
+fn source_conninfo(ctx: &StepContext, node: &str, src: &DesiredNode) -> String {
     // The server is checked as the node's replication connections check it; pg_rewind logs in
     // as connect.user, so no replication client certificate is offered.
     let tls = ctx
@@ -183,129 +244,136 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
             sslkey: None,
             ..t
         });
-    let conninfo = format!(
+    format!(
         "host={} port={} user={} dbname={} options='-c jit=off'{}",
         conf::conninfo_value(&src.host),
         src.port,
-        conf::conninfo_value(user),
+        conf::conninfo_value(&ctx.desired.connect.user),
         conf::conninfo_value(&ctx.desired.connect.dbname),
         conf::tls_keywords(tls.as_ref())
-    );
+    )
+}
+
+/// How this rewind makes the directory durable.
+async fn sync_method(ctx: &StepContext, node: &str) -> Sync {
     // pg_rewind's own sync fsyncs every file of the directory one by one, each a device flush
     // after a write (~70 ms of its ~230 ms here). One syncfs per file system does the same at
     // once — but it also flushes whatever else is dirty on that file system, so only when the
     // host has little of that (see `data_dir::little_dirty`): pg_rewind ≥ 17 then does it itself
     // (--sync-method=syncfs), older ones run with --no-sync and pgtopo syncs before it clears
     // the marker.
-    let sync = if !data_dir::little_dirty(ctx, node).await {
+    if !data_dir::little_dirty(ctx, node).await {
         Sync::PgRewind
     } else if data_dir::pg_major(ctx, node).await >= Some(17) {
         Sync::PgRewindSyncfs
     } else {
         Sync::Syncfs
+    }
+}
+
+/// When the topology has a connect password: a temporary 0600 passfile beside the data directory
+/// for pg_rewind, which the caller removes.
+async fn write_passfile(
+    ctx: &StepContext,
+    n: &DesiredNode,
+    src: &DesiredNode,
+    t: &DynTransport,
+) -> Result<Option<PathBuf>, StepError> {
+    let Some(r) = &ctx.desired.connect.password else {
+        return Ok(None);
     };
-    let mut cmd = ctx
-        .tool(&n, "pg_rewind")
-        .arg("--target-pgdata")
-        .arg(n.data_dir.as_os_str())
-        .arg("--source-server")
-        .arg(conninfo)
-        .arg("--progress")
-        .args(match sync {
-            Sync::PgRewind => None,
-            Sync::PgRewindSyncfs => Some("--sync-method=syncfs"),
-            Sync::Syncfs => Some("--no-sync"),
-        })
-        .timeout(Duration::from_secs(6 * 3600));
-    let mut passfile = None;
-    if let Some(r) = &ctx.desired.connect.password {
-        let secret = r.resolve().map_err(|e| StepError::new(e.to_string()))?;
-        let mut path = n.data_dir.as_os_str().to_owned();
-        path.push(".pgtopo-rewind.pgpass");
-        let path = std::path::PathBuf::from(path);
-        let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
-        let line = format!(
-            "{}:{}:*:{}:{}\n",
-            esc(&src.host),
-            src.port,
-            esc(user),
-            esc(secret.expose())
-        );
-        t.write_file_atomic(&path, line.as_bytes(), 0o600)
-            .await
-            .map_err(io)?;
-        cmd = cmd.env("PGPASSFILE", path.display().to_string());
-        passfile = Some(path);
-    }
-    let mut said = String::new();
-    let mut res = ctx.run_tool(node, &cmd).await.map(|out| {
-        // "need to copy 39 MB (total source directory size is 1101 MB)"
-        if let Some(line) = out.stderr.lines().find(|l| l.contains("need to copy")) {
-            tracing::info!(node, "{}", line.trim_start_matches("pg_rewind: "));
-        }
-        said = out.stderr;
-    });
-    if let (Ok(()), Some(dir), Some(seg_size)) =
-        (&res, &kept, ctl.as_ref().and_then(|c| c.wal_segment_size))
-    {
-        res = rewind_wal::restore(ctx, node, dir, &said, seg_size)
-            .await
-            .map(|count| tracing::debug!(node, count, "WAL segments pg_rewind removed put back"));
-    }
-    if let Some(dir) = kept {
-        ctx.remove_later(node, dir);
-    }
-    if res.is_ok() && sync == Sync::Syncfs {
-        res = sync_data_dir(ctx, node).await;
-    }
-    if let Some(dir) = recycled {
-        let seg_size = ctl.as_ref().and_then(|c| c.wal_segment_size);
-        if let (Ok(()), Some(seg_size)) = (&res, seg_size) {
-            match reuse_recycled_wal(ctx, node, &dir, seg_size).await {
-                Ok(count) => tracing::debug!(node, count, "recycled WAL segments reused"),
-                Err(e) => tracing::warn!(node, error = %e, "recycled WAL segments not reused"),
-            }
-        }
-        // Whatever did not go back (after a failure: all of it) is removed after the last step.
-        ctx.remove_later(node, dir);
-    }
-    if let Some(pf) = passfile {
-        let _ = t.remove_file(&pf).await;
-    }
-    // Rewound or not, the directory must never come up as a primary.
-    let fenced = write_standby_signal(ctx, node).await;
-    if let Err(mut e) = res {
-        // Without --progress's "12345/40862 kB (30%) copied" lines, each ended by a CR.
-        e.stderr = e.stderr.map(|s| {
-            s.split(['\r', '\n'])
-                .filter(|l| {
-                    let progress = l.contains(" kB (") && l.ends_with("copied");
-                    !(l.trim().is_empty() || progress)
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        });
-        // The marker stays: the next plan clones the node instead (its directory moved aside).
-        let missing_wal = e.stderr.as_deref().is_some_and(|s| {
-            s.contains("could not find previous WAL record") || s.contains("pg_wal/")
-        });
-        e.message = format!(
-            "{}{}; {node}'s data directory is marked unfinished and is never started: the next `pgtopo apply` clones {node} again (its old directory moved aside)",
-            e.message,
-            if missing_wal {
-                format!(" — {node} no longer has the WAL back to its last checkpoint before the fork (raise wal_keep_size to keep it)")
-            } else {
-                String::new()
-            }
-        );
-        return Err(e);
-    }
-    fenced?;
-    own_config::put_back(ctx, node, own.as_ref())
+    let secret = r.resolve().map_err(|e| StepError::new(e.to_string()))?;
+    let mut path = n.data_dir.as_os_str().to_owned();
+    path.push(".pgtopo-rewind.pgpass");
+    let path = PathBuf::from(path);
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    let line = format!(
+        "{}:{}:*:{}:{}\n",
+        esc(&src.host),
+        src.port,
+        esc(&ctx.desired.connect.user),
+        esc(secret.expose())
+    );
+    t.write_file_atomic(&path, line.as_bytes(), 0o600)
         .await
-        .map_err(|e| own_config_not_back(node, e))?;
-    t.remove_file(&marker).await.map_err(io)?;
-    Ok(())
+        .map_err(io)?;
+    Ok(Some(path))
+}
+
+/// The WAL moved out of pg_wal before pg_rewind runs.
+struct WalAside {
+    /// Segments recycled for future use ([`set_aside_recycled_wal`]).
+    recycled: Option<PathBuf>,
+    /// Links to the segments pg_rewind would remove ([`rewind_wal::keep`]).
+    kept: Option<PathBuf>,
+    seg_size: Option<u64>,
+}
+
+impl WalAside {
+    /// After pg_rewind ran (`res`): put back what it removed, sync when pgtopo does, reuse the
+    /// recycled segments, and leave both directories for removal after the last step.
+    async fn after_pg_rewind(
+        self,
+        ctx: &StepContext,
+        node: &str,
+        mut res: Result<(), StepError>,
+        said: &str,
+        sync: Sync,
+    ) -> Result<(), StepError> {
+        if let (Ok(()), Some(dir), Some(seg_size)) = (&res, &self.kept, self.seg_size) {
+            res = rewind_wal::restore(ctx, node, dir, said, seg_size)
+                .await
+                .map(|count| {
+                    tracing::debug!(node, count, "WAL segments pg_rewind removed put back")
+                });
+        }
+        if let Some(dir) = self.kept {
+            ctx.remove_later(node, dir);
+        }
+        if res.is_ok() && sync == Sync::Syncfs {
+            res = sync_data_dir(ctx, node).await;
+        }
+        if let Some(dir) = self.recycled {
+            if let (Ok(()), Some(seg_size)) = (&res, self.seg_size) {
+                match reuse_recycled_wal(ctx, node, &dir, seg_size).await {
+                    Ok(count) => tracing::debug!(node, count, "recycled WAL segments reused"),
+                    Err(e) => tracing::warn!(node, error = %e, "recycled WAL segments not reused"),
+                }
+            }
+            // Whatever did not go back (after a failure: all of it) is removed after the last step.
+            ctx.remove_later(node, dir);
+        }
+        res
+    }
+}
+
+/// pg_rewind failed: its stderr without progress lines, and what happens to the directory.
+fn rewind_failed(node: &str, mut e: StepError) -> StepError {
+    // Without --progress's "12345/40862 kB (30%) copied" lines, each ended by a CR.
+    e.stderr = e.stderr.map(|s| {
+        s.split(['\r', '\n'])
+            .filter(|l| {
+                let progress = l.contains(" kB (") && l.ends_with("copied");
+                !(l.trim().is_empty() || progress)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    // The marker stays: the next plan clones the node instead (its directory moved aside).
+    let missing_wal = e
+        .stderr
+        .as_deref()
+        .is_some_and(|s| s.contains("could not find previous WAL record") || s.contains("pg_wal/"));
+    e.message = format!(
+        "{}{}; {node}'s data directory is marked unfinished and is never started: the next `pgtopo apply` clones {node} again (its old directory moved aside)",
+        e.message,
+        if missing_wal {
+            format!(" — {node} no longer has the WAL back to its last checkpoint before the fork (raise wal_keep_size to keep it)")
+        } else {
+            String::new()
+        }
+    );
+    e
 }
 
 /// The directory stays marked until the node's own configuration is back.
