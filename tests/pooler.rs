@@ -70,7 +70,7 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
         .unwrap();
     to_n2(&c, &mut topo);
 
-    // The plan: pause before the stop, route after the promotion, then resume.
+    // The plan: a checkpoint, then pause before the stop, route after the promotion, resume.
     let plan = c.pgtopo(&["plan", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
     let kinds: Vec<&str> = v["steps"]
@@ -85,6 +85,7 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
             .position(|x| *x == k)
             .unwrap_or_else(|| panic!("{k} in {kinds:?}"))
     };
+    assert!(at("checkpoint") < at("pause_pooler"), "{kinds:?}");
     assert!(at("pause_pooler") < at("stop"), "{kinds:?}");
     assert!(at("promote") < at("route_pooler"), "{kinds:?}");
     assert!(at("route_pooler") < at("resume_pooler"), "{kinds:?}");

@@ -235,6 +235,10 @@ pub struct StopParams {
     /// apply's server timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// A `checkpoint` step ran just before (ahead of a pooler pause): the stop of a running
+    /// primary does not run its own CHECKPOINT inside the writes-unavailable window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkpointed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

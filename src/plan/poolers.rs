@@ -85,6 +85,11 @@ pub fn hooks_before(c: &mut Ctx) {
 
 /// PAUSE every reachable pooler that pauses, after `deps`; the steps the stop (or the
 /// promotion) must wait for.
+/// Whether [`pause`] pauses any pooler.
+pub fn pauses(c: &Ctx) -> bool {
+    reachable(c).iter().any(|(p, _)| p.pause)
+}
+
 pub fn pause(c: &mut Ctx, deps: &[Idx]) -> Vec<Idx> {
     let mut out = Vec::new();
     for (p, _) in reachable(c) {
@@ -259,6 +264,18 @@ mod tests {
             .contains(&id(s, "pause_pooler", "pgb")));
         assert!(id(s, "promote", "n2") < id(s, "route_pooler", "pgb"));
         assert!(id(s, "route_pooler", "pgb") < id(s, "resume_pooler", "pgb"));
+        // The CHECKPOINT runs before the pause, while writes flow, not inside the stop.
+        assert!(s[id(s, "pause_pooler", "pgb") as usize - 1]
+            .after
+            .contains(&id(s, "checkpoint", "n1")));
+        let stop = &s[id(s, "stop", "n1") as usize - 1].action;
+        assert!(matches!(
+            stop,
+            crate::plan::Action::Stop(crate::plan::StopParams {
+                checkpointed: true,
+                ..
+            })
+        ));
         assert!(
             p.summary.cannot_fix.is_empty(),
             "{:?}",

@@ -417,10 +417,27 @@ pub fn promotion(c: &mut Ctx) {
     let synced = super::logical::before_promotion(c, &cand, &[]);
     pre.extend(synced);
     let timeout_ms = c.eff.switchover.timeout.0.as_millis() as u64;
+    // The stop's CHECKPOINT runs while writes still flow; with poolers paused before the stop,
+    // it becomes a step of its own before the pause, outside the window.
+    let checkpoint_first = matches!(p.kind, PromotionKind::Switchover) && super::poolers::pauses(c);
+    if checkpoint_first {
+        let ck = c.dag.add(
+            &old,
+            Action::Checkpoint(CheckpointParams {
+                reason: "before the poolers pause, so the shutdown checkpoint is short".into(),
+            }),
+            false,
+            "while writes still flow, before the poolers pause",
+            &pre,
+        );
+        pre.push(ck);
+    }
     let pauses = super::poolers::pause(c, &pre);
     let pre: Vec<Idx> = pre.into_iter().chain(pauses.iter().copied()).collect();
     let before_promote = match &p.kind {
-        PromotionKind::Switchover => stop_for_switchover(c, &cand, &old, &pre, timeout_ms),
+        PromotionKind::Switchover => {
+            stop_for_switchover(c, &cand, &old, &pre, timeout_ms, checkpoint_first)
+        }
         PromotionKind::FinishSwitchover { checkpoint } => {
             let w = c.dag.add(
                 &cand,
@@ -523,13 +540,21 @@ fn clear_candidate_sync(c: &mut Ctx, cand: &str) -> Option<Idx> {
 
 /// Switchover: stop the old primary (fast), then wait until the candidate replays past its
 /// shutdown checkpoint (else the old primary is started again). Returns the wait.
-fn stop_for_switchover(c: &mut Ctx, cand: &str, old: &str, pre: &[Idx], timeout_ms: u64) -> Idx {
+fn stop_for_switchover(
+    c: &mut Ctx,
+    cand: &str,
+    old: &str,
+    pre: &[Idx],
+    timeout_ms: u64,
+    checkpointed: bool,
+) -> Idx {
     let stop = c.dag.add(
         old,
         Action::Stop(StopParams {
             mode: ShutdownMode::Fast,
             writes_unavailable: true,
             timeout_ms: Some(timeout_ms),
+            checkpointed,
         }),
         false,
         "fast",
@@ -576,6 +601,7 @@ fn before_failover(
                 mode: ShutdownMode::Immediate,
                 writes_unavailable: false,
                 timeout_ms: None,
+                checkpointed: false,
             }),
             false,
             format!("{old} is retired and down: make sure it stays stopped"),
@@ -747,6 +773,7 @@ fn stop_if_running(c: &mut Ctx, x: &str, why: &str, deps: &[Idx]) {
                 mode: ShutdownMode::Fast,
                 writes_unavailable: false,
                 timeout_ms: None,
+                checkpointed: false,
             }),
             false,
             format!("fast ({why})"),
@@ -1099,6 +1126,7 @@ pub fn retire(c: &mut Ctx) {
                     mode: ShutdownMode::Fast,
                     writes_unavailable: false,
                     timeout_ms: None,
+                    checkpointed: false,
                 }),
                 false,
                 "retired: stop it; its data directory is kept",

@@ -291,6 +291,7 @@ fn stop(
             mode: ShutdownMode::Fast,
             writes_unavailable,
             timeout_ms: None,
+            checkpointed: false,
         }),
         false,
         desc,

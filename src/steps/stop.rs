@@ -20,7 +20,7 @@ pub async fn check(ctx: &StepContext, node: &str, _p: &StopParams) -> Result<Fre
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &StopParams) -> Result<(), StepError> {
-    if p.writes_unavailable && p.mode != ShutdownMode::Immediate {
+    if p.writes_unavailable && p.mode != ShutdownMode::Immediate && !p.checkpointed {
         // The textbook clean switchover: a CHECKPOINT while the primary still accepts writes,
         // so the shutdown checkpoint — inside the writes-unavailable window — has little to
         // flush. Best effort: the stop does not depend on it.

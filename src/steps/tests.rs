@@ -54,6 +54,7 @@ async fn stop_of_a_stopped_server_is_already_done_and_a_running_one_is_stopped_w
             mode: ShutdownMode::Fast,
             writes_unavailable: false,
             timeout_ms: None,
+            checkpointed: false,
         }),
     );
     assert_eq!(ex.execute(&s).await.unwrap(), Executed::AlreadyDone);
@@ -239,6 +240,7 @@ async fn a_stale_pid_file_left_by_a_crash_counts_as_stopped() {
             mode: ShutdownMode::Fast,
             writes_unavailable: false,
             timeout_ms: None,
+            checkpointed: false,
         }),
     );
     let t = std::time::Instant::now();
