@@ -1,5 +1,6 @@
 //! TLS everywhere against real PostgreSQL: a CA, server and client certificates made with rcgen;
-//! a bootstrap and a switchover with `verify-full` and client certificates (`hostssl … cert`)
+//! a bootstrap, a switchover and a crash failover with rewind, with `verify-full` and client
+//! certificates (`hostssl … cert`)
 //! on both the replication connections and pgtopo's own; a wrong CA fails and changes nothing.
 //!
 //! Server TLS is the operator's (ssl, ssl_cert_file, ssl_key_file, ssl_ca_file in postgresql.conf before the
@@ -12,6 +13,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use support::scenario::cut_off;
 use support::{show, TestCluster, Topology};
 
 /// A CA and the certificates the test needs, written under `dir`.
@@ -185,7 +187,7 @@ fn ssl_build() -> bool {
 }
 
 #[test]
-fn bootstrap_and_switchover_with_verify_full_and_client_certificates() {
+fn bootstrap_switchover_and_rewind_with_verify_full_and_client_certificates() {
     if !ssl_build() {
         return;
     }
@@ -208,6 +210,39 @@ fn bootstrap_and_switchover_with_verify_full_and_client_certificates() {
     apply(&c);
     c.wait_streaming("n1");
     assert_replication_over_tls(&c, "n2", &["n1", "n3"]);
+
+    // A crash failover back to n1 with rows only n2 got: n2 is rewound against n1, and
+    // pg_rewind logs in as pgtopo_admin, whom the hba lets in only with its client certificate.
+    c.psql("n2", "CREATE TABLE t(i int)");
+    c.wait_replayed("n1", "n2");
+    c.wait_replayed("n3", "n2");
+    cut_off(&c, "n3");
+    cut_off(&c, "n1");
+    c.psql("n2", "INSERT INTO t SELECT generate_series(1, 500)");
+    c.crash("n2");
+    topo.role("n1", "primary", None)
+        .role("n2", "standby", Some("n1"))
+        .role("n3", "standby", Some("n1"));
+    c.write_topology(&topo);
+    let out = c.pgtopo(&["apply", "--auto-approve", "--allow-failover"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rewind"),
+        "{}",
+        show(&out)
+    );
+    c.wait_streaming("n2");
+    c.wait_replayed("n2", "n1");
+    assert_eq!(c.psql("n2", "SELECT count(*) FROM t"), "0");
+    assert_replication_over_tls(&c, "n1", &["n2", "n3"]);
+    let leftovers: Vec<_> = std::fs::read_dir(c.node("n2").data_dir.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.contains(".pgtopo-rewind."))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let out = c.pgtopo(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "plan not empty: {}", show(&out));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `rewind`: `pg_rewind --target-pgdata DIR --source-server CONNINFO` on the stopped node, as its
 //! os_user, against its new upstream (connect user; a password, when the topology has one, goes
-//! through a temporary 0600 passfile beside the data directory, never argv or environment).
+//! through a temporary 0600 passfile beside the data directory, never argv or environment; so
+//! do copies of connect.user's client certificate and key when it has one).
 //!
 //! A marker `<data_dir>.pgtopo-rewinding` exists while pg_rewind works: a directory that
 //! pg_rewind did not finish is never started (see `server::start`), and the next apply rewinds it
@@ -137,12 +138,13 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         seg_size: ctl.as_ref().and_then(|c| c.wal_segment_size),
     };
     let sync = sync_method(ctx, node).await;
+    let cert = copy_client_cert(ctx, &n, &t).await?;
     let mut cmd = ctx
         .tool(&n, "pg_rewind")
         .arg("--target-pgdata")
         .arg(n.data_dir.as_os_str())
         .arg("--source-server")
-        .arg(source_conninfo(ctx, node, &src))
+        .arg(source_conninfo(ctx, node, &src, cert.as_ref()))
         .arg("--progress")
         .args(match sync {
             Sync::PgRewind => None,
@@ -163,8 +165,11 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         said = out.stderr;
     });
     let res = wal.after_pg_rewind(ctx, node, res, &said, sync).await;
-    if let Some(pf) = passfile {
-        let _ = t.remove_file(&pf).await;
+    let temporary = passfile
+        .into_iter()
+        .chain(cert.into_iter().flat_map(|(c, k)| [c, k]));
+    for f in temporary {
+        let _ = t.remove_file(&f).await;
     }
     // Rewound or not, the directory must never come up as a primary.
     let fenced = write_standby_signal(ctx, node).await;
@@ -233,9 +238,16 @@ async fn recover_if_unclean(
 }
 
 /// pg_rewind's `--source-server`: the new upstream as connect.user, without JIT.
-fn source_conninfo(ctx: &StepContext, node: &str, src: &DesiredNode) -> String {
-    // The server is checked as the node's replication connections check it; pg_rewind logs in
-    // as connect.user, so no replication client certificate is offered.
+/// pg_rewind's `--source-server`: the server is checked as the node's replication connections
+/// check it; pg_rewind logs in as connect.user, so it offers connect.user's client certificate
+/// (`cert`: the copies [`copy_client_cert`] made on the node's host), never the replication
+/// role's.
+fn source_conninfo(
+    ctx: &StepContext,
+    node: &str,
+    src: &DesiredNode,
+    cert: Option<&(PathBuf, PathBuf)>,
+) -> String {
     let tls = ctx
         .desired
         .replication_tls(node)
@@ -244,14 +256,52 @@ fn source_conninfo(ctx: &StepContext, node: &str, src: &DesiredNode) -> String {
             sslkey: None,
             ..t
         });
-    format!(
+    let mut s = format!(
         "host={} port={} user={} dbname={} options='-c jit=off'{}",
         conf::conninfo_value(&src.host),
         src.port,
         conf::conninfo_value(&ctx.desired.connect.user),
         conf::conninfo_value(&ctx.desired.connect.dbname),
         conf::tls_keywords(tls.as_ref())
-    )
+    );
+    if let Some((crt, key)) = cert {
+        for (k, path) in [("sslcert", crt), ("sslkey", key)] {
+            let v = conf::conninfo_value(&path.display().to_string());
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    s
+}
+
+/// When the topology gives connect.user a client certificate (files where pgtopo runs): copies
+/// of it and its key beside the rewound node's data directory, 0600 and owned by its os_user as
+/// libpq requires, for pg_rewind's connection; removed after it ran, like the passfile.
+async fn copy_client_cert(
+    ctx: &StepContext,
+    n: &DesiredNode,
+    t: &DynTransport,
+) -> Result<Option<(PathBuf, PathBuf)>, StepError> {
+    let c = &ctx.desired.connect;
+    let (Some(crt), Some(key)) = (&c.sslcert, &c.sslkey) else {
+        return Ok(None);
+    };
+    let mut copies = Vec::new();
+    for (from, suffix) in [(&crt.file, "crt"), (&key.file, "key")] {
+        let bytes = std::fs::read(from).map_err(|e| {
+            StepError::new(format!(
+                "{}: cannot read connect's client certificate file for pg_rewind: {e}",
+                from.display()
+            ))
+        })?;
+        let mut to = n.data_dir.as_os_str().to_owned();
+        to.push(format!(".pgtopo-rewind.{suffix}"));
+        let to = PathBuf::from(to);
+        t.write_file_atomic(&to, &bytes, 0o600).await.map_err(io)?;
+        copies.push(to);
+    }
+    let key = copies.pop().expect("two copies");
+    let crt = copies.pop().expect("two copies");
+    Ok(Some((crt, key)))
 }
 
 /// How this rewind makes the directory durable.
