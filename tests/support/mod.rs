@@ -61,7 +61,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use pgtopo::config::Desired;
+use pgtopo::config::{Desired, NodeSpec, SettingValue, TopologyFile};
 
 /// Default PostgreSQL bin directory of the tests.
 pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -136,52 +136,48 @@ impl Topology {
         self
     }
 
-    /// The YAML text of the topology file.
-    pub fn to_yaml(&self) -> String {
-        use serde_yaml::{Mapping, Value};
-        let s = |x: &str| Value::String(x.to_string());
-        let mut doc = Mapping::new();
-        doc.insert(s("cluster"), s(&self.cluster));
-        let mut pg = Mapping::new();
-        pg.insert(s("bin_dir"), s(&self.bin_dir.display().to_string()));
-        pg.insert(s("os_user"), s(&self.os_user));
-        doc.insert(s("postgres"), Value::Mapping(pg));
-        let mut repl = Mapping::new();
-        repl.insert(s("slots"), Value::Bool(self.slots));
-        doc.insert(s("replication"), Value::Mapping(repl));
-        if !self.settings.is_empty() {
-            let m: Mapping = self.settings.iter().map(|(k, v)| (s(k), s(v))).collect();
-            doc.insert(s("settings"), Value::Mapping(m));
-        }
-        let mut nodes = Mapping::new();
-        for (name, n) in &self.nodes {
-            let mut m = Mapping::new();
-            m.insert(s("host"), s(&n.host));
-            m.insert(s("port"), Value::Number(n.port.into()));
-            m.insert(s("data_dir"), s(&n.data_dir.display().to_string()));
-            if let Some(r) = &n.role {
-                m.insert(s("role"), s(r));
-            }
-            if let Some(u) = &n.upstream {
-                m.insert(s("upstream"), s(u));
-            }
-            if let Some(st) = &n.state {
-                m.insert(s("state"), s(st));
-            }
-            if !n.settings.is_empty() {
-                let st: Mapping = n.settings.iter().map(|(k, v)| (s(k), s(v))).collect();
-                m.insert(s("settings"), Value::Mapping(st));
-            }
-            nodes.insert(s(name), Value::Mapping(m));
-        }
-        doc.insert(s("nodes"), Value::Mapping(nodes));
-        let mut doc = Value::Mapping(doc);
+    /// The topology file: the fields above, then every [`Topology::extra`] merged in.
+    pub fn to_file(&self) -> TopologyFile {
+        let nodes = self.nodes.iter().map(|(name, n)| {
+            let spec = NodeSpec {
+                port: n.port,
+                role: n.role.as_deref().map(from_word),
+                upstream: n.upstream.clone(),
+                state: n.state.as_deref().map(from_word).unwrap_or_default(),
+                settings: settings(&n.settings),
+                ..NodeSpec::new(&n.host, n.data_dir.clone())
+            };
+            (name.clone(), spec)
+        });
+        let mut file = TopologyFile::new(&self.cluster, nodes.collect());
+        file.postgres.bin_dir = Some(self.bin_dir.clone());
+        file.postgres.os_user = Some(self.os_user.clone());
+        file.replication.slots = self.slots;
+        file.settings = settings(&self.settings);
+        let mut doc = serde_yaml::to_value(&file).expect("a topology serialises");
         for e in &self.extra {
-            let v: Value = serde_yaml::from_str(e).expect("extra YAML parses");
+            let v: serde_yaml::Value = serde_yaml::from_str(e).expect("extra YAML parses");
             merge(&mut doc, v);
         }
-        serde_yaml::to_string(&doc).expect("YAML renders")
+        serde_yaml::from_value(doc)
+            .unwrap_or_else(|e| panic!("the test topology does not read: {e}\n{:?}", self.extra))
     }
+
+    /// The YAML text of the topology file (through the one writer, `TopologyFile::to_yaml`).
+    pub fn to_yaml(&self) -> String {
+        self.to_file().to_yaml()
+    }
+}
+
+/// A YAML word (`primary`, `absent`) as the model's enum.
+fn from_word<T: serde::de::DeserializeOwned>(word: &str) -> T {
+    serde_yaml::from_str(word).unwrap_or_else(|e| panic!("`{word}`: {e}"))
+}
+
+fn settings(m: &BTreeMap<String, String>) -> BTreeMap<String, SettingValue> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), SettingValue(v.clone())))
+        .collect()
 }
 
 fn merge(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
