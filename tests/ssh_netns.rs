@@ -130,7 +130,7 @@ fn every_scenario_over_ssh_between_network_namespaces() {
     c.declare_node("n2");
     c.declare_node("n3");
     let mut topo = scenario::trusted_topology(&c);
-    topo.extra_yaml(&hosts.nodes_yaml(&NODES));
+    hosts.declare_nodes(&mut topo, &NODES);
     declare(&c, &mut topo, "n1", &[("n2", "n1"), ("n3", "n2")]);
     assert!(apply(&c).contains("Apply complete!"));
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");

@@ -41,7 +41,7 @@ fn behind_ssh(c: &TestCluster, sshd: &Sshd, user: &str) -> Topology {
     let mut topo = c.topology();
     topo.settings.insert("work_mem".into(), "8MB".into());
     topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
-    topo.extra_yaml(&sshd.nodes_yaml(&["n1", "n2"], user, "known_hosts"));
+    sshd.declare_nodes(&mut topo, &["n1", "n2"], user, "known_hosts");
     topo
 }
 

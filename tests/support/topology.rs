@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use pgtopo::config::{Desired, NodeSpec, SettingValue, TopologyFile};
+use pgtopo::config::{Desired, NodeSpec, SettingValue, SshSpec, TopologyFile};
 
 use super::cluster::{NodeKind, TestCluster};
 
@@ -36,6 +36,8 @@ pub struct TopoNode {
     /// `absent` to retire.
     pub state: Option<String>,
     pub settings: BTreeMap<String, String>,
+    /// `ssh:` — reach the node's files and tools over SSH.
+    pub ssh: Option<SshSpec>,
 }
 
 impl Topology {
@@ -44,6 +46,12 @@ impl Topology {
         let n = self.nodes.get_mut(node).expect("node in topology");
         n.role = Some(role.to_string());
         n.upstream = upstream.map(str::to_string);
+        self
+    }
+
+    /// Reach `node` over SSH with `spec`.
+    pub fn ssh(&mut self, node: &str, spec: SshSpec) -> &mut Self {
+        self.nodes.get_mut(node).expect("node in topology").ssh = Some(spec);
         self
     }
 
@@ -62,6 +70,7 @@ impl Topology {
                 upstream: n.upstream.clone(),
                 state: n.state.as_deref().map(from_word).unwrap_or_default(),
                 settings: settings(&n.settings),
+                ssh: n.ssh.clone(),
                 ..NodeSpec::new(&n.host, n.data_dir.clone())
             };
             (name.clone(), spec)
@@ -143,6 +152,7 @@ impl TestCluster {
                         upstream,
                         state: None,
                         settings: BTreeMap::new(),
+                        ssh: None,
                     },
                 )
             })
