@@ -129,10 +129,13 @@ impl NodeSshd {
 pub fn declare_ssh(path: &Path, sshds: &[NodeSshd]) -> Result<()> {
     let mut missing = None;
     crate::sandbox::edit_topology(path, |f| {
-        for s in sshds {
-            match f.nodes.get_mut(&s.node) {
-                Some(node) => node.ssh = Some(s.spec()),
-                None => missing = Some(s.node.clone()),
+        missing = sshds
+            .iter()
+            .find(|s| !f.nodes.contains_key(&s.node))
+            .map(|s| s.node.clone());
+        if missing.is_none() {
+            for s in sshds {
+                f.nodes.get_mut(&s.node).expect("checked above").ssh = Some(s.spec());
             }
         }
     })?;
