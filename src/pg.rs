@@ -106,6 +106,16 @@ pub async fn connect(
     }
 }
 
+/// The rows of a simple-query answer (command completions and the like left out).
+pub fn rows(msgs: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<tokio_postgres::SimpleQueryRow> {
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A tokio-postgres error in one line: the server's message when there is one.
 pub fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {

@@ -5,15 +5,9 @@ mod support;
 
 use support::show;
 
-use support::TestCluster;
-
 #[test]
 fn bootstrap_one_to_three_with_a_cascade_and_slots() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.declare_node("n2");
-    c.declare_node("n3");
+    let c = support::scenario::primary_and_declared(&["n2", "n3"]);
     let mut topo = c.topology();
     topo.role("n3", "standby", Some("n2"));
     topo.extra_yaml("replication: {user: postgres, hba_method: trust}");

@@ -8,8 +8,6 @@ mod support;
 
 use support::show;
 
-use support::TestCluster;
-
 /// stderr with miette's line wrapping undone: one line, single spaces.
 fn flat(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr)
@@ -38,12 +36,8 @@ fn holder_json(pid: u32) -> String {
 
 #[test]
 fn stale_plan_lock_and_approval_are_enforced() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.declare_node("n2");
-    let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    let c = support::scenario::primary_and_declared(&["n2"]);
+    let mut topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
     let n2_dir = c.node("n2").data_dir.clone();
 

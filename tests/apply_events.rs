@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{show, TestCluster};
+use support::show;
 
 use pgtopo::render::json_events::schema_text;
 
@@ -52,12 +52,8 @@ fn types(ev: &[serde_json::Value]) -> Vec<&str> {
 
 #[test]
 fn a_real_apply_streams_valid_events_in_order() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.declare_node("n2");
-    let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    let c = support::scenario::primary_and_declared(&["n2"]);
+    let topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
 
     // JSON never asks: without a saved plan it needs --auto-approve.

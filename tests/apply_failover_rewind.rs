@@ -7,17 +7,10 @@ mod support;
 
 use support::show;
 
-use support::TestCluster;
-
 #[test]
 fn diverged_second_primary_is_rewound_and_follows() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
-    let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    let c = support::scenario::primary_and_standby();
+    let mut topo = support::scenario::trusted_topology(&c);
     // pg_rewind reads the target's WAL back to the last checkpoint before the fork.
     topo.settings.insert("wal_keep_size".into(), "256MB".into());
     c.write_topology(&topo);

@@ -10,7 +10,6 @@ use std::process::Output;
 
 use support::{TestCluster, Topology};
 
-const TRUST: &str = "replication: {user: postgres, hba_method: trust}";
 const SENDER: &str = "SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver";
 const SLOTS: &str =
     "SELECT coalesce(string_agg(slot_name || ' ' || active, ',' ORDER BY slot_name), '') \
@@ -48,8 +47,7 @@ fn built(standbys: &[&str]) -> (TestCluster, Topology) {
     for s in standbys {
         c.declare_node(s);
     }
-    let mut topo = c.topology();
-    topo.extra_yaml(TRUST);
+    let topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     for s in standbys {
@@ -127,8 +125,7 @@ fn add_a_node_without_restarting_the_others() {
     let n2_started = c.psql("n2", STARTED);
 
     c.declare_node("n3");
-    let mut topo = c.topology();
-    topo.extra_yaml(TRUST);
+    let topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
     apply_ok(&c, &[]);
 
@@ -242,13 +239,8 @@ fn settings_reload_or_restart_in_the_rolling_order() {
 
 #[test]
 fn synchronous_quorum_of_two() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.declare_node("n2");
-    c.declare_node("n3");
-    let mut topo = c.topology();
-    topo.extra_yaml(TRUST);
+    let c = support::scenario::primary_and_declared(&["n2", "n3"]);
+    let mut topo = support::scenario::trusted_topology(&c);
     topo.extra_yaml("replication: {synchronous: {mode: quorum, count: 1, standbys: [n2, n3]}}");
     c.write_topology(&topo);
     apply_ok(&c, &[]);

@@ -10,8 +10,6 @@ use std::process::Output;
 
 use support::{show, TestCluster, Topology};
 
-const TRUST: &str = "replication: {user: postgres, hba_method: trust}";
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -40,8 +38,7 @@ fn cluster(standbys: &[&str]) -> (TestCluster, Topology) {
         c.add_standby_basebackup(s, "n1");
         c.wait_streaming(s);
     }
-    let mut topo = c.topology();
-    topo.extra_yaml(TRUST);
+    let topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     assert_converged(&c);
@@ -198,8 +195,7 @@ fn foreign_n3(as_standby: bool) {
         c.write_os_file(&n3.data_dir.join("standby.signal"), "");
     }
     c.start("n3");
-    let mut topo = c.topology();
-    topo.extra_yaml(TRUST);
+    let mut topo = support::scenario::trusted_topology(&c);
     topo.role("n3", "standby", Some("n1"));
     c.write_topology(&topo);
     c.psql("n1", "CREATE TABLE t AS SELECT generate_series(1, 42) x");

@@ -198,12 +198,8 @@ fn flow(c: &TestCluster, name: &str, jobs: &Jobs) {
 #[test]
 fn the_ci_templates_run_their_commands_against_a_real_cluster() {
     let (gh, gl) = (github(), gitlab());
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.declare_node("n2");
-    let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    let c = support::scenario::primary_and_declared(&["n2"]);
+    let topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
     // GitHub builds n2; the drift check stops it, so GitLab's plan starts it again.
     flow(&c, "github", &gh);

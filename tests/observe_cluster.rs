@@ -146,11 +146,7 @@ async fn primary_standby_and_cascade() {
 
 #[tokio::test]
 async fn stopped_and_crashed_nodes_are_read_from_disk() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let c = support::scenario::primary_and_standby();
     let sysid = c.psql("n1", "select system_identifier from pg_control_system()");
     c.stop("n2", "fast");
     c.crash("n1");
@@ -195,10 +191,7 @@ async fn stopped_and_crashed_nodes_are_read_from_disk() {
 
 #[tokio::test]
 async fn unreachable_address_missing_data_dir_and_assume_down() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.declare_node("n2");
+    let c = support::scenario::primary_and_declared(&["n2"]);
     let mut o = opts();
     o.assume_down = vec!["n1".into()];
     let obs = observe(&c.desired(), &o).await;
@@ -281,11 +274,7 @@ async fn wrong_password_is_an_observed_fact_without_the_secret() {
 
 #[tokio::test]
 async fn promoted_standby_reports_its_new_timeline_and_history() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let c = support::scenario::primary_and_standby();
     c.stop("n1", "fast");
     c.psql("n2", "select pg_promote(true, 60)");
     let obs = c.observe().await;
@@ -332,11 +321,7 @@ async fn a_server_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn a_connect_user_without_superuser_still_observes_the_basics() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let c = support::scenario::primary_and_standby();
     c.psql("n1", "create role watcher login");
     c.wait_for_sql(
         "n2",

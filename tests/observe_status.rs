@@ -86,11 +86,7 @@ fn status_json_and_tree_of_a_cascade() {
 
 #[test]
 fn status_marks_down_nodes_and_still_exits_0() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let mut c = support::scenario::primary_and_standby();
     c.declare_node("n3");
     c.stop("n2", "fast");
     // n1's walsender notices the disconnection on its own time.

@@ -16,11 +16,7 @@ use support::{show, TestCluster, Topology};
 
 /// n1 primary, n2 standby, a pgbouncer routing to n1, declared in the topology (applied).
 fn cluster(hooks: &str) -> (TestCluster, Topology, TestPooler) {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let c = support::scenario::primary_and_standby();
     let pgb = TestPooler::start(&c, "pgb", "n1");
     let mut topo = c.topology();
     topo.extra_yaml("replication: {user: postgres, hba_method: trust}")
@@ -215,11 +211,7 @@ fn after_hooks_get_the_environment_and_a_failing_one_fails_the_apply() {
         env_file.display(),
         failed_file.display()
     );
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let c = support::scenario::primary_and_standby();
     let mut topo = c.topology();
     topo.extra_yaml("replication: {user: postgres, hba_method: trust}")
         .extra_yaml(&hooks);

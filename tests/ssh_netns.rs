@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use support::netns::{self, Hosts, SSH_PORT};
 use support::scenario::{
-    apply_killed_at, assert_follows, assert_no_changes, catch_up, cut_off, in_recovery,
+    self, apply_killed_at, assert_follows, assert_no_changes, catch_up, cut_off, in_recovery,
 };
 use support::{show, TestCluster, Topology};
 
@@ -129,9 +129,8 @@ fn every_scenario_over_ssh_between_network_namespaces() {
     c.start("n1");
     c.declare_node("n2");
     c.declare_node("n3");
-    let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
-    topo.extra_yaml(&hosts.nodes_yaml(&NODES));
+    let mut topo = scenario::trusted_topology(&c);
+    hosts.declare_nodes(&mut topo, &NODES);
     declare(&c, &mut topo, "n1", &[("n2", "n1"), ("n3", "n2")]);
     assert!(apply(&c).contains("Apply complete!"));
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");

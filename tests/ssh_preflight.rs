@@ -41,17 +41,13 @@ fn behind_ssh(c: &TestCluster, sshd: &Sshd, user: &str) -> Topology {
     let mut topo = c.topology();
     topo.settings.insert("work_mem".into(), "8MB".into());
     topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
-    topo.extra_yaml(&sshd.nodes_yaml(&["n1", "n2"], user, "known_hosts"));
+    sshd.declare_nodes(&mut topo, &["n1", "n2"], user, "known_hosts");
     topo
 }
 
 #[test]
 fn an_unusable_transport_is_named_and_changes_nothing() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let c = support::scenario::primary_and_standby();
     let sshd = Sshd::start();
     c.write_topology(&behind_ssh(&c, &sshd, "root"));
     let plan = c.dir.join("plan.json");

@@ -173,8 +173,7 @@ async fn switchover_under_writes_loses_nothing_and_switches_back() {
     c.add_standby_basebackup("n3", "n1");
     c.wait_streaming("n2");
     c.wait_streaming("n3");
-    let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    let mut topo = support::scenario::trusted_topology(&c);
     let path = c.write_topology(&topo);
     let out = pgtopo(&path, &["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));

@@ -21,11 +21,7 @@ use support::{postmaster_pid, show, TestCluster};
 /// Two nodes, n1 primary and n2 its standby, converged by pgtopo, with a table of 100 rows and
 /// the topology now declaring n2 primary with `switchover.timeout`.
 fn switchover_pending(timeout: &str) -> TestCluster {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    let c = support::scenario::primary_and_standby();
     let mut topo = c.topology();
     topo.extra_yaml(&format!(
         "replication: {{user: postgres, hba_method: trust}}\nswitchover: {{timeout: {timeout}}}"

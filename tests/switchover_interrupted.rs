@@ -6,18 +6,12 @@ mod support;
 
 use support::show;
 
-use support::scenario::apply_killed_at;
-use support::TestCluster;
+use support::scenario::{self, apply_killed_at};
 
 #[test]
 fn switchover_killed_at_every_step_converges_on_the_next_apply() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
-    let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    let c = scenario::primary_and_standby();
+    let mut topo = scenario::trusted_topology(&c);
     c.write_topology(&topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));

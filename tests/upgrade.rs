@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use support::{show, TestCluster};
 
-const TRUST: &str = "replication: {user: postgres, hba_method: trust}";
 const PG15: &str = "/usr/lib/postgresql/15/bin";
 const PG16: &str = "/opt/pgtopo-pg16/pgserver/pginstall/bin";
 const PG18_ROOT: &str = "/opt/pgtopo-pg18";
@@ -84,8 +83,7 @@ fn upgrade(old: PathBuf, new: PathBuf) {
     c.start("n1");
     c.declare_node("n2");
     c.declare_node("n3");
-    let mut topo = c.topology();
-    topo.extra_yaml(TRUST);
+    let mut topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));

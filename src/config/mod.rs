@@ -31,6 +31,7 @@ pub mod rules;
 pub mod rules_tls;
 pub mod secret;
 pub mod structure;
+pub mod write;
 pub mod yaml;
 
 pub use model::*;

@@ -51,7 +51,14 @@ fn default_true() -> bool {
     true
 }
 fn default_pause_timeout() -> Duration {
-    Duration(std::time::Duration::from_secs(10))
+    PoolerSpec::default_pause_timeout()
+}
+
+impl PoolerSpec {
+    /// `pause_timeout` when the file says nothing.
+    pub fn default_pause_timeout() -> Duration {
+        Duration(std::time::Duration::from_secs(10))
+    }
 }
 fn default_hook_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(30))

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use miette::{miette, IntoDiagnostic, Result};
 
+use crate::config::PoolerSpec;
 use crate::sandbox::{self, Sandbox, UpOptions};
 use writer::{lost_writes, Writer};
 
@@ -306,7 +307,10 @@ impl Via {
 }
 
 /// Start a pgbouncer in the sandbox (routing to n1) and declare it in the topology.
-async fn sandbox_pooler(sb: &Sandbox, pause: bool) -> Result<(sandbox::pgbouncer::Pooler, String)> {
+async fn sandbox_pooler(
+    sb: &Sandbox,
+    pause: bool,
+) -> Result<(sandbox::pgbouncer::Pooler, PoolerSpec)> {
     let n1 = &sb.nodes[0];
     let port = n1.port + sb.nodes.len() as u16;
     let p = sandbox::pgbouncer::start(
@@ -317,18 +321,17 @@ async fn sandbox_pooler(sb: &Sandbox, pause: bool) -> Result<(sandbox::pgbouncer
         (&n1.host, n1.port),
     )
     .await?;
-    let yaml = sandbox::pgbouncer::topology_yaml(&p, "pgb", pause);
-    append_topology(sb, &yaml)?;
-    Ok((p, yaml))
+    let spec = sandbox::pgbouncer::pooler_spec(&p, pause);
+    declare_pooler(sb, &spec)?;
+    Ok((p, spec))
 }
 
-fn append_topology(sb: &Sandbox, yaml: &str) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&sb.topology)
-        .into_diagnostic()?;
-    f.write_all(yaml.as_bytes()).into_diagnostic()
+/// Declare the sandbox's pgbouncer (`pgb`) in its topology file.
+fn declare_pooler(sb: &Sandbox, spec: &PoolerSpec) -> Result<()> {
+    sandbox::edit_topology(&sb.topology, |f| {
+        f.poolers.insert("pgb".into(), spec.clone());
+    })?;
+    Ok(())
 }
 
 /// One switchover run's figures.
@@ -398,8 +401,8 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             .await
             .map_err(|e| miette!("writer: {e}"))?;
         switch_topology(&sb, 1)?;
-        if let Some((_, yaml)) = &pooler {
-            append_topology(&sb, yaml)?;
+        if let Some((_, spec)) = &pooler {
+            declare_pooler(&sb, spec)?;
         }
         ssh::declare_ssh(&sb.topology, &sshds)?;
         let (t0, t0_sys) = (Instant::now(), std::time::SystemTime::now());

@@ -13,6 +13,7 @@ use std::time::Duration;
 use miette::{miette, IntoDiagnostic, Result};
 
 use crate::apply::wait::{wait_until, Poll, WaitSpec};
+use crate::config::SshSpec;
 use crate::sandbox::SandboxNode;
 
 /// A private sshd in front of one sandbox node; ended by its PID when dropped.
@@ -112,36 +113,34 @@ impl NodeSshd {
         .map_err(|e| miette!("{e}"))
     }
 
-    /// The node's `ssh:` mapping: login root with this sshd's key, its host key checked.
-    fn spec(&self) -> serde_yaml::Value {
-        let s = |x: &str| serde_yaml::Value::String(x.to_string());
-        let mut m = serde_yaml::Mapping::new();
-        m.insert(s("host"), s(&self.address));
-        m.insert(s("user"), s("root"));
-        m.insert(s("port"), serde_yaml::Value::Number(self.port.into()));
-        m.insert(
-            s("identity_file"),
-            s(&self.dir.join("id_ed25519").display().to_string()),
-        );
-        m.insert(
-            s("known_hosts_file"),
-            s(&self.dir.join("known_hosts").display().to_string()),
-        );
-        serde_yaml::Value::Mapping(m)
+    /// The node's `ssh:` section: login root with this sshd's key, its host key checked.
+    fn spec(&self) -> SshSpec {
+        SshSpec {
+            host: self.address.clone(),
+            user: Some("root".into()),
+            port: Some(self.port),
+            identity_file: Some(self.dir.join("id_ed25519")),
+            known_hosts_file: Some(self.dir.join("known_hosts")),
+        }
     }
 }
 
 /// Put every node of the topology file at `path` behind its sshd (an `ssh:` mapping each).
 pub fn declare_ssh(path: &Path, sshds: &[NodeSshd]) -> Result<()> {
-    let text = std::fs::read_to_string(path).into_diagnostic()?;
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).into_diagnostic()?;
-    for s in sshds {
-        let node = doc
-            .get_mut("nodes")
-            .and_then(|n| n.get_mut(s.node.as_str()))
-            .and_then(|n| n.as_mapping_mut())
-            .ok_or_else(|| miette!("node {} is not in {}", s.node, path.display()))?;
-        node.insert(serde_yaml::Value::String("ssh".into()), s.spec());
+    let mut missing = None;
+    crate::sandbox::edit_topology(path, |f| {
+        missing = sshds
+            .iter()
+            .find(|s| !f.nodes.contains_key(&s.node))
+            .map(|s| s.node.clone());
+        if missing.is_none() {
+            for s in sshds {
+                f.nodes.get_mut(&s.node).expect("checked above").ssh = Some(s.spec());
+            }
+        }
+    })?;
+    match missing {
+        Some(node) => Err(miette!("node {node} is not in {}", path.display())),
+        None => Ok(()),
     }
-    std::fs::write(path, serde_yaml::to_string(&doc).into_diagnostic()?).into_diagnostic()
 }

@@ -13,10 +13,11 @@ use std::collections::BTreeSet;
 
 use futures::future::join_all;
 use sha2::Digest;
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::{Client, SimpleQueryRow};
 
 use super::conninfo::{managed_block, managed_block_line, parse_conninfo};
 use super::model::*;
+use crate::pg::rows;
 use crate::units::Lsn;
 
 /// Settings observed on every node, besides those the topology names.
@@ -162,15 +163,6 @@ fn settings_sql(names: &BTreeSet<String>) -> String {
         "select name, current_setting(name), setting, unit, pending_restart, context, source \
          from pg_settings where name = any (array[{list}]::text[]) order by name"
     )
-}
-
-fn rows(msgs: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {
-    msgs.into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .collect()
 }
 
 fn text(r: &SimpleQueryRow, i: usize) -> Option<String> {

@@ -22,6 +22,7 @@ pub mod pgbouncer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::{NodeRole, NodeSpec, TopologyFile};
 use crate::transport::{CommandSpec, LocalTransport, Transport};
 
 /// Marker file that `up` writes and `down` requires before it removes a directory.
@@ -194,10 +195,6 @@ fn absolute(dir: &Path) -> Result<PathBuf, SandboxError> {
     }
 }
 
-fn yaml_str(s: &str) -> String {
-    serde_json::to_string(s).expect("string serialises")
-}
-
 async fn run_ok(t: &LocalTransport, cmd: CommandSpec, what: &str) -> Result<(), SandboxError> {
     let out = t.run(&cmd).await.map_err(|e| failed(what, e))?;
     if out.success() {
@@ -336,49 +333,62 @@ async fn append(t: &LocalTransport, path: &Path, text: &str) -> Result<(), Sandb
         .map_err(|e| failed("write postgresql.conf", e))
 }
 
-/// The sandbox's topology file.
+/// The sandbox's topology: the first node primary, the others its standbys, slots on, trust on
+/// loopback for replication.
+pub fn topology(bin_dir: &Path, os_user: &str, nodes: &[SandboxNode]) -> TopologyFile {
+    let specs = nodes.iter().enumerate().map(|(i, n)| {
+        let spec = NodeSpec {
+            port: n.port,
+            role: Some(if i == 0 {
+                NodeRole::Primary
+            } else {
+                NodeRole::Standby
+            }),
+            upstream: (i > 0).then(|| nodes[0].name.clone()),
+            ..NodeSpec::new(&n.host, n.data_dir.clone())
+        };
+        (n.name.clone(), spec)
+    });
+    let mut file = TopologyFile::new("sandbox", specs.collect());
+    file.postgres.bin_dir = Some(bin_dir.to_path_buf());
+    file.postgres.os_user = Some(os_user.to_string());
+    file.replication.hba_method = "trust".into();
+    file
+}
+
+/// The sandbox's topology file: [`topology`] below the sandbox's header.
 pub fn topology_yaml(bin_dir: &Path, os_user: &str, nodes: &[SandboxNode]) -> String {
-    let mut y = format!(
-        "# A pgtopo sandbox. `pgtopo apply -f {topo}` builds the standbys;\n\
-         # `pgtopo sandbox down --dir {dir}` removes everything.\n\
-         cluster: sandbox\n\
-         postgres:\n  bin_dir: {bin}\n  os_user: {user}\n\
-         connect:\n  user: postgres\n  dbname: postgres\n\
-         replication:\n  user: replicator\n  slots: true\n\
-         \x20 hba_method: trust   # loopback only: a sandbox needs no replication password\n\
-         nodes:\n",
-        topo = nodes[0]
-            .data_dir
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("topology.yaml")
-            .display(),
-        dir = nodes[0]
-            .data_dir
-            .parent()
-            .unwrap_or(Path::new("."))
-            .display(),
-        bin = yaml_str(&bin_dir.display().to_string()),
-        user = yaml_str(os_user),
-    );
-    for (i, n) in nodes.iter().enumerate() {
-        y.push_str(&format!(
-            "  {}:\n    host: {}\n    port: {}\n    data_dir: {}\n",
-            n.name,
-            n.host,
-            n.port,
-            yaml_str(&n.data_dir.display().to_string())
-        ));
-        if i == 0 {
-            y.push_str("    role: primary\n");
-        } else {
-            y.push_str(&format!(
-                "    role: standby\n    upstream: {}\n",
-                nodes[0].name
-            ));
-        }
-    }
-    y
+    let dir = nodes[0].data_dir.parent().unwrap_or(Path::new("."));
+    topology(bin_dir, os_user, nodes).to_yaml_with_header(&header(dir))
+}
+
+/// The comment at the top of a sandbox's topology file.
+fn header(dir: &Path) -> Vec<String> {
+    vec![
+        format!(
+            "A pgtopo sandbox. `pgtopo apply -f {}` builds the standbys;",
+            dir.join("topology.yaml").display()
+        ),
+        format!(
+            "`pgtopo sandbox down --dir {}` removes everything.",
+            dir.display()
+        ),
+        "hba_method: trust, loopback only: a sandbox needs no replication password.".into(),
+    ]
+}
+
+/// Change the sandbox topology file at `path` (read, `edit`, written again with its header).
+pub fn edit_topology(
+    path: &Path,
+    edit: impl FnOnce(&mut TopologyFile),
+) -> Result<(), SandboxError> {
+    let text = std::fs::read_to_string(path).map_err(|e| failed("read topology.yaml", e))?;
+    let mut file: TopologyFile =
+        serde_yaml::from_str(&text).map_err(|e| failed("read topology.yaml", e))?;
+    edit(&mut file);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::write(path, file.to_yaml_with_header(&header(dir)))
+        .map_err(|e| failed("write topology.yaml", e))
 }
 
 /// Stop every server of the sandbox at `dir` by the PID in its postmaster.pid and remove `dir`.
@@ -490,16 +500,15 @@ mod tests {
             })
             .collect();
         let y = topology_yaml(Path::new("/usr/lib/postgresql/15/bin"), "postgres", &nodes);
-        let v: serde_yaml::Value = serde_yaml::from_str(&y).unwrap();
-        assert_eq!(v["cluster"].as_str(), Some("sandbox"));
-        assert_eq!(v["nodes"]["n1"]["role"].as_str(), Some("primary"));
-        assert_eq!(v["nodes"]["n3"]["upstream"].as_str(), Some("n1"));
-        assert_eq!(v["nodes"]["n3"]["port"].as_u64(), Some(54322));
-        assert_eq!(v["nodes"]["n2"]["host"].as_str(), Some("127.0.0.2"));
-        assert_eq!(v["replication"]["slots"].as_bool(), Some(true));
-        // The topology is a valid file for the raw model.
-        let raw: crate::config::TopologyFile = serde_yaml::from_str(&y).unwrap();
-        assert_eq!(raw.nodes.len(), 3);
+        assert!(y.starts_with("# A pgtopo sandbox."), "{y}");
+        let d = crate::config::load_str("topology.yaml", &y).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(d.cluster, "sandbox");
+        assert_eq!(d.primary().name, "n1");
+        assert_eq!(d.upstream_of("n3").map(|n| n.name.as_str()), Some("n1"));
+        assert_eq!(d.nodes["n3"].port, 54322);
+        assert_eq!(d.nodes["n2"].host, "127.0.0.2");
+        assert!(d.replication.slots);
+        assert_eq!(d.replication.hba_method, "trust");
     }
 
     #[tokio::test]

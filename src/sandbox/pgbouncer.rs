@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::{failed, SandboxError};
 use crate::apply::wait::{wait_until, Poll, WaitSpec};
+use crate::config::PoolerSpec;
 use crate::transport::{CommandSpec, LocalTransport, Transport};
 
 /// Debian's pgbouncer.
@@ -38,14 +39,20 @@ pub fn ini_text(dir: &Path, host: &str, port: u16, target: (&str, u16)) -> Strin
     )
 }
 
-/// The `poolers:` entry of a topology for this pgbouncer.
-pub fn topology_yaml(p: &Pooler, name: &str, pause: bool) -> String {
-    format!(
-        "poolers:\n  {name}:\n    host: {}\n    port: {}\n    admin_user: postgres\n    databases: [postgres]\n    config_file: {}\n    pause: {pause}\n",
-        p.host,
-        p.port,
-        p.ini.display()
-    )
+/// The topology's `poolers:` entry for this pgbouncer.
+pub fn pooler_spec(p: &Pooler, pause: bool) -> PoolerSpec {
+    PoolerSpec {
+        host: p.host.clone(),
+        port: p.port,
+        admin_user: "postgres".into(),
+        admin_password: None,
+        databases: vec!["postgres".into()],
+        config_file: Some(p.ini.clone()),
+        ssh: None,
+        os_user: None,
+        pause,
+        pause_timeout: PoolerSpec::default_pause_timeout(),
+    }
 }
 
 /// Fails unless Debian's pgbouncer is installed.

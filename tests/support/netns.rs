@@ -31,7 +31,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::ssh::Sshd;
-use super::Placement;
+use super::{Placement, Topology};
 
 /// The sshd port in every namespace.
 pub const SSH_PORT: u16 = 2222;
@@ -216,25 +216,13 @@ impl Hosts {
         &self.hosts[usize::from(index) - 1]
     }
 
-    /// The `nodes:` YAML that puts node `names[i]` behind host `i + 1`'s sshd, login root, its
-    /// host key checked against its own known_hosts file.
-    pub fn nodes_yaml(&self, names: &[&str]) -> String {
-        let body: Vec<String> = names
-            .iter()
-            .zip(&self.hosts)
-            .map(|(n, h)| {
-                let sshd = h.sshd.as_ref().expect("sshd started");
-                let d = sshd.dir.path();
-                format!(
-                    "  {n}:\n    ssh: {{host: {}, user: root, port: {}, identity_file: {}, known_hosts_file: {}}}\n",
-                    h.address,
-                    sshd.port,
-                    d.join("id_ed25519").display(),
-                    d.join("known_hosts").display()
-                )
-            })
-            .collect();
-        format!("nodes:\n{}", body.concat())
+    /// Put node `names[i]` of `topo` behind host `i + 1`'s sshd, login root, its host key
+    /// checked against its own known_hosts file.
+    pub fn declare_nodes(&self, topo: &mut Topology, names: &[&str]) {
+        for (n, h) in names.iter().zip(&self.hosts) {
+            let sshd = h.sshd.as_ref().expect("sshd started");
+            topo.ssh(n, sshd.spec("known_hosts"));
+        }
     }
 
     /// The TCP ports listening in host `index`'s namespace, as `address:port` (`ss -ltnH`).

@@ -5,6 +5,7 @@
 //! OS user; ended on drop (also when the test panics) by the PID in its pidfile, checked to be a
 //! pgbouncer first: SIGTERM, then SIGKILL after 5 s.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,7 +79,9 @@ impl TestPooler {
             host: self.host.clone(),
             port: self.port,
         };
-        pgtopo::sandbox::pgbouncer::topology_yaml(&p, &self.name, pause)
+        let spec = pgtopo::sandbox::pgbouncer::pooler_spec(&p, pause);
+        let poolers = BTreeMap::from([(self.name.clone(), spec)]);
+        serde_yaml::to_string(&BTreeMap::from([("poolers", poolers)])).expect("YAML renders")
     }
 
     /// A statement on the admin console (psql, simple protocol), rows as `|`-separated text.

@@ -1,11 +1,46 @@
 //! Checks and moves the scenario tests share (failover_e2e.rs, switchover_interrupted.rs and
 //! the same scenarios over SSH in ssh_netns.rs): a standby cut off from its upstream, waits for
-//! replay and streaming, `plan` reporting no changes, an apply killed at a chosen step.
+//! replay and streaming, `plan` reporting no changes, an apply killed at a chosen step; and the
+//! starting points most tests build: a primary with a streaming standby, a primary with nodes
+//! declared for apply to build, the default topology with trusted replication.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use super::{show, TestCluster};
+use super::{show, TestCluster, Topology};
+
+/// The replication section of a test topology: standbys connect as `postgres`, and pgtopo's
+/// generated rules trust them (as the harness's pg_hba.conf does).
+pub const TRUST: &str = "replication: {user: postgres, hba_method: trust}";
+
+/// n1, a started primary, and n2, its standby cloned with pg_basebackup, streaming.
+pub fn primary_and_standby() -> TestCluster {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    c.wait_streaming("n2");
+    c
+}
+
+/// n1, a started primary, and `declared` nodes (address, port and data directory only) for
+/// `pgtopo apply` to build.
+pub fn primary_and_declared(declared: &[&str]) -> TestCluster {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    for n in declared {
+        c.declare_node(n);
+    }
+    c
+}
+
+/// [`TestCluster::topology`] with [`TRUST`].
+pub fn trusted_topology(c: &TestCluster) -> Topology {
+    let mut topo = c.topology();
+    topo.extra_yaml(TRUST);
+    topo
+}
 
 /// `pgtopo plan --detailed-exitcode` exits 0: the cluster matches the topology.
 pub fn assert_no_changes(c: &TestCluster) {

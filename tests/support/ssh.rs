@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use pgtopo::config::SshSpec;
 
+use super::Topology;
+
 /// A private sshd, ended by its PID when dropped.
 pub struct Sshd {
     pub dir: tempfile::TempDir,
@@ -138,23 +140,17 @@ impl Sshd {
         }
     }
 
-    /// The topology YAML that puts `nodes` behind this sshd (login `user`, `known_hosts`), for
-    /// `Topology::extra_yaml`.
-    pub fn nodes_yaml(&self, nodes: &[&str], user: &str, known_hosts: &str) -> String {
-        let s = self.spec_for(user, known_hosts);
-        let body: Vec<String> = nodes
-            .iter()
-            .map(|n| {
-                format!(
-                    "  {n}:\n    ssh: {{host: {}, user: {user}, port: {}, identity_file: {}, known_hosts_file: {}}}\n",
-                    s.host,
-                    self.port,
-                    s.identity_file.as_ref().unwrap().display(),
-                    s.known_hosts_file.as_ref().unwrap().display()
-                )
-            })
-            .collect();
-        format!("nodes:\n{}", body.concat())
+    /// Put `nodes` of `topo` behind this sshd (login `user`, `known_hosts`).
+    pub fn declare_nodes(
+        &self,
+        topo: &mut Topology,
+        nodes: &[&str],
+        user: &str,
+        known_hosts: &str,
+    ) {
+        for n in nodes {
+            topo.ssh(n, self.spec_for(user, known_hosts));
+        }
     }
 
     /// A directory owned by postgres inside the sshd's temp dir.

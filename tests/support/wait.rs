@@ -1,0 +1,43 @@
+//! Waiting for a node's state: a query's answer, streaming, replay (polled with a deadline; the
+//! panic says what was last seen).
+
+use std::time::{Duration, Instant};
+
+use super::cluster::TestCluster;
+
+impl TestCluster {
+    /// Wait (up to 30 s) until `sql` on `name` returns `expected`; panics with the last value.
+    pub fn wait_for_sql(&self, name: &str, sql: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last;
+        loop {
+            last = self.try_psql(name, sql);
+            if last.as_deref() == Ok(expected) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("{name}: {sql:?} never returned {expected:?}; last: {last:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait until the standby's WAL receiver is streaming.
+    pub fn wait_streaming(&self, standby: &str) {
+        self.wait_for_sql(
+            standby,
+            "select coalesce((select status from pg_stat_wal_receiver), 'none')",
+            "streaming",
+        );
+    }
+
+    /// Wait until `standby` has replayed everything `primary` has written so far.
+    pub fn wait_replayed(&self, standby: &str, primary: &str) {
+        let lsn = self.psql(primary, "select pg_current_wal_lsn()");
+        self.wait_for_sql(
+            standby,
+            &format!("select pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+            "t",
+        );
+    }
+}
