@@ -197,8 +197,8 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
     result
 }
 
-async fn story(sb: &Sandbox, pooler: &(sandbox::pgbouncer::Pooler, String)) -> Result<()> {
-    let (pgb, pooler_yaml) = pooler;
+async fn story(sb: &Sandbox, pooler: &(sandbox::pgbouncer::Pooler, PoolerSpec)) -> Result<()> {
+    let (pgb, pooler_spec) = pooler;
     let topo = &sb.topology;
     heading(2, "plan: what it takes to build the standbys");
     pgtopo_ok(topo, &["plan"], false).await?;
@@ -226,7 +226,7 @@ async fn story(sb: &Sandbox, pooler: &(sandbox::pgbouncer::Pooler, String)) -> R
 
     heading(5, "switchover: the topology now says n2 is the primary");
     switch_topology(sb, 1)?;
-    append_topology(sb, pooler_yaml)?;
+    declare_pooler(sb, pooler_spec)?;
     let t = Instant::now();
     pgtopo_ok(topo, &["apply", "--auto-approve"], false).await?;
     let wall = t.elapsed();
