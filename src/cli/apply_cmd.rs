@@ -404,7 +404,7 @@ async fn run_plan(
         if let Some(d) = report.window(w.from_step, w.to_step) {
             let checkpoint_first = matches!(
                 the_plan.steps.get(w.from_step as usize - 1).map(|s| &s.action),
-                Some(Action::Stop(p)) if p.writes_unavailable
+                Some(Action::Stop(p)) if p.writes_unavailable && !p.checkpointed
             );
             render::say(&format!(
                 "Steps {}–{} (writes unavailable) took {}{}.",
