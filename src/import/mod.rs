@@ -72,7 +72,8 @@ pub struct ImportOptions {
     pub replication_password: Option<SecretRef>,
     /// Ports tried for standbys found in pg_stat_replication (besides the ports of known nodes).
     pub ports: Vec<u16>,
-    /// `postgres.bin_dir` to write (default: `/usr/lib/postgresql/<major>/bin` when it exists).
+    /// `postgres.bin_dir` to write (default: the running primary's, else
+    /// `/usr/lib/postgresql/<major>/bin` when it exists).
     pub bin_dir: Option<PathBuf>,
     /// `postgres.os_user` to write (default: not written, i.e. `postgres`).
     pub os_user: Option<String>,

@@ -1,8 +1,8 @@
 //! Talking to one live server: [`probe`] observes it as the only node of a throw-away topology
 //! (the same [`crate::observe::observe`] and [`crate::pg::connect`] as every other command) and
 //! reads the import-only facts over SQL (data directory, cluster_name, start time, the settings
-//! of postgresql.auto.conf, pg_hba's replication rules, the walsenders' client ports). Decides
-//! nothing.
+//! of postgresql.auto.conf, pg_hba's replication rules, the walsenders' client ports, the
+//! running server's bin directory). Decides nothing.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +24,10 @@ const EXTRA: &str = "select current_setting('data_directory'), \
 const WALSENDERS: &str = "select host(client_addr), client_port::text from pg_stat_replication \
     where state <> 'backup' and client_port > 0";
 
+/// The running server's bin directory: the pg_config view computes BINDIR from the postmaster's
+/// own executable, so it is right for relocated installations too (superusers only by default).
+const BINDIR: &str = "select setting from pg_config where name = 'BINDIR'";
+
 const HBA_REPLICATION_RULES: &str =
     "select coalesce(array_to_string(user_name, ','), ''), coalesce(auth_method, '') \
      from pg_hba_file_rules where error is null and type <> 'local' \
@@ -43,6 +47,8 @@ pub struct Probe {
     pub hba_replication: Vec<(Vec<String>, String)>,
     /// (client address, client port) of each walsender.
     pub walsenders: Vec<(String, u16)>,
+    /// The running server's bin directory (None when pg_config could not be read).
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl Probe {
@@ -103,8 +109,10 @@ fn probe_desired(opts: &ImportOptions, host: &str, port: u16) -> Result<Desired,
     .map_err(|e| format!("{e}"))
 }
 
-/// The rows of the import-only statements: (extra facts, walsenders, hba replication rules).
+/// The rows of the import-only statements: (extra facts, walsenders, hba replication rules,
+/// bin directory).
 type ImportRows = (
+    Vec<SimpleQueryRow>,
     Vec<SimpleQueryRow>,
     Vec<SimpleQueryRow>,
     Vec<SimpleQueryRow>,
@@ -128,7 +136,12 @@ async fn read_import_rows(
             .await
             .map(rows)
             .unwrap_or_default();
-        Ok::<_, tokio_postgres::Error>((extra, senders, hba))
+        let bindir = client
+            .simple_query(BINDIR)
+            .await
+            .map(rows)
+            .unwrap_or_default();
+        Ok::<_, tokio_postgres::Error>((extra, senders, hba, bindir))
     };
     tokio::time::timeout(opts.timeout, q)
         .await
@@ -139,7 +152,7 @@ async fn read_import_rows(
 /// Probe one address: the server's observation and the import-only facts.
 pub async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe, String> {
     let d = probe_desired(opts, host, port)?;
-    let (extra, senders, hba) = read_import_rows(opts, &d, host, port).await?;
+    let (extra, senders, hba, bindir) = read_import_rows(opts, &d, host, port).await?;
     let e = extra
         .first()
         .ok_or_else(|| format!("{host}:{port}: no answer"))?;
@@ -169,6 +182,11 @@ pub async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe,
             .iter()
             .filter_map(|r| Some((r.get(0)?.to_string(), r.get(1)?.parse().ok()?)))
             .collect(),
+        bin_dir: bindir
+            .first()
+            .and_then(|r| r.get(0))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
     })
 }
 
