@@ -460,7 +460,13 @@ pub struct SyncMismatch {
     pub want: String,
 }
 
-/// The one comparison of the synchronous set the topology asks for with the primary's.
+/// Whether a primary's synchronous_standby_names (`have`) differs from the wanted one: the one
+/// comparison of synchronous sets (`sync_mismatch`, and the planner's after its own changes).
+pub fn sync_differs(want: &str, have: &str) -> bool {
+    want.trim() != have.trim()
+}
+
+/// The synchronous set the topology asks for, against the primary's.
 pub fn sync_mismatch(d: &Desired, o: &ObservedCluster) -> Option<SyncMismatch> {
     let p = &d.primary().name;
     let want = d.synchronous_standby_names();
@@ -469,7 +475,7 @@ pub fn sync_mismatch(d: &Desired, o: &ObservedCluster) -> Option<SyncMismatch> {
         .get("synchronous_standby_names")
         .map(|s| s.value.clone())
         .unwrap_or_default();
-    (want.trim() != have.trim()).then(|| SyncMismatch {
+    sync_differs(&want, &have).then(|| SyncMismatch {
         primary: p.clone(),
         have,
         want,

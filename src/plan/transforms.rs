@@ -1077,7 +1077,7 @@ pub fn synchronous_set(c: &mut Ctx) {
             .map(|s| s.value.clone())
             .unwrap_or_default()
     };
-    if want.trim() == have.trim() {
+    if !diff::sync_differs(&want, &have) {
         return;
     }
     let mut deps: Vec<Idx> = c.primary_ready.into_iter().collect();
