@@ -104,6 +104,11 @@ async fn writer(
     acked
 }
 
+/// How long a standby's synced copy may take to become persistent: the slot sync worker naps up
+/// to 30 s between cycles when the last one changed nothing (PostgreSQL's
+/// MAX_SLOTSYNC_WORKER_NAPTIME_MS), so on a loaded machine 30 s is not always enough.
+const SYNC_LIMIT: Duration = Duration::from_secs(120);
+
 const SLOT_ROW: &str =
     "SELECT coalesce(string_agg(synced::text || '/' || temporary::text, ','), 'none') \
      FROM pg_replication_slots WHERE slot_name = 'orders_sub'";
@@ -203,8 +208,8 @@ async fn a_subscriber_loses_nothing_across_switchover_and_failover() {
     let pause = Arc::new(AtomicBool::new(false));
     let w = tokio::spawn(writer(nodes, stop.clone(), pause.clone()));
     // The standbys' copies become persistent once the subscriber moves the slot on.
-    c.wait_for_sql("n2", SLOT_ROW, "true/false");
-    c.wait_for_sql("n3", SLOT_ROW, "true/false");
+    c.wait_for_sql_within("n2", SLOT_ROW, "true/false", SYNC_LIMIT);
+    c.wait_for_sql_within("n3", SLOT_ROW, "true/false", SYNC_LIMIT);
 
     // Switchover to n2, under writes.
     topo.role("n2", "primary", None)
@@ -219,8 +224,8 @@ async fn a_subscriber_loses_nothing_across_switchover_and_failover() {
     .unwrap();
     assert_eq!(c.psql("n2", "SHOW synchronized_standby_slots"), "n1,n3");
     assert_eq!(c.psql("n1", "SHOW synchronized_standby_slots"), "");
-    c.wait_for_sql("n1", SLOT_ROW, "true/false");
-    c.wait_for_sql("n3", SLOT_ROW, "true/false");
+    c.wait_for_sql_within("n1", SLOT_ROW, "true/false", SYNC_LIMIT);
+    c.wait_for_sql_within("n3", SLOT_ROW, "true/false", SYNC_LIMIT);
     let after_switchover = c.psql("n2", "SELECT max(id) FROM orders");
     s.wait_for_sql(
         "sub",
@@ -233,7 +238,7 @@ async fn a_subscriber_loses_nothing_across_switchover_and_failover() {
     pause.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(20)).await; // the writer's statement in flight ends
     c.wait_replayed("n3", "n2");
-    c.wait_for_sql("n3", SLOT_ROW, "true/false");
+    c.wait_for_sql_within("n3", SLOT_ROW, "true/false", SYNC_LIMIT);
     c.crash("n2");
     topo.role("n3", "primary", None)
         .role("n1", "standby", Some("n3"))

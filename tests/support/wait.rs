@@ -8,7 +8,12 @@ use super::cluster::TestCluster;
 impl TestCluster {
     /// Wait (up to 30 s) until `sql` on `name` returns `expected`; panics with the last value.
     pub fn wait_for_sql(&self, name: &str, sql: &str, expected: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_sql_within(name, sql, expected, Duration::from_secs(30));
+    }
+
+    /// [`Self::wait_for_sql`] with another limit.
+    pub fn wait_for_sql_within(&self, name: &str, sql: &str, expected: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
         let mut last;
         loop {
             last = self.try_psql(name, sql);
