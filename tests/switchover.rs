@@ -83,9 +83,7 @@ async fn sampler(nodes: Vec<(String, String, u16)>, stop: Arc<AtomicBool>) -> Sa
     let mut log = SamplerLog::default();
     let mut clients: Vec<Option<tokio_postgres::Client>> = nodes.iter().map(|_| None).collect();
     while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        let mut primaries = Vec::new();
-        for (i, (name, host, port)) in nodes.iter().enumerate() {
+        for (i, (_, host, port)) in nodes.iter().enumerate() {
             if !clients[i].as_ref().is_some_and(|c| !c.is_closed()) {
                 let mut cfg = tokio_postgres::Config::new();
                 cfg.host(host)
@@ -101,20 +99,24 @@ async fn sampler(nodes: Vec<(String, String, u16)>, stop: Arc<AtomicBool>) -> Sa
                     Err(_) => None,
                 };
             }
-            let Some(c) = clients[i].as_ref() else {
-                continue;
-            };
-            match c.query_one("SELECT pg_is_in_recovery()", &[]).await {
-                Ok(r) => {
-                    if !r.get::<_, bool>(0) {
-                        primaries.push(name.clone());
-                    }
-                }
-                Err(_) => clients[i] = None,
+        }
+        // One moment: every node asked at once; only a round short enough counts.
+        let t = Instant::now();
+        let answers = futures::future::join_all(clients.iter().map(|c| async move {
+            let c = c.as_ref()?;
+            Some(c.query_one("SELECT pg_is_in_recovery()", &[]).await)
+        }))
+        .await;
+        let elapsed = t.elapsed();
+        let mut primaries = Vec::new();
+        for (i, a) in answers.into_iter().enumerate() {
+            match a {
+                Some(Ok(r)) if !r.get::<_, bool>(0) => primaries.push(nodes[i].0.clone()),
+                Some(Err(_)) => clients[i] = None,
+                _ => {}
             }
         }
-        // Only a round short enough to be one moment counts.
-        if t.elapsed() < Duration::from_millis(5) {
+        if elapsed < Duration::from_millis(5) {
             log.rounds += 1;
             log.max_primaries = log.max_primaries.max(primaries.len());
             if primaries.len() > 1 {

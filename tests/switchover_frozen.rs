@@ -112,7 +112,8 @@ struct Frozen(Vec<i32>);
 impl Frozen {
     fn freeze(pids: Vec<i32>) -> Frozen {
         for p in &pids {
-            kill(Pid::from_raw(*p), Signal::SIGSTOP).expect("SIGSTOP");
+            kill(Pid::from_raw(*p), Signal::SIGSTOP)
+                .unwrap_or_else(|e| panic!("SIGSTOP {p} (gone: the shutdown ended first?): {e}"));
         }
         Frozen(pids)
     }
@@ -203,8 +204,8 @@ fn control(c: &TestCluster, node: &str) -> (String, String) {
 fn old_primary_frozen_in_its_shutdown_then_resumed_is_never_promoted_past() {
     let c = switchover_pending("5s");
     let n1 = c.node("n1").clone();
-    let t0 = Instant::now();
-    let apply = Apply::until_n1_asked_to_stop(&c);
+    // The processes to freeze are found before the apply: a fast shutdown can end within
+    // milliseconds of its request, too soon on a loaded machine for a look at /proc after it.
     let pm = postmaster_pid(&n1.data_dir).expect("n1 runs");
     let checkpointer: Vec<i32> = children(pm)
         .into_iter()
@@ -212,6 +213,8 @@ fn old_primary_frozen_in_its_shutdown_then_resumed_is_never_promoted_past() {
         .map(|(p, _)| p)
         .collect();
     assert_eq!(checkpointer.len(), 1, "{:?}", children(pm));
+    let t0 = Instant::now();
+    let apply = Apply::until_n1_asked_to_stop(&c);
     let mut frozen = Frozen::freeze([vec![pm], checkpointer].concat());
 
     let (code, out) = apply.finish(Duration::from_secs(60));
