@@ -36,10 +36,12 @@ impl Breakdown {
                     node,
                     elapsed_ms,
                     ..
-                } if ms.saturating_sub(elapsed_ms) <= until.as_millis() as u64 => {
+                } => {
                     let started = ms.saturating_sub(elapsed_ms);
-                    b.steps
-                        .push((format!("{kind} {node}"), started, elapsed_ms));
+                    if started <= until.as_millis() as u64 {
+                        b.steps
+                            .push((format!("{kind} {node}"), started, elapsed_ms));
+                    }
                 }
                 _ => {}
             }

@@ -39,17 +39,27 @@ fn heading(n: u32, text: &str) {
     }
 }
 
-/// Run this executable with `args`, its output shown (indented by nothing: it is pgtopo's own).
-async fn pgtopo(topology: &Path, args: &[&str], quiet: bool) -> Result<std::process::ExitStatus> {
+/// This executable with `-f topology args`, stdin closed.
+fn pgtopo_command(topology: &Path, args: &[&str]) -> Result<tokio::process::Command> {
     let exe = std::env::current_exe().into_diagnostic()?;
-    if !quiet {
-        println!("$ pgtopo -f {} {}", topology.display(), args.join(" "));
-    }
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("-f").arg(topology).args(args).stdin(Stdio::null());
     if !crate::render::color() {
         cmd.arg("--no-color");
     }
+    Ok(cmd)
+}
+
+fn failed(args: &[&str], st: std::process::ExitStatus) -> miette::Report {
+    miette!("`pgtopo {}` failed ({st})", args.join(" "))
+}
+
+/// Run this executable with `args`, its output shown (indented by nothing: it is pgtopo's own).
+async fn pgtopo(topology: &Path, args: &[&str], quiet: bool) -> Result<std::process::ExitStatus> {
+    if !quiet {
+        println!("$ pgtopo -f {} {}", topology.display(), args.join(" "));
+    }
+    let mut cmd = pgtopo_command(topology, args)?;
     if quiet {
         cmd.stdout(Stdio::null());
     }
@@ -58,32 +68,22 @@ async fn pgtopo(topology: &Path, args: &[&str], quiet: bool) -> Result<std::proc
 
 async fn pgtopo_ok(topology: &Path, args: &[&str], quiet: bool) -> Result<()> {
     let st = pgtopo(topology, args, quiet).await?;
-    if st.success() {
-        Ok(())
-    } else {
-        Err(miette!("`pgtopo {}` failed ({st})", args.join(" ")))
+    match st.success() {
+        true => Ok(()),
+        false => Err(failed(args, st)),
     }
 }
 
 /// Run this executable with `args`, its stdout captured (stderr shown), and fail unless it exits 0.
 async fn pgtopo_stdout(topology: &Path, args: &[&str]) -> Result<String> {
-    let exe = std::env::current_exe().into_diagnostic()?;
-    let out = tokio::process::Command::new(exe)
-        .arg("-f")
-        .arg(topology)
-        .args(args)
-        .arg("--no-color")
-        .stdin(Stdio::null())
+    let mut cmd = pgtopo_command(topology, args)?;
+    let out = cmd
         .stderr(Stdio::inherit())
         .output()
         .await
         .into_diagnostic()?;
     if !out.status.success() {
-        return Err(miette!(
-            "`pgtopo {}` failed ({})",
-            args.join(" "),
-            out.status
-        ));
+        return Err(failed(args, out.status));
     }
     String::from_utf8(out.stdout).into_diagnostic()
 }
