@@ -116,7 +116,7 @@ impl Clock {
 #[test]
 fn every_scenario_over_ssh_between_network_namespaces() {
     if let Some(why) = netns::unavailable() {
-        eprintln!("SKIPPED every_scenario_over_ssh_between_network_namespaces: {why}");
+        support::missing_prerequisite("every_scenario_over_ssh_between_network_namespaces", &why);
         return;
     }
     let mut clock = Clock::new();

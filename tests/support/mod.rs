@@ -69,7 +69,7 @@ pub use cli::{run_with_deadline, show};
 #[allow(unused_imports)]
 pub use cluster::{Node, NodeKind, Placement, TestCluster, DEFAULT_BIN_DIR};
 #[allow(unused_imports)]
-pub use os::{is_root, set_mode};
+pub use os::{is_root, missing_prerequisite, set_mode};
 #[allow(unused_imports)]
 pub use ports::{claim_port, claim_port_block, PortBlock};
 #[allow(unused_imports)]
