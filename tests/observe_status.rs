@@ -222,3 +222,46 @@ fn wrong_password_is_reported_without_the_secret() {
     let v = json_of(&run("right-pass"));
     assert_eq!(v["nodes"]["n1"]["reachable"], true);
 }
+
+/// Nodes that answer on different PostgreSQL majors outside an upgrade (each runs its declared
+/// bin_dir's major) are drift that names both versions (SPEC §10).
+#[test]
+fn nodes_on_different_majors_are_named_as_drift() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    let own = c
+        .psql("n1", "SHOW server_version_num")
+        .parse::<u32>()
+        .unwrap()
+        / 10000;
+    let other = if own == 16 { 17 } else { 16 };
+    let wheels = std::env::var("PGTOPO_PG_WHEELS").unwrap_or_else(|_| "/opt/pgbin".into());
+    let other_bin = std::path::Path::new(&wheels).join(format!("{other}/bin"));
+    if !other_bin.join("postgres").is_file()
+        && support::missing_prerequisite(
+            "nodes_on_different_majors_are_named_as_drift",
+            &format!("no PostgreSQL {other} at {}", other_bin.display()),
+        )
+    {
+        return;
+    }
+    let own_bin = std::mem::replace(&mut c.bin_dir, other_bin.clone());
+    c.init_primary("n2");
+    c.start("n2");
+    c.bin_dir = own_bin;
+    let mut topo = c.topology();
+    topo.role("n2", "standby", Some("n1"));
+    topo.extra_yaml(&format!(
+        "nodes: {{n2: {{bin_dir: '{}'}}}}",
+        other_bin.display()
+    ));
+    c.write_topology(&topo);
+
+    let out = c.pgtopo(&["drift"]);
+    let text = support::show(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("mixed majors"), "{text}");
+    assert!(text.contains(&format!("n2 runs {other}.")), "{text}");
+    assert!(text.contains(&format!("n1 runs {own}.")), "{text}");
+}

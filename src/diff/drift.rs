@@ -42,6 +42,8 @@ pub enum DriftKind {
     SlotLost,
     /// A warning: the slot's WAL is about to be removed (`wal_status = unreserved`).
     SlotUnreserved,
+    /// Nodes answer on different PostgreSQL majors outside an upgrade.
+    MixedMajors,
     /// A pooler's admin console does not answer.
     PoolerDown,
     /// A pooler database routes elsewhere than the primary (or is missing).
@@ -130,6 +132,14 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
                 ),
             });
         }
+    }
+    for (node, version, other, other_version) in super::versions::mixed_majors(o) {
+        items.push(DriftItem {
+            kind: DriftKind::MixedMajors,
+            address: format!("node.{node}"),
+            detail: format!("{node} runs {version}, {other} runs {other_version}"),
+            node,
+        });
     }
     items.extend(super::pooler_drift::findings(d, o));
     items.extend(super::logical::drift_items(d, o));

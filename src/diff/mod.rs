@@ -17,6 +17,7 @@ pub mod logical;
 pub mod pooler_drift;
 pub mod tls;
 pub mod values;
+pub mod versions;
 
 use std::collections::BTreeMap;
 

@@ -37,7 +37,7 @@ fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
         | DriftKind::Diverged
         | DriftKind::ForeignSystem
         | DriftKind::SlotLost => (&["clone"], &[]),
-        DriftKind::SlotUnreserved | DriftKind::PoolerDown => (&[], &[]),
+        DriftKind::SlotUnreserved | DriftKind::PoolerDown | DriftKind::MixedMajors => (&[], &[]),
         DriftKind::PoolerRoute => (&["route_pooler"], &[]),
         DriftKind::PoolerPaused => (&["resume_pooler"], &[]),
         DriftKind::LogicalSlot => (&["create_logical_slot", "sync_slots"], &[]),
@@ -92,6 +92,9 @@ fn why_not(i: &DriftItem, d: &Desired, deferred: &dyn Fn(&str) -> Option<String>
             "the slot of a declared standby that is down is kept until it is back (SPEC §4)".into()
         }
         DriftKind::PoolerDown => "pgtopo does not start poolers: start pgbouncer (or fix its address in topology.yaml)".into(),
+        DriftKind::MixedMajors => {
+            "a standby streams only from its own major: declare the newer major's bin_dir to upgrade the cluster, or rebuild the node on the cluster's major".into()
+        }
         _ => "no step of this plan changes it".into(),
     }
 }

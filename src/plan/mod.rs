@@ -444,6 +444,7 @@ fn summary(
             }
         }
     };
+    notes.extend(crate::diff::versions::untested_notes(o));
     for (n, f) in &a.fates {
         if let Fate::Rejoin(Rejoin::Rewind { .. }) = f {
             notes.push(format!(

@@ -27,6 +27,7 @@ fn label(k: DriftKind) -> &'static str {
         DriftKind::ForeignSystem => "another system",
         DriftKind::SlotLost => "slot lost",
         DriftKind::SlotUnreserved => "slot unreserved (warning)",
+        DriftKind::MixedMajors => "mixed majors",
         DriftKind::PoolerDown => "pooler down",
         DriftKind::PoolerRoute => "pooler route",
         DriftKind::PoolerPaused => "pooler paused",
