@@ -12,13 +12,13 @@
 #
 # Usage (as root; servers run as the postgres OS user; loopback only):
 #   benches/upgrade.sh                                   # 15 → 18, SCALE=70, RUNS=1
-#   OLD_BIN=/opt/pgtopo-pg16/pgserver/pginstall/bin RUNS=3 benches/upgrade.sh
+#   OLD_BIN=/opt/pgbin/16/bin NEW_BIN=/opt/pgbin/17/bin RUNS=3 benches/upgrade.sh   # the wheels scripts/test.sh unpacks
 # Everything lives in one temp directory that is removed at the end; every server it started is
 # stopped by its data directory.
 set -euo pipefail
 
 OLD_BIN=${OLD_BIN:-/usr/lib/postgresql/15/bin}
-NEW_BIN=${NEW_BIN:-$(dirname "$(find /opt/pgtopo-pg18 -path '*/bin/postgres' | head -n1)")}
+NEW_BIN=${NEW_BIN:-/opt/pgbin/18/bin}
 SCALE=${SCALE:-70}
 RUNS=${RUNS:-1}
 PORT=${PORT:-27400}

