@@ -162,14 +162,14 @@ async fn old_options(
         .find_map(|l| l.strip_prefix("Data page checksum version:"))
         .map(|v| v.trim() != "0")
         .unwrap_or(false);
-    args.push(
-        if checksums {
-            "--data-checksums"
-        } else {
-            "--no-data-checksums"
-        }
-        .into(),
-    );
+    // pg_upgrade needs the same checksum setting on both sides. initdb enables checksums by
+    // default from 18 on (and only 18 knows `--no-data-checksums`); before 18 they are off
+    // unless asked for.
+    if checksums {
+        args.push("--data-checksums".into());
+    } else if p.to_major >= 18 {
+        args.push("--no-data-checksums".into());
+    }
     if let Some(bytes) = control
         .lines()
         .find_map(|l| l.strip_prefix("Bytes per WAL segment:"))
