@@ -42,6 +42,11 @@ pub enum DriftKind {
     SlotLost,
     /// A warning: the slot's WAL is about to be removed (`wal_status = unreserved`).
     SlotUnreserved,
+    /// A streaming standby that has not heard from its upstream for longer than twice
+    /// `wal_receiver_status_interval`.
+    NotReceiving,
+    /// A standby whose replay waits on a recovery conflict (the blocking sessions named).
+    ReplayBlocked,
     /// A pooler's admin console does not answer.
     PoolerDown,
     /// A pooler database routes elsewhere than the primary (or is missing).
@@ -378,6 +383,8 @@ fn verdict_finding(v: &Verdict, node: &str) -> Option<(DriftKind, String)> {
         Verdict::Diverged { .. } => DriftKind::Diverged,
         Verdict::Foreign { .. } => DriftKind::ForeignSystem,
         Verdict::SlotLost { .. } => DriftKind::SlotLost,
+        Verdict::NotReceiving { .. } => DriftKind::NotReceiving,
+        Verdict::ReplayBlocked { .. } => DriftKind::ReplayBlocked,
         _ => return None,
     };
     Some((kind, v.reason(node)?))

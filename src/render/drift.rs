@@ -27,6 +27,8 @@ fn label(k: DriftKind) -> &'static str {
         DriftKind::ForeignSystem => "another system",
         DriftKind::SlotLost => "slot lost",
         DriftKind::SlotUnreserved => "slot unreserved (warning)",
+        DriftKind::NotReceiving => "not receiving",
+        DriftKind::ReplayBlocked => "replay blocked",
         DriftKind::PoolerDown => "pooler down",
         DriftKind::PoolerRoute => "pooler route",
         DriftKind::PoolerPaused => "pooler paused",

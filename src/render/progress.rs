@@ -157,6 +157,29 @@ pub fn for_stdout() -> Box<dyn ApplyEvents> {
 
 /// The final report: counts, then what failed (with the tool's stderr), what was skipped and
 /// what was not started.
+/// "Steps 4–6 (writes unavailable) took 0.21 s." and, past twice the estimate, a warning line.
+pub fn window(m: &crate::apply::MeasuredWindow, checkpoint_first: bool) -> String {
+    let mut out = format!(
+        "Steps {}–{} (writes unavailable) took {}{}.",
+        m.from_step,
+        m.to_step,
+        human_elapsed(m.measured),
+        if checkpoint_first {
+            ", the CHECKPOINT before the stop (writes still possible) included"
+        } else {
+            ""
+        }
+    );
+    if m.over_estimate() {
+        out.push_str(&format!(
+            "\nWarning: writes were unavailable for {}, more than twice the plan's estimate ({} ms).",
+            human_elapsed(m.measured),
+            m.estimated_ms
+        ));
+    }
+    out
+}
+
 pub fn report(r: &ApplyReport) -> String {
     let mut s = String::new();
     let head = if r.succeeded() {
