@@ -122,21 +122,39 @@ const STARTUP: &str = "select wait_event, pg_last_wal_replay_lsn()::text, \
     pg_last_wal_receive_lsn()::text, pg_is_wal_replay_paused() \
     from pg_stat_activity where backend_type = 'startup'";
 
+/// The PIDs of the sessions that block a standby's startup process (one column, `pid`):
+/// `pg_blocking_pids` of it, and the holders of a granted lock on what its ungranted lock asks
+/// for (the startup process is an auxiliary process, which pg_blocking_pids does not look up).
+pub const REPLAY_BLOCKERS: &str = "select unnest(pg_blocking_pids(s.pid)) as pid \
+    from pg_stat_activity s where s.backend_type = 'startup' \
+    union select h.pid from pg_locks w join pg_locks h on h.granted and h.pid <> w.pid \
+    and h.locktype = w.locktype and h.database is not distinct from w.database \
+    and h.relation is not distinct from w.relation and h.page is not distinct from w.page \
+    and h.tuple is not distinct from w.tuple and h.virtualxid is not distinct from w.virtualxid \
+    and h.transactionid is not distinct from w.transactionid \
+    and h.classid is not distinct from w.classid and h.objid is not distinct from w.objid \
+    and h.objsubid is not distinct from w.objsubid \
+    where not w.granted and w.pid in \
+    (select pid from pg_stat_activity where backend_type = 'startup')";
+
 /// A standby's startup process waiting on a recovery conflict, with the sessions that block it
-/// (pg_blocking_pids, one row each; one row with null blockers when none is known). Recovery
+/// ([`REPLAY_BLOCKERS`], one row each; one row with null blockers when none is known). Recovery
 /// conflicts wait as `Lock` (a lock the startup process must take), `BufferPin`, or an `IPC`
 /// event named `RecoveryConflict…` (a snapshot, a tablespace).
-const CONFLICT: &str = "select s.wait_event_type, s.wait_event, b.pid::text, b.usename::text, \
-    b.application_name, left(b.query, 200), \
-    greatest(0, extract(epoch from clock_timestamp() - coalesce(b.xact_start, b.query_start)) * 1000)::bigint::text \
-    from pg_stat_activity s \
-    left join lateral unnest(pg_blocking_pids(s.pid)) as bp(pid) on true \
-    left join pg_stat_activity b on b.pid = bp.pid \
-    where s.backend_type = 'startup' \
-    and (s.wait_event_type in ('Lock', 'BufferPin') or s.wait_event like 'RecoveryConflict%') \
-    order by b.pid";
+fn conflict_sql() -> String {
+    format!(
+        "select s.wait_event_type, s.wait_event, b.pid::text, b.usename::text, \
+         b.application_name, left(b.query, 200), \
+         greatest(0, extract(epoch from clock_timestamp() - coalesce(b.xact_start, b.query_start)) * 1000)::bigint::text \
+         from pg_stat_activity s \
+         left join pg_stat_activity b on b.pid in ({REPLAY_BLOCKERS}) \
+         where s.backend_type = 'startup' \
+         and (s.wait_event_type in ('Lock', 'BufferPin') or s.wait_event like 'RecoveryConflict%') \
+         order by b.pid"
+    )
+}
 
-/// The recovery conflict the rows of [`CONFLICT`] describe, if any.
+/// The recovery conflict the rows of [`conflict_sql`] describe, if any.
 pub fn replay_conflict(rows: &[SimpleQueryRow]) -> Option<ReplayConflict> {
     let first = rows.first()?;
     Some(ReplayConflict {
@@ -160,7 +178,7 @@ pub fn replay_conflict(rows: &[SimpleQueryRow]) -> Option<ReplayConflict> {
 /// The recovery conflict a standby's replay waits on now (none on a primary, or when the
 /// statement is refused).
 pub async fn conflict_now(client: &Client) -> Option<ReplayConflict> {
-    replay_conflict(&rows(client.simple_query(CONFLICT).await.ok()?))
+    replay_conflict(&rows(client.simple_query(&conflict_sql()).await.ok()?))
 }
 
 /// Whether a startup process with `wait_event` waits for WAL to arrive.
@@ -371,6 +389,7 @@ impl Answers {
         names.extend(setting_names.iter().cloned());
         names.extend(RECOVERY_SETTINGS.iter().map(|s| s.to_string()));
         let (slots_q, repl_q, settings_q) = (slots_sql(), replication_sql(), settings_sql(&names));
+        let conflict_q = conflict_sql();
         // Sent together: one round trip for all of them.
         let mut results = join_all([
             client.simple_query(CORE),
@@ -385,7 +404,7 @@ impl Answers {
             client.simple_query(OLDEST_WAL),
             client.simple_query(STARTUP),
             client.simple_query(super::prepared::SQL),
-            client.simple_query(CONFLICT),
+            client.simple_query(&conflict_q),
         ])
         .await
         .into_iter();

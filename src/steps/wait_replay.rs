@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::{control, data_dir, server, Freshness, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
+use crate::observe::REPLAY_BLOCKERS;
 use crate::plan::{ReplayTarget, WaitReplayParams};
 use crate::units::{replayed_past_checkpoint, Lsn};
 
@@ -90,10 +91,6 @@ impl ReplayGoal {
     }
 }
 
-/// The backends that block the startup process's replay on the node now.
-const BLOCKERS: &str = "SELECT b.pid FROM pg_stat_activity s, \
-    unnest(pg_blocking_pids(s.pid)) AS b(pid) WHERE s.backend_type = 'startup'";
-
 /// Cancels what blocks a standby's replay: `pg_cancel_backend` at first sight,
 /// `pg_terminate_backend` once a session still blocks after the grace. Remembers every session
 /// it ended, for the step's error and the apply's log.
@@ -105,7 +102,7 @@ struct Canceller {
 impl Canceller {
     /// One look at the blockers; returns what was done, for the wait's last-seen text.
     async fn look(&self, ctx: &StepContext, node: &str, grace: Duration) -> String {
-        let Ok(rows) = ctx.query(node, BLOCKERS, &[]).await else {
+        let Ok(rows) = ctx.query(node, REPLAY_BLOCKERS, &[]).await else {
             return String::new();
         };
         let mut said = Vec::new();
