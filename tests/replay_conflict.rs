@@ -212,8 +212,23 @@ async fn a_failover_to_a_conflict_blocked_candidate_cancels_the_blockers_and_pro
         text.contains("catch_up") && text.contains(&format!("pid {pid}")),
         "{text}"
     );
-    let out = pgtopo(&c, &["apply", "--auto-approve", "--allow-failover"]).await;
+    let args = [
+        "apply",
+        "--auto-approve",
+        "--allow-failover",
+        "--format",
+        "json",
+    ];
+    let out = pgtopo(&c, &args).await;
     assert!(out.status.success(), "{}", show(&out));
+    // The measured window is an event of its own, against the plan's estimate.
+    let window: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["type"] == "writes_unavailable")
+        .unwrap_or_else(|| panic!("no writes_unavailable event: {}", show(&out)));
+    assert!(window["measured_ms"].as_u64().is_some(), "{window}");
+    assert!(window["estimated_ms"].as_u64() >= Some(4_000), "{window}");
     assert_eq!(in_recovery(&c, "n2"), "f", "n2 was promoted");
     assert!(
         report.query_one("SELECT 1", &[]).await.is_err(),
