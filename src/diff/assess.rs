@@ -402,7 +402,7 @@ fn stalled(x: &ObservedNode, o: &ObservedCluster, name: &str, up: Option<&str>) 
 }
 
 /// Twice the node's `wal_receiver_status_interval` (10 s when unknown or 0), in milliseconds.
-pub fn silence_limit_ms(x: &ObservedNode) -> u64 {
+fn silence_limit_ms(x: &ObservedNode) -> u64 {
     let secs = x
         .settings
         .get("wal_receiver_status_interval")
