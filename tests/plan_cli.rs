@@ -49,7 +49,7 @@ fn plan_offline_with_detailed_exitcode() {
         out.contains("# node.n2 will be promoted (planned switchover from n1)"),
         "{out}"
     );
-    assert!(out.contains("Writes unavailable: steps 3–5"), "{out}");
+    assert!(out.contains("Writes unavailable: steps 4–6"), "{out}");
     let o = pgtopo(&["-f", &topo, "plan", "--observed", &obs]);
     assert_eq!(o.status.code(), Some(0));
 }

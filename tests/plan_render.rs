@@ -27,10 +27,13 @@ fn text_follows_the_spec_layout() {
     assert_eq!(first, "pgtopo will perform the following actions:");
     let destructive = t.find("Destructive or disruptive steps:").unwrap();
     assert!(destructive < t.find("# node.n1").unwrap());
-    assert!(t.contains("  ! step 5 promote on n2: planned switchover from n1"));
-    assert!(t.contains("   3  stop               n1  fast"));
+    assert!(t.contains("  ! step 6 promote on n2: planned switchover from n1"));
+    assert!(t.contains(
+        "   3  catch_up           n2  n2 receives and replays n1's current WAL position"
+    ));
+    assert!(t.contains("   4  stop               n1  fast"));
     assert!(t.contains("← writes unavailable from here"));
-    assert!(t.contains("Plan: 2 to add, 3 to change, 2 to remove. 11 steps."));
+    assert!(t.contains("Plan: 2 to add, 3 to change, 2 to remove. 12 steps."));
 }
 
 #[test]

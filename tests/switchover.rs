@@ -1,10 +1,9 @@
 //! Planned switchover end to end, against real PostgreSQL servers, through the pgtopo binary,
 //! under a continuous writer.
 //!
-//! The writer is a tokio task that inserts one autocommit row at a time through a multi-host
-//! connection with `target_session_attrs=read-write` (so it always finds the current primary)
-//! and records every acknowledged id and when it was acknowledged; an id whose insert failed is
-//! never reused. A sampler looks at every node about every millisecond and records whether two
+//! The writer (`support::writer`) is a tokio task that inserts one autocommit row at a time
+//! through a multi-host connection with `target_session_attrs=read-write` and records every
+//! acknowledged id and when it was acknowledged. A sampler looks at every node about every millisecond and records whether two
 //! of them ever answered as primary in the same round. After a switchover to n2 (n3 following
 //! it) and the switch back, every acknowledged id must be on the final primary, each timeline
 //! must have gone up by one, no round may have seen two primaries, and `pgtopo plan` must report
@@ -20,56 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::writer::writer;
 use support::TestCluster;
-use tokio_postgres::config::TargetSessionAttrs;
 
 /// Pause between the writer's or sampler's attempts.
 async fn pause_wait(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
-#[derive(Default, Debug)]
-struct WriterLog {
-    acked: Vec<(i64, Instant)>,
-    errors: u64,
-}
-
-async fn writer(nodes: Vec<(String, u16)>, stop: Arc<AtomicBool>) -> WriterLog {
-    let mut cfg = tokio_postgres::Config::new();
-    for (h, p) in &nodes {
-        cfg.host(h).port(*p);
-    }
-    cfg.user("postgres")
-        .dbname("postgres")
-        .target_session_attrs(TargetSessionAttrs::ReadWrite)
-        .connect_timeout(Duration::from_secs(1));
-    let mut log = WriterLog::default();
-    let mut client: Option<tokio_postgres::Client> = None;
-    let mut id: i64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(c) = client.as_ref() else {
-            match cfg.connect(tokio_postgres::NoTls).await {
-                Ok((c, conn)) => {
-                    tokio::spawn(conn);
-                    client = Some(c);
-                }
-                Err(_) => {
-                    log.errors += 1;
-                    pause_wait(5).await;
-                }
-            }
-            continue;
-        };
-        id += 1;
-        match c.execute("INSERT INTO probe(id) VALUES ($1)", &[&id]).await {
-            Ok(_) => log.acked.push((id, Instant::now())),
-            Err(_) => {
-                log.errors += 1;
-                client = None;
-            }
-        }
-    }
-    log
 }
 
 #[derive(Default, Debug)]

@@ -70,6 +70,7 @@ rules! {
     port_zero,
     never_promoted_primary,
     delayed_primary,
+    catchup_timeout_zero,
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub trait ApplyEvents: Send + Sync {
     fn plan_ready(&self, _plan: &Plan, _saved: bool) {}
     /// The cluster lock was taken (`true`) or released (`false`).
     fn lock_changed(&self, _cluster: &str, _held: bool) {}
+    /// The writes-unavailable window as measured, against the plan's estimate.
+    fn writes_unavailable(&self, _window: &super::MeasuredWindow) {}
     /// The end-state proof: the cluster observed after the last step, and what still differs.
     fn end_state_checked(&self, _mismatches: &[String]) {}
     /// The command is over: its exit code, and the diagnostic when it failed.

@@ -187,11 +187,39 @@ impl ApplyReport {
         b.duration_since(a).ok()
     }
 
+    /// The plan's writes-unavailable window as this apply measured it (None when its steps did
+    /// not both run).
+    pub fn measured_window(&self, w: &crate::plan::WriteWindow) -> Option<MeasuredWindow> {
+        Some(MeasuredWindow {
+            from_step: w.from_step,
+            to_step: w.to_step,
+            measured: self.window(w.from_step, w.to_step)?,
+            estimated_ms: w.estimated_ms,
+        })
+    }
+
     /// The failed steps.
     pub fn failures(&self) -> impl Iterator<Item = &StepReport> {
         self.steps
             .iter()
             .filter(|s| matches!(s.outcome, Outcome::Failed(_)))
+    }
+}
+
+/// A writes-unavailable window measured against the plan's estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeasuredWindow {
+    pub from_step: StepId,
+    pub to_step: StepId,
+    pub measured: Duration,
+    pub estimated_ms: u64,
+}
+
+impl MeasuredWindow {
+    /// More than twice the estimate: the plan the reviewer approved was wrong about its risk
+    /// (SPEC §5c), a warning.
+    pub fn over_estimate(&self) -> bool {
+        self.measured.as_millis() > 2 * u128::from(self.estimated_ms)
     }
 }
 

@@ -400,24 +400,18 @@ async fn run_plan(
     ctx.remove_set_aside().await;
     let report = report?;
     render::say(&progress::report(&report));
-    if let Some(w) = &the_plan.summary.write_unavailable {
-        if let Some(d) = report.window(w.from_step, w.to_step) {
-            let checkpoint_first = matches!(
-                the_plan.steps.get(w.from_step as usize - 1).map(|s| &s.action),
-                Some(Action::Stop(p)) if p.writes_unavailable && !p.checkpointed
-            );
-            render::say(&format!(
-                "Steps {}–{} (writes unavailable) took {}{}.",
-                w.from_step,
-                w.to_step,
-                progress::human_elapsed(d),
-                if checkpoint_first {
-                    ", the CHECKPOINT before the stop (writes still possible) included"
-                } else {
-                    ""
-                }
-            ));
-        }
+    if let Some(m) = the_plan
+        .summary
+        .write_unavailable
+        .as_ref()
+        .and_then(|w| report.measured_window(w))
+    {
+        let checkpoint_first = matches!(
+            the_plan.steps.get(m.from_step as usize - 1).map(|s| &s.action),
+            Some(Action::Stop(p)) if p.writes_unavailable && !p.checkpointed
+        );
+        render::say(&progress::window(&m, checkpoint_first));
+        events.writes_unavailable(&m);
     }
     if report.succeeded() {
         Ok(())

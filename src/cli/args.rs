@@ -371,6 +371,12 @@ pub struct BenchSwitchoverArgs {
     /// each run is repeated with the pooler routed but not paused, for comparison.
     #[arg(long)]
     pub pooler: bool,
+    /// Switchover: a report session on the candidate blocks its replay (a lock held across a
+    /// `TRUNCATE` on the primary); each run is repeated without the option
+    /// `switchover.cancel_conflicting_queries` (refused before the stop), with it, and without
+    /// the report session, for comparison.
+    #[arg(long, conflicts_with = "pooler")]
+    pub conflict: bool,
     /// Put every node behind an sshd of its own on its loopback address (needs root), so every
     /// command and file of the apply goes over SSH.
     #[arg(long)]

@@ -114,6 +114,7 @@ mod commands {
             dir: b.dir.clone(),
             results: b.results.clone(),
             pooler: b.pooler,
+            conflict: b.conflict,
             ssh: b.ssh,
         };
         match a.what {

@@ -407,6 +407,16 @@ pub struct SwitchoverSpec {
     /// How long the candidate may take to replay the shutdown checkpoint.
     #[serde(default = "default_switchover_timeout")]
     pub timeout: Duration,
+    /// Right before the old primary stops, the candidate must have received and replayed the
+    /// primary's current WAL position (read at that moment) within this time, else the apply
+    /// fails with nothing stopped.
+    #[serde(default = "default_catchup_timeout")]
+    pub catchup_timeout: Duration,
+    /// Cancel (`pg_cancel_backend`, then `pg_terminate_backend` after a short grace) the
+    /// sessions on the candidate that block its replay (a recovery conflict), before the stop.
+    /// Without it, a switchover to a candidate whose replay waits on a conflict is refused.
+    #[serde(default)]
+    pub cancel_conflicting_queries: bool,
 }
 
 impl Default for SwitchoverSpec {
@@ -414,6 +424,8 @@ impl Default for SwitchoverSpec {
         SwitchoverSpec {
             max_lag: default_lag(),
             timeout: default_switchover_timeout(),
+            catchup_timeout: default_catchup_timeout(),
+            cancel_conflicting_queries: false,
         }
     }
 }
@@ -423,6 +435,9 @@ fn default_lag() -> ByteSize {
 }
 fn default_switchover_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(60))
+}
+fn default_catchup_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(5))
 }
 
 /// A logical replication slot that pgtopo keeps on the primary.

@@ -24,6 +24,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     synchronous(root, &nodes, &mut errors);
     owned_settings(root, &nodes, &mut errors);
     hba(root, &mut errors);
+    switchover(root, &mut errors);
     super::pooler_rules::check(root, &mut errors);
     super::logical::check(root, &mut errors);
     super::rules_tls::check(root, &mut errors);
@@ -49,6 +50,29 @@ impl NodeInfo<'_> {
     }
     fn is_absent(&self) -> bool {
         self.absent.is_some()
+    }
+}
+
+/// `switchover.catchup_timeout` must leave the candidate some time to catch up: 0 would fail
+/// every switchover whose candidate is a single byte behind when the proof runs.
+fn switchover(root: &Node, errors: &mut Vec<ConfigError>) {
+    let Some(e) = root.at(&["switchover", "catchup_timeout"]) else {
+        return;
+    };
+    let zero = e
+        .value
+        .as_str()
+        .and_then(|v| v.parse::<crate::units::Duration>().ok())
+        .is_some_and(|d| d.0.is_zero());
+    if zero {
+        errors.push(
+            ConfigError::new(
+                "catchup_timeout_zero",
+                "switchover.catchup_timeout is 0: no switchover could prove its candidate caught up",
+            )
+            .label(e.value.span, "no time to catch up")
+            .help("write how long the candidate may take to reach the primary's WAL position right before the stop, e.g. `5s` (the default)"),
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 //! verification that no acknowledged write was lost. This module prints: it is a front end.
 
 pub mod breakdown;
+pub mod conflict;
 pub mod failover_bench;
 pub mod ssh;
 pub mod writer;
@@ -76,16 +77,22 @@ async fn pgtopo_ok(topology: &Path, args: &[&str], quiet: bool) -> Result<()> {
 
 /// Run this executable with `args`, its stdout captured (stderr shown), and fail unless it exits 0.
 async fn pgtopo_stdout(topology: &Path, args: &[&str]) -> Result<String> {
+    let (status, stdout) = pgtopo_json(topology, args).await?;
+    match status.success() {
+        true => Ok(stdout),
+        false => Err(failed(args, status)),
+    }
+}
+
+/// Run this executable with `args`: its exit status and captured stdout (stderr shown).
+async fn pgtopo_json(topology: &Path, args: &[&str]) -> Result<(std::process::ExitStatus, String)> {
     let mut cmd = pgtopo_command(topology, args)?;
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
         .await
         .into_diagnostic()?;
-    if !out.status.success() {
-        return Err(failed(args, out.status));
-    }
-    String::from_utf8(out.stdout).into_diagnostic()
+    Ok((out.status, String::from_utf8(out.stdout).into_diagnostic()?))
 }
 
 /// Rewrite a sandbox topology so that `new_primary` is the primary and every other node follows it.
@@ -283,6 +290,8 @@ pub struct BenchOptions {
     pub results: Option<PathBuf>,
     /// Through a pgbouncer (`bench switchover --pooler`).
     pub pooler: bool,
+    /// A report session blocking the candidate's replay (`bench switchover --conflict`).
+    pub conflict: bool,
     /// Every node behind an sshd of its own ([`ssh`]).
     pub ssh: bool,
 }
@@ -294,6 +303,9 @@ enum Via {
     Direct,
     /// A pgbouncer that pgtopo routes, pausing it around the switchover or not.
     Pooler { pause: bool },
+    /// Direct, with a report session blocking the candidate's replay
+    /// ([`conflict`]); `cancel`: `switchover.cancel_conflicting_queries: true`.
+    Conflict { cancel: bool },
 }
 
 impl Via {
@@ -302,6 +314,10 @@ impl Via {
             Via::Direct => "pgtopo",
             Via::Pooler { pause: true } => "pgtopo+pgbouncer (pause/resume)",
             Via::Pooler { pause: false } => "pgtopo+pgbouncer (no pause)",
+            Via::Conflict { cancel: false } => "pgtopo, report query on the candidate",
+            Via::Conflict { cancel: true } => {
+                "pgtopo, report query on the candidate, cancel_conflicting_queries"
+            }
         }
     }
 }
@@ -345,6 +361,9 @@ pub struct SwitchoverRun {
     pub acked: usize,
     pub lost: usize,
     pub errors: u64,
+    /// The apply failed (a switchover refused before the stop: the primary did not change).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
     pub gap_start_rel_s: f64,
     pub gap_end_rel_s: f64,
     /// Where the apply's time went until the writes came back.
@@ -387,8 +406,8 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
     let (_tmp, sb) = bench_pair(opts, &format!("run{run}")).await?;
     let r = async {
         let pooler = match via {
-            Via::Direct => None,
             Via::Pooler { pause } => Some(sandbox_pooler(&sb, pause).await?),
+            _ => None,
         };
         let sshds = behind_ssh(&sb, opts.ssh).await?;
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
@@ -400,21 +419,35 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
         w.wait_for_more_acks(3000, Duration::from_secs(30))
             .await
             .map_err(|e| miette!("writer: {e}"))?;
+        let report = match via {
+            Via::Conflict { .. } => Some(conflict::make(&sb).await?),
+            _ => None,
+        };
         switch_topology(&sb, 1)?;
         if let Some((_, spec)) = &pooler {
             declare_pooler(&sb, spec)?;
         }
+        if via == (Via::Conflict { cancel: true }) {
+            sandbox::edit_topology(&sb.topology, |f| {
+                f.switchover.cancel_conflicting_queries = true;
+            })?;
+        }
         ssh::declare_ssh(&sb.topology, &sshds)?;
         let (t0, t0_sys) = (Instant::now(), std::time::SystemTime::now());
         let args = ["apply", "--auto-approve", "--format", "json"];
-        let events = pgtopo_stdout(&sb.topology, &args).await?;
+        let (status, events) = pgtopo_json(&sb.topology, &args).await?;
         let wall = t0.elapsed();
+        let refused = !status.success();
+        if refused && report.is_none() {
+            return Err(failed(&args, status));
+        }
         w.wait_for_more_acks(3000, Duration::from_secs(30))
             .await
             .map_err(|e| miette!("writer: {e}"))?;
         let log = w.stop().await;
-        let n2 = &sb.nodes[1];
-        let lost = lost_writes(&n2.host, n2.port, "postgres", &log)
+        drop(report);
+        let primary = &sb.nodes[if refused { 0 } else { 1 }];
+        let lost = lost_writes(&primary.host, primary.port, "postgres", &log)
             .await
             .map_err(|e| miette!("verify: {e}"))?;
         let gap = log
@@ -433,6 +466,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             acked: log.acks.len(),
             lost: lost.len(),
             errors: log.errors,
+            refused,
             gap_start_rel_s: rel(gap.start),
             gap_end_rel_s: rel(gap.end),
             breakdown: breakdown::Breakdown::from_events(
@@ -484,9 +518,14 @@ fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 /// `pgtopo bench switchover`.
 pub async fn bench_switchover(opts: &BenchOptions) -> Result<bool> {
-    let vias = match opts.pooler {
-        false => vec![Via::Direct],
-        true => vec![Via::Pooler { pause: true }, Via::Pooler { pause: false }],
+    let vias = match (opts.pooler, opts.conflict) {
+        (true, _) => vec![Via::Pooler { pause: true }, Via::Pooler { pause: false }],
+        (false, true) => vec![
+            Via::Conflict { cancel: false },
+            Via::Conflict { cancel: true },
+            Via::Direct,
+        ],
+        (false, false) => vec![Via::Direct],
     };
     let mut ok = true;
     for via in vias {
@@ -518,8 +557,13 @@ async fn bench_switchover_via(opts: &BenchOptions, via: Via) -> Result<bool> {
     let lost: usize = runs.iter().map(|r| r.lost).sum();
     let acked: usize = runs.iter().map(|r| r.acked).sum();
     let errors: Vec<u64> = runs.iter().map(|r| r.errors).collect();
+    let refused = runs.iter().filter(|r| r.refused).count();
+    let refused = match refused {
+        0 => String::new(),
+        n => format!("; {n} of them refused before the stop (the primary did not change)"),
+    };
     println!(
-        "\n{}: {} runs: writes unavailable (longest commit wait) {m:.3} s median ({lo:.3}-{hi:.3}); apply wall {wm:.3} s ({wlo:.3}-{whi:.3}); \
+        "\n{}: {} runs{refused}: writes unavailable (longest commit wait) {m:.3} s median ({lo:.3}-{hi:.3}); apply wall {wm:.3} s ({wlo:.3}-{whi:.3}); \
          {acked} writes acknowledged, {lost} lost; failed client transactions per run {errors:?}",
         via.tool(),
         runs.len()

@@ -12,11 +12,18 @@
 //! - **foreign**: a data directory of another system (system identifier).
 //! - **slot lost**: the standby's slot on its upstream is `lost`, or the WAL it needs next is no
 //!   longer in the upstream's pg_wal.
+//! - **not receiving**: a streaming standby whose WAL receiver has heard nothing from its upstream
+//!   for longer than twice its `wal_receiver_status_interval`, while the upstream has WAL it lacks
+//!   or has had no reply from it for as long (an idle upstream sends nothing for up to
+//!   `wal_receiver_timeout` / 2, but the standby's replies keep flowing).
+//! - **replay blocked**: a standby whose startup process waits on a recovery conflict (a lock, a
+//!   buffer pin, a snapshot), with the sessions that block it.
 
 use std::collections::BTreeMap;
 
 use crate::config::{Desired, DesiredRole};
-use crate::observe::{ObservedCluster, ObservedNode, Role};
+use crate::observe::{ObservedCluster, ObservedNode, ReplayConflict, Role};
+use crate::units::ByteSize;
 use crate::units::Lsn;
 
 use super::{actionable, current_primary, needs_data, observed, observed_role, wal_end};
@@ -50,6 +57,13 @@ pub enum Verdict {
     Diverged { upstream: String, why: String },
     /// Its slot on its upstream can no longer serve it, or the WAL it needs is gone there.
     SlotLost { upstream: String, why: String },
+    /// A streaming standby that has not heard from its upstream for too long.
+    NotReceiving { upstream: String, why: String },
+    /// Its replay waits on a recovery conflict; `unreplayed`: bytes received but not replayed.
+    ReplayBlocked {
+        conflict: ReplayConflict,
+        unreplayed: Option<u64>,
+    },
     /// Anything else that differs (stopped, another upstream, not streaming): the planner's
     /// ordinary fates handle it.
     Other,
@@ -70,7 +84,8 @@ impl Verdict {
     }
 
     /// Stable name (status JSON): `healthy`, `unreachable`, `no_data`, `foreign_system`,
-    /// `split_brain`, `diverged`, `slot_lost`, `other`, `retired`.
+    /// `split_brain`, `diverged`, `slot_lost`, `not_receiving`, `replay_blocked`, `other`,
+    /// `retired`.
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Healthy => "healthy",
@@ -80,6 +95,8 @@ impl Verdict {
             Verdict::SplitBrain { .. } => "split_brain",
             Verdict::Diverged { .. } => "diverged",
             Verdict::SlotLost { .. } => "slot_lost",
+            Verdict::NotReceiving { .. } => "not_receiving",
+            Verdict::ReplayBlocked { .. } => "replay_blocked",
             Verdict::Other => "other",
             Verdict::Retired => "retired",
         }
@@ -105,6 +122,11 @@ impl Verdict {
             ),
             Verdict::Diverged { why, .. } => format!("DIVERGED: {why}"),
             Verdict::SlotLost { why, .. } => format!("SLOT LOST: {why}"),
+            Verdict::NotReceiving { why, .. } => format!("NOT RECEIVING: {why}"),
+            Verdict::ReplayBlocked {
+                conflict,
+                unreplayed,
+            } => format!("REPLAY BLOCKED: {}", blocked_why(conflict, *unreplayed)),
             _ => return None,
         })
     }
@@ -134,10 +156,24 @@ impl Verdict {
             ),
             Verdict::Diverged { why, .. } => format!("{node} diverged from its upstream: {why}"),
             Verdict::SlotLost { why, .. } => why.clone(),
+            Verdict::NotReceiving { why, .. } => format!("{node} is not receiving: {why}"),
+            Verdict::ReplayBlocked {
+                conflict,
+                unreplayed,
+            } => format!("{node}'s {}", blocked_why(conflict, *unreplayed)),
             Verdict::Unreachable { why } => format!("{node} is unreachable ({why})"),
             _ => return None,
         })
     }
+}
+
+/// "replay waits on pid 4242 (report, `select … from report`, 37 s): 12 kB not replayed".
+fn blocked_why(c: &ReplayConflict, unreplayed: Option<u64>) -> String {
+    let on = c.blocked_on();
+    let left = unreplayed
+        .map(|b| format!(": {} not replayed", ByteSize::human(b)))
+        .unwrap_or_default();
+    format!("replay waits on {on}{left}")
 }
 
 fn show(l: Option<Lsn>) -> String {
@@ -183,11 +219,13 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
     if let Some(v) = split_brain(&x, p, &po) {
         return v;
     }
+    let seen = super::observed_upstream(d, &x);
     let DesiredRole::Standby { upstream } = &dn.role else {
-        return Verdict::Other;
+        // A candidate declared primary is still judged as the standby it is now.
+        return stalled(&x, o, name, seen.as_deref()).unwrap_or(Verdict::Other);
     };
     // Divergence and lost WAL are facts about the upstream the node follows now.
-    if let Some(seen) = super::observed_upstream(d, &x) {
+    if let Some(seen) = seen.clone() {
         let uo = observed(o, &seen);
         if let Some(why) = diverged(&x, &uo, &seen) {
             return Verdict::Diverged {
@@ -201,6 +239,9 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
                 why,
             };
         }
+    }
+    if let Some(v) = stalled(&x, o, name, seen.as_deref()) {
+        return v;
     }
     if healthy_standby(d, o, name, upstream, &x) {
         Verdict::Healthy
@@ -335,6 +376,75 @@ fn slot_lost(
             "{name} needs WAL from {need}, and {up}'s pg_wal starts at {oldest}: {name} must be cloned again"
         )
     })
+}
+
+/// Not receiving, or replay blocked by a recovery conflict (in that order).
+fn stalled(x: &ObservedNode, o: &ObservedCluster, name: &str, up: Option<&str>) -> Option<Verdict> {
+    if !x.running || observed_role(x) != Some(Role::Standby) {
+        return None;
+    }
+    if let Some(up) = up {
+        if let Some(why) = not_receiving(x, &observed(o, up), name, up) {
+            return Some(Verdict::NotReceiving {
+                upstream: up.to_string(),
+                why,
+            });
+        }
+    }
+    let conflict = x.replay_conflict.clone()?;
+    Some(Verdict::ReplayBlocked {
+        conflict,
+        unreplayed: match (x.receive_lsn, x.replay_lsn) {
+            (Some(rcv), Some(rep)) => Some(rcv.bytes_after(rep)),
+            _ => None,
+        },
+    })
+}
+
+/// Twice the node's `wal_receiver_status_interval` (10 s when unknown or 0), in milliseconds.
+fn silence_limit_ms(x: &ObservedNode) -> u64 {
+    let secs = x
+        .settings
+        .get("wal_receiver_status_interval")
+        .and_then(|s| s.raw.as_deref())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(10);
+    2 * secs * 1000
+}
+
+/// Why a streaming standby is not receiving from its upstream `uo` now, if it is not.
+fn not_receiving(x: &ObservedNode, uo: &ObservedNode, name: &str, up: &str) -> Option<String> {
+    if !x.streaming {
+        return None;
+    }
+    let limit = silence_limit_ms(x);
+    let r = x.last_receipt.as_ref()?;
+    let age = r.age_ms.filter(|a| *a > limit)?;
+    let reply = uo
+        .replication
+        .iter()
+        .find(|rp| rp.application_name == name)
+        .and_then(|rp| rp.reply_age_ms);
+    let behind = match (wal_end(uo), x.receive_lsn) {
+        (Some(end), Some(rcv)) => end.bytes_after(rcv),
+        _ => 0,
+    };
+    let silent_both_ways = reply.map_or(true, |a| a > limit);
+    if !(silent_both_ways || behind > 0) {
+        return None;
+    }
+    let heard = match reply {
+        Some(a) => format!("{up} last heard from it {} s ago", a / 1000),
+        None => format!("{up} has no walsender for it"),
+    };
+    Some(format!(
+        "its WAL receiver last heard from {up} {} s ago (at {}; the limit is twice wal_receiver_status_interval, {} s), {heard}, and it lacks {} of {up}'s WAL",
+        age / 1000,
+        r.last_msg_receipt_time.as_deref().unwrap_or("an unknown time"),
+        limit / 1000,
+        ByteSize::human(behind)
+    ))
 }
 
 /// A standby that streams from its declared upstream through its slot.

@@ -44,6 +44,11 @@ pub enum DriftKind {
     SlotUnreserved,
     /// Nodes answer on different PostgreSQL majors outside an upgrade.
     MixedMajors,
+    /// A streaming standby that has not heard from its upstream for longer than twice
+    /// `wal_receiver_status_interval`.
+    NotReceiving,
+    /// A standby whose replay waits on a recovery conflict (the blocking sessions named).
+    ReplayBlocked,
     /// A pooler's admin console does not answer.
     PoolerDown,
     /// A pooler database routes elsewhere than the primary (or is missing).
@@ -388,6 +393,8 @@ fn verdict_finding(v: &Verdict, node: &str) -> Option<(DriftKind, String)> {
         Verdict::Diverged { .. } => DriftKind::Diverged,
         Verdict::Foreign { .. } => DriftKind::ForeignSystem,
         Verdict::SlotLost { .. } => DriftKind::SlotLost,
+        Verdict::NotReceiving { .. } => DriftKind::NotReceiving,
+        Verdict::ReplayBlocked { .. } => DriftKind::ReplayBlocked,
         _ => return None,
     };
     Some((kind, v.reason(node)?))

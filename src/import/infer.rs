@@ -552,6 +552,7 @@ mod tests {
             flush_lsn: None,
             replay_lsn: None,
             lag_bytes: None,
+            reply_age_ms: None,
         }
     }
 

@@ -219,6 +219,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     flush_lsn: Some(lsn),
                     replay_lsn: Some(lsn),
                     lag_bytes: Some(0),
+                    reply_age_ms: None,
                 });
             }
         }

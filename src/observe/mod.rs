@@ -30,7 +30,7 @@ pub use conninfo::{
 };
 pub use files::parse_control_data;
 pub use model::*;
-pub use sql::{parse_history, FIXED_SETTINGS};
+pub use sql::{conflict_now, parse_history, FIXED_SETTINGS, REPLAY_BLOCKERS};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

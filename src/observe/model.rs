@@ -123,6 +123,14 @@ pub struct ObservedNode {
     pub startup_wait_event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_stall: Option<ReplayStall>,
+    /// When a running standby's WAL receiver last heard from its upstream
+    /// (pg_stat_wal_receiver); absent without a WAL receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_receipt: Option<LastReceipt>,
+    /// The startup process of a running standby waits on a recovery conflict (a lock, a buffer
+    /// pin, a snapshot …): replay does not advance until the sessions that block it end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_conflict: Option<ReplayConflict>,
     /// Transactions prepared for two-phase commit and not yet committed or rolled back
     /// (pg_prepared_xacts; on a standby, those it replayed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -179,6 +187,91 @@ pub struct ReplayStall {
     pub received: Lsn,
     /// The startup process's wait event (`RecoveryWalStream`, `RecoveryRetrieveRetryInterval`).
     pub wait_event: String,
+}
+
+/// What pg_stat_wal_receiver says of the last message from the upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LastReceipt {
+    /// `last_msg_receipt_time`, as the server prints a timestamptz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_msg_receipt_time: Option<String>,
+    /// `latest_end_time`: when the upstream last reported its end of WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_end_time: Option<String>,
+    /// Milliseconds from `last_msg_receipt_time` to the moment the standby answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+}
+
+/// A standby's startup process waiting on a recovery conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplayConflict {
+    /// pg_stat_activity's `wait_event_type` of the startup process (`Lock`, `BufferPin`, `IPC`).
+    pub wait_event_type: String,
+    /// Its `wait_event` (`relation`, `BufferPin`, `RecoveryConflictSnapshot` …).
+    pub wait_event: String,
+    /// The sessions that block it (`pg_blocking_pids` of the startup process: known for a lock;
+    /// empty for a buffer pin or a snapshot conflict).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<ReplayBlocker>,
+}
+
+impl ReplayConflict {
+    /// The blocking sessions ("pid 4242 (report, `select …`, 37 s)"), or the wait when they are
+    /// not known.
+    pub fn blocked_on(&self) -> String {
+        if self.blockers.is_empty() {
+            return format!(
+                "a recovery conflict ({} {}; the sessions behind it are not known)",
+                self.wait_event_type, self.wait_event
+            );
+        }
+        self.blockers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A session that blocks a standby's replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplayBlocker {
+    pub pid: i32,
+    /// Its role (unknown without pg_read_all_stats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub application_name: String,
+    /// Its query, cut at 200 characters (hidden without pg_read_all_stats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Milliseconds since its transaction (else its query) started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+}
+
+impl std::fmt::Display for ReplayBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} (", self.pid)?;
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(u) = &self.user {
+            parts.push(u.clone());
+        }
+        if !self.application_name.is_empty() {
+            parts.push(self.application_name.clone());
+        }
+        if let Some(q) = &self.query {
+            let q: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
+            let short: String = q.chars().take(60).collect();
+            let more = if short.len() < q.len() { "…" } else { "" };
+            parts.push(format!("`{short}{more}`"));
+        }
+        if let Some(a) = self.age_ms {
+            parts.push(format!("{} s", a / 1000));
+        }
+        write!(f, "{})", parts.join(", "))
+    }
 }
 
 /// A running standby's replay position checked against its upstream, read after it.
@@ -349,6 +442,9 @@ pub struct ObservedReplica {
     pub replay_lsn: Option<Lsn>,
     /// Bytes between the sender's current LSN and this standby's replay LSN.
     pub lag_bytes: Option<u64>,
+    /// Milliseconds since the standby's last reply (`reply_time`) when the sender answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_age_ms: Option<u64>,
 }
 
 /// A setting from pg_settings.

@@ -38,6 +38,7 @@ pub const FIXED_SETTINGS: &[&str] = &[
     "port",
     "wal_keep_size",
     "synchronous_commit",
+    "wal_receiver_status_interval",
 ];
 
 /// Facts about the WAL receiver that are resolved to a node name later.
@@ -75,8 +76,10 @@ const SIGNAL: &str = "select (pg_stat_file('standby.signal', true)).size is not 
 const HBA: &str = "select current_setting('hba_file'), \
     pg_read_file(current_setting('hba_file'), 0, 16777216, true)";
 
-const RECEIVER: &str =
-    "select status, sender_host, sender_port::text, received_tli::text from pg_stat_wal_receiver";
+const RECEIVER: &str = "select status, sender_host, sender_port::text, received_tli::text, \
+    last_msg_receipt_time::text, latest_end_time::text, \
+    greatest(0, extract(epoch from clock_timestamp() - last_msg_receipt_time) * 1000)::bigint::text \
+    from pg_stat_wal_receiver";
 
 /// The position WAL retention and lag are measured from: the insert position on a primary, the
 /// received (else replayed) position on a standby.
@@ -100,7 +103,8 @@ fn replication_sql() -> String {
     format!(
         "select coalesce(application_name, ''), host(client_addr), coalesce(state, ''), \
          coalesce(sync_state, ''), sent_lsn::text, flush_lsn::text, replay_lsn::text, \
-         greatest(({HEAD} - replay_lsn)::bigint, 0)::text \
+         greatest(({HEAD} - replay_lsn)::bigint, 0)::text, \
+         greatest(0, extract(epoch from clock_timestamp() - reply_time) * 1000)::bigint::text \
          from pg_stat_replication order by application_name"
     )
 }
@@ -117,6 +121,65 @@ const OLDEST_WAL: &str =
 const STARTUP: &str = "select wait_event, pg_last_wal_replay_lsn()::text, \
     pg_last_wal_receive_lsn()::text, pg_is_wal_replay_paused() \
     from pg_stat_activity where backend_type = 'startup'";
+
+/// The PIDs of the sessions that block a standby's startup process (one column, `pid`):
+/// `pg_blocking_pids` of it, and the holders of a granted lock on what its ungranted lock asks
+/// for (the startup process is an auxiliary process, which pg_blocking_pids does not look up).
+pub const REPLAY_BLOCKERS: &str = "select unnest(pg_blocking_pids(s.pid)) as pid \
+    from pg_stat_activity s where s.backend_type = 'startup' \
+    union select h.pid from pg_locks w join pg_locks h on h.granted and h.pid <> w.pid \
+    and h.locktype = w.locktype and h.database is not distinct from w.database \
+    and h.relation is not distinct from w.relation and h.page is not distinct from w.page \
+    and h.tuple is not distinct from w.tuple and h.virtualxid is not distinct from w.virtualxid \
+    and h.transactionid is not distinct from w.transactionid \
+    and h.classid is not distinct from w.classid and h.objid is not distinct from w.objid \
+    and h.objsubid is not distinct from w.objsubid \
+    where not w.granted and w.pid in \
+    (select pid from pg_stat_activity where backend_type = 'startup')";
+
+/// A standby's startup process waiting on a recovery conflict, with the sessions that block it
+/// ([`REPLAY_BLOCKERS`], one row each; one row with null blockers when none is known). Recovery
+/// conflicts wait as `Lock` (a lock the startup process must take), `BufferPin`, or an `IPC`
+/// event named `RecoveryConflict…` (a snapshot, a tablespace).
+fn conflict_sql() -> String {
+    format!(
+        "select s.wait_event_type, s.wait_event, b.pid::text, b.usename::text, \
+         b.application_name, left(b.query, 200), \
+         greatest(0, extract(epoch from clock_timestamp() - coalesce(b.xact_start, b.query_start)) * 1000)::bigint::text \
+         from pg_stat_activity s \
+         left join pg_stat_activity b on b.pid in ({REPLAY_BLOCKERS}) \
+         where s.backend_type = 'startup' \
+         and (s.wait_event_type in ('Lock', 'BufferPin') or s.wait_event like 'RecoveryConflict%') \
+         order by b.pid"
+    )
+}
+
+/// The recovery conflict the rows of [`conflict_sql`] describe, if any.
+pub fn replay_conflict(rows: &[SimpleQueryRow]) -> Option<ReplayConflict> {
+    let first = rows.first()?;
+    Some(ReplayConflict {
+        wait_event_type: text(first, 0).unwrap_or_default(),
+        wait_event: text(first, 1).unwrap_or_default(),
+        blockers: rows
+            .iter()
+            .filter_map(|r| {
+                Some(ReplayBlocker {
+                    pid: num(r, 2)?,
+                    user: text(r, 3),
+                    application_name: text(r, 4).unwrap_or_default(),
+                    query: text(r, 5),
+                    age_ms: num(r, 6),
+                })
+            })
+            .collect(),
+    })
+}
+
+/// The recovery conflict a standby's replay waits on now (none on a primary, or when the
+/// statement is refused).
+pub async fn conflict_now(client: &Client) -> Option<ReplayConflict> {
+    replay_conflict(&rows(client.simple_query(&conflict_sql()).await.ok()?))
+}
 
 /// Whether a startup process with `wait_event` waits for WAL to arrive.
 pub fn waits_for_wal(wait_event: &str) -> bool {
@@ -229,6 +292,12 @@ pub async fn observe_sql(
     take_recovery_settings(node);
 
     node.startup_wait_event = a.startup.first().and_then(|r| text(r, 0));
+    node.replay_conflict = replay_conflict(&a.conflict);
+    node.last_receipt = a.receiver.first().map(|r| LastReceipt {
+        last_msg_receipt_time: text(r, 4),
+        latest_end_time: text(r, 5),
+        age_ms: num(r, 6),
+    });
     node.oldest_wal = a.oldest.first().and_then(|r| {
         let size: u64 = num(r, 1)?;
         let (_, seg) = crate::units::parse_wal_segment(r.get(0)?, size)?;
@@ -307,6 +376,7 @@ struct Answers {
     oldest: Vec<SimpleQueryRow>,
     startup: Vec<SimpleQueryRow>,
     prepared: Vec<SimpleQueryRow>,
+    conflict: Vec<SimpleQueryRow>,
 }
 
 impl Answers {
@@ -319,6 +389,7 @@ impl Answers {
         names.extend(setting_names.iter().cloned());
         names.extend(RECOVERY_SETTINGS.iter().map(|s| s.to_string()));
         let (slots_q, repl_q, settings_q) = (slots_sql(), replication_sql(), settings_sql(&names));
+        let conflict_q = conflict_sql();
         // Sent together: one round trip for all of them.
         let mut results = join_all([
             client.simple_query(CORE),
@@ -333,6 +404,7 @@ impl Answers {
             client.simple_query(OLDEST_WAL),
             client.simple_query(STARTUP),
             client.simple_query(super::prepared::SQL),
+            client.simple_query(&conflict_q),
         ])
         .await
         .into_iter();
@@ -354,6 +426,7 @@ impl Answers {
             oldest: next().map(rows).unwrap_or_default(),
             startup: next().map(rows).unwrap_or_default(),
             prepared: next().map(rows).unwrap_or_default(),
+            conflict: next().map(rows).unwrap_or_default(),
         })
     }
 }
@@ -430,6 +503,7 @@ fn replica(r: &SimpleQueryRow) -> ObservedReplica {
         flush_lsn: lsn(r, 5),
         replay_lsn: lsn(r, 6),
         lag_bytes: num(r, 7),
+        reply_age_ms: num(r, 8),
     }
 }
 

@@ -42,6 +42,12 @@ pub struct Promotion {
     /// The primary being replaced (None when nothing claims to be primary).
     pub old: Option<String>,
     pub kind: PromotionKind,
+    /// Bytes the candidate had still to replay when observed: behind the old primary's end of
+    /// WAL (switchover), or behind what it received (failover).
+    pub replay_lag: u64,
+    /// The recovery conflict its replay waited on when observed (its blockers are cancelled
+    /// before the promotion).
+    pub conflict: Option<crate::observe::ReplayConflict>,
 }
 
 /// How a node whose history diverged (or was primary) joins its new upstream.
@@ -417,12 +423,25 @@ pub fn analyse(
                 old: other,
                 reachable_running: &reachable_running,
             };
-            let kind = ctx.kind(&mut notes)?;
+            let verdict = assess::node(d, o, &p, other);
+            let kind = ctx.kind(&verdict, &mut notes)?;
             fates.insert(p.clone(), Fate::Promote);
+            let target = match other.map(|n| observed(o, n)) {
+                Some(oo) if oo.running && oo.reachable => wal_end(&oo),
+                _ => received(&pobs),
+            };
             Some(Promotion {
                 candidate: p.clone(),
                 old: other.map(str::to_string),
                 kind,
+                replay_lag: match (target, pobs.replay_lsn) {
+                    (Some(t), Some(r)) => t.bytes_after(r),
+                    _ => 0,
+                },
+                conflict: match verdict {
+                    Verdict::ReplayBlocked { conflict, .. } => Some(conflict),
+                    _ => None,
+                },
             })
         }
     };
@@ -548,11 +567,14 @@ struct PromotionContext<'a> {
 
 impl PromotionContext<'_> {
     /// Why the candidate is promoted, or why it cannot be.
-    fn kind(&self, notes: &mut Vec<String>) -> Result<PromotionKind, PlanError> {
+    fn kind(&self, verdict: &Verdict, notes: &mut Vec<String>) -> Result<PromotionKind, PlanError> {
         self.check_candidate_ready()?;
         let oobs = self.old.map(|n| observed(self.o, n).into_owned());
         Ok(match &oobs {
-            Some(oo) if oo.running && oo.reachable => self.switchover(oo)?,
+            Some(oo) if oo.running && oo.reachable => {
+                self.check_switchover_candidate(verdict)?;
+                self.switchover(oo)?
+            }
             Some(oo)
                 if oo.control.as_ref().is_some_and(|c| {
                     c.cluster_state == "shut down"
@@ -587,6 +609,25 @@ impl PromotionContext<'_> {
             });
         }
         Ok(())
+    }
+
+    /// A switchover needs a candidate that receives now, and whose replay no session blocks
+    /// (unless `switchover.cancel_conflicting_queries` cancels them).
+    fn check_switchover_candidate(&self, verdict: &Verdict) -> Result<(), PlanError> {
+        let candidate = self.candidate.to_string();
+        match verdict {
+            Verdict::NotReceiving { .. } => Err(PlanError::CandidateNotReceiving {
+                why: verdict.reason(self.candidate).unwrap_or_default(),
+                candidate,
+            }),
+            Verdict::ReplayBlocked { .. } if !self.d.switchover.cancel_conflicting_queries => {
+                Err(PlanError::CandidateReplayBlocked {
+                    why: verdict.reason(self.candidate).unwrap_or_default(),
+                    candidate,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The old primary is healthy: a switchover, if the candidate is within `switchover.max_lag`.

@@ -38,6 +38,13 @@ fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
         | DriftKind::ForeignSystem
         | DriftKind::SlotLost => (&["clone"], &[]),
         DriftKind::SlotUnreserved | DriftKind::PoolerDown | DriftKind::MixedMajors => (&[], &[]),
+        // A new WAL receiver (re-pointed, restarted, rebuilt) or no receiver at all (promoted).
+        DriftKind::NotReceiving => (
+            &["promote", "configure_standby", "restart", "clone", "rewind"],
+            &START,
+        ),
+        // Its blockers cancelled before a promotion.
+        DriftKind::ReplayBlocked => (&["catch_up", "clone", "rewind"], &[]),
         DriftKind::PoolerRoute => (&["route_pooler"], &[]),
         DriftKind::PoolerPaused => (&["resume_pooler"], &[]),
         DriftKind::LogicalSlot => (&["create_logical_slot", "sync_slots"], &[]),
@@ -51,7 +58,7 @@ fn related<'a>(i: &'a DriftItem, d: &'a Desired) -> Option<&'a str> {
         return rest.split_once('.').map(|(_, s)| s);
     }
     match i.kind {
-        DriftKind::NotStreaming | DriftKind::WrongUpstream => {
+        DriftKind::NotStreaming | DriftKind::WrongUpstream | DriftKind::NotReceiving => {
             d.upstream_of(&i.node).map(|u| u.name.as_str())
         }
         _ => None,
@@ -87,6 +94,12 @@ fn why_not(i: &DriftItem, d: &Desired, deferred: &dyn Fn(&str) -> Option<String>
         DriftKind::HbaEdited => "pgtopo edits only its managed block of pg_hba.conf: fix the file by hand".into(),
         DriftKind::SlotUnreserved => {
             "the standby must catch up (or max_slot_wal_keep_size be raised) before the slot is lost".into()
+        }
+        DriftKind::NotReceiving => {
+            "pgtopo does not repair the network or a stuck WAL receiver: find out why the standby hears nothing from its upstream".into()
+        }
+        DriftKind::ReplayBlocked => {
+            "sessions on the standby block its replay: end them, or PostgreSQL cancels them after max_standby_streaming_delay (a switchover with switchover.cancel_conflicting_queries: true cancels them)".into()
         }
         DriftKind::OrphanSlot => {
             "the slot of a declared standby that is down is kept until it is back (SPEC §4)".into()

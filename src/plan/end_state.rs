@@ -177,6 +177,8 @@ impl Target<'_> {
         x.unreachable_reason = None;
         x.wal_match = None;
         x.replay_stall = None;
+        x.replay_conflict = None;
+        x.last_receipt = None;
         x.running = true;
         x.timeline = Some(self.tl);
         x.timeline_history = self.history.clone();

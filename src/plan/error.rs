@@ -57,6 +57,20 @@ pub enum PlanError {
         bytes: u64,
     },
 
+    #[error("switchover refused: {why}")]
+    #[diagnostic(
+        code(pgtopo::plan::not_receiving),
+        help("a switchover to {candidate} would stop the primary and wait for WAL that does not arrive: find out why {candidate} hears nothing from its upstream (network, a stuck WAL receiver; see `pgtopo status`), then plan again")
+    )]
+    CandidateNotReceiving { candidate: String, why: String },
+
+    #[error("switchover refused: {why}")]
+    #[diagnostic(
+        code(pgtopo::plan::replay_blocked),
+        help("end those sessions on {candidate}, or set `switchover.cancel_conflicting_queries: true` so that the switchover cancels them right before it stops the primary")
+    )]
+    CandidateReplayBlocked { candidate: String, why: String },
+
     #[error("switchover candidate {candidate} is {bytes} bytes behind {primary} (switchover.max_lag is {max_lag} bytes)")]
     #[diagnostic(
         code(pgtopo::plan::switchover_lag),

@@ -174,14 +174,32 @@ fn cannot_fix(
         .collect()
 }
 
+/// The rate a standby is assumed to replay WAL at, for the estimate of a promotion's window:
+/// conservative for a loaded replica (an idle one replays several times faster).
+const REPLAY_BYTES_PER_S: u64 = 64 << 20;
+
+/// The estimate of a promotion's writes-unavailable window: a base per kind, plus the time to
+/// replay what the candidate had not replayed when observed, plus the cancel grace when its
+/// replay waited on a conflict (a session may block it again after the proof).
+fn promotion_estimate_ms(p: &analysis::Promotion) -> u64 {
+    let base = match p.kind {
+        PromotionKind::Switchover => 2_000,
+        PromotionKind::FinishSwitchover { .. } => 1_000,
+        PromotionKind::Failover { .. } => 3_000,
+    };
+    let replay = p.replay_lag.saturating_mul(1000) / REPLAY_BYTES_PER_S;
+    let conflict = if p.conflict.is_some() {
+        transforms::CANCEL_GRACE_MS
+    } else {
+        0
+    };
+    base + replay + conflict
+}
+
 fn window(c: &transforms::Ctx) -> Option<WriteWindow> {
     let id = |i: graph::Idx| i.index() as StepId + 1;
     if let (Some(a), Some(b)) = (c.writes_down, c.writes_up) {
-        let est = match c.a.promotion.as_ref().map(|p| &p.kind) {
-            Some(PromotionKind::Switchover) => 2_000,
-            Some(PromotionKind::FinishSwitchover { .. }) => 1_000,
-            _ => 3_000,
-        };
+        let est = c.a.promotion.as_ref().map_or(3_000, promotion_estimate_ms);
         return Some(WriteWindow {
             from_step: id(a),
             to_step: id(b),

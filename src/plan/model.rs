@@ -87,6 +87,7 @@ pub enum Action {
     CreateSlot(SlotParams),
     DropSlot(SlotParams),
     WaitReplay(WaitReplayParams),
+    CatchUp(CatchUpParams),
     Promote(PromoteParams),
     Checkpoint(CheckpointParams),
     ConfigureStandby(ConfigureStandbyParams),
@@ -118,6 +119,7 @@ impl Action {
             Action::CreateSlot(_) => "create_slot",
             Action::DropSlot(_) => "drop_slot",
             Action::WaitReplay(_) => "wait_replay",
+            Action::CatchUp(_) => "catch_up",
             Action::Promote(_) => "promote",
             Action::Checkpoint(_) => "checkpoint",
             Action::ConfigureStandby(_) => "configure_standby",
@@ -309,6 +311,31 @@ pub struct WaitReplayParams {
     /// Switchover rollback: when the target is not reached, start this node again (the old
     /// primary, still primary) and fail the step.
     pub on_failure_restart: Option<String>,
+}
+
+/// The live proof before a promotion's disruptive part: the node's received and replayed
+/// positions reach the target, read when the step runs, within `timeout_ms`; on the way, the
+/// sessions that block its replay are cancelled when `cancel_conflicts` says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CatchUpParams {
+    /// The primary whose current WAL position (`pg_current_wal_lsn()`, read when the step runs)
+    /// must be received and replayed (a switchover, before the stop); absent: everything the
+    /// node has received (a failover, before the promotion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// `switchover.catchup_timeout` (a switchover) or `switchover.timeout` (a failover).
+    pub timeout_ms: u64,
+    /// Cancel the sessions that block the node's replay (`pg_blocking_pids` of its startup
+    /// process, read as it waits): `pg_cancel_backend`, then `pg_terminate_backend` for those
+    /// still blocking after `grace_ms`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_conflicts: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grace_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// What the candidate must have replayed.

@@ -264,10 +264,14 @@ mod tests {
             .contains(&id(s, "pause_pooler", "pgb")));
         assert!(id(s, "promote", "n2") < id(s, "route_pooler", "pgb"));
         assert!(id(s, "route_pooler", "pgb") < id(s, "resume_pooler", "pgb"));
-        // The CHECKPOINT runs before the pause, while writes flow, not inside the stop.
-        assert!(s[id(s, "pause_pooler", "pgb") as usize - 1]
+        // The CHECKPOINT runs before the pause, while writes flow, not inside the stop; the live
+        // proof of the candidate's catch-up comes after it, right before the pause.
+        assert!(s[id(s, "catch_up", "n2") as usize - 1]
             .after
             .contains(&id(s, "checkpoint", "n1")));
+        assert!(s[id(s, "pause_pooler", "pgb") as usize - 1]
+            .after
+            .contains(&id(s, "catch_up", "n2")));
         let stop = &s[id(s, "stop", "n1") as usize - 1].action;
         assert!(matches!(
             stop,

@@ -1057,3 +1057,135 @@ fn a_running_old_primary_whose_host_pgtopo_cannot_reach_is_never_failed_over() {
     assert!(matches!(e, PlanError::OldPrimaryRunning { .. }), "{e:?}");
     assert!(e.to_string().contains("host key"), "{e}");
 }
+
+/// n2's startup process waits on a lock that pid 4242's report query holds.
+fn blocked(o: &mut ObservedCluster, n: &str) {
+    let x = node_mut(o, n);
+    x.receive_lsn = Some(Lsn(0x3003060));
+    x.replay_conflict = Some(crate::observe::ReplayConflict {
+        wait_event_type: "Lock".into(),
+        wait_event: "relation".into(),
+        blockers: vec![crate::observe::ReplayBlocker {
+            pid: 4242,
+            user: Some("report".into()),
+            application_name: "psql".into(),
+            query: Some("select count(*) from report".into()),
+            age_ms: Some(37_000),
+        }],
+    });
+}
+
+/// n2's WAL receiver last heard from n1 `age_ms` ago; n1 last heard from n2 `reply_ms` ago.
+fn silent(o: &mut ObservedCluster, age_ms: u64, reply_ms: Option<u64>) {
+    node_mut(o, "n2").last_receipt = Some(crate::observe::LastReceipt {
+        last_msg_receipt_time: Some("2026-12-07 20:00:00+00".into()),
+        latest_end_time: None,
+        age_ms: Some(age_ms),
+    });
+    for r in &mut node_mut(o, "n1").replication {
+        if r.application_name == "n2" {
+            r.reply_age_ms = reply_ms;
+        }
+    }
+}
+
+#[test]
+fn a_switchover_to_a_candidate_whose_replay_is_blocked_is_refused_naming_the_blocker() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    blocked(&mut o, "n2");
+    let e = build(&d, &o, &PlanOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, PlanError::CandidateReplayBlocked { .. }),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    for want in [
+        "pid 4242",
+        "report",
+        "select count(*) from report",
+        "37 s",
+        "12 kB not replayed",
+    ] {
+        assert!(text.contains(want), "{want} missing: {text}");
+    }
+    let help = miette::Diagnostic::help(&e).unwrap().to_string();
+    assert!(help.contains("cancel_conflicting_queries"), "{help}");
+    // Drift and the status annotation name it too.
+    let kinds = drift_kinds(&desired3(), &o);
+    assert!(
+        kinds.contains(&crate::diff::drift::DriftKind::ReplayBlocked),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn with_cancel_the_switchover_cancels_the_blockers_before_anything_stops() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    d.switchover.cancel_conflicting_queries = true;
+    let mut o = healthy(&desired3());
+    blocked(&mut o, "n2");
+    let p = plan(&d, &o);
+    let cu = step(&p, "catch_up", "n2");
+    let stop = step(&p, "stop", "n1");
+    assert!(before(&p, cu.id, stop.id));
+    assert!(
+        matches!(&cu.action, Action::CatchUp(c) if c.cancel_conflicts && c.primary.as_deref() == Some("n1") && c.timeout_ms == 5_000),
+        "{:?}",
+        cu.action
+    );
+    assert!(cu.description.contains("pid 4242"), "{}", cu.description);
+    // The window's estimate counts the conflict.
+    let w = p.summary.write_unavailable.as_ref().unwrap();
+    assert!(w.estimated_ms >= 3_000, "{w:?}");
+    assert!(
+        p.summary.cannot_fix.is_empty(),
+        "{:?}",
+        p.summary.cannot_fix
+    );
+}
+
+#[test]
+fn a_switchover_to_a_candidate_that_is_not_receiving_is_refused() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    silent(&mut o, 31_000, Some(31_000));
+    let e = build(&d, &o, &PlanOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, PlanError::CandidateNotReceiving { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("last heard from n1 31 s ago"), "{e}");
+    assert!(drift_kinds(&desired3(), &o).contains(&crate::diff::drift::DriftKind::NotReceiving));
+}
+
+#[test]
+fn an_idle_upstream_that_still_gets_replies_is_no_reason_to_refuse() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    // Nothing to send for 25 s (no keepalive before wal_receiver_timeout / 2), replies flow.
+    silent(&mut o, 25_000, Some(3_000));
+    assert!(step(&plan(&d, &o), "catch_up", "n2").id > 0);
+    assert!(drift_kinds(&desired3(), &o).is_empty());
+}
+
+#[test]
+fn a_failover_cancels_what_blocks_the_candidates_replay_before_promoting() {
+    let (d, mut o) = crashed_primary();
+    blocked(&mut o, "n2");
+    let p = build(&d, &o, &consent()).unwrap();
+    let cu = step(&p, "catch_up", "n2");
+    let promote = step(&p, "promote", "n2");
+    assert!(before(&p, step(&p, "fence", "n1").id, cu.id));
+    assert!(before(&p, cu.id, promote.id));
+    assert!(
+        matches!(&cu.action, Action::CatchUp(c) if c.cancel_conflicts && c.primary.is_none()),
+        "{:?}",
+        cu.action
+    );
+    assert!(cu.description.contains("pid 4242"), "{}", cu.description);
+}

@@ -432,6 +432,9 @@ pub fn promotion(c: &mut Ctx) {
         );
         pre.push(ck);
     }
+    if matches!(p.kind, PromotionKind::Switchover) {
+        pre = vec![catch_up(c, &p, Some(&old), &pre)];
+    }
     let pauses = super::poolers::pause(c, &pre);
     let pre: Vec<Idx> = pre.into_iter().chain(pauses.iter().copied()).collect();
     let before_promote = match &p.kind {
@@ -454,7 +457,13 @@ pub fn promotion(c: &mut Ctx) {
             w
         }
         PromotionKind::Failover { fence, .. } => {
-            before_failover(c, &cand, &old, *fence, &pre, timeout_ms)
+            let deps = match before_failover(c, &old, *fence, &pre) {
+                Some(b) => vec![b],
+                None => pre.clone(),
+            };
+            let cu = catch_up(c, &p, None, &deps);
+            c.writes_down.get_or_insert(cu);
+            cu
         }
     };
     let reason = promotion_reason(&p.kind, &old);
@@ -578,16 +587,51 @@ fn stop_for_switchover(
     )
 }
 
-/// Failover: stop a retired old primary whose host answers, fence any other one, or (its host
-/// unreachable) only wait until the candidate replays all it received. Returns that step.
-fn before_failover(
-    c: &mut Ctx,
-    cand: &str,
-    old: &str,
-    fence: bool,
-    pre: &[Idx],
-    timeout_ms: u64,
-) -> Idx {
+/// How long the sessions a catch_up cancelled may take to end before they are terminated.
+pub(super) const CANCEL_GRACE_MS: u64 = 1_000;
+
+/// The live proof before the disruptive part of a promotion, on the candidate: a switchover's
+/// (`old` given) before the pause and the stop, within `switchover.catchup_timeout`, cancelling
+/// what blocks replay when `switchover.cancel_conflicting_queries` says so; a failover's before
+/// the promotion, always cancelling (the candidate is about to become the primary).
+fn catch_up(c: &mut Ctx, p: &super::analysis::Promotion, old: Option<&str>, deps: &[Idx]) -> Idx {
+    let sw = &c.eff.switchover;
+    let (timeout, cancel) = match old {
+        Some(_) => (sw.catchup_timeout.0, sw.cancel_conflicting_queries),
+        None => (sw.timeout.0, true),
+    };
+    let target = match old {
+        Some(o) => format!(
+            "receives and replays {o}'s current WAL position (read when this step runs) within {}, else nothing is stopped",
+            crate::units::Duration(timeout)
+        ),
+        None => "replays all it received before its promotion".to_string(),
+    };
+    let cancels = match (&p.conflict, cancel) {
+        (Some(k), true) if !k.blockers.is_empty() => format!(
+            "; cancels the sessions that block its replay (now {})",
+            k.blocked_on()
+        ),
+        (_, true) => "; cancels any session that blocks its replay".to_string(),
+        (_, false) => String::new(),
+    };
+    c.dag.add(
+        &p.candidate,
+        Action::CatchUp(CatchUpParams {
+            primary: old.map(str::to_string),
+            timeout_ms: timeout.as_millis() as u64,
+            cancel_conflicts: cancel,
+            grace_ms: if cancel { CANCEL_GRACE_MS } else { 0 },
+        }),
+        false,
+        format!("{} {target}{cancels}", p.candidate),
+        deps,
+    )
+}
+
+/// Failover: stop a retired old primary whose host answers, or fence any other one; with its host
+/// unreachable, nothing (the catch_up that follows opens the window). Returns that step.
+fn before_failover(c: &mut Ctx, old: &str, fence: bool, pre: &[Idx]) -> Option<Idx> {
     let retired = c
         .eff
         .nodes
@@ -624,21 +668,10 @@ fn before_failover(
         c.stopped.insert(old.to_string());
         f
     } else {
-        let received = diff::received(&observed(c.o, cand)).unwrap_or_default();
-        c.dag.add(
-            cand,
-            Action::WaitReplay(WaitReplayParams {
-                target: ReplayTarget::Lsn { lsn: received },
-                timeout_ms,
-                on_failure_restart: None,
-            }),
-            false,
-            format!("≥ {received}, all it received"),
-            pre,
-        )
+        return None;
     };
     c.writes_down = Some(step);
-    step
+    Some(step)
 }
 
 /// Why the candidate is promoted, as the promote step says it.
@@ -1320,6 +1353,7 @@ mod tests {
             vec![
                 "create_slot n2",
                 "create_slot n2",
+                "catch_up n2",
                 "stop n1",
                 "wait_replay n2",
                 "promote n2"

@@ -28,6 +28,8 @@ fn label(k: DriftKind) -> &'static str {
         DriftKind::SlotLost => "slot lost",
         DriftKind::SlotUnreserved => "slot unreserved (warning)",
         DriftKind::MixedMajors => "mixed majors",
+        DriftKind::NotReceiving => "not receiving",
+        DriftKind::ReplayBlocked => "replay blocked",
         DriftKind::PoolerDown => "pooler down",
         DriftKind::PoolerRoute => "pooler route",
         DriftKind::PoolerPaused => "pooler paused",

@@ -86,6 +86,16 @@ pub enum Event {
     },
     /// A note (a stale lock removed, a journal problem, …).
     Message { text: String },
+    /// The plan's writes-unavailable window as the apply measured it (from the start of its first
+    /// step to the end of its last); `over_estimate` (a warning): more than twice the plan's
+    /// estimate.
+    WritesUnavailable {
+        from_step: StepId,
+        to_step: StepId,
+        measured_ms: u64,
+        estimated_ms: u64,
+        over_estimate: bool,
+    },
     /// The end-state proof: the cluster observed after the last step; `matches` when nothing
     /// differs from the topology file.
     EndState {
@@ -225,6 +235,15 @@ impl ApplyEvents for JsonEvents {
             } else {
                 LockState::Released
             },
+        });
+    }
+    fn writes_unavailable(&self, w: &crate::apply::MeasuredWindow) {
+        self.emit(Event::WritesUnavailable {
+            from_step: w.from_step,
+            to_step: w.to_step,
+            measured_ms: w.measured.as_millis() as u64,
+            estimated_ms: w.estimated_ms,
+            over_estimate: w.over_estimate(),
         });
     }
     fn end_state_checked(&self, mismatches: &[String]) {

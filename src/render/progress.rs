@@ -157,6 +157,29 @@ pub fn for_stdout() -> Box<dyn ApplyEvents> {
 
 /// The final report: counts, then what failed (with the tool's stderr), what was skipped and
 /// what was not started.
+/// "Steps 4–6 (writes unavailable) took 0.21 s." and, past twice the estimate, a warning line.
+pub fn window(m: &crate::apply::MeasuredWindow, checkpoint_first: bool) -> String {
+    let mut out = format!(
+        "Steps {}–{} (writes unavailable) took {}{}.",
+        m.from_step,
+        m.to_step,
+        human_elapsed(m.measured),
+        if checkpoint_first {
+            ", the CHECKPOINT before the stop (writes still possible) included"
+        } else {
+            ""
+        }
+    );
+    if m.over_estimate() {
+        out.push_str(&format!(
+            "\nWarning: writes were unavailable for {}, more than twice the plan's estimate ({} ms).",
+            human_elapsed(m.measured),
+            m.estimated_ms
+        ));
+    }
+    out
+}
+
 pub fn report(r: &ApplyReport) -> String {
     let mut s = String::new();
     let head = if r.succeeded() {
@@ -215,7 +238,30 @@ pub fn report(r: &ApplyReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{StepError, StepReport};
+    use crate::apply::{MeasuredWindow, StepError, StepReport};
+
+    #[test]
+    fn a_window_past_twice_the_estimate_is_a_warning() {
+        let w = |ms| MeasuredWindow {
+            from_step: 4,
+            to_step: 6,
+            measured: Duration::from_millis(ms),
+            estimated_ms: 2_000,
+        };
+        let ok = window(&w(3_900), false);
+        assert!(
+            ok.starts_with("Steps 4–6 (writes unavailable) took"),
+            "{ok}"
+        );
+        assert!(!ok.contains("Warning"), "{ok}");
+        assert!(!w(4_000).over_estimate());
+        let late = window(&w(27_500), false);
+        assert!(
+            late.contains("Warning: writes were unavailable for")
+                && late.contains("more than twice the plan's estimate (2000 ms)"),
+            "{late}"
+        );
+    }
 
     #[test]
     fn report_lists_failures_with_stderr_and_what_did_not_run() {

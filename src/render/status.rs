@@ -566,6 +566,7 @@ mod tests {
             flush_lsn: None,
             replay_lsn: None,
             lag_bytes: Some(0),
+            reply_age_ms: None,
         };
         let mut n1 = up(Role::Primary, None);
         n1.replication_slots = vec![slot("n2", true), slot("n4", false), slot("old", false)];

@@ -17,11 +17,13 @@
 //!
 //! Architecture invariant: a step touches only its own node (the exceptions are named: a
 //! wait_replay reads the stopped old primary's control file and may start it again as the
-//! rollback of a switchover; a promote looks at every other node to prove none is primary).
+//! rollback of a switchover; a promote looks at every other node to prove none is primary; a
+//! catch_up reads the primary's current WAL position).
 //! Steps never print and never spawn a process except through a transport.
 
 pub mod alter_system;
 pub mod analyze;
+pub mod catch_up;
 pub mod checkpoint;
 pub mod clone;
 pub mod conf;
@@ -361,6 +363,7 @@ impl StepExecutor for Executor {
             Action::CreateSlot(p) => phases!(create_slot, ctx, n, p),
             Action::DropSlot(p) => phases!(drop_slot, ctx, n, p),
             Action::WaitReplay(p) => phases!(wait_replay, ctx, n, p),
+            Action::CatchUp(p) => phases!(catch_up, ctx, n, p),
             Action::Promote(p) => phases!(promote, ctx, n, p),
             Action::Checkpoint(p) => phases!(checkpoint, ctx, n, p),
             Action::ConfigureStandby(p) => phases!(configure_standby, ctx, n, p),

@@ -62,6 +62,7 @@ pub mod sql;
 pub mod ssh;
 pub mod topology;
 pub mod wait;
+pub mod writer;
 
 // The index: every test names these as `support::…` (each test crate uses some of them).
 #[allow(unused_imports)]

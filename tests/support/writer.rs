@@ -1,0 +1,93 @@
+//! The probe writer of the switchover tests: one autocommit insert into `probe` per round trip
+//! through a multi-host `target_session_attrs=read-write` connection (so it always finds the
+//! current primary), every acknowledged id recorded with its time; an id whose insert failed is
+//! never reused.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::config::TargetSessionAttrs;
+
+use super::TestCluster;
+
+/// What the writer saw: acknowledged ids with their time, and failed attempts.
+#[derive(Default, Debug)]
+pub struct WriterLog {
+    pub acked: Vec<(i64, Instant)>,
+    pub errors: u64,
+}
+
+impl WriterLog {
+    /// The longest time between two consecutive acknowledgements.
+    pub fn longest_gap(&self) -> Duration {
+        self.acked
+            .windows(2)
+            .map(|w| w[1].1 - w[0].1)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// One autocommit insert per round trip into `probe` through a multi-host read-write
+/// connection, until `stop`.
+pub async fn writer(nodes: Vec<(String, u16)>, stop: Arc<AtomicBool>) -> WriterLog {
+    let mut cfg = tokio_postgres::Config::new();
+    for (h, p) in &nodes {
+        cfg.host(h).port(*p);
+    }
+    cfg.user("postgres")
+        .dbname("postgres")
+        .target_session_attrs(TargetSessionAttrs::ReadWrite)
+        .connect_timeout(Duration::from_secs(1));
+    let mut log = WriterLog::default();
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut id: i64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = client.as_ref() else {
+            match cfg.connect(tokio_postgres::NoTls).await {
+                Ok((c, conn)) => {
+                    tokio::spawn(conn);
+                    client = Some(c);
+                }
+                Err(_) => {
+                    log.errors += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            continue;
+        };
+        id += 1;
+        match c.execute("INSERT INTO probe(id) VALUES ($1)", &[&id]).await {
+            Ok(_) => log.acked.push((id, Instant::now())),
+            Err(_) => {
+                log.errors += 1;
+                client = None;
+            }
+        }
+    }
+    log
+}
+
+/// A running [`writer`] task.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<WriterLog>,
+}
+
+impl Writer {
+    pub fn start(c: &TestCluster, nodes: &[&str]) -> Writer {
+        let hosts = nodes
+            .iter()
+            .map(|n| (c.node(n).host.clone(), c.node(n).port))
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(writer(hosts, stop.clone()));
+        Writer { stop, task }
+    }
+
+    pub async fn finish(self) -> WriterLog {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("writer")
+    }
+}
