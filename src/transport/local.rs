@@ -151,6 +151,7 @@ impl Transport for LocalTransport {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        super::clean_env(&mut c);
         if self.switches_user() {
             let a = self.account().map_err(|message| TransportError::Spawn {
                 host: HOST.into(),

@@ -100,10 +100,13 @@ impl SshTransport {
         argv: &[OsString],
     ) -> Vec<u8> {
         let mut words = self.as_user_prefix(login_user);
-        if !env.is_empty() {
-            words.push("env".into());
-            words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
+        // After the switch to os_user: whatever sshd, sudo or runuser kept or the login shell's
+        // rc files set, no libpq or server variable reaches the program.
+        words.push("env".into());
+        for k in super::CALLER_ENV_REMOVED {
+            words.extend(["-u".into(), k.into()]);
         }
+        words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
         words.extend(argv.iter().cloned());
         let quoted: Vec<Vec<u8>> = words.iter().map(|w| shell_word(w.as_bytes())).collect();
         quoted.join(&b' ')
