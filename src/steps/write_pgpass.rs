@@ -6,8 +6,9 @@
 //!
 //! Nodes that share a host and an os_user share the file, so it has one writer at a time: read,
 //! merge, and rename under `flock` on `~/.pgpass.lock` only if the file is still what was read
-//! (else read again). pgtopo's lines live in a block marked with the cluster's name, first in the
-//! file so no wildcard line shadows them; every other line stays byte for byte.
+//! (else read again). pgtopo's lines live in a block marked with the cluster's name and system
+//! identifier, first in the file so no wildcard line shadows them; every other line stays byte
+//! for byte.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,11 +42,11 @@ fn fields(line: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// The first and last line of pgtopo's block for `cluster`.
-fn markers(cluster: &str) -> (String, String) {
+/// The first and last line of the block `owner` (a cluster: [`owner`]) keeps.
+fn markers(owner: &str) -> (String, String) {
     (
-        format!("# BEGIN pgtopo managed: cluster {cluster}"),
-        format!("# END pgtopo managed: cluster {cluster}"),
+        format!("# BEGIN pgtopo managed: {owner}"),
+        format!("# END pgtopo managed: {owner}"),
     )
 }
 
@@ -68,7 +69,7 @@ fn entry_of(line: &[u8]) -> Option<PgpassEntry> {
     })
 }
 
-/// The file with pgtopo's block for `cluster` first, then every other line byte for byte.
+/// The file with `owner`'s block first, then every other line byte for byte.
 ///
 /// The block holds `entries`, and the entries already in it that are still in `known` (the
 /// replication entries of the cluster's present nodes): nodes that share the file each add
@@ -77,12 +78,12 @@ fn entry_of(line: &[u8]) -> Option<PgpassEntry> {
 /// The block is sorted, so the result does not depend on which node wrote first.
 pub fn merge(
     current: &[u8],
-    cluster: &str,
+    owner: &str,
     entries: &[PgpassEntry],
     known: &[PgpassEntry],
     password: &Secret,
 ) -> Vec<u8> {
-    let (begin, end) = markers(cluster);
+    let (begin, end) = markers(owner);
     let is = |line: &[u8], m: &str| line.trim_ascii() == m.as_bytes();
     let mut block: Vec<PgpassEntry> = entries.to_vec();
     let mut others: Vec<&[u8]> = Vec::new();
@@ -185,20 +186,34 @@ async fn current(
         .map_err(|e| StepError::new(e.to_string()))
 }
 
+/// Who owns a block: the cluster's name and its system identifier (every node of a cluster
+/// shares it, from initdb on), so that two clusters of one name (test clusters, staging and
+/// production under one os_user) never take each other's lines. Read from the first of the
+/// cluster's nodes that answers.
+async fn owner(ctx: &StepContext) -> Result<String, StepError> {
+    const SQL: &str = "SELECT system_identifier::text FROM pg_control_system()";
+    for n in ctx.desired.present() {
+        if let Ok(rows) = ctx.query(&n.name, SQL, &[]).await {
+            if let Some(id) = rows.first().and_then(|r| r.get::<_, Option<String>>(0)) {
+                return Ok(format!("cluster {}, system {id}", ctx.desired.cluster));
+            }
+        }
+    }
+    Err(StepError::new(
+        "no node of the cluster answers, so its system identifier (which names pgtopo's lines \
+         in .pgpass) is unknown",
+    ))
+}
+
 /// The file `p` wants, from what is there now; None when that is what is there.
 fn wanted(
     ctx: &StepContext,
+    owner: &str,
     cur: Option<&[u8]>,
     p: &WritePgpassParams,
 ) -> Result<Option<Vec<u8>>, StepError> {
     let cur = cur.unwrap_or_default();
-    let new = merge(
-        cur,
-        &ctx.desired.cluster,
-        &p.entries,
-        &known(ctx),
-        &password(ctx)?,
-    );
+    let new = merge(cur, owner, &p.entries, &known(ctx), &password(ctx)?);
     Ok((new != cur).then_some(new))
 }
 
@@ -212,8 +227,9 @@ pub async fn check(
         return Ok(Freshness::Fresh);
     }
     let path = pgpass_path(ctx, node).await?;
+    let owner = owner(ctx).await?;
     let cur = current(ctx, node, &path).await?;
-    Ok(match wanted(ctx, cur.as_deref(), p)? {
+    Ok(match wanted(ctx, &owner, cur.as_deref(), p)? {
         None => Freshness::Fresh,
         Some(_) => Freshness::Dirty(format!("{} lacks the replication entries", path.display())),
     })
@@ -229,10 +245,11 @@ const ATTEMPTS: usize = 20;
 
 pub async fn act(ctx: &StepContext, node: &str, p: &WritePgpassParams) -> Result<(), StepError> {
     let path = pgpass_path(ctx, node).await?;
+    let owner = owner(ctx).await?;
     let _merging = PGPASS_MERGE.lock().await;
     for _ in 0..ATTEMPTS {
         let cur = current(ctx, node, &path).await?;
-        let Some(new) = wanted(ctx, cur.as_deref(), p)? else {
+        let Some(new) = wanted(ctx, &owner, cur.as_deref(), p)? else {
             return Ok(());
         };
         if replace(ctx, node, &path, cur.as_deref(), &new).await? {
@@ -344,17 +361,17 @@ mod tests {
         let pw = secret("s3:cr\\et");
         let cur: &[u8] =
             b"# mine\r\nother:1:*:bob:x\n127.0.0.1:5432:*:replicator:old\nlatin1:1:*:u:\xe9t\xe9";
-        let out = merge(cur, "shop", &e, &e, &pw);
+        let out = merge(cur, "cluster shop, system 7", &e, &e, &pw);
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "# BEGIN pgtopo managed: cluster shop\n\
+            "# BEGIN pgtopo managed: cluster shop, system 7\n\
              127.0.0.1:5432:*:replicator:s3\\:cr\\\\et\n\
              127.0.0.2:5433:*:replicator:s3\\:cr\\\\et\n\
-             # END pgtopo managed: cluster shop\n\
+             # END pgtopo managed: cluster shop, system 7\n\
              # mine\r\nother:1:*:bob:x\nlatin1:1:*:u:\u{fffd}t\u{fffd}"
         );
         assert!(out.ends_with(b"latin1:1:*:u:\xe9t\xe9"));
-        assert_eq!(merge(&out, "shop", &e, &e, &pw), out);
+        assert_eq!(merge(&out, "cluster shop, system 7", &e, &e, &pw), out);
         assert_eq!(fields(b"a\\:b:c"), [b"a:b".to_vec(), b"c".to_vec()]);
     }
 
@@ -374,36 +391,51 @@ mod tests {
         for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
             let mut file = b"x:1:*:y:z\n".to_vec();
             for i in order {
-                file = merge(&file, "shop", &step(i), &all, &pw);
+                file = merge(&file, "cluster shop, system 7", &step(i), &all, &pw);
             }
             // Every step finds its entries: nothing left to do for any of them.
             for i in 0..3 {
-                assert_eq!(merge(&file, "shop", &step(i), &all, &pw), file);
+                assert_eq!(
+                    merge(&file, "cluster shop, system 7", &step(i), &all, &pw),
+                    file
+                );
             }
             results.push(file);
         }
         assert!(results.windows(2).all(|w| w[0] == w[1]));
         // A node that moved: its old line goes, the new one comes, the rest stays.
         let moved = [all[0].clone(), all[1].clone(), entry("127.0.0.3", 6432)];
-        let out = merge(&results[0], "shop", &moved[..2], &moved, &pw);
-        let out = merge(&out, "shop", &moved[1..], &moved, &pw);
+        let out = merge(
+            &results[0],
+            "cluster shop, system 7",
+            &moved[..2],
+            &moved,
+            &pw,
+        );
+        let out = merge(&out, "cluster shop, system 7", &moved[1..], &moved, &pw);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("127.0.0.3:5432"), "{text}");
         assert!(text.contains("127.0.0.3:6432:*:replicator:pw"), "{text}");
         assert!(
-            text.ends_with("# END pgtopo managed: cluster shop\nx:1:*:y:z\n"),
+            text.ends_with("# END pgtopo managed: cluster shop, system 7\nx:1:*:y:z\n"),
             "{text}"
         );
         // Another cluster's block is another owner's lines.
-        let other = merge(text.as_bytes(), "web", &[entry("10.0.0.1", 5432)], &[], &pw);
+        let other = merge(
+            text.as_bytes(),
+            "cluster web, system 8",
+            &[entry("10.0.0.1", 5432)],
+            &[],
+            &pw,
+        );
         assert!(other.ends_with(text.as_bytes()));
     }
 
     #[test]
     fn an_unterminated_block_is_left_as_it_is() {
         let pw = secret("pw");
-        let cur = b"# BEGIN pgtopo managed: cluster shop\nkeep:1:*:me:x\n";
-        let out = merge(cur, "shop", &[entry("h", 1)], &[], &pw);
+        let cur = b"# BEGIN pgtopo managed: cluster shop, system 7\nkeep:1:*:me:x\n";
+        let out = merge(cur, "cluster shop, system 7", &[entry("h", 1)], &[], &pw);
         assert!(out.ends_with(cur), "{}", String::from_utf8_lossy(&out));
     }
 }

@@ -417,6 +417,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn no_caller_pg_variable_reaches_a_command() {
+        // A name no other test reads: every `PG…` of the caller is removed alike.
+        std::env::set_var("PGTOPO_UNIT_STRAY", "wrong");
+        let out = me()
+            .run(&CommandSpec::new("/usr/bin/env").env("PGPASSFILE", "/p/.pgpass"))
+            .await
+            .unwrap();
+        let text = out.stdout_text();
+        assert!(!text.contains("PGTOPO_UNIT_STRAY"), "{text}");
+        assert!(text.lines().any(|l| l == "PGPASSFILE=/p/.pgpass"), "{text}");
+    }
+
+    #[tokio::test]
     async fn missing_program_is_a_spawn_error() {
         let err = me()
             .run(&CommandSpec::new("/nonexistent/pgtopo-nothing"))

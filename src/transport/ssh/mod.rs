@@ -441,3 +441,36 @@ impl Transport for SshTransport {
         self.rm("-rf", path).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_run_without_the_libpq_environment_after_the_user_switch() {
+        let spec = SshSpec {
+            host: "db1".into(),
+            user: Some("root".into()),
+            port: None,
+            identity_file: None,
+            known_hosts_file: None,
+        };
+        let t = SshTransport::new(spec, "postgres");
+        let env = [("PGPASSFILE".to_string(), "/home/p/.pgpass".to_string())];
+        let line = t.remote_command("root", &env, &argv(["pg_basebackup", "-w"]));
+        let line = String::from_utf8(line).unwrap();
+        let unset: String = crate::transport::CALLER_ENV_REMOVED
+            .iter()
+            .map(|k| format!(" -u {k}"))
+            .collect();
+        assert_eq!(
+            line,
+            format!(
+                "runuser -u postgres -- env{unset} PGPASSFILE=/home/p/.pgpass pg_basebackup -w"
+            )
+        );
+        for k in ["PGHOST", "PGPASSWORD", "PGSSLMODE", "PGDATA", "PGOPTIONS"] {
+            assert!(line.contains(&format!(" -u {k} ")), "{k}");
+        }
+    }
+}
