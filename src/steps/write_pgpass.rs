@@ -189,10 +189,12 @@ async fn current(
 /// Who owns a block: the cluster's name and its system identifier (every node of a cluster
 /// shares it, from initdb on), so that two clusters of one name (test clusters, staging and
 /// production under one os_user) never take each other's lines. Read from the first of the
-/// cluster's nodes that answers.
+/// cluster's nodes that answers, the declared primary first.
 async fn owner(ctx: &StepContext) -> Result<String, StepError> {
     const SQL: &str = "SELECT system_identifier::text FROM pg_control_system()";
-    for n in ctx.desired.present() {
+    let primary = ctx.desired.primary();
+    let others = ctx.desired.present().filter(|n| n.name != primary.name);
+    for n in std::iter::once(primary).chain(others) {
         if let Ok(rows) = ctx.query(&n.name, SQL, &[]).await {
             if let Some(id) = rows.first().and_then(|r| r.get::<_, Option<String>>(0)) {
                 return Ok(format!("cluster {}, system {id}", ctx.desired.cluster));
