@@ -17,7 +17,7 @@ use super::{Freshness, StepContext};
 use crate::apply::StepError;
 use crate::config::Secret;
 use crate::plan::{PgpassEntry, WritePgpassParams};
-use crate::transport::CommandSpec;
+use crate::transport::{CommandSpec, Transport};
 
 /// Escape a .pgpass field (`:` and `\\`).
 fn esc(s: &str) -> String {
@@ -254,7 +254,8 @@ pub async fn act(ctx: &StepContext, node: &str, p: &WritePgpassParams) -> Result
         let Some(new) = wanted(ctx, &owner, cur.as_deref(), p)? else {
             return Ok(());
         };
-        if replace(ctx, node, &path, cur.as_deref(), &new).await? {
+        let t = ctx.transport(node)?;
+        if replace(t.as_ref(), node, &path, cur.as_deref(), &new).await? {
             return Ok(());
         }
     }
@@ -268,13 +269,12 @@ pub async fn act(ctx: &StepContext, node: &str, p: &WritePgpassParams) -> Result
 /// over `path` if `path` still holds `old` (None: does not exist). Both travel as files beside
 /// it (0600), never on a command line. `Ok(false)` when the file had changed.
 async fn replace(
-    ctx: &StepContext,
+    t: &dyn Transport,
     node: &str,
     path: &Path,
     old: Option<&[u8]>,
     new: &[u8],
 ) -> Result<bool, StepError> {
-    let t = ctx.transport(node)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -431,6 +431,39 @@ mod tests {
             &pw,
         );
         assert!(other.ends_with(text.as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_since_it_was_read_is_not_replaced() {
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        let t = crate::transport::LocalTransport::new(me);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pgpass");
+        // Absent, as read: created.
+        assert!(replace(&t, "n1", &path, None, b"one\n").await.unwrap());
+        // Changed by another writer since it was read: left alone.
+        assert!(!replace(&t, "n1", &path, None, b"two\n").await.unwrap());
+        assert!(!replace(&t, "n1", &path, Some(b"zero\n"), b"two\n")
+            .await
+            .unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\n");
+        // Unchanged since read: replaced, 0600, and nothing left beside it but the lock file.
+        assert!(replace(&t, "n1", &path, Some(b"one\n"), b"two\n")
+            .await
+            .unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".pgpass", ".pgpass.lock"]);
     }
 
     #[test]
