@@ -3,6 +3,7 @@
 //! reference, TLS per `connect.sslmode` / `sslrootcert` / `sslcert` / `sslkey` through [`tls`]),
 //! so observation, steps, import and the probe writer connect the same way.
 
+pub mod scram;
 pub mod tls;
 
 use std::time::Duration;

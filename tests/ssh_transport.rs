@@ -40,6 +40,11 @@ async fn runs_commands_as_os_user_with_env() {
 
     let out = t.run(&CommandSpec::new("false")).await.unwrap();
     assert_eq!(out.code, Some(1));
+
+    // The session's stray libpq variables (sshd's SetEnv here) never reach the program.
+    let out = t.run(&CommandSpec::new("env")).await.unwrap();
+    let env = out.stdout_text();
+    assert!(env.lines().all(|l| !l.starts_with("PG")), "{env}");
     pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
 }
 

@@ -65,6 +65,7 @@ rules! {
     hba_trust,
     hba_address_missing,
     hba_method,
+    hba_md5,
     cluster_name,
     node_name,
     port_zero,

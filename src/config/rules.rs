@@ -671,6 +671,19 @@ fn hba(root: &Node, errors: &mut Vec<ConfigError>) {
         .and_then(|r| str_entry(&r.value, "hba_method"))
     {
         hba_method(m, e.value.span, "replication.hba_method".into(), errors);
+        if m.split_whitespace().next() == Some("md5") {
+            errors.push(
+                ConfigError::new(
+                    "hba_md5",
+                    "`replication.hba_method` cannot be `md5`: md5 passwords are deprecated",
+                )
+                .label(e.value.span, "md5 is refused")
+                .help(
+                    "use `scram-sha-256` (the default): pgtopo stores the replication role's \
+                     password as a SCRAM-SHA-256 verifier",
+                ),
+            );
+        }
     }
     let Some(rules) = root.get("hba") else { return };
     for (i, rule) in rules.value.items().iter().enumerate() {

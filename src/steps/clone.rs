@@ -140,6 +140,10 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             .arg("fast")
             .arg("-w")
             .timeout(Duration::from_secs(12 * 3600));
+        if ctx.desired.replication.password.is_some() {
+            let passfile = super::write_pgpass::pgpass_path(ctx, node).await?;
+            cmd = cmd.env("PGPASSFILE", passfile.display().to_string());
+        }
         // TLS keywords as a connection string; -h, -p and -U above still apply.
         let tls = super::conf::tls_keywords(ctx.desired.replication_tls(node).as_ref());
         if !tls.is_empty() {

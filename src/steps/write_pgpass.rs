@@ -2,66 +2,126 @@
 //! `host:port:*:user:password` per entry, so that pg_basebackup, pg_rewind and the WAL receiver
 //! find it without a password in any conninfo. The password comes from the topology's
 //! `replication.password` reference, resolved now; it is written only into this file, never
-//! logged, and the step's messages never include the file. Other lines are kept; lines for the
-//! same host, port and user are replaced.
+//! logged, and the step's messages never include the file.
+//!
+//! Nodes that share a host and an os_user share the file, so it has one writer at a time: read,
+//! merge, and rename under `flock` on `~/.pgpass.lock` only if the file is still what was read
+//! (else read again). pgtopo's lines live in a block marked with the cluster's name and system
+//! identifier, first in the file so no wildcard line shadows them; every other line stays byte
+//! for byte.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Freshness, StepContext};
 use crate::apply::StepError;
 use crate::config::Secret;
 use crate::plan::{PgpassEntry, WritePgpassParams};
-use crate::transport::CommandSpec;
+use crate::transport::{CommandSpec, Transport};
 
-/// Escape a .pgpass field (`:` and `\`).
+/// Escape a .pgpass field (`:` and `\\`).
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace(':', "\\:")
 }
 
 /// Split a .pgpass line into its fields, honouring escapes.
-fn fields(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut it = line.chars();
-    while let Some(c) = it.next() {
+fn fields(line: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new()];
+    let mut it = line.iter();
+    while let Some(&c) = it.next() {
         match c {
-            '\\' => {
-                if let Some(n) = it.next() {
+            b'\\' => {
+                if let Some(&n) = it.next() {
                     out.last_mut().expect("one field").push(n);
                 }
             }
-            ':' => out.push(String::new()),
+            b':' => out.push(Vec::new()),
             c => out.last_mut().expect("one field").push(c),
         }
     }
     out
 }
 
-/// The file with our entries (at the end), other lines kept in order.
-pub fn merge(current: &str, entries: &[PgpassEntry], password: &Secret) -> String {
-    let ours = |f: &[String]| {
-        f.len() >= 5
-            && (f[2] == "*" || f[2] == "replication")
-            && entries
-                .iter()
-                .any(|e| f[0] == e.host && f[1] == e.port.to_string() && f[3] == e.user)
-    };
-    let mut out = String::new();
-    for line in current.lines() {
-        if !line.trim_start().starts_with('#') && ours(&fields(line)) {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
+/// The first and last line of the block `owner` (a cluster: [`owner`]) keeps.
+fn markers(owner: &str) -> (String, String) {
+    (
+        format!("# BEGIN pgtopo managed: {owner}"),
+        format!("# END pgtopo managed: {owner}"),
+    )
+}
+
+/// The replication entry a line is for (host, port, `*` or `replication`, user), if it is one.
+fn entry_of(line: &[u8]) -> Option<PgpassEntry> {
+    let text = std::str::from_utf8(line).ok()?;
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.trim_start().starts_with('#') {
+        return None;
     }
-    for e in entries {
-        out.push_str(&format!(
-            "{}:{}:*:{}:{}\n",
-            esc(&e.host),
-            e.port,
-            esc(&e.user),
-            esc(password.expose())
-        ));
+    let f = fields(text.as_bytes());
+    let s = |i: usize| String::from_utf8(f.get(i)?.clone()).ok();
+    if f.len() < 5 || !matches!(s(2)?.as_str(), "*" | "replication") {
+        return None;
+    }
+    Some(PgpassEntry {
+        host: s(0)?,
+        port: s(1)?.parse().ok()?,
+        user: s(3)?,
+    })
+}
+
+/// The file with `owner`'s block first, then every other line byte for byte.
+///
+/// The block holds `entries`, and the entries already in it that are still in `known` (the
+/// replication entries of the cluster's present nodes): nodes that share the file each add
+/// theirs, and lines for a host or port the cluster no longer has go. A line outside the block
+/// for one of the block's entries is the older form of it (or would shadow it) and goes too.
+/// The block is sorted, so the result does not depend on which node wrote first.
+pub fn merge(
+    current: &[u8],
+    owner: &str,
+    entries: &[PgpassEntry],
+    known: &[PgpassEntry],
+    password: &Secret,
+) -> Vec<u8> {
+    let (begin, end) = markers(owner);
+    let is = |line: &[u8], m: &str| line.trim_ascii() == m.as_bytes();
+    let mut block: Vec<PgpassEntry> = entries.to_vec();
+    let mut others: Vec<&[u8]> = Vec::new();
+    // The lines of an open block; an unterminated one is not pgtopo's and stays as it is.
+    let mut inside: Option<Vec<&[u8]>> = None;
+    for line in current.split_inclusive(|&b| b == b'\n') {
+        match &mut inside {
+            None if is(line, &begin) => inside = Some(vec![line]),
+            None => others.push(line),
+            Some(_) if is(line, &end) => {
+                let lines = inside.take().unwrap_or_default();
+                let found = lines.iter().filter_map(|l| entry_of(l));
+                block.extend(found.filter(|e| known.contains(e)));
+            }
+            Some(lines) => lines.push(line),
+        }
+    }
+    others.extend(inside.unwrap_or_default());
+    block.sort_by(|a, b| (&a.host, a.port, &a.user).cmp(&(&b.host, b.port, &b.user)));
+    block.dedup();
+    let mut out = format!("{begin}\n").into_bytes();
+    for e in &block {
+        out.extend_from_slice(
+            format!(
+                "{}:{}:*:{}:{}\n",
+                esc(&e.host),
+                e.port,
+                esc(&e.user),
+                esc(password.expose())
+            )
+            .as_bytes(),
+        );
+    }
+    out.extend_from_slice(format!("{end}\n").as_bytes());
+    for line in others {
+        if !entry_of(line).is_some_and(|e| block.contains(&e)) {
+            out.extend_from_slice(line);
+        }
     }
     out
 }
@@ -102,18 +162,61 @@ fn password(ctx: &StepContext) -> Result<Secret, StepError> {
     r.resolve().map_err(|e| StepError::new(e.to_string()))
 }
 
+/// The replication entries of the cluster's present nodes: the block keeps no other.
+fn known(ctx: &StepContext) -> Vec<PgpassEntry> {
+    let user = &ctx.desired.replication.user;
+    ctx.desired
+        .present()
+        .map(|n| PgpassEntry {
+            host: n.host.clone(),
+            port: n.port,
+            user: user.clone(),
+        })
+        .collect()
+}
+
 async fn current(
     ctx: &StepContext,
     node: &str,
     path: &std::path::Path,
-) -> Result<String, StepError> {
-    let b = ctx
-        .transport(node)?
+) -> Result<Option<Vec<u8>>, StepError> {
+    ctx.transport(node)?
         .read_file(path)
         .await
-        .map_err(|e| StepError::new(e.to_string()))?;
-    Ok(b.map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default())
+        .map_err(|e| StepError::new(e.to_string()))
+}
+
+/// Who owns a block: the cluster's name and its system identifier (every node of a cluster
+/// shares it, from initdb on), so that two clusters of one name (test clusters, staging and
+/// production under one os_user) never take each other's lines. Read from the first of the
+/// cluster's nodes that answers, the declared primary first.
+async fn owner(ctx: &StepContext) -> Result<String, StepError> {
+    const SQL: &str = "SELECT system_identifier::text FROM pg_control_system()";
+    let primary = ctx.desired.primary();
+    let others = ctx.desired.present().filter(|n| n.name != primary.name);
+    for n in std::iter::once(primary).chain(others) {
+        if let Ok(rows) = ctx.query(&n.name, SQL, &[]).await {
+            if let Some(id) = rows.first().and_then(|r| r.get::<_, Option<String>>(0)) {
+                return Ok(format!("cluster {}, system {id}", ctx.desired.cluster));
+            }
+        }
+    }
+    Err(StepError::new(
+        "no node of the cluster answers, so its system identifier (which names pgtopo's lines \
+         in .pgpass) is unknown",
+    ))
+}
+
+/// The file `p` wants, from what is there now; None when that is what is there.
+fn wanted(
+    ctx: &StepContext,
+    owner: &str,
+    cur: Option<&[u8]>,
+    p: &WritePgpassParams,
+) -> Result<Option<Vec<u8>>, StepError> {
+    let cur = cur.unwrap_or_default();
+    let new = merge(cur, owner, &p.entries, &known(ctx), &password(ctx)?);
+    Ok((new != cur).then_some(new))
 }
 
 pub async fn check(
@@ -126,27 +229,104 @@ pub async fn check(
         return Ok(Freshness::Fresh);
     }
     let path = pgpass_path(ctx, node).await?;
+    let owner = owner(ctx).await?;
     let cur = current(ctx, node, &path).await?;
-    Ok(if merge(&cur, &p.entries, &password(ctx)?) == cur {
-        Freshness::Fresh
-    } else {
-        Freshness::Dirty(format!("{} lacks the replication entries", path.display()))
+    Ok(match wanted(ctx, &owner, cur.as_deref(), p)? {
+        None => Freshness::Fresh,
+        Some(_) => Freshness::Dirty(format!("{} lacks the replication entries", path.display())),
     })
 }
 
-/// Serialises the read-merge-write of .pgpass files within one apply: nodes that share a machine
-/// and an os_user share one file, and two concurrent merges would lose one's entries.
+/// Within one apply, the steps that write .pgpass files take turns (a step that waits finds the
+/// file its predecessor wrote). Across processes the lock file and the comparison in [`replace`]
+/// keep the writers apart.
 static PGPASS_MERGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How many times a write starts over when another writer changed the file meanwhile.
+const ATTEMPTS: usize = 20;
 
 pub async fn act(ctx: &StepContext, node: &str, p: &WritePgpassParams) -> Result<(), StepError> {
     let path = pgpass_path(ctx, node).await?;
+    let owner = owner(ctx).await?;
     let _merging = PGPASS_MERGE.lock().await;
-    let cur = current(ctx, node, &path).await?;
-    let new = merge(&cur, &p.entries, &password(ctx)?);
-    ctx.transport(node)?
-        .write_file_atomic(&path, new.as_bytes(), 0o600)
-        .await
-        .map_err(|e| StepError::new(format!("{node}: cannot write {}: {e}", path.display())))
+    for _ in 0..ATTEMPTS {
+        let cur = current(ctx, node, &path).await?;
+        let Some(new) = wanted(ctx, &owner, cur.as_deref(), p)? else {
+            return Ok(());
+        };
+        let t = ctx.transport(node)?;
+        if replace(t.as_ref(), node, &path, cur.as_deref(), &new).await? {
+            return Ok(());
+        }
+    }
+    Err(StepError::new(format!(
+        "{node}: {} changed under every one of {ATTEMPTS} writes (another writer keeps changing it)",
+        path.display()
+    )))
+}
+
+/// Under `flock` on `<path>.lock` (held by every pgtopo that writes this file), rename `new`
+/// over `path` if `path` still holds `old` (None: does not exist). Both travel as files beside
+/// it (0600), never on a command line. `Ok(false)` when the file had changed.
+async fn replace(
+    t: &dyn Transport,
+    node: &str,
+    path: &Path,
+    old: Option<&[u8]>,
+    new: &[u8],
+) -> Result<bool, StepError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let beside = |what: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".pgtopo-{what}-{}-{nanos}", std::process::id()));
+        PathBuf::from(p)
+    };
+    let (new_tmp, old_tmp) = (beside("new"), beside("old"));
+    let io = |e: crate::transport::TransportError| StepError::new(format!("{node}: {e}"));
+    let script =
+        "if [ -z \"$1\" ]; then [ ! -e \"$2\" ]; else cmp -s -- \"$1\" \"$2\"; fi || exit 75; \
+                  mv -f -T -- \"$3\" \"$2\"";
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    let res = async {
+        t.write_file_atomic(&new_tmp, new, 0o600)
+            .await
+            .map_err(io)?;
+        if let Some(old) = old {
+            t.write_file_atomic(&old_tmp, old, 0o600)
+                .await
+                .map_err(io)?;
+        }
+        let cmd = CommandSpec::new("flock")
+            .args(["-w", "60", "-E", "76"])
+            .arg(lock)
+            .args(["sh", "-c", script, "sh"])
+            .arg(old.map(|_| old_tmp.as_os_str()).unwrap_or_default())
+            .arg(path.as_os_str())
+            .arg(new_tmp.as_os_str())
+            .timeout(Duration::from_secs(90));
+        t.run(&cmd).await.map_err(io)
+    }
+    .await;
+    for f in [&new_tmp, &old_tmp] {
+        let _ = t.remove_file(f).await;
+    }
+    let out = res?;
+    match out.code {
+        Some(0) => Ok(true),
+        Some(75) => Ok(false),
+        Some(76) => Err(StepError::new(format!(
+            "{node}: another writer held {}.lock for 60 s",
+            path.display()
+        ))),
+        _ => Err(StepError::with_stderr(
+            format!("{node}: cannot replace {}", path.display()),
+            out.stderr,
+        )),
+    }
 }
 
 pub async fn verify(ctx: &StepContext, node: &str, p: &WritePgpassParams) -> Result<(), StepError> {
@@ -169,28 +349,128 @@ mod tests {
         .unwrap()
     }
 
+    fn entry(host: &str, port: u16) -> PgpassEntry {
+        PgpassEntry {
+            host: host.into(),
+            port,
+            user: "replicator".into(),
+        }
+    }
+
     #[test]
-    fn merge_replaces_our_lines_and_keeps_the_rest() {
-        let e = vec![
-            PgpassEntry {
-                host: "127.0.0.1".into(),
-                port: 5432,
-                user: "replicator".into(),
-            },
-            PgpassEntry {
-                host: "127.0.0.2".into(),
-                port: 5433,
-                user: "replicator".into(),
-            },
-        ];
+    fn merge_replaces_our_lines_and_keeps_the_rest_byte_for_byte() {
+        let e = vec![entry("127.0.0.1", 5432), entry("127.0.0.2", 5433)];
         let pw = secret("s3:cr\\et");
-        let cur = "# mine\nother:1:*:bob:x\n127.0.0.1:5432:*:replicator:old\n";
-        let out = merge(cur, &e, &pw);
+        let cur: &[u8] =
+            b"# mine\r\nother:1:*:bob:x\n127.0.0.1:5432:*:replicator:old\nlatin1:1:*:u:\xe9t\xe9";
+        let out = merge(cur, "cluster shop, system 7", &e, &e, &pw);
         assert_eq!(
-            out,
-            "# mine\nother:1:*:bob:x\n127.0.0.1:5432:*:replicator:s3\\:cr\\\\et\n127.0.0.2:5433:*:replicator:s3\\:cr\\\\et\n"
+            String::from_utf8_lossy(&out),
+            "# BEGIN pgtopo managed: cluster shop, system 7\n\
+             127.0.0.1:5432:*:replicator:s3\\:cr\\\\et\n\
+             127.0.0.2:5433:*:replicator:s3\\:cr\\\\et\n\
+             # END pgtopo managed: cluster shop, system 7\n\
+             # mine\r\nother:1:*:bob:x\nlatin1:1:*:u:\u{fffd}t\u{fffd}"
         );
-        assert_eq!(merge(&out, &e, &pw), out);
-        assert_eq!(fields("a\\:b:c"), ["a:b", "c"]);
+        assert!(out.ends_with(b"latin1:1:*:u:\xe9t\xe9"));
+        assert_eq!(merge(&out, "cluster shop, system 7", &e, &e, &pw), out);
+        assert_eq!(fields(b"a\\:b:c"), [b"a:b".to_vec(), b"c".to_vec()]);
+    }
+
+    #[test]
+    fn nodes_sharing_the_file_converge_in_any_order() {
+        let all = [
+            entry("127.0.0.1", 5432),
+            entry("127.0.0.2", 5432),
+            entry("127.0.0.3", 5432),
+        ];
+        let pw = secret("pw");
+        // Each node's step names the other nodes.
+        let step = |i: usize| -> Vec<PgpassEntry> {
+            (0..3).filter(|&j| j != i).map(|j| all[j].clone()).collect()
+        };
+        let mut results = Vec::new();
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
+            let mut file = b"x:1:*:y:z\n".to_vec();
+            for i in order {
+                file = merge(&file, "cluster shop, system 7", &step(i), &all, &pw);
+            }
+            // Every step finds its entries: nothing left to do for any of them.
+            for i in 0..3 {
+                assert_eq!(
+                    merge(&file, "cluster shop, system 7", &step(i), &all, &pw),
+                    file
+                );
+            }
+            results.push(file);
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+        // A node that moved: its old line goes, the new one comes, the rest stays.
+        let moved = [all[0].clone(), all[1].clone(), entry("127.0.0.3", 6432)];
+        let out = merge(
+            &results[0],
+            "cluster shop, system 7",
+            &moved[..2],
+            &moved,
+            &pw,
+        );
+        let out = merge(&out, "cluster shop, system 7", &moved[1..], &moved, &pw);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("127.0.0.3:5432"), "{text}");
+        assert!(text.contains("127.0.0.3:6432:*:replicator:pw"), "{text}");
+        assert!(
+            text.ends_with("# END pgtopo managed: cluster shop, system 7\nx:1:*:y:z\n"),
+            "{text}"
+        );
+        // Another cluster's block is another owner's lines.
+        let other = merge(
+            text.as_bytes(),
+            "cluster web, system 8",
+            &[entry("10.0.0.1", 5432)],
+            &[],
+            &pw,
+        );
+        assert!(other.ends_with(text.as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_since_it_was_read_is_not_replaced() {
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        let t = crate::transport::LocalTransport::new(me);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pgpass");
+        // Absent, as read: created.
+        assert!(replace(&t, "n1", &path, None, b"one\n").await.unwrap());
+        // Changed by another writer since it was read: left alone.
+        assert!(!replace(&t, "n1", &path, None, b"two\n").await.unwrap());
+        assert!(!replace(&t, "n1", &path, Some(b"zero\n"), b"two\n")
+            .await
+            .unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\n");
+        // Unchanged since read: replaced, 0600, and nothing left beside it but the lock file.
+        assert!(replace(&t, "n1", &path, Some(b"one\n"), b"two\n")
+            .await
+            .unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".pgpass", ".pgpass.lock"]);
+    }
+
+    #[test]
+    fn an_unterminated_block_is_left_as_it_is() {
+        let pw = secret("pw");
+        let cur = b"# BEGIN pgtopo managed: cluster shop, system 7\nkeep:1:*:me:x\n";
+        let out = merge(cur, "cluster shop, system 7", &[entry("h", 1)], &[], &pw);
+        assert!(out.ends_with(cur), "{}", String::from_utf8_lossy(&out));
     }
 }

@@ -151,6 +151,7 @@ impl Transport for LocalTransport {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        super::clean_env(&mut c);
         if self.switches_user() {
             let a = self.account().map_err(|message| TransportError::Spawn {
                 host: HOST.into(),
@@ -413,6 +414,19 @@ mod tests {
             .stdout_text()
             .lines()
             .any(|l| l == "PGTOPO_TEST_VAR=x=1"));
+    }
+
+    #[tokio::test]
+    async fn no_caller_pg_variable_reaches_a_command() {
+        // A name no other test reads: every `PG…` of the caller is removed alike.
+        std::env::set_var("PGTOPO_UNIT_STRAY", "wrong");
+        let out = me()
+            .run(&CommandSpec::new("/usr/bin/env").env("PGPASSFILE", "/p/.pgpass"))
+            .await
+            .unwrap();
+        let text = out.stdout_text();
+        assert!(!text.contains("PGTOPO_UNIT_STRAY"), "{text}");
+        assert!(text.lines().any(|l| l == "PGPASSFILE=/p/.pgpass"), "{text}");
     }
 
     #[tokio::test]

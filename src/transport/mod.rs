@@ -18,12 +18,80 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// The environment variables no tool or server that pgtopo starts may take from the caller (or,
+/// over SSH, from the remote user's rc files): every variable libpq reads (libpq's
+/// "Environment Variables", PostgreSQL 14 to 18, checked against the strings in libpq.so) and
+/// those the server programs read (`PGDATA`, `PGPORT`, `PGCTLTIMEOUT`, …). What a tool needs is
+/// passed explicitly ([`CommandSpec::env`]): conninfo on its command line, `PGPASSFILE`.
+pub const CALLER_ENV_REMOVED: [&str; 48] = [
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGREQUIREAUTH",
+    "PGCHANNELBINDING",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGOPTIONS",
+    "PGAPPNAME",
+    "PGSSLMODE",
+    "PGREQUIRESSL",
+    "PGSSLCOMPRESSION",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCERTMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCRL",
+    "PGSSLCRLDIR",
+    "PGSSLSNI",
+    "PGSSLNEGOTIATION",
+    "PGREQUIREPEER",
+    "PGSSLMINPROTOCOLVERSION",
+    "PGSSLMAXPROTOCOLVERSION",
+    "PGMINPROTOCOLVERSION",
+    "PGMAXPROTOCOLVERSION",
+    "PGGSSENCMODE",
+    "PGKRBSRVNAME",
+    "PGGSSLIB",
+    "PGGSSDELEGATION",
+    "PGCONNECT_TIMEOUT",
+    "PGCLIENTENCODING",
+    "PGTARGETSESSIONATTRS",
+    "PGLOADBALANCEHOSTS",
+    "PGDATESTYLE",
+    "PGTZ",
+    "PGGEQO",
+    "PGSYSCONFDIR",
+    "PGLOCALEDIR",
+    "PGOAUTHDEBUG",
+    "PGOAUTHCAFILE",
+    "PGDATA",
+    "PGCTLTIMEOUT",
+    "PG_OOM_ADJUST_FILE",
+    "PG_OOM_ADJUST_VALUE",
+];
+
+/// Take the caller's libpq and server variables out of `c`'s environment (before the command's
+/// own variables are set): every `PG…` variable, the list above and any other (a libpq newer
+/// than the list, pgtopo's own `PGTOPO_…`, where secrets are usually kept).
+pub fn clean_env(c: &mut tokio::process::Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.as_encoded_bytes().starts_with(b"PG") {
+            c.env_remove(k);
+        }
+    }
+}
+
 /// A command to run on the node's host, as the node's os_user.
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
     pub program: PathBuf,
     pub args: Vec<OsString>,
-    /// Extra environment (e.g. `PGPASSFILE`, `PGAPPNAME`); never a password.
+    /// Environment set for this command, on top of a clean one (see [`CALLER_ENV_REMOVED`]):
+    /// e.g. `PGPASSFILE`; never a password.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
 }

@@ -18,6 +18,7 @@ impl TestCluster {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
         c.arg("-f").arg(self.topology_file());
         c.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
+        c.envs(self.pgtopo_env.iter().map(|(k, v)| (k, v)));
         c
     }
 }

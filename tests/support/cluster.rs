@@ -54,6 +54,13 @@ pub struct TestCluster {
     /// OS user that owns the data directories and runs the servers.
     pub os_user: String,
     pub cluster_name: String,
+    /// The superuser's password when the cluster authenticates by password (see
+    /// [`TestCluster::with_password`]); the harness's psql sends it, pgtopo reads it from the
+    /// topology's reference.
+    pub password: Option<String>,
+    /// Variables set on every pgtopo run (a caller's stray libpq environment, for the security
+    /// suite).
+    pub pgtopo_env: Vec<(String, String)>,
     pub(super) nodes: Vec<Node>,
     claims: Vec<PathBuf>,
     /// Dropped after the servers are ended (fields drop after `Drop::drop`).
@@ -97,11 +104,21 @@ impl TestCluster {
             bin_dir,
             os_user,
             cluster_name: "test".into(),
+            password: None,
+            pgtopo_env: Vec::new(),
             nodes: Vec::new(),
             claims: Vec::new(),
             placement: None,
             _tmp: tmp,
         }
+    }
+
+    /// A new, empty cluster whose servers ask every TCP connection for a password
+    /// (scram-sha-256; the local socket trusts): the superuser `postgres` has `password`.
+    pub fn with_password(password: &str) -> Self {
+        let mut c = Self::new();
+        c.password = Some(password.to_string());
+        c
     }
 
     /// A new, empty cluster whose nodes live where `placement` says (node `i` at its
@@ -155,7 +172,8 @@ impl TestCluster {
         self.nodes.last().expect("just pushed")
     }
 
-    /// initdb a primary (not started): trust for local and 127.0.0.0/8 (replication included),
+    /// initdb a primary (not started): trust for local and 127.0.0.0/8 (replication included;
+    /// scram-sha-256 over TCP with [`TestCluster::with_password`]), `log_statement = 'all'`,
     /// wal_level=replica, wal_log_hints=on, max_wal_senders=10, its own address, port and socket
     /// directory.
     pub fn init_primary(&mut self, name: &str) -> &Node {
@@ -165,24 +183,39 @@ impl TestCluster {
     /// [`TestCluster::init_primary`] with more initdb options (`--wal-segsize=32`, …).
     pub fn init_primary_with(&mut self, name: &str, initdb_options: &[&str]) -> &Node {
         let node = self.new_node(name, NodeKind::Primary).clone();
+        let pwfile = self.dir.join(format!("{name}.initdb-password"));
+        let pwfile_arg = format!("--pwfile={}", pwfile.display());
         let mut args = vec![
             "-D",
             path_str(&node.data_dir),
             "-U",
             "postgres",
-            "-A",
-            "trust",
+            "--auth-local=trust",
             "-E",
             "UTF8",
             "--locale=C",
             "--no-sync",
         ];
+        // With a password, initdb stores it as a SCRAM verifier itself (never in SQL).
+        let method = match &self.password {
+            Some(pw) => {
+                self.write_os_file(&pwfile, pw);
+                args.push(&pwfile_arg);
+                "scram-sha-256"
+            }
+            None => "trust",
+        };
+        let auth_host = format!("--auth-host={method}");
+        args.push(&auth_host);
         args.extend_from_slice(initdb_options);
         self.os_cmd(&self.bin("initdb"), &args, Duration::from_secs(120));
+        let _ = std::fs::remove_file(&pwfile);
         self.append(
             &node.data_dir.join("pg_hba.conf"),
-            "\n# test harness\nlocal all all trust\nhost all all 127.0.0.0/8 trust\n\
-             local replication all trust\nhost replication all 127.0.0.0/8 trust\n",
+            &format!(
+                "\n# test harness\nlocal all all trust\nhost all all 127.0.0.0/8 {method}\n\
+                 local replication all trust\nhost replication all 127.0.0.0/8 {method}\n"
+            ),
         );
         if let Some(p) = &self.placement {
             self.append(&node.data_dir.join("pg_hba.conf"), &p.hba());
@@ -191,7 +224,7 @@ impl TestCluster {
             &node.data_dir.join("postgresql.conf"),
             &format!(
                 "\n# test harness\nwal_level = replica\nwal_log_hints = on\nmax_wal_senders = 10\n\
-                 max_replication_slots = 10\nhot_standby = on\n\
+                 max_replication_slots = 10\nhot_standby = on\nlog_statement = 'all'\n\
                  unix_socket_directories = '{}'\n{}",
                 self.dir.display(),
                 own_identity(&node)

@@ -34,6 +34,9 @@ impl TestCluster {
             .env("PGCONNECT_TIMEOUT", "10")
             .env_remove("PGPASSWORD")
             .stdin(Stdio::null());
+        if let Some(pw) = &self.password {
+            c.env("PGPASSWORD", pw);
+        }
         let out = run_with_deadline(c, Duration::from_secs(60))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout)

@@ -77,11 +77,14 @@ impl Sshd {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
+        // Every session starts with a stray libpq environment, as a remote user's rc file may
+        // set one: pgtopo's commands must not see it.
         let config = format!(
             "Port {port}\nListenAddress {address}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nAllowUsers root pgtd*\nLogLevel ERROR\n",
+             KbdInteractiveAuthentication no\nAllowUsers root pgtd*\nLogLevel ERROR\n\
+             SetEnv PGHOST=wrong.invalid PGPORT=1 PGSSLMODE=require PGPASSWORD=wrong\n",
             d = d.display()
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();

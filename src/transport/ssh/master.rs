@@ -279,7 +279,10 @@ fn error_text(e: &openssh::Error) -> String {
 
 /// One session through the master at `ctl`.
 async fn run_session(ctl: &Path, remote: &[u8], stdin: Option<&[u8]>) -> std::io::Result<Output> {
-    let mut child = tokio::process::Command::new("ssh")
+    let mut child = tokio::process::Command::new("ssh");
+    // ssh would send what the user's `SendEnv` names.
+    crate::transport::clean_env(&mut child);
+    let mut child = child
         .arg("-S")
         .arg(ctl)
         .args(["-o", "BatchMode=yes", "-T", "-p", "9", "--", "none"])

@@ -100,10 +100,13 @@ impl SshTransport {
         argv: &[OsString],
     ) -> Vec<u8> {
         let mut words = self.as_user_prefix(login_user);
-        if !env.is_empty() {
-            words.push("env".into());
-            words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
+        // After the switch to os_user: whatever sshd, sudo or runuser kept or the login shell's
+        // rc files set, no libpq or server variable reaches the program.
+        words.push("env".into());
+        for k in super::CALLER_ENV_REMOVED {
+            words.extend(["-u".into(), k.into()]);
         }
+        words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
         words.extend(argv.iter().cloned());
         let quoted: Vec<Vec<u8>> = words.iter().map(|w| shell_word(w.as_bytes())).collect();
         quoted.join(&b' ')
@@ -436,5 +439,38 @@ impl Transport for SshTransport {
 
     async fn remove_tree(&self, path: &Path) -> Result<(), TransportError> {
         self.rm("-rf", path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_run_without_the_libpq_environment_after_the_user_switch() {
+        let spec = SshSpec {
+            host: "db1".into(),
+            user: Some("root".into()),
+            port: None,
+            identity_file: None,
+            known_hosts_file: None,
+        };
+        let t = SshTransport::new(spec, "postgres");
+        let env = [("PGPASSFILE".to_string(), "/home/p/.pgpass".to_string())];
+        let line = t.remote_command("root", &env, &argv(["pg_basebackup", "-w"]));
+        let line = String::from_utf8(line).unwrap();
+        let unset: String = crate::transport::CALLER_ENV_REMOVED
+            .iter()
+            .map(|k| format!(" -u {k}"))
+            .collect();
+        assert_eq!(
+            line,
+            format!(
+                "runuser -u postgres -- env{unset} PGPASSFILE=/home/p/.pgpass pg_basebackup -w"
+            )
+        );
+        for k in ["PGHOST", "PGPASSWORD", "PGSSLMODE", "PGDATA", "PGOPTIONS"] {
+            assert!(line.contains(&format!(" -u {k} ")), "{k}");
+        }
     }
 }
