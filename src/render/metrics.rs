@@ -1,0 +1,223 @@
+//! `status` and `drift` with `--format prometheus`: OpenMetrics text of the observed clusters
+//! (one or many), for node_exporter's textfile collector or any scraper; it passes
+//! `promtool check metrics`. Every series is a gauge labelled with `cluster` (the name the
+//! cluster is reported under) and, for a node's series, `node`. A family's samples are written
+//! together, families in a fixed order, and the text ends with `# EOF`. Layout only: the values
+//! are the observation's and the drift report's.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::fleet::{Drifted, Fleet};
+use crate::observe::{ObservedNode, Role};
+
+/// A label value escaped as the exposition formats require: backslash, double quote and line
+/// feed as `\\`, `\"` and `\n`.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One metric family: its samples, each with its labels and value.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    samples: Vec<(Vec<(&'static str, String)>, String)>,
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Family {
+            name,
+            help,
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, labels: Vec<(&'static str, String)>, value: impl ToString) {
+        self.samples.push((labels, value.to_string()));
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} gauge", self.name);
+        for (labels, value) in &self.samples {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let _ = writeln!(out, "{}{{{}}} {value}", self.name, labels.join(","));
+        }
+    }
+}
+
+struct Families {
+    cluster_up: Family,
+    node_up: Family,
+    role: Family,
+    lag: Family,
+    slot: Family,
+    drift: Family,
+    took: Family,
+}
+
+impl Families {
+    fn new() -> Self {
+        Families {
+            cluster_up: Family::new(
+                "pgtopo_cluster_up",
+                "1 when the cluster's topology file was read and a node answered, else 0.",
+            ),
+            node_up: Family::new(
+                "pgtopo_node_up",
+                "1 when the node answers SQL and its transport works, else 0.",
+            ),
+            role: Family::new(
+                "pgtopo_node_role",
+                "1 for the role the node was observed in, 0 for the other.",
+            ),
+            lag: Family::new(
+                "pgtopo_replication_lag_bytes",
+                "WAL bytes between the upstream's current position and the standby's replay position, as the upstream reports them.",
+            ),
+            slot: Family::new(
+                "pgtopo_slot_retained_bytes",
+                "WAL bytes a replication slot on the node keeps.",
+            ),
+            drift: Family::new(
+                "pgtopo_drift_findings",
+                "Drift findings of this kind on the node (absent when none).",
+            ),
+            took: Family::new(
+                "pgtopo_observe_duration_seconds",
+                "Seconds observing the cluster took.",
+            ),
+        }
+    }
+
+    fn all(&self) -> [&Family; 7] {
+        [
+            &self.cluster_up,
+            &self.node_up,
+            &self.role,
+            &self.lag,
+            &self.slot,
+            &self.drift,
+            &self.took,
+        ]
+    }
+
+    fn cluster(&mut self, name: &str, d: &Drifted) {
+        let c = || ("cluster", name.to_string());
+        let obs = &d.observation;
+        self.cluster_up.add(vec![c()], 1);
+        self.took.add(vec![c()], obs.took.as_secs_f64());
+        for n in obs.desired.present() {
+            let Some(o) = obs.observed.nodes.get(&n.name) else {
+                continue;
+            };
+            let node = || ("node", n.name.clone());
+            self.node_up.add(vec![c(), node()], u8::from(o.reachable));
+            for (role, r) in [("primary", Role::Primary), ("standby", Role::Standby)] {
+                self.role.add(
+                    vec![c(), node(), ("role", role.to_string())],
+                    u8::from(o.role == Some(r)),
+                );
+            }
+            if let Some(lag) = upstream_of(obs, o).and_then(|up| lag_on(up, &n.name)) {
+                self.lag.add(vec![c(), node()], lag);
+            }
+            for s in &o.replication_slots {
+                if let Some(b) = s.wal_retained_bytes {
+                    self.slot
+                        .add(vec![c(), node(), ("slot", s.name.clone())], b);
+                }
+            }
+        }
+        let mut findings: BTreeMap<(&str, String), usize> = BTreeMap::new();
+        for i in &d.report.items {
+            let kind = serde_json::to_value(i.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            *findings.entry((i.node.as_str(), kind)).or_default() += 1;
+        }
+        for ((node, kind), count) in findings {
+            self.drift
+                .add(vec![c(), ("node", node.to_string()), ("kind", kind)], count);
+        }
+    }
+}
+
+/// The node a standby streams from, as observed.
+fn upstream_of<'a>(
+    obs: &'a crate::fleet::Observation,
+    o: &ObservedNode,
+) -> Option<&'a ObservedNode> {
+    obs.observed.nodes.get(o.upstream.as_deref()?)
+}
+
+/// The lag the upstream reports for the standby named `name`.
+fn lag_on(up: &ObservedNode, name: &str) -> Option<u64> {
+    up.replication
+        .iter()
+        .find(|r| r.application_name == name)?
+        .lag_bytes
+}
+
+/// The OpenMetrics text of every cluster of the fleet (a cluster that could not be read has
+/// only `pgtopo_cluster_up 0`).
+pub fn text(fleet: &Fleet<Drifted>) -> String {
+    let mut f = Families::new();
+    for m in &fleet.members {
+        match &m.read {
+            Ok(d) => f.cluster(&m.name, d),
+            Err(_) => f.cluster_up.add(vec![("cluster", m.name.clone())], 0),
+        }
+    }
+    let mut out = String::new();
+    for family in f.all() {
+        family.write(&mut out);
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        for (raw, escaped) in [
+            ("plain", "plain"),
+            ("a\"b", "a\\\"b"),
+            ("back\\slash", "back\\\\slash"),
+            ("two\nlines", "two\\nlines"),
+            ("\\\"\n", "\\\\\\\"\\n"),
+            ("ünïcödé", "ünïcödé"),
+        ] {
+            assert_eq!(escape_label(raw), escaped, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_family_is_written_with_help_type_and_escaped_labels() {
+        let mut f = Family::new("pgtopo_x", "An x.");
+        f.add(vec![("cluster", "a\"b".into()), ("node", "n\\1".into())], 3);
+        let mut out = String::new();
+        f.write(&mut out);
+        assert_eq!(
+            out,
+            "# HELP pgtopo_x An x.\n# TYPE pgtopo_x gauge\npgtopo_x{cluster=\"a\\\"b\",node=\"n\\\\1\"} 3\n"
+        );
+    }
+}
