@@ -324,7 +324,10 @@ mod tests {
         std::fs::write(dir.path().join("c.yml"), "x").unwrap();
         std::fs::write(dir.path().join("b.yaml"), "x").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
-        assert_eq!(targets(std::slice::from_ref(&a)).unwrap(), Targets::One(a.clone()));
+        assert_eq!(
+            targets(std::slice::from_ref(&a)).unwrap(),
+            Targets::One(a.clone())
+        );
         let names = |t: Targets| match t {
             Targets::Many(v) => v
                 .iter()

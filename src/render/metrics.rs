@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::fleet::{Drifted, Fleet};
-use crate::observe::{ObservedNode, Role};
+use crate::observe::{ObservedNode, ObservedReplica, Role};
 
 /// A label value escaped as the exposition formats require: backslash, double quote and line
 /// feed as `\\`, `\"` and `\n`.
@@ -64,6 +64,7 @@ struct Families {
     node_up: Family,
     role: Family,
     lag: Family,
+    replay_lag: Family,
     slot: Family,
     drift: Family,
     took: Family,
@@ -88,6 +89,10 @@ impl Families {
                 "pgtopo_replication_lag_bytes",
                 "WAL bytes between the upstream's current position and the standby's replay position, as the upstream reports them.",
             ),
+            replay_lag: Family::new(
+                "pgtopo_replay_lag_seconds",
+                "Seconds between the upstream writing WAL and the standby replaying it (pg_stat_replication.replay_lag; absent when unknown).",
+            ),
             slot: Family::new(
                 "pgtopo_slot_retained_bytes",
                 "WAL bytes a replication slot on the node keeps.",
@@ -103,12 +108,13 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&Family; 7] {
+    fn all(&self) -> [&Family; 8] {
         [
             &self.cluster_up,
             &self.node_up,
             &self.role,
             &self.lag,
+            &self.replay_lag,
             &self.slot,
             &self.drift,
             &self.took,
@@ -132,8 +138,13 @@ impl Families {
                     u8::from(o.role == Some(r)),
                 );
             }
-            if let Some(lag) = upstream_of(obs, o).and_then(|up| lag_on(up, &n.name)) {
-                self.lag.add(vec![c(), node()], lag);
+            if let Some(r) = upstream_of(obs, o).and_then(|up| replica_on(up, &n.name)) {
+                if let Some(lag) = r.lag_bytes {
+                    self.lag.add(vec![c(), node()], lag);
+                }
+                if let Some(ms) = r.replay_lag_ms {
+                    self.replay_lag.add(vec![c(), node()], ms as f64 / 1000.0);
+                }
             }
             for s in &o.replication_slots {
                 if let Some(b) = s.wal_retained_bytes {
@@ -165,12 +176,9 @@ fn upstream_of<'a>(
     obs.observed.nodes.get(o.upstream.as_deref()?)
 }
 
-/// The lag the upstream reports for the standby named `name`.
-fn lag_on(up: &ObservedNode, name: &str) -> Option<u64> {
-    up.replication
-        .iter()
-        .find(|r| r.application_name == name)?
-        .lag_bytes
+/// What the upstream reports of the standby named `name` (pg_stat_replication).
+fn replica_on<'a>(up: &'a ObservedNode, name: &str) -> Option<&'a ObservedReplica> {
+    up.replication.iter().find(|r| r.application_name == name)
 }
 
 /// The OpenMetrics text of every cluster of the fleet (a cluster that could not be read has
@@ -207,6 +215,51 @@ mod tests {
         ] {
             assert_eq!(escape_label(raw), escaped, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn a_healthy_cluster_s_series() {
+        use crate::fleet::{Member, Observation};
+        use crate::observe::fixtures::{desired3, healthy};
+        let d = desired3();
+        let mut o = healthy(&d);
+        for r in o.nodes.values_mut().flat_map(|n| n.replication.iter_mut()) {
+            r.replay_lag_ms = Some(1500);
+        }
+        o.nodes.get_mut("n3").unwrap().reachable = false;
+        let report = crate::diff::drift::drift(&d, &o);
+        let drifted = Drifted {
+            observation: Observation {
+                desired: d,
+                observed: o,
+                took: std::time::Duration::from_millis(250),
+            },
+            report,
+        };
+        let mut fleet = Fleet::one("shop.yaml".into(), drifted);
+        fleet.members[0].name = "sh\"op".into();
+        fleet.members.push(Member {
+            name: "bad".into(),
+            file: "bad.yaml".into(),
+            read: Err(miette::miette!("unreadable")),
+        });
+        let t = text(&fleet);
+        for line in [
+            "pgtopo_cluster_up{cluster=\"sh\\\"op\"} 1",
+            "pgtopo_cluster_up{cluster=\"bad\"} 0",
+            "pgtopo_node_up{cluster=\"sh\\\"op\",node=\"n1\"} 1",
+            "pgtopo_node_up{cluster=\"sh\\\"op\",node=\"n3\"} 0",
+            "pgtopo_node_role{cluster=\"sh\\\"op\",node=\"n2\",role=\"standby\"} 1",
+            "pgtopo_replay_lag_seconds{cluster=\"sh\\\"op\",node=\"n2\"} 1.5",
+            "pgtopo_observe_duration_seconds{cluster=\"sh\\\"op\"} 0.25",
+        ] {
+            assert!(t.lines().any(|l| l == line), "no {line} in\n{t}");
+        }
+        assert!(t.contains("pgtopo_drift_findings{"), "{t}");
+        assert!(t.ends_with("# EOF\n"), "{t}");
+        // Every family once, its samples together.
+        let types: Vec<&str> = t.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        assert_eq!(types.len(), 8, "{t}");
     }
 
     #[test]

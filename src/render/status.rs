@@ -571,6 +571,7 @@ mod tests {
             replay_lsn: None,
             lag_bytes: Some(0),
             reply_age_ms: None,
+            replay_lag_ms: None,
         };
         let mut n1 = up(Role::Primary, None);
         n1.replication_slots = vec![slot("n2", true), slot("n4", false), slot("old", false)];
