@@ -201,26 +201,43 @@ impl Reading for Planned {
     }
 }
 
+impl Observation {
+    /// At least one declared node answered.
+    pub fn answered(&self) -> bool {
+        self.desired.present().any(|n| {
+            self.observed
+                .nodes
+                .get(&n.name)
+                .is_some_and(|o| o.reachable)
+        })
+    }
+}
+
 /// In the fleet form a cluster none of whose declared nodes answered could not be read: it is
 /// reported as an error under its name (exit 1), not as a cluster that drifted.
-pub fn require_answer(d: &Desired, o: &ObservedCluster) -> miette::Result<()> {
-    let mut reasons = Vec::new();
-    for n in d.present() {
-        match o.nodes.get(&n.name) {
-            Some(node) if node.reachable => return Ok(()),
-            Some(node) => reasons.push(format!(
-                "{}: {}",
-                n.name,
-                node.unreachable_reason
-                    .as_deref()
-                    .unwrap_or("not reachable")
-            )),
-            None => reasons.push(format!("{}: not observed", n.name)),
-        }
+pub fn require_answer(o: &Observation) -> miette::Result<()> {
+    if o.answered() {
+        return Ok(());
     }
+    let reasons: Vec<String> = o
+        .desired
+        .present()
+        .map(|n| {
+            let why = o
+                .observed
+                .nodes
+                .get(&n.name)
+                .map_or("not observed", |node| {
+                    node.unreachable_reason
+                        .as_deref()
+                        .unwrap_or("not reachable")
+                });
+            format!("{}: {why}", n.name)
+        })
+        .collect();
     Err(miette::miette!(
         "no node of cluster `{}` answered ({})",
-        d.cluster,
+        o.desired.cluster,
         reasons.join("; ")
     ))
 }

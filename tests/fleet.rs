@@ -291,7 +291,20 @@ fn prometheus_format_passes_promtool_with_the_clusters_values() {
     let single = stdout(&single);
     assert_eq!(sample(&single, r#"pgtopo_cluster_up{cluster="beta"}"#), 1.0);
 
-    for text in [text, single] {
+    // A cluster none of whose nodes answers, alone: its nodes are down, status exits 0.
+    let down = pgtopo(
+        &[&f.dir.path().join("gamma.yml")],
+        &["status", "--format", "prometheus"],
+    );
+    assert_eq!(code(&down), Some(0), "{}", support::cli::show(&down));
+    let down = stdout(&down);
+    assert_eq!(sample(&down, r#"pgtopo_cluster_up{cluster="gamma"}"#), 0.0);
+    assert_eq!(
+        sample(&down, r#"pgtopo_node_up{cluster="gamma",node="n1"}"#),
+        0.0
+    );
+
+    for text in [text, single, down] {
         let Some(check) = promtool(&text) else {
             support::missing_prerequisite(
                 "prometheus_format_passes_promtool",

@@ -78,8 +78,7 @@ pub(super) async fn drifted(file: &Path, recording: Option<&Path>) -> miette::Re
 /// In the fleet form, a cluster none of whose nodes answered is an error under its name.
 pub(super) fn answered<T: AsRef<Observation>>(r: miette::Result<T>) -> miette::Result<T> {
     let r = r?;
-    let o = r.as_ref();
-    crate::fleet::require_answer(&o.desired, &o.observed)?;
+    crate::fleet::require_answer(r.as_ref())?;
     Ok(r)
 }
 

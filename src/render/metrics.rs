@@ -75,7 +75,7 @@ impl Families {
         Families {
             cluster_up: Family::new(
                 "pgtopo_cluster_up",
-                "1 when the cluster's topology file was read and a node answered, else 0.",
+                "1 when the cluster's topology file was read and one of its nodes answered, else 0.",
             ),
             node_up: Family::new(
                 "pgtopo_node_up",
@@ -124,7 +124,7 @@ impl Families {
     fn cluster(&mut self, name: &str, d: &Drifted) {
         let c = || ("cluster", name.to_string());
         let obs = &d.observation;
-        self.cluster_up.add(vec![c()], 1);
+        self.cluster_up.add(vec![c()], u8::from(obs.answered()));
         self.took.add(vec![c()], obs.took.as_secs_f64());
         for n in obs.desired.present() {
             let Some(o) = obs.observed.nodes.get(&n.name) else {
