@@ -201,3 +201,63 @@ pub fn markdown<T: Reading + Section>(fleet: &Fleet<T>, command: &str) -> String
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::fixtures::desired3;
+
+    fn fleet() -> Fleet<Validated> {
+        Fleet {
+            members: vec![
+                Member {
+                    name: "shop".into(),
+                    file: "c/shop.yaml".into(),
+                    read: Ok(Validated {
+                        file: "c/shop.yaml".into(),
+                        desired: desired3(),
+                    }),
+                },
+                Member {
+                    name: "a-long-cluster-name".into(),
+                    file: "c/a-long-cluster-name.yaml".into(),
+                    read: Err(miette::miette!("bad | file").wrap_err("cannot read")),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn text_is_a_summary_table_then_each_cluster() {
+        let t = text(&fleet(), false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "CLUSTER              NODES  RESULT");
+        assert_eq!(lines[1], "shop                     3  ok");
+        assert_eq!(lines[2], "a-long-cluster-name      -  error");
+        assert!(
+            t.contains("== shop (c/shop.yaml) ==\n\nc/shop.yaml: valid: cluster shop"),
+            "{t}"
+        );
+        assert!(
+            t.contains("== a-long-cluster-name (c/a-long-cluster-name.yaml) =="),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn json_keeps_each_cluster_under_its_name_and_errors_as_plain_text() {
+        let v: Value = serde_json::from_str(&json(&fleet())).unwrap();
+        assert_eq!(v["format_version"], 1);
+        assert_eq!(v["clusters"]["shop"]["valid"], true);
+        assert_eq!(
+            v["clusters"]["a-long-cluster-name"]["error"],
+            "cannot read: bad | file"
+        );
+        let md = markdown(&fleet(), "validate");
+        assert!(md.contains("| `a-long-cluster-name` | - | error |"), "{md}");
+        assert!(
+            md.contains("`c/a-long-cluster-name.yaml`: cannot read: bad \\| file"),
+            "{md}"
+        );
+    }
+}
