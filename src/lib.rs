@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod diff;
+pub mod fleet;
 pub mod import;
 pub mod observe;
 pub mod pg;

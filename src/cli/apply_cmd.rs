@@ -64,7 +64,7 @@ pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
 }
 
 async fn apply_with(g: &GlobalArgs, a: &ApplyArgs, events: &dyn ApplyEvents) -> CmdResult {
-    let desired = Arc::new(crate::config::load(&g.file)?);
+    let desired = Arc::new(crate::config::load(&g.one_file("apply")?)?);
     let ts = transports(&desired);
     let held = lock::acquire(&desired, &ts, a.lock_timeout.map(|d| d.0), events)
         .await
@@ -439,7 +439,7 @@ async fn run_plan(
 
 /// `pgtopo unlock`.
 pub async fn unlock(g: &GlobalArgs) -> CmdResult {
-    let desired = crate::config::load(&g.file)?;
+    let desired = crate::config::load(&g.one_file("unlock")?)?;
     let ts = transports(&desired);
     let removed = lock::unlock(&desired, &ts).await.map_err(lock_failure)?;
     if removed.is_empty() {

@@ -17,7 +17,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Topology file.
+    /// Topology file; `validate`, `status`, `plan` and `drift` also take a directory (every
+    /// `*.yaml` / `*.yml` in it) or the option repeated, and report on every cluster at once.
     #[arg(
         short = 'f',
         long = "file",
@@ -25,7 +26,7 @@ pub struct GlobalArgs {
         default_value = "topology.yaml",
         global = true
     )]
-    pub file: PathBuf,
+    pub file: Vec<PathBuf>,
     /// Never colour output (also NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -40,7 +41,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the topology file and report every problem.
-    Validate,
+    Validate(FleetArgs),
     /// Print the JSON Schema of the topology file (or of a plan / observed recording).
     Schema(SchemaArgs),
     /// Show the live cluster as a tree.
@@ -78,7 +79,7 @@ impl Command {
     /// The subcommand's name, for messages.
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Validate => "validate",
+            Command::Validate(_) => "validate",
             Command::Schema(_) => "schema",
             Command::Status(_) => "status",
             Command::Observe(_) => "observe",
@@ -113,17 +114,29 @@ pub struct SchemaArgs {
     pub kind: SchemaKind,
 }
 
+/// How the reading commands go over several clusters.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Clusters read at once when given several files or a directory.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum StatusFormat {
     #[default]
     Text,
     Json,
+    /// OpenMetrics text (node_exporter's textfile collector, `promtool check metrics`).
+    Prometheus,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +193,8 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -242,13 +257,25 @@ pub struct ApplyArgs {
     pub accept_data_loss: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DriftFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+    /// OpenMetrics text (node_exporter's textfile collector, `promtool check metrics`).
+    Prometheus,
+}
+
 #[derive(Debug, Args)]
 pub struct DriftArgs {
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    pub format: PlanFormat,
+    #[arg(long, value_enum, default_value_t = DriftFormat::Text)]
+    pub format: DriftFormat,
     /// Compare with a recording instead of the live cluster.
     #[arg(long)]
     pub observed: Option<PathBuf>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,35 @@ impl From<miette::Report> for Failure {
 /// What a command returns: its exit code on success (0 or 2), or a failure.
 pub type CmdResult = Result<u8, Failure>;
 
+impl GlobalArgs {
+    /// The one topology file of a command that acts on one cluster; several files or a
+    /// directory are refused (exit 1) before anything is read.
+    pub fn one_file(&self, command: &str) -> miette::Result<std::path::PathBuf> {
+        match crate::fleet::targets(&self.file)? {
+            crate::fleet::Targets::One(f) => Ok(f),
+            crate::fleet::Targets::Many(files) => Err(miette::miette!(
+                help = "run it once per topology file; `validate`, `status`, `plan` and `drift` \
+                        take several",
+                "`pgtopo {command}` acts on one cluster per run, and -f names {} topology files",
+                files.len()
+            )),
+        }
+    }
+}
+
+/// The exit code of a fleet report (SPEC §9): 1 when a cluster could not be read — the report
+/// is incomplete, and a CI job must not take it for a finished check — over 2 when a cluster
+/// drifted or has changes, over 0.
+pub fn fleet_exit<T: crate::fleet::Reading>(f: &crate::fleet::Fleet<T>) -> u8 {
+    if f.any_error() {
+        exit::ERROR
+    } else if f.any_changed() {
+        exit::CHANGES
+    } else {
+        exit::OK
+    }
+}
+
 /// Parse arguments, run the command, map the outcome to an exit code.
 pub fn run() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
@@ -71,7 +100,7 @@ pub fn run() -> ExitCode {
 async fn dispatch(cli: Cli) -> CmdResult {
     let g = &cli.global;
     match cli.command {
-        Command::Validate => commands::validate(g).await,
+        Command::Validate(a) => commands::validate(g, a).await,
         Command::Schema(a) => commands::schema(g, a).await,
         Command::Status(a) => observe_cmd::status(g, a).await,
         Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
@@ -133,23 +162,30 @@ mod commands {
         }
     }
 
-    pub async fn validate(g: &GlobalArgs) -> CmdResult {
-        let d = crate::config::load(&g.file)?;
-        let standbys = d.present().count() - 1;
-        let retired = d.nodes.len() - standbys - 1;
-        crate::render::say(&format!(
-            "{}: valid: cluster {}, primary {}, {standbys} standby{}{}",
-            g.file.display(),
-            d.cluster,
-            d.primary().name,
-            if standbys == 1 { "" } else { "s" },
-            if retired > 0 {
-                format!(", {retired} retired")
-            } else {
-                String::new()
+    /// `pgtopo validate`: one file's line, or the fleet report.
+    pub async fn validate(g: &GlobalArgs, a: FleetArgs) -> CmdResult {
+        use crate::fleet::{read_all, targets, Targets};
+        match targets(&g.file)? {
+            Targets::One(f) => {
+                crate::render::say(&crate::render::fleet::valid_line(&validated(f)?));
+                Ok(exit::OK)
             }
-        ));
-        Ok(exit::OK)
+            Targets::Many(files) => {
+                let fleet =
+                    read_all(&files, a.parallelism.into(), |f| async { validated(f) }).await;
+                print!(
+                    "{}",
+                    crate::render::fleet::text(&fleet, crate::render::color())
+                );
+                Ok(fleet_exit(&fleet))
+            }
+        }
+    }
+
+    /// One cluster's `validate`.
+    fn validated(file: std::path::PathBuf) -> miette::Result<crate::fleet::Validated> {
+        let desired = crate::config::load(&file)?;
+        Ok(crate::fleet::Validated { file, desired })
     }
 
     pub async fn schema(_g: &GlobalArgs, a: SchemaArgs) -> CmdResult {

@@ -1,23 +1,68 @@
 //! Handlers of `status`, `observe` and `sandbox up|down`: load the topology, call the phase, hand
 //! the result to a renderer or a file. No domain rules here.
 
+use super::plan_cmd::{answered, drifted, observed};
 use super::*;
 use crate::observe::{observe, ObserveOptions};
 
-/// `pgtopo status [--format text|json]`: exit 0 whatever the nodes' state; 1 on a bad topology.
+/// `pgtopo status [--format text|json|prometheus]`: exit 0 whatever the nodes' state; 1 on a
+/// bad topology. Several files or a directory: one fleet report, exit 1 when a cluster could not
+/// be read.
 pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CmdResult {
-    let desired = crate::config::load(&g.file)?;
-    let observed = observe(&desired, &ObserveOptions::default()).await;
+    use crate::fleet::{read_all, Fleet, Targets};
+    use crate::render::{fleet, metrics};
+    let files = match crate::fleet::targets(&g.file)? {
+        Targets::One(f) => {
+            match a.format {
+                StatusFormat::Prometheus => {
+                    let d = drifted(&f, None).await?;
+                    print!("{}", metrics::text(&Fleet::one(f, d)));
+                }
+                StatusFormat::Text | StatusFormat::Json => {
+                    let o = observed(&f, None).await?;
+                    match a.format {
+                        StatusFormat::Json => {
+                            println!("{}", crate::render::status::json(&o.desired, &o.observed))
+                        }
+                        _ => print!("{}", crate::render::status::text(&o.desired, &o.observed)),
+                    }
+                }
+            }
+            return Ok(exit::OK);
+        }
+        Targets::Many(files) => files,
+    };
+    let n = a.fleet.parallelism.into();
     match a.format {
-        StatusFormat::Text => print!("{}", crate::render::status::text(&desired, &observed)),
-        StatusFormat::Json => println!("{}", crate::render::status::json(&desired, &observed)),
+        StatusFormat::Prometheus => {
+            let f = read_all(
+                &files,
+                n,
+                |f| async move { answered(drifted(&f, None).await) },
+            )
+            .await;
+            print!("{}", metrics::text(&f));
+            Ok(fleet_exit(&f))
+        }
+        StatusFormat::Text | StatusFormat::Json => {
+            let f = read_all(
+                &files,
+                n,
+                |f| async move { answered(observed(&f, None).await) },
+            )
+            .await;
+            match a.format {
+                StatusFormat::Json => print!("{}", fleet::json(&f)),
+                _ => print!("{}", fleet::text(&f, crate::render::color())),
+            }
+            Ok(fleet_exit(&f))
+        }
     }
-    Ok(exit::OK)
 }
 
 /// `pgtopo observe [--out FILE]`: the versioned recording, to FILE or stdout.
 pub async fn observe_cmd(g: &GlobalArgs, a: ObserveArgs) -> CmdResult {
-    let desired = crate::config::load(&g.file)?;
+    let desired = crate::config::load(&g.one_file("observe")?)?;
     let observed = observe(&desired, &ObserveOptions::default()).await;
     let json = serde_json::to_string_pretty(&observed)
         .map_err(|e| miette::miette!("cannot serialise the observed state: {e}"))?;

@@ -3,14 +3,16 @@
 //! `render`.
 
 use std::path::Path;
+use std::time::Instant;
 
 use miette::{IntoDiagnostic, WrapErr};
 
 use super::{
-    exit, CmdResult, DriftArgs, GlobalArgs, GraphArgs, GraphFormat, PlanArgs, PlanFormat,
-    PlanningArgs, ShowArgs,
+    exit, fleet_exit, CmdResult, DriftArgs, DriftFormat, GlobalArgs, GraphArgs, GraphFormat,
+    PlanArgs, PlanFormat, PlanningArgs, ShowArgs,
 };
 use crate::config::Desired;
+use crate::fleet::{read_all, targets, Drifted, Fleet, Observation, Planned, Targets};
 use crate::observe::{ObserveOptions, ObservedCluster};
 use crate::plan::{Plan, PlanOptions};
 use crate::render;
@@ -50,6 +52,47 @@ async fn observed_state(
     }
 }
 
+/// One cluster read: its topology, observed live (or read from a recording), and how long
+/// observing took. The one reading of a cluster the single and the fleet forms share.
+pub(super) async fn observed(file: &Path, recording: Option<&Path>) -> miette::Result<Observation> {
+    let desired = crate::config::load(file)?;
+    let start = Instant::now();
+    let observed = observed_state(&desired, recording, &[]).await?;
+    Ok(Observation {
+        desired,
+        observed,
+        took: start.elapsed(),
+    })
+}
+
+/// One cluster read and compared with its topology (`drift`, the metrics).
+pub(super) async fn drifted(file: &Path, recording: Option<&Path>) -> miette::Result<Drifted> {
+    let observation = observed(file, recording).await?;
+    let report = crate::diff::drift::drift(&observation.desired, &observation.observed);
+    Ok(Drifted {
+        observation,
+        report,
+    })
+}
+
+/// In the fleet form, a cluster none of whose nodes answered is an error under its name.
+pub(super) fn answered<T: AsRef<Observation>>(r: miette::Result<T>) -> miette::Result<T> {
+    let r = r?;
+    crate::fleet::require_answer(r.as_ref())?;
+    Ok(r)
+}
+
+/// Options that read or write one cluster's files are refused with several clusters.
+fn one_cluster_only(option: &str, given: bool) -> miette::Result<()> {
+    match given {
+        true => Err(miette::miette!(
+            help = "give one topology file with -f, or drop the option",
+            "{option} concerns one cluster; -f names several"
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Render a plan in the chosen format.
 pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
     match format {
@@ -64,16 +107,20 @@ fn has_changes(plan: &Plan) -> bool {
 }
 
 async fn make_plan(
-    g: &GlobalArgs,
+    file: &Path,
     observed: Option<&Path>,
     opts: &PlanOptions,
-) -> miette::Result<Plan> {
-    let d = crate::config::load(&g.file)?;
+) -> miette::Result<Planned> {
+    let d = crate::config::load(file)?;
     // The what-if nodes are observed like the others (read-only): `plan::build` then marks
     // them down and keeps what was last seen of them (role, WAL position), so the plan can say
     // whom it replaces and how much WAL is at risk.
     let o = observed_state(&d, observed, &[]).await?;
-    crate::plan::build(&d, &o, opts).map_err(|e| plan_failure(e, &o))
+    let plan = crate::plan::build(&d, &o, opts).map_err(|e| plan_failure(e, &o))?;
+    Ok(Planned {
+        plan,
+        nodes: d.nodes.len(),
+    })
 }
 
 /// A plan that could not be made, with the cause of every node whose transport failed although
@@ -96,7 +143,7 @@ pub(super) fn plan_failure(e: crate::plan::PlanError, o: &ObservedCluster) -> mi
 }
 
 /// The plan `plan` and `graph` show, computed with their shared options.
-async fn planned(g: &GlobalArgs, a: &PlanningArgs) -> miette::Result<Plan> {
+async fn planned(file: &Path, a: &PlanningArgs) -> miette::Result<Planned> {
     // A what-if answers "what would happen", so it plans with failover consent; the plan says
     // that apply would still need it. (A saved what-if plan cannot be applied anyway: its
     // fingerprint does not match a cluster whose nodes are up.)
@@ -106,7 +153,8 @@ async fn planned(g: &GlobalArgs, a: &PlanningArgs) -> miette::Result<Plan> {
         assume_down: a.assume_down.clone(),
         accept_data_loss: a.accept_data_loss,
     };
-    let mut plan = make_plan(g, a.observed.as_deref(), &opts).await?;
+    let mut planned = make_plan(file, a.observed.as_deref(), &opts).await?;
+    let plan = &mut planned.plan;
     if what_if_consent
         && plan
             .steps
@@ -119,12 +167,36 @@ async fn planned(g: &GlobalArgs, a: &PlanningArgs) -> miette::Result<Plan> {
             a.assume_down.join(", ")
         ));
     }
-    Ok(plan)
+    Ok(planned)
 }
 
 /// `pgtopo plan`.
 pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
-    let plan = planned(g, &a.planning).await?;
+    let files = match targets(&g.file)? {
+        Targets::One(f) => return plan_one(&f, a).await,
+        Targets::Many(files) => files,
+    };
+    one_cluster_only("--out", a.out.is_some())?;
+    one_cluster_only("--observed", a.planning.observed.is_some())?;
+    let planning = &a.planning;
+    let fleet = read_all(&files, a.fleet.parallelism.into(), |f| async move {
+        planned(&f, planning).await
+    })
+    .await;
+    print!(
+        "{}",
+        match a.format {
+            PlanFormat::Text => render::fleet::text(&fleet, render::color()),
+            PlanFormat::Json => render::fleet::json(&fleet),
+            PlanFormat::Markdown => render::fleet::markdown(&fleet, "plan"),
+        }
+    );
+    Ok(fleet_exit(&fleet))
+}
+
+/// `pgtopo plan` on one topology file.
+async fn plan_one(file: &Path, a: PlanArgs) -> CmdResult {
+    let plan = planned(file, &a.planning).await?.plan;
     if let Some(out) = &a.out {
         std::fs::write(out, render::plan::json(&plan))
             .into_diagnostic()
@@ -172,7 +244,7 @@ pub async fn graph(g: &GlobalArgs, a: GraphArgs) -> CmdResult {
             .into())
         }
         Some(p) => read_plan(p)?,
-        None => planned(g, &a.planning).await?,
+        None => planned(&g.one_file("graph")?, &a.planning).await?.plan,
     };
     print!(
         "{}",
@@ -184,20 +256,42 @@ pub async fn graph(g: &GlobalArgs, a: GraphArgs) -> CmdResult {
     Ok(exit::OK)
 }
 
-/// `pgtopo drift`: exit 0 when nothing drifted, 2 when something did.
+/// `pgtopo drift`: exit 0 when nothing drifted, 2 when something did; with several clusters, 1
+/// when one could not be read.
 pub async fn drift(g: &GlobalArgs, a: DriftArgs) -> CmdResult {
-    let d = crate::config::load(&g.file)?;
-    let o = observed_state(&d, a.observed.as_deref(), &[]).await?;
-    let r = crate::diff::drift::drift(&d, &o);
-    let text = match a.format {
-        PlanFormat::Text => render::drift::text(&r, render::color()),
-        PlanFormat::Json => render::drift::json(&r),
-        PlanFormat::Markdown => render::drift::markdown(&r),
+    let fleet = match targets(&g.file)? {
+        Targets::One(f) => {
+            let d = drifted(&f, a.observed.as_deref()).await?;
+            let code = match d.report.is_empty() {
+                true => exit::OK,
+                false => exit::CHANGES,
+            };
+            let r = &d.report;
+            let text = match a.format {
+                DriftFormat::Text => render::drift::text(r, render::color()),
+                DriftFormat::Json => render::drift::json(r),
+                DriftFormat::Markdown => render::drift::markdown(r),
+                DriftFormat::Prometheus => render::metrics::text(&Fleet::one(f, d)),
+            };
+            print!("{text}");
+            return Ok(code);
+        }
+        Targets::Many(files) => {
+            one_cluster_only("--observed", a.observed.is_some())?;
+            read_all(&files, a.fleet.parallelism.into(), |f| async move {
+                answered(drifted(&f, None).await)
+            })
+            .await
+        }
     };
-    print!("{text}");
-    if r.is_empty() {
-        Ok(exit::OK)
-    } else {
-        Ok(exit::CHANGES)
-    }
+    print!(
+        "{}",
+        match a.format {
+            DriftFormat::Text => render::fleet::text(&fleet, render::color()),
+            DriftFormat::Json => render::fleet::json(&fleet),
+            DriftFormat::Markdown => render::fleet::markdown(&fleet, "drift"),
+            DriftFormat::Prometheus => render::metrics::text(&fleet),
+        }
+    );
+    Ok(fleet_exit(&fleet))
 }

@@ -553,6 +553,7 @@ mod tests {
             replay_lsn: None,
             lag_bytes: None,
             reply_age_ms: None,
+            replay_lag_ms: None,
         }
     }
 

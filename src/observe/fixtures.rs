@@ -220,6 +220,7 @@ pub fn healthy(d: &Desired) -> ObservedCluster {
                     replay_lsn: Some(lsn),
                     lag_bytes: Some(0),
                     reply_age_ms: None,
+                    replay_lag_ms: None,
                 });
             }
         }

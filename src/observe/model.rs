@@ -445,6 +445,10 @@ pub struct ObservedReplica {
     /// Milliseconds since the standby's last reply (`reply_time`) when the sender answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_age_ms: Option<u64>,
+    /// `replay_lag` in milliseconds: how long ago the WAL this standby last replayed was written
+    /// on the sender; null when the server does not know it (no recent WAL to measure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lag_ms: Option<u64>,
 }
 
 /// A setting from pg_settings.

@@ -104,7 +104,8 @@ fn replication_sql() -> String {
         "select coalesce(application_name, ''), host(client_addr), coalesce(state, ''), \
          coalesce(sync_state, ''), sent_lsn::text, flush_lsn::text, replay_lsn::text, \
          greatest(({HEAD} - replay_lsn)::bigint, 0)::text, \
-         greatest(0, extract(epoch from clock_timestamp() - reply_time) * 1000)::bigint::text \
+         greatest(0, extract(epoch from clock_timestamp() - reply_time) * 1000)::bigint::text, \
+         (extract(epoch from replay_lag) * 1000)::bigint::text \
          from pg_stat_replication order by application_name"
     )
 }
@@ -504,6 +505,7 @@ fn replica(r: &SimpleQueryRow) -> ObservedReplica {
         replay_lsn: lsn(r, 6),
         lag_bytes: num(r, 7),
         reply_age_ms: num(r, 8),
+        replay_lag_ms: num(r, 9),
     }
 }
 

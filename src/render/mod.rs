@@ -3,8 +3,10 @@
 //! Renderers read finished values and compute nothing that changes what is done.
 
 pub mod drift;
+pub mod fleet;
 pub mod json_events;
 pub mod mermaid;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod status;

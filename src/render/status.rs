@@ -47,6 +47,11 @@ pub struct StatusDoc<'a> {
 
 /// `status --format json`.
 pub fn json(desired: &Desired, obs: &ObservedCluster) -> String {
+    serde_json::to_string_pretty(&doc(desired, obs)).expect("status JSON serialises")
+}
+
+/// The document of `status --format json`.
+pub fn doc<'a>(desired: &'a Desired, obs: &'a ObservedCluster) -> StatusDoc<'a> {
     let verdicts = assess(desired, obs);
     let nodes = desired
         .nodes
@@ -72,12 +77,11 @@ pub fn json(desired: &Desired, obs: &ObservedCluster) -> String {
             ))
         })
         .collect();
-    let doc = StatusDoc {
+    StatusDoc {
         cluster: &obs.cluster,
         observed_at: &obs.observed_at,
         nodes,
-    };
-    serde_json::to_string_pretty(&doc).expect("status JSON serialises")
+    }
 }
 
 /// Colours, and the assessment's verdicts the lines are annotated with.
@@ -567,6 +571,7 @@ mod tests {
             replay_lsn: None,
             lag_bytes: Some(0),
             reply_age_ms: None,
+            replay_lag_ms: None,
         };
         let mut n1 = up(Role::Primary, None);
         n1.replication_slots = vec![slot("n2", true), slot("n4", false), slot("old", false)];
