@@ -169,7 +169,7 @@ impl Families {
 }
 
 /// The node a standby streams from, as observed.
-fn upstream_of<'a>(
+pub(super) fn upstream_of<'a>(
     obs: &'a crate::fleet::Observation,
     o: &ObservedNode,
 ) -> Option<&'a ObservedNode> {
@@ -177,7 +177,7 @@ fn upstream_of<'a>(
 }
 
 /// What the upstream reports of the standby named `name` (pg_stat_replication).
-fn replica_on<'a>(up: &'a ObservedNode, name: &str) -> Option<&'a ObservedReplica> {
+pub(super) fn replica_on<'a>(up: &'a ObservedNode, name: &str) -> Option<&'a ObservedReplica> {
     up.replication.iter().find(|r| r.application_name == name)
 }
 
