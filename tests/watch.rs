@@ -151,8 +151,8 @@ fn watch_serves_the_fleet() {
             .unwrap_or_else(|| panic!("no row for {name} in\n{page}"))
             .to_string()
     };
-    assert!(row("alpha").starts_with("<tr class=\"ok\">"), "{page}");
-    assert!(row("beta").starts_with("<tr class=\"bad\">"), "{page}");
+    assert!(row("alpha").starts_with("<tr class=\"fine\">"), "{page}");
+    assert!(row("beta").starts_with("<tr class=\"wrong\">"), "{page}");
     assert!(row("beta").contains("work_mem"), "{page}");
     assert!(row("alpha").contains("n1 primary"), "{page}");
     assert!(!page.contains("<script"), "{page}");

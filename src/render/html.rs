@@ -1,7 +1,7 @@
 //! `pgtopo watch`'s pages: the overview (`/`, one row per cluster) and one cluster's detail
 //! (`/cluster/NAME`). Plain HTML with inline CSS, no JavaScript; every value is escaped. A
-//! cluster's row is red when it could not be read, a node is down or it drifted. Layout only:
-//! the values are the last round's observation and drift report.
+//! cluster's row (class `wrong`) is red when it could not be read, a node is down or it
+//! drifted. Layout only: the values are the last round's observation and drift report.
 
 use std::fmt::Write as _;
 
@@ -47,7 +47,7 @@ fn path_segment(s: &str) -> String {
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;width:100%}\
 th,td{border:1px solid #ccc;padding:.35em .6em;text-align:left;vertical-align:top}\
-th{background:#eee}tr.ok td{background:#eef8ee}tr.bad td{background:#fbdada}\
+th{background:#eee}tr.fine td{background:#eef8ee}tr.wrong td{background:#fbdada}\
 .bad{color:#b00000;font-weight:bold}.ok{color:#1a6b1a}\
 ul{margin:0;padding-left:1.1em}pre{background:#f6f6f6;padding:.8em;overflow:auto}\
 small{color:#666}";
@@ -150,7 +150,7 @@ fn findings_list(d: &Drifted) -> String {
 }
 
 fn row(m: &Member<Drifted>) -> String {
-    let class = if wrong(m) { "bad" } else { "ok" };
+    let class = if wrong(m) { "wrong" } else { "fine" };
     let link = format!(
         "<a href=\"/cluster/{}\">{}</a>",
         escape(&path_segment(&m.name)),
