@@ -147,3 +147,42 @@ fn header_of(r: &Round) -> html::RoundInfo {
         finished: humantime::format_rfc3339_seconds(r.finished).to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Before the first round finished every page says so with 503; the stop signal ends the
+    /// server although the round never finishes.
+    #[tokio::test]
+    async fn before_the_first_round_the_pages_answer_503_and_stop_ends_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let o = Options {
+            files: vec![PathBuf::from("a.yaml")],
+            interval: Duration::from_millis(10),
+            parallelism: 1,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, o, |_| std::future::pending(), async {
+            let _ = stopped.await;
+        }));
+        for path in ["/healthz", "/metrics", "/", "/cluster/a"] {
+            let r = get(addr, path).await;
+            assert!(r.starts_with("HTTP/1.1 503"), "{path}: {r}");
+            assert!(r.contains("has not finished yet"), "{path}: {r}");
+        }
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -7,6 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,6 +101,7 @@ fn watch_serves_the_fleet() {
     let _clusters = write_fleet(dir.path());
     let (port, claim) = support::ports::claim_port("127.0.0.1");
     let child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+        .process_group(0)
         .arg("-f")
         .arg(dir.path())
         .args(["watch", "--interval", "300ms", "--listen"])
@@ -165,8 +167,9 @@ fn watch_serves_the_fleet() {
     );
     assert_eq!(get(port, "/cluster/nosuch").unwrap().0, 404);
 
-    // SIGTERM: a clean stop, exit 0, the port closed.
+    // SIGTERM: a clean stop, exit 0, the port closed, nothing left in its process group.
     let mut child = w.0.take().unwrap();
+    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -189,5 +192,44 @@ fn watch_serves_the_fleet() {
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "port still open"
     );
+    assert_eq!(
+        nix::sys::signal::kill(group, None),
+        Err(nix::errno::Errno::ESRCH),
+        "a process of pgtopo watch's group outlived it"
+    );
+    let _ = std::fs::remove_file(claim);
+}
+
+/// Bad options: exit 1 with a diagnostic, nothing served.
+#[test]
+fn bad_options_exit_1() {
+    let (port, claim) = support::ports::claim_port("127.0.0.1");
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "cluster: a\n").unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    for (args, says) in [
+        (
+            vec!["--interval", "0s"],
+            "--interval must be longer than zero",
+        ),
+        (vec!["--listen", listen.as_str()], "cannot listen on"),
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+        c.arg("-f")
+            .arg(dir.path())
+            .arg("watch")
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        let out = support::cli::run_with_deadline(c, Duration::from_secs(30)).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", support::cli::show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            support::cli::show(&out)
+        );
+    }
+    drop(holder);
     let _ = std::fs::remove_file(claim);
 }
