@@ -17,7 +17,7 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Topology file; `validate`, `status`, `plan` and `drift` also take a directory (every
+    /// Topology file; `validate`, `status`, `plan`, `drift` and `watch` take a directory (every
     /// `*.yaml` / `*.yml` in it) or the option repeated, and report on every cluster at once.
     #[arg(
         short = 'f',
