@@ -18,3 +18,4 @@ pub mod sandbox;
 pub mod steps;
 pub mod transport;
 pub mod units;
+pub mod watch;

@@ -7,6 +7,10 @@
 //! comment's first line is the marker the templates look for, the plan file saved), apply of the
 //! saved plan (exit 0), the same apply again (exit 3: stale, "stale plan"), drift (exit 0), a
 //! standby stopped, drift again (exit 2).
+//!
+//! The fleet forms of the nightly drift job (`github/pgtopo-fleet.yml`,
+//! `gitlab/fleet.gitlab-ci.yml`) run their `drift -f clusters` over a directory: clean (exit 0),
+//! a file that is not a topology (exit 1, the report still written), a cluster drifted (exit 2).
 
 mod support;
 
@@ -78,6 +82,33 @@ fn gitlab() -> Jobs {
         vars: strings(&t["variables"]),
         scripts,
     }
+}
+
+/// The fleet drift templates: GitHub's `drift` job and GitLab's `fleet-drift` job, as `drift`.
+fn fleet_templates() -> [(&'static str, Jobs); 2] {
+    let gh = template("github/pgtopo-fleet.yml");
+    assert!(!gh["on"]["schedule"].is_null(), "github fleet: no schedule");
+    let runs = gh["jobs"]["drift"]["steps"]
+        .as_sequence()
+        .expect("github fleet: a drift job")
+        .iter()
+        .filter_map(|s| s["run"].as_str().map(str::to_string))
+        .collect();
+    let gl = template("gitlab/fleet.gitlab-ci.yml");
+    let script = gl["fleet-drift"]["script"]
+        .as_sequence()
+        .expect("gitlab fleet: a fleet-drift job")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let jobs = |vars: &Value, scripts: Vec<String>| Jobs {
+        vars: strings(vars),
+        scripts: BTreeMap::from([("drift".to_string(), scripts)]),
+    };
+    [
+        ("github fleet", jobs(&gh["env"], runs)),
+        ("gitlab fleet", jobs(&gl["variables"], script)),
+    ]
 }
 
 /// The pgtopo invocations of a script: each line that starts with `pgtopo `, up to its
@@ -204,4 +235,40 @@ fn the_ci_templates_run_their_commands_against_a_real_cluster() {
     // GitHub builds n2; the drift check stops it, so GitLab's plan starts it again.
     flow(&c, "github", &gh);
     flow(&c, "gitlab", &gl);
+}
+
+#[test]
+fn the_fleet_drift_templates_run_over_a_directory_of_clusters() {
+    let c = support::scenario::primary_and_declared(&[]);
+    let topo = support::scenario::trusted_topology(&c);
+    c.write_topology(&topo);
+    let out = c.pgtopo(&["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", show(&out));
+    for (name, jobs) in fleet_templates() {
+        for s in &jobs.scripts["drift"] {
+            bash_syntax_ok(name, s);
+        }
+        let dir = c.dir.join(&jobs.vars["PGTOPO_CLUSTERS"]);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("one.yaml"), topo.to_yaml()).unwrap();
+        let out = run(&c, &jobs, "drift");
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", show(&out));
+
+        std::fs::write(dir.join("broken.yaml"), "cluster: [unclosed\n").unwrap();
+        let out = run(&c, &jobs, "drift");
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", show(&out));
+        assert!(!out.stdout.is_empty(), "{name}: the report is written");
+        std::fs::remove_file(dir.join("broken.yaml")).unwrap();
+
+        let mut drifted = topo.clone();
+        drifted.settings.insert("work_mem".into(), "7MB".into());
+        std::fs::write(dir.join("two.yaml"), drifted.to_yaml()).unwrap();
+        let out = run(&c, &jobs, "drift");
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("work_mem"),
+            "{name}"
+        );
+    }
 }

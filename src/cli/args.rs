@@ -17,7 +17,7 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Topology file; `validate`, `status`, `plan` and `drift` also take a directory (every
+    /// Topology file; `validate`, `status`, `plan`, `drift` and `watch` take a directory (every
     /// `*.yaml` / `*.yml` in it) or the option repeated, and report on every cluster at once.
     #[arg(
         short = 'f',
@@ -58,6 +58,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Report where the live cluster no longer matches the file (exit 2 when it does not).
     Drift(DriftArgs),
+    /// Read every cluster on a schedule and serve /metrics, /healthz and an HTML overview
+    /// (read-only; runs until Ctrl-C or SIGTERM).
+    Watch(WatchArgs),
     /// Remove the apply lock left by a holder that is gone.
     Unlock,
     /// Write a topology file that matches an existing cluster.
@@ -88,6 +91,7 @@ impl Command {
             Command::Graph(_) => "graph",
             Command::Apply(_) => "apply",
             Command::Drift(_) => "drift",
+            Command::Watch(_) => "watch",
             Command::Unlock => "unlock",
             Command::Import(_) => "import",
             Command::Sandbox(_) => "sandbox",
@@ -274,6 +278,18 @@ pub struct DriftArgs {
     /// Compare with a recording instead of the live cluster.
     #[arg(long)]
     pub observed: Option<PathBuf>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Time between the starts of two rounds of observation (e.g. 30s, 200ms).
+    #[arg(long, default_value = "30s")]
+    pub interval: crate::units::Duration,
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:9816")]
+    pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub fleet: FleetArgs,
 }

@@ -10,6 +10,7 @@ mod observe_cmd;
 mod output;
 mod plan_cmd;
 pub mod schema;
+mod watch_cmd;
 
 pub use args::*;
 pub use docs_cmd::{completions_text, man_text};
@@ -109,6 +110,7 @@ async fn dispatch(cli: Cli) -> CmdResult {
         Command::Show(a) => plan_cmd::show(g, a).await,
         Command::Graph(a) => plan_cmd::graph(g, a).await,
         Command::Drift(a) => plan_cmd::drift(g, a).await,
+        Command::Watch(a) => watch_cmd::watch(g, a).await,
         Command::Import(a) => import_cmd::import(g, a).await,
         Command::Demo(a) => commands::demo(a).await,
         Command::Bench(a) => commands::bench(a).await,

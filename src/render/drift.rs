@@ -9,7 +9,7 @@ use crate::diff::drift::{DriftKind, DriftReport};
 /// Wording when nothing drifted.
 pub const NO_DRIFT: &str = "No drift. The cluster matches topology.yaml.";
 
-fn label(k: DriftKind) -> &'static str {
+pub fn label(k: DriftKind) -> &'static str {
     match k {
         DriftKind::NodeDown => "node down",
         DriftKind::Role => "role",

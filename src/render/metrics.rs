@@ -169,7 +169,7 @@ impl Families {
 }
 
 /// The node a standby streams from, as observed.
-fn upstream_of<'a>(
+pub(super) fn upstream_of<'a>(
     obs: &'a crate::fleet::Observation,
     o: &ObservedNode,
 ) -> Option<&'a ObservedNode> {
@@ -177,7 +177,7 @@ fn upstream_of<'a>(
 }
 
 /// What the upstream reports of the standby named `name` (pg_stat_replication).
-fn replica_on<'a>(up: &'a ObservedNode, name: &str) -> Option<&'a ObservedReplica> {
+pub(super) fn replica_on<'a>(up: &'a ObservedNode, name: &str) -> Option<&'a ObservedReplica> {
     up.replication.iter().find(|r| r.application_name == name)
 }
 
@@ -202,6 +202,31 @@ pub fn text(fleet: &Fleet<Drifted>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every series the Grafana example queries is one this module writes, and the dashboard
+    /// has its `cluster` variable.
+    #[test]
+    fn the_grafana_dashboard_queries_series_that_exist() {
+        let dash: serde_json::Value =
+            serde_json::from_str(include_str!("../../examples/grafana/pgtopo.json")).unwrap();
+        let names: Vec<&str> = Families::new().all().iter().map(|f| f.name).collect();
+        let text = dash.to_string();
+        let mut queried = 0;
+        for (i, _) in text.match_indices("pgtopo_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == "pgtopo_" || text[..i].ends_with('-') {
+                continue;
+            }
+            assert!(names.contains(&name.as_str()), "{name} is not written");
+            queried += 1;
+        }
+        assert!(queried >= names.len(), "{queried} queries");
+        let vars = dash["templating"]["list"].as_array().unwrap();
+        assert!(vars.iter().any(|v| v["name"] == "cluster"), "{vars:?}");
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -4,6 +4,7 @@
 
 pub mod drift;
 pub mod fleet;
+pub mod html;
 pub mod json_events;
 pub mod mermaid;
 pub mod metrics;
