@@ -72,6 +72,7 @@ rules! {
     never_promoted_primary,
     delayed_primary,
     catchup_timeout_zero,
+    service_malformed,
 }
 
 #[test]
@@ -218,4 +219,28 @@ fn load_str_hashes_the_text() {
     let from_file = config::load(Path::new(SPEC_EXAMPLE)).unwrap();
     assert_eq!(from_str.sha256, from_file.sha256);
     assert_eq!(from_str.nodes, from_file.nodes);
+}
+
+#[test]
+fn a_packaged_topology_resolves_each_nodes_service() {
+    use pgtopo::config::Service;
+    let d = config::load(Path::new("tests/fixtures/valid/packaged.yaml")).unwrap();
+    assert_eq!(
+        d.nodes["n1"].service,
+        Service::PgCtlcluster {
+            major: 15,
+            name: "n1".into()
+        }
+    );
+    assert_eq!(
+        d.nodes["n1"].config_dir.as_deref(),
+        Some(Path::new("/etc/postgresql/15/n1"))
+    );
+    assert_eq!(
+        d.nodes["n2"].service,
+        Service::Systemd {
+            unit: "postgresql-15".into()
+        }
+    );
+    assert_eq!(d.nodes["n2"].config_dir, None);
 }

@@ -493,6 +493,8 @@ pub(crate) mod tests {
                         settings: Default::default(),
                         promotion: Default::default(),
                         tls: Default::default(),
+                        service: Default::default(),
+                        config_dir: None,
                     },
                 )
             })

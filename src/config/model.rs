@@ -496,6 +496,69 @@ pub struct NodeSpec {
     /// Overrides the paths of `replication.tls` for this node's own replication connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<NodeTls>,
+    /// What starts, stops and restarts the server (SPEC §1d): `{pg_ctlcluster: "MAJOR NAME"}`
+    /// (Debian's postgresql-common), `{systemd: UNIT}`; absent → `pg_ctl -D data_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSpec>,
+    /// Where the server's configuration files live when not in the data directory (Debian:
+    /// `/etc/postgresql/MAJOR/NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_dir: Option<PathBuf>,
+}
+
+/// `nodes.<name>.service`: the service manager that runs the server (exactly one key).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// A systemd unit (`sudo -n systemctl start|stop UNIT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<String>,
+    /// A Debian cluster, `"MAJOR NAME"` (`pg_ctlcluster MAJOR NAME start|stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_ctlcluster: Option<String>,
+}
+
+impl ServiceSpec {
+    /// The service as pgtopo runs it, or why the value is malformed.
+    pub fn resolve(&self) -> Result<Service, String> {
+        match (&self.pg_ctlcluster, &self.systemd) {
+            (Some(v), None) => parse_cluster(v),
+            (None, Some(unit)) if unit.trim().is_empty() || unit.contains(char::is_whitespace) => {
+                Err(format!("{unit:?} is not a systemd unit name"))
+            }
+            (None, Some(unit)) => Ok(Service::Systemd { unit: unit.clone() }),
+            _ => Err("name exactly one of `pg_ctlcluster` and `systemd`".into()),
+        }
+    }
+}
+
+/// `"MAJOR NAME"` as pg_lsclusters lists a Debian cluster.
+fn parse_cluster(v: &str) -> Result<Service, String> {
+    let mut words = v.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(major), Some(name), None) if !name.contains('/') => match major.parse::<u32>() {
+            Ok(major) => Ok(Service::PgCtlcluster {
+                major,
+                name: name.into(),
+            }),
+            Err(_) => Err(format!("{v:?} does not start with a major version")),
+        },
+        _ => Err(format!(
+            "{v:?} is not \"MAJOR NAME\" (e.g. \"15 main\", as pg_lsclusters lists it)"
+        )),
+    }
+}
+
+/// How a node's server is started, stopped, restarted and reloaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Service {
+    /// `pg_ctl -D data_dir` from `bin_dir`.
+    #[default]
+    PgCtl,
+    /// Debian's `pg_ctlcluster MAJOR NAME`.
+    PgCtlcluster { major: u32, name: String },
+    /// `systemctl … UNIT`.
+    Systemd { unit: String },
 }
 
 fn default_port() -> u16 {
@@ -579,6 +642,10 @@ pub struct DesiredNode {
     pub promotion: Promotability,
     /// The node's `tls:` paths (over `replication.tls`'s); see [`Desired::replication_tls`].
     pub tls: NodeTls,
+    /// What starts and stops the server (SPEC §1d).
+    pub service: Service,
+    /// The configuration directory outside the data directory, if any.
+    pub config_dir: Option<PathBuf>,
 }
 
 /// A node's `failover_priority` and `apply_delay`: what the candidate choice reads.

@@ -106,6 +106,13 @@ pub fn resolve(
                     apply_delay: n.apply_delay.map(|d| d.0).filter(|d| !d.is_zero()),
                 },
                 tls: n.tls.clone().unwrap_or_default(),
+                // Validation has reported a malformed service.
+                service: n
+                    .service
+                    .as_ref()
+                    .and_then(|s| s.resolve().ok())
+                    .unwrap_or_default(),
+                config_dir: n.config_dir.clone(),
             };
             (name.clone(), node)
         })

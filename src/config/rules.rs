@@ -25,6 +25,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     owned_settings(root, &nodes, &mut errors);
     hba(root, &mut errors);
     switchover(root, &mut errors);
+    services(&nodes, &mut errors);
     super::pooler_rules::check(root, &mut errors);
     super::logical::check(root, &mut errors);
     super::rules_tls::check(root, &mut errors);
@@ -50,6 +51,48 @@ impl NodeInfo<'_> {
     }
     fn is_absent(&self) -> bool {
         self.absent.is_some()
+    }
+}
+
+/// `service: {pg_ctlcluster: "MAJOR NAME"}` and `{systemd: UNIT}` must name a cluster or unit.
+fn services(nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigError>) {
+    for n in nodes {
+        let Some(service) = n.entry.value.get("service") else {
+            continue;
+        };
+        if service.value.entries().len() > 1 {
+            errors.push(
+                ConfigError::new(
+                    "service_malformed",
+                    format!("`nodes.{}.service` names more than one service", n.name),
+                )
+                .label(service.value.span, "one of these")
+                .help("keep either `pg_ctlcluster` or `systemd`"),
+            );
+            continue;
+        }
+        for e in service.value.entries() {
+            let Some(v) = e.value.as_str() else { continue };
+            let mut spec = super::ServiceSpec::default();
+            match e.key.as_str() {
+                "pg_ctlcluster" => spec.pg_ctlcluster = Some(v.to_string()),
+                "systemd" => spec.systemd = Some(v.to_string()),
+                _ => continue,
+            };
+            if let Err(why) = spec.resolve() {
+                errors.push(
+                    ConfigError::new(
+                        "service_malformed",
+                        format!("`nodes.{}.service.{}`: {why}", n.name, e.key),
+                    )
+                    .label(e.value.span, "malformed")
+                    .help(match e.key.as_str() {
+                        "pg_ctlcluster" => "write the major and the cluster name separated by one space, e.g. `pg_ctlcluster: \"15 main\"`",
+                        _ => "write the unit's name, e.g. `systemd: postgresql@15-main`",
+                    }),
+                );
+            }
+        }
     }
 }
 

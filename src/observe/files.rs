@@ -348,6 +348,8 @@ Data page checksum version:           0
             settings: Default::default(),
             promotion: Default::default(),
             tls: Default::default(),
+            service: Default::default(),
+            config_dir: None,
         }
     }
 

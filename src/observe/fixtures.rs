@@ -31,6 +31,8 @@ pub fn node(name: &str, i: usize, role: DesiredRole) -> DesiredNode {
         settings: BTreeMap::new(),
         promotion: Default::default(),
         tls: Default::default(),
+        service: Default::default(),
+        config_dir: None,
     }
 }
 

@@ -511,6 +511,8 @@ mod tests {
             settings: Default::default(),
             promotion: Default::default(),
             tls: Default::default(),
+            service: Default::default(),
+            config_dir: None,
         };
         let sb = |u: &str| DesiredRole::Standby { upstream: u.into() };
         Desired {

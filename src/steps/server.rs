@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::{data_dir, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
+use crate::config::Service;
 use crate::plan::ShutdownMode;
+use crate::transport::CommandSpec;
 use crate::units::Lsn;
 
 /// The last lines of the server log, for error messages.
@@ -32,6 +34,59 @@ pub async fn log_tail(ctx: &StepContext, node: &str) -> String {
     }
 }
 
+/// A request to the node's service manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Start,
+    Stop(ShutdownMode),
+}
+
+/// The command that starts or stops `node` through its service (SPEC §1d), the one place that
+/// chooses: `pg_ctl -D data_dir` (returns at once, `-W`: pgtopo waits itself),
+/// `pg_ctlcluster MAJOR NAME` (Debian: the server reads its configuration in /etc), or
+/// `sudo -n systemctl … UNIT` (systemd's view of the server stays right; the unit decides the
+/// shutdown mode — fast for Debian's and PGDG's units).
+pub fn control(ctx: &StepContext, node: &str, what: Control) -> Result<CommandSpec, StepError> {
+    let n = ctx.node(node)?;
+    let timeout = Duration::from_secs(30);
+    let cmd = match (&n.service, what) {
+        (Service::PgCtl, Control::Stop(mode)) => ctx
+            .tool(n, "pg_ctl")
+            .arg("stop")
+            .arg("-D")
+            .arg(n.data_dir.as_os_str())
+            .args(["-m", mode_word(mode), "-W"]),
+        (Service::PgCtl, Control::Start) => ctx
+            .tool(n, "pg_ctl")
+            .arg("start")
+            .arg("-D")
+            .arg(n.data_dir.as_os_str())
+            .arg("-l")
+            .arg(data_dir::log_file(ctx, node)?.as_os_str())
+            .arg("-W"),
+        (Service::PgCtlcluster { major, name }, what) => {
+            let cmd = CommandSpec::new(PG_CTLCLUSTER).args([major.to_string(), name.clone()]);
+            match what {
+                Control::Start => cmd.arg("start"),
+                Control::Stop(mode) => cmd.args(["stop", "-m", mode_word(mode)]),
+            }
+        }
+        (Service::Systemd { unit }, what) => CommandSpec::new("sudo").args([
+            "-n",
+            "systemctl",
+            match what {
+                Control::Start => "start",
+                Control::Stop(_) => "stop",
+            },
+            unit.as_str(),
+        ]),
+    };
+    Ok(cmd.timeout(timeout))
+}
+
+/// Debian's postgresql-common wrapper.
+const PG_CTLCLUSTER: &str = "/usr/bin/pg_ctlcluster";
+
 fn mode_word(m: ShutdownMode) -> &'static str {
     match m {
         ShutdownMode::Smart => "smart",
@@ -47,22 +102,16 @@ pub async fn request_stop(
     node: &str,
     mode: ShutdownMode,
 ) -> Result<(), StepError> {
-    let n = ctx.node(node)?;
     ctx.forget(node);
-    let cmd = ctx
-        .tool(n, "pg_ctl")
-        .arg("stop")
-        .arg("-D")
-        .arg(n.data_dir.as_os_str())
-        .arg("-m")
-        .arg(mode_word(mode))
-        .arg("-W")
-        .timeout(Duration::from_secs(30));
+    let cmd = control(ctx, node, Control::Stop(mode))?;
     match ctx.run_tool(node, &cmd).await {
         Ok(_) => Ok(()),
         Err(e) => {
             let text = e.stderr.clone().unwrap_or_default();
-            if text.contains("Is server running?") || text.contains("No such process") {
+            if text.contains("Is server running?")
+                || text.contains("No such process")
+                || text.contains("Cluster is not running")
+            {
                 Ok(())
             } else {
                 Err(e)
@@ -153,22 +202,15 @@ pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(
     }
     let mut one_off = false;
     if !(data_dir::pid_file_exists(ctx, node).await? && accepting(ctx, node).await) {
-        let mut cmd = ctx
-            .tool(n, "pg_ctl")
-            .arg("start")
-            .arg("-D")
-            .arg(n.data_dir.as_os_str())
-            .arg("-l")
-            .arg(data_dir::log_file(ctx, node)?.as_os_str())
-            .arg("-W")
-            .timeout(Duration::from_secs(30));
+        let mut cmd = control(ctx, node, Control::Start)?;
         // A rewound directory is "in archive recovery", so the startup fsyncs every file in it
         // first — work pg_rewind has just done (~50 ms for 1 GB here). syncfs, one call per
         // file system, does the same job at once when little else is dirty on the host
         // (PostgreSQL ≥ 14; a one-off option, taken out
         // of postmaster.opts again once the server is up, so that a later `pg_ctl restart`
         // does not repeat it).
-        if data_dir::rewound(ctx, node).await?
+        if n.service == Service::PgCtl
+            && data_dir::rewound(ctx, node).await?
             && data_dir::pg_major(ctx, node).await >= Some(14)
             && data_dir::little_dirty(ctx, node).await
         {
@@ -181,7 +223,9 @@ pub async fn start(ctx: &StepContext, node: &str, timeout: Duration) -> Result<(
         }
         if let Err(mut e) = ctx.run_tool(node, &cmd).await {
             let stderr = e.stderr.clone().unwrap_or_default();
-            if !stderr.contains("another server might be running") {
+            if !stderr.contains("another server might be running")
+                && !stderr.contains("Cluster is already running")
+            {
                 let tail = log_tail(ctx, node).await;
                 if !tail.is_empty() {
                     e.stderr = Some(format!("{stderr}\n{tail}").trim().to_string());

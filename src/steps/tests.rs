@@ -11,10 +11,18 @@ use crate::transport::{CommandOutput, FakeTransport};
 
 /// A two-node topology under /d whose SQL ports refuse connections, and one fake per node.
 fn ctx() -> (Arc<StepContext>, FakeTransport, FakeTransport) {
+    ctx_with(|_| {})
+}
+
+/// [`ctx`] with `edit` applied to the topology first.
+fn ctx_with(
+    edit: impl FnOnce(&mut crate::config::Desired),
+) -> (Arc<StepContext>, FakeTransport, FakeTransport) {
     let mut d = crate::apply::lock::tests::desired(Path::new("/d"), &["n1", "n2"]);
     for n in d.nodes.values_mut() {
         n.port = 1; // nothing listens: connections are refused at once
     }
+    edit(&mut d);
     let f1 = FakeTransport::new().with_dir("/d/n1");
     let f2 = FakeTransport::new().with_dir("/d/n2");
     let ts: BTreeMap<String, crate::transport::DynTransport> = [
@@ -619,4 +627,67 @@ async fn a_rewind_finished_after_pgtopo_was_killed_gets_the_own_configuration_ba
     assert!(!f1.command_lines().iter().any(|l| l.contains("pg_rewind")));
     assert_own_conf(&f1);
     assert_eq!(f1.file("/d/n1.pgtopo-rewinding"), None);
+}
+
+/// n1 run by `pg_ctlcluster 15 n1`, n2 by the systemd unit `postgresql@15-n2`.
+fn packaged_ctx() -> (Arc<StepContext>, FakeTransport, FakeTransport) {
+    use crate::config::Service;
+    ctx_with(|d| {
+        d.nodes.get_mut("n1").unwrap().service = Service::PgCtlcluster {
+            major: 15,
+            name: "n1".into(),
+        };
+        d.nodes.get_mut("n2").unwrap().service = Service::Systemd {
+            unit: "postgresql@15-n2".into(),
+        };
+    })
+}
+
+#[test]
+fn each_service_starts_and_stops_its_server_with_its_own_command() {
+    use server::{control, Control};
+    let (c, _, _) = packaged_ctx();
+    let line = |node: &str, what: Control| {
+        let cmd = control(&c, node, what).unwrap();
+        let mut words = vec![cmd.program.display().to_string()];
+        words.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
+        words.join(" ")
+    };
+    let fast = Control::Stop(ShutdownMode::Fast);
+    for (node, what, want) in [
+        ("n1", fast, "/usr/bin/pg_ctlcluster 15 n1 stop -m fast"),
+        ("n1", Control::Start, "/usr/bin/pg_ctlcluster 15 n1 start"),
+        ("n2", fast, "sudo -n systemctl stop postgresql@15-n2"),
+        (
+            "n2",
+            Control::Start,
+            "sudo -n systemctl start postgresql@15-n2",
+        ),
+    ] {
+        assert_eq!(line(node, what), want);
+    }
+    let (c, _, _) = ctx();
+    let cmd = control(&c, "n1", Control::Stop(ShutdownMode::Immediate)).unwrap();
+    assert!(cmd.program.ends_with("pg_ctl"));
+    assert_eq!(
+        cmd.args,
+        ["stop", "-D", "/d/n1", "-m", "immediate", "-W"].map(std::ffi::OsString::from)
+    );
+}
+
+#[tokio::test]
+async fn a_stop_step_of_a_debian_cluster_runs_pg_ctlcluster_and_accepts_one_already_stopped() {
+    let (c, f1, _) = packaged_ctx();
+    f1.set_file("/d/n1/postmaster.pid", "4242\n");
+    let _ = f1.clone().with_output(
+        "pg_ctlcluster",
+        CommandOutput::failed(2, "Cluster is not running."),
+    );
+    server::request_stop(&c, "n1", ShutdownMode::Fast)
+        .await
+        .unwrap();
+    assert_eq!(
+        f1.command_lines(),
+        ["/usr/bin/pg_ctlcluster 15 n1 stop -m fast"]
+    );
 }
