@@ -694,6 +694,20 @@ pub enum DesiredRole {
     Absent,
 }
 
+impl DesiredNode {
+    /// Where the server's configuration files are: `config_dir`, else Debian's
+    /// `/etc/postgresql/MAJOR/NAME` for a `pg_ctlcluster` service, else the data directory.
+    pub fn config_dir(&self) -> PathBuf {
+        match (&self.config_dir, &self.service) {
+            (Some(d), _) => d.clone(),
+            (None, Service::PgCtlcluster { major, name }) => {
+                PathBuf::from(format!("/etc/postgresql/{major}/{name}"))
+            }
+            (None, _) => self.data_dir.clone(),
+        }
+    }
+}
+
 impl Desired {
     /// The one declared primary (validation guarantees there is exactly one).
     pub fn primary(&self) -> &DesiredNode {

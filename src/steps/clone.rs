@@ -87,6 +87,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
     let n = ctx.node(node)?.clone();
     let t = ctx.transport(node)?.clone();
     let io = |e: crate::transport::TransportError| StepError::new(e.to_string());
+    super::debian::ensure_cluster(ctx, node, &p.source).await?;
     let mut own = None;
     match listing(ctx, node).await? {
         Some(l) if !l.is_empty() => {

@@ -33,6 +33,7 @@ pub mod create_logical_slot;
 pub mod create_role;
 pub mod create_slot;
 pub mod data_dir;
+pub mod debian;
 pub mod drop_slot;
 pub mod fence;
 pub mod hook;

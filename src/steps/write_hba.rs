@@ -51,7 +51,8 @@ pub fn with_block(current: &str, block: &[String]) -> String {
     out
 }
 
-/// Where the node's pg_hba.conf is: `hba_file` when the server answers, else in the data dir.
+/// Where the node's pg_hba.conf is: `hba_file` when the server answers, else in its
+/// configuration directory (the data directory unless SPEC §1d's service or `config_dir` says).
 async fn hba_path(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
     if data_dir::pid_file_exists(ctx, node).await? {
         let rows = ctx
@@ -61,7 +62,7 @@ async fn hba_path(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
             return Ok(PathBuf::from(r.get::<_, String>(0)));
         }
     }
-    Ok(ctx.node(node)?.data_dir.join("pg_hba.conf"))
+    Ok(ctx.node(node)?.config_dir().join("pg_hba.conf"))
 }
 
 async fn read(
