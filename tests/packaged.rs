@@ -117,6 +117,8 @@ impl Drop for Debian {
     fn drop(&mut self) {
         for name in &self.clusters {
             let _ = run("pg_dropcluster", &["--stop", "15", name]);
+            // pg_dropcluster leaves the files it did not write (conf.d/pgtopo-node.conf).
+            let _ = std::fs::remove_dir_all(format!("/etc/postgresql/15/{name}"));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         for c in &self.claims {
