@@ -160,4 +160,21 @@ fn a_new_standby_of_a_debian_primary_becomes_a_debian_cluster_of_its_own() {
     );
     let out = pgtopo(&file, &["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // A switchover: n1's fast shutdown through pg_ctlcluster, n2 promoted, n1 its standby.
+    let dir = d.dir.display();
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(", role: primary,", ",")
+        .replace(
+            &format!("data_dir: {dir}/n2,"),
+            &format!("data_dir: {dir}/n2, role: primary,"),
+        );
+    std::fs::write(&file, text).unwrap();
+    let out = pgtopo(&file, &["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(d.status("n1"), "online,recovery");
+    assert_eq!(d.status("n2"), "online");
+    let out = pgtopo(&file, &["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
