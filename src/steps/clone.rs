@@ -140,11 +140,10 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             .arg("fast")
             .arg("-w")
             .timeout(Duration::from_secs(12 * 3600));
-        // TLS keywords as a connection string; -h, -p and -U above still apply.
+        // TLS and stall keywords as a connection string; -h, -p and -U above still apply.
         let tls = super::conf::tls_keywords(ctx.desired.replication_tls(node).as_ref());
-        if !tls.is_empty() {
-            cmd = cmd.arg("-d").arg(tls.trim_start());
-        }
+        let kw = format!("{tls}{}", super::conf::STALL_KEYWORDS);
+        cmd = cmd.arg("-d").arg(kw.trim_start());
         if let Some(slot) = &p.slot {
             match super::create_slot::slot_exists(ctx, &p.source, slot).await? {
                 Some(true) => {
