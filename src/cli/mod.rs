@@ -115,6 +115,7 @@ mod commands {
             results: b.results.clone(),
             pooler: b.pooler,
             ssh: b.ssh,
+            fault: b.fault,
         };
         match a.what {
             BenchCommand::Switchover(_) => match crate::demo::bench_switchover(&opts).await? {
