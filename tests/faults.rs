@@ -20,10 +20,13 @@
 //! (REJECT rules sit in the node's namespace on INPUT and OUTPUT, so the resets they would send
 //! are themselves rejected on OUTPUT: seen from pgtopo's side a cut node behaves as behind DROP.)
 //!
+//! - Failover after a crash of the primary, pgtopo cut off from the candidate when its
+//!   promotion starts: the promote step fails at its bound (`server::look`), never two primaries;
+//!   the next apply after healing converges.
+//!
 //! Not covered yet: a delaying proxy, pg_wal's file system full, pgbouncer killed between
-//! pause and resume, and pgtopo cut off from a failover's candidate while it promotes it: an SQL
-//! statement on an open connection has no bound of its own yet, and that apply was seen to
-//! wait at `promote` for over 10 minutes.
+//! pause and resume. Other SQL statements on an open connection (outside `server::look`) are
+//! still unbounded when a node is cut off without reset.
 //!
 //! Without root (no namespaces, no iptables) the test fails when PGTOPO_REQUIRE_ALL=1, else
 //! says SKIPPED.
@@ -375,6 +378,33 @@ fn switchovers_under_faults_lose_nothing_and_come_back_in_time() {
             show(&out)
         );
         env.converged("n1");
+    }
+
+    // 7. Failover: n1 (primary) crashes; n2 is the candidate and becomes unreachable for pgtopo
+    //    when its promotion starts. The step fails at its bound; never two primaries; after
+    //    healing the next apply converges.
+    {
+        env.c.crash("n1");
+        env.declare("n2");
+        let chk = Checker::sampling(env.targets());
+        let (ns, me) = (env.ns("n2"), env.pgtopo_addr());
+        let (a, cut) = apply_injecting(&env.c, "promote", || Rules::cut(&ns, &[&me], Cut::Reject));
+        assert!(cut.is_some(), "the failover has a promote step: {}", a.text);
+        chk.finish(Duration::MAX);
+        report(
+            &mut rows,
+            "failover: pgtopo cut off from candidate n2 at its promotion",
+            &a,
+            Duration::ZERO,
+        );
+        drop(cut);
+        let out = env.c.pgtopo(&["apply", "--auto-approve"]);
+        assert!(
+            out.status.success(),
+            "failover after healing: {}",
+            show(&out)
+        );
+        env.converged("n2");
     }
 
     eprintln!(

@@ -526,9 +526,32 @@ pub async fn wait_receiver(
     }
 }
 
+/// How long a look at a node (a trivial statement on an open connection) may take: a node cut
+/// off without a reset would otherwise keep the statement waiting for ever.
+pub const LOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Run a short statement on the node, failing after [`LOOK_TIMEOUT`] (the connection is
+/// dropped then).
+pub async fn look(
+    ctx: &StepContext,
+    node: &str,
+    sql: &str,
+) -> Result<Vec<tokio_postgres::Row>, StepError> {
+    match tokio::time::timeout(LOOK_TIMEOUT, ctx.query(node, sql, &[])).await {
+        Ok(r) => r,
+        Err(_) => {
+            ctx.forget(node);
+            Err(StepError::new(format!(
+                "{node}: no answer within {} s",
+                LOOK_TIMEOUT.as_secs()
+            )))
+        }
+    }
+}
+
 /// Whether the node is in recovery (a standby). Errors when it does not answer.
 pub async fn in_recovery(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
-    let rows = ctx.query(node, "SELECT pg_is_in_recovery()", &[]).await?;
+    let rows = look(ctx, node, "SELECT pg_is_in_recovery()").await?;
     Ok(rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false))
 }
 
