@@ -109,6 +109,17 @@ impl Env {
         scenario::assert_no_changes(&self.c);
     }
 
+    /// After a healed failover fault: the next apply converges on `primary`.
+    fn heal_failover(&self, primary: &str) {
+        let out = self.c.pgtopo(&["apply", "--auto-approve"]);
+        assert!(
+            out.status.success(),
+            "failover after healing: {}",
+            show(&out)
+        );
+        self.converged(primary);
+    }
+
     /// Once replication has recovered from the healed fault (every standby streams from the
     /// current primary again and has caught up), the first apply converges on `primary`.
     fn heal_and_converge(&self, primary: &str) {
@@ -126,6 +137,20 @@ impl Env {
         assert!(out.status.success(), "apply after healing: {}", show(&out));
         self.converged(primary);
     }
+}
+
+/// A failover to `cand` after a crash of the primary `crashed`, with `cut_node`'s host cut off
+/// from pgtopo (REJECT) when a step of kind `at` starts; the sampler checks that never two
+/// primaries answer. The cut is healed when this returns.
+fn failover_cut(env: &mut Env, cand: &str, crashed: &str, at: &str, cut_node: &str) -> Applied {
+    env.c.crash(crashed);
+    env.declare(cand);
+    let chk = Checker::sampling(env.targets());
+    let (ns, me) = (env.ns(cut_node), env.pgtopo_addr());
+    let (a, cut) = apply_injecting(&env.c, at, || Rules::cut(&ns, &[&me], Cut::Reject));
+    assert!(cut.is_some(), "the failover has a {at} step: {}", a.text);
+    chk.finish(Duration::MAX);
+    a
 }
 
 /// What an apply did.
@@ -344,68 +369,36 @@ fn switchovers_under_faults_lose_nothing_and_come_back_in_time() {
     }
 
     // 6. Failover: n2 (primary) crashes; the topology makes n1 primary with consent. pgtopo
-    //    loses n2's host (REJECT) when it fences or stops n2: the apply stops before the
-    //    promotion, n1 stays a standby.
-    {
-        env.c.crash("n2");
-        env.topo.extra_yaml("failover: {allow: true}");
-        env.declare("n1");
-        let chk = Checker::sampling(env.targets());
-        let (ns, me) = (env.ns("n2"), env.pgtopo_addr());
-        let (a, cut) = apply_injecting(&env.c, "fence|stop", || {
-            Rules::cut(&ns, &[&me], Cut::Reject)
-        });
-        assert!(cut.is_some(), "the failover fences n2: {}", a.text);
-        assert!(!a.ok, "the apply cannot fence n2: {}", a.text);
-        assert_eq!(
-            in_recovery(&env.c, "n1"),
-            "t",
-            "n1 is not promoted: {}",
-            a.text
-        );
-        chk.finish(Duration::MAX);
-        report(
-            &mut rows,
-            "failover: reject pgtopo<->old primary n2 at its fencing",
-            &a,
-            Duration::ZERO,
-        );
-        drop(cut);
-        let out = env.c.pgtopo(&["apply", "--auto-approve"]);
-        assert!(
-            out.status.success(),
-            "failover after healing: {}",
-            show(&out)
-        );
-        env.converged("n1");
-    }
+    //    loses n2's host when it fences or stops n2: the apply stops before the promotion, n1
+    //    stays a standby.
+    env.topo.extra_yaml("failover: {allow: true}");
+    let a = failover_cut(&mut env, "n1", "n2", "fence|stop", "n2");
+    assert!(!a.ok, "the apply cannot fence n2: {}", a.text);
+    assert_eq!(
+        in_recovery(&env.c, "n1"),
+        "t",
+        "n1 is not promoted: {}",
+        a.text
+    );
+    report(
+        &mut rows,
+        "failover: pgtopo cut off from old primary n2 at its fencing",
+        &a,
+        Duration::ZERO,
+    );
+    env.heal_failover("n1");
 
     // 7. Failover: n1 (primary) crashes; n2 is the candidate and becomes unreachable for pgtopo
     //    when its promotion starts. The step fails at its bound; never two primaries; after
     //    healing the next apply converges.
-    {
-        env.c.crash("n1");
-        env.declare("n2");
-        let chk = Checker::sampling(env.targets());
-        let (ns, me) = (env.ns("n2"), env.pgtopo_addr());
-        let (a, cut) = apply_injecting(&env.c, "promote", || Rules::cut(&ns, &[&me], Cut::Reject));
-        assert!(cut.is_some(), "the failover has a promote step: {}", a.text);
-        chk.finish(Duration::MAX);
-        report(
-            &mut rows,
-            "failover: pgtopo cut off from candidate n2 at its promotion",
-            &a,
-            Duration::ZERO,
-        );
-        drop(cut);
-        let out = env.c.pgtopo(&["apply", "--auto-approve"]);
-        assert!(
-            out.status.success(),
-            "failover after healing: {}",
-            show(&out)
-        );
-        env.converged("n2");
-    }
+    let a = failover_cut(&mut env, "n2", "n1", "promote", "n2");
+    report(
+        &mut rows,
+        "failover: pgtopo cut off from candidate n2 at its promotion",
+        &a,
+        Duration::ZERO,
+    );
+    env.heal_failover("n2");
 
     eprintln!(
         "faults (bound {} ms), total {:.1} s:\n  {}",
