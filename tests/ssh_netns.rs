@@ -13,12 +13,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use support::netns::{self, Hosts, SSH_PORT};
 use support::scenario::{
-    self, apply_killed_at, assert_follows, assert_no_changes, catch_up, cut_off, in_recovery,
+    apply_killed_at, assert_follows, assert_no_changes, catch_up, cut_off, in_recovery,
 };
 use support::{show, TestCluster, Topology};
 
@@ -120,17 +119,10 @@ fn every_scenario_over_ssh_between_network_namespaces() {
         return;
     }
     let mut clock = Clock::new();
-    let hosts = Arc::new(Hosts::create(3));
-    let mut c = TestCluster::placed(Box::new(hosts.clone()));
-    clock.lap("namespaces and sshd");
+    let (hosts, c, mut topo) = netns::cluster_on_hosts(&NODES);
+    clock.lap("namespaces, sshd and n1");
 
     // Bootstrap: n1 → n2 → n3, both standbys built by pgtopo over SSH.
-    c.init_primary("n1");
-    c.start("n1");
-    c.declare_node("n2");
-    c.declare_node("n3");
-    let mut topo = scenario::trusted_topology(&c);
-    hosts.declare_nodes(&mut topo, &NODES);
     declare(&c, &mut topo, "n1", &[("n2", "n1"), ("n3", "n2")]);
     assert!(apply(&c).contains("Apply complete!"));
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");

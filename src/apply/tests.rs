@@ -10,6 +10,7 @@ pub(super) fn step(id: StepId, node: &str, after: &[StepId]) -> Step {
         id,
         node: node.into(),
         action: Action::Checkpoint(CheckpointParams {
+            timeout_ms: None,
             reason: "test".into(),
         }),
         after: after.to_vec(),

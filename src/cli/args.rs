@@ -424,6 +424,9 @@ pub struct BenchSwitchoverArgs {
     /// command and file of the apply goes over SSH.
     #[arg(long)]
     pub ssh: bool,
+    /// Switchover: inject a fault between plan and apply (with `switchover.timeout: 5s`).
+    #[arg(long, value_enum)]
+    pub fault: Option<crate::demo::BenchFault>,
 }
 
 #[derive(Debug, Args)]

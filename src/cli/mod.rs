@@ -147,6 +147,7 @@ mod commands {
             pooler: b.pooler,
             conflict: b.conflict,
             ssh: b.ssh,
+            fault: b.fault,
         };
         match a.what {
             BenchCommand::Switchover(_) => match crate::demo::bench_switchover(&opts).await? {

@@ -77,15 +77,18 @@ async fn pgtopo_ok(topology: &Path, args: &[&str], quiet: bool) -> Result<()> {
 
 /// Run this executable with `args`, its stdout captured (stderr shown), and fail unless it exits 0.
 async fn pgtopo_stdout(topology: &Path, args: &[&str]) -> Result<String> {
-    let (status, stdout) = pgtopo_json(topology, args).await?;
-    match status.success() {
-        true => Ok(stdout),
-        false => Err(failed(args, status)),
+    let (status, stdout) = pgtopo_output(topology, args).await?;
+    if !status.success() {
+        return Err(failed(args, status));
     }
+    Ok(stdout)
 }
 
 /// Run this executable with `args`: its exit status and captured stdout (stderr shown).
-async fn pgtopo_json(topology: &Path, args: &[&str]) -> Result<(std::process::ExitStatus, String)> {
+async fn pgtopo_output(
+    topology: &Path,
+    args: &[&str],
+) -> Result<(std::process::ExitStatus, String)> {
     let mut cmd = pgtopo_command(topology, args)?;
     let out = cmd
         .stderr(Stdio::inherit())
@@ -93,6 +96,44 @@ async fn pgtopo_json(topology: &Path, args: &[&str]) -> Result<(std::process::Ex
         .await
         .into_diagnostic()?;
     Ok((out.status, String::from_utf8(out.stdout).into_diagnostic()?))
+}
+
+/// The candidate's WAL receiver, stopped with SIGSTOP until this is dropped (SIGCONT).
+struct FrozenReceiver(Option<i32>);
+
+impl FrozenReceiver {
+    async fn freeze(n: &sandbox::SandboxNode) -> Result<FrozenReceiver> {
+        let conninfo = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            n.host, n.port
+        );
+        let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| miette!("{}: {e}", n.name))?;
+        tokio::spawn(conn);
+        let rows = c
+            .query("SELECT pid FROM pg_stat_wal_receiver", &[])
+            .await
+            .map_err(|e| miette!("{}: {e}", n.name))?;
+        let pid: i32 = rows
+            .first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| miette!("{} has no WAL receiver", n.name))?;
+        signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        Ok(FrozenReceiver(Some(pid)))
+    }
+}
+
+fn signal(pid: i32, s: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s);
+}
+
+impl Drop for FrozenReceiver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            signal(pid, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
 }
 
 /// Rewrite a sandbox topology so that `new_primary` is the primary and every other node follows it.
@@ -294,6 +335,17 @@ pub struct BenchOptions {
     pub conflict: bool,
     /// Every node behind an sshd of its own ([`ssh`]).
     pub ssh: bool,
+    /// A fault injected between plan and apply (`bench switchover --fault`).
+    pub fault: Option<BenchFault>,
+}
+
+/// A fault `bench switchover` injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFault {
+    /// The candidate's WAL receiver frozen (SIGSTOP) until the apply ends: the candidate stops
+    /// acknowledging WAL as a partition without reset would make it, and the old primary's
+    /// walsender holds its fast shutdown.
+    PartitionCandidate,
 }
 
 /// How the writer of a switchover run reaches the primary.
@@ -353,6 +405,11 @@ fn declare_pooler(sb: &Sandbox, spec: &PoolerSpec) -> Result<()> {
 /// One switchover run's figures.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SwitchoverRun {
+    /// The fault injected between plan and apply, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<&'static str>,
+    /// Whether the apply switched over (else it failed and rolled back).
+    pub switched_over: bool,
     pub tool: &'static str,
     /// `local` or `ssh`: how pgtopo reached the nodes.
     pub transport: &'static str,
@@ -433,12 +490,22 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             })?;
         }
         ssh::declare_ssh(&sb.topology, &sshds)?;
+        let frozen = match opts.fault {
+            None => None,
+            Some(_) => {
+                let mut t = std::fs::read_to_string(&sb.topology).into_diagnostic()?;
+                t.push_str("switchover: {timeout: 5s}\n");
+                std::fs::write(&sb.topology, t).into_diagnostic()?;
+                Some(FrozenReceiver::freeze(&sb.nodes[1]).await?)
+            }
+        };
         let (t0, t0_sys) = (Instant::now(), std::time::SystemTime::now());
         let args = ["apply", "--auto-approve", "--format", "json"];
-        let (status, events) = pgtopo_json(&sb.topology, &args).await?;
+        let (status, events) = pgtopo_output(&sb.topology, &args).await?;
         let wall = t0.elapsed();
+        drop(frozen);
         let refused = !status.success();
-        if refused && report.is_none() {
+        if refused && report.is_none() && opts.fault.is_none() {
             return Err(failed(&args, status));
         }
         w.wait_for_more_acks(3000, Duration::from_secs(30))
@@ -446,7 +513,8 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             .map_err(|e| miette!("writer: {e}"))?;
         let log = w.stop().await;
         drop(report);
-        let primary = &sb.nodes[if refused { 0 } else { 1 }];
+        // A refused or failed apply (a conflict, a fault) leaves the old primary primary.
+        let primary = &sb.nodes[usize::from(status.success())];
         let lost = lost_writes(&primary.host, primary.port, "postgres", &log)
             .await
             .map_err(|e| miette!("verify: {e}"))?;
@@ -459,6 +527,8 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
                 .unwrap_or(-(t0 - t).as_secs_f64())
         };
         Ok(SwitchoverRun {
+            fault: opts.fault.map(|_| "partition-candidate"),
+            switched_over: status.success(),
             tool: via.tool(),
             transport: if opts.ssh { "ssh" } else { "local" },
             write_unavailable_s: gap.length.as_secs_f64(),

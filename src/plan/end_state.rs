@@ -190,9 +190,9 @@ impl Target<'_> {
             empty: false,
             pg_version: x.data_dir.pg_version.or(po.data_dir.pg_version),
         };
-        if x.version.is_none() {
-            x.version = po.version;
-        }
+        // A settled node replays the primary's WAL (or is the primary): it runs its major,
+        // whatever it ran before a clone replaced its data directory.
+        x.version = po.version.or(x.version);
         self.settle_hba(x, n);
         self.settle_settings(x, n);
         match &n.role {

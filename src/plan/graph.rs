@@ -162,7 +162,10 @@ mod tests {
         let b = g.add("n2", reload(), false, "b", &[a]);
         let c = g.add(
             "n2",
-            Action::Checkpoint(CheckpointParams { reason: "c".into() }),
+            Action::Checkpoint(CheckpointParams {
+                reason: "c".into(),
+                timeout_ms: None,
+            }),
             false,
             "c",
             &[a],

@@ -241,6 +241,12 @@ pub struct StopParams {
     /// primary does not run its own CHECKPOINT inside the writes-unavailable window.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub checkpointed: bool,
+    /// The candidate of the switchover this stop opens. When the stop does not finish within
+    /// `timeout_ms`, it is escalated (the walsenders ended, then an immediate stop) and the old
+    /// primary is started again as primary — unless this candidate has already replayed its
+    /// shutdown checkpoint, when the switchover goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -365,6 +371,11 @@ pub struct PromoteParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckpointParams {
     pub reason: String,
+    /// How long the CHECKPOINT may take (a switchover's `switchover.timeout`); absent: the
+    /// apply's server timeout. A node that does not finish it in time (frozen, or a disk that
+    /// does not keep up) fails the step before anything was stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

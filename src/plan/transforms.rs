@@ -425,6 +425,7 @@ pub fn promotion(c: &mut Ctx) {
             &old,
             Action::Checkpoint(CheckpointParams {
                 reason: "before the poolers pause, so the shutdown checkpoint is short".into(),
+                timeout_ms: Some(timeout_ms),
             }),
             false,
             "while writes still flow, before the poolers pause",
@@ -564,6 +565,7 @@ fn stop_for_switchover(
             writes_unavailable: true,
             timeout_ms: Some(timeout_ms),
             checkpointed,
+            candidate: Some(cand.to_string()),
         }),
         false,
         "fast",
@@ -646,6 +648,7 @@ fn before_failover(c: &mut Ctx, old: &str, fence: bool, pre: &[Idx]) -> Option<I
                 writes_unavailable: false,
                 timeout_ms: None,
                 checkpointed: false,
+                candidate: None,
             }),
             false,
             format!("{old} is retired and down: make sure it stays stopped"),
@@ -807,6 +810,7 @@ fn stop_if_running(c: &mut Ctx, x: &str, why: &str, deps: &[Idx]) {
                 writes_unavailable: false,
                 timeout_ms: None,
                 checkpointed: false,
+                candidate: None,
             }),
             false,
             format!("fast ({why})"),
@@ -1052,6 +1056,7 @@ pub fn rejoin(c: &mut Ctx, x: &str, up: &str, r: &Rejoin) {
                     Action::Checkpoint(CheckpointParams {
                         reason: "pg_rewind reads the new timeline from the source's control file"
                             .into(),
+                        timeout_ms: None,
                     }),
                     false,
                     "so pg_rewind sees the new timeline",
@@ -1160,6 +1165,7 @@ pub fn retire(c: &mut Ctx) {
                     writes_unavailable: false,
                     timeout_ms: None,
                     checkpointed: false,
+                    candidate: None,
                 }),
                 false,
                 "retired: stop it; its data directory is kept",

@@ -292,6 +292,7 @@ fn stop(
             writes_unavailable,
             timeout_ms: None,
             checkpointed: false,
+            candidate: None,
         }),
         false,
         desc,

@@ -145,11 +145,10 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             let passfile = super::write_pgpass::pgpass_path(ctx, node).await?;
             cmd = cmd.env("PGPASSFILE", passfile.display().to_string());
         }
-        // TLS keywords as a connection string; -h, -p and -U above still apply.
+        // TLS and stall keywords as a connection string; -h, -p and -U above still apply.
         let tls = super::conf::tls_keywords(ctx.desired.replication_tls(node).as_ref());
-        if !tls.is_empty() {
-            cmd = cmd.arg("-d").arg(tls.trim_start());
-        }
+        let kw = format!("{tls}{}", super::conf::STALL_KEYWORDS);
+        cmd = cmd.arg("-d").arg(kw.trim_start());
         if let Some(slot) = &p.slot {
             match super::create_slot::slot_exists(ctx, &p.source, slot).await? {
                 Some(true) => {

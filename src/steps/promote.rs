@@ -81,7 +81,9 @@ pub async fn check(
 }
 
 pub async fn act(ctx: &StepContext, node: &str, _p: &PromoteParams) -> Result<(), StepError> {
-    let rows = ctx.query(node, "SELECT pg_promote(false)", &[]).await?;
+    // Bounded: a candidate cut off from pgtopo fails the step (the old primary is stopped or
+    // fenced before this step: never a second primary).
+    let rows = server::look(ctx, node, "SELECT pg_promote(false)").await?;
     if rows.first().map(|r| r.get::<_, bool>(0)) != Some(true) {
         return Err(StepError::new(format!(
             "{node}: pg_promote refused to promote"

@@ -257,12 +257,13 @@ fn source_conninfo(
             ..t
         });
     let mut s = format!(
-        "host={} port={} user={} dbname={} options='-c jit=off'{}",
+        "host={} port={} user={} dbname={} options='-c jit=off'{}{}",
         conf::conninfo_value(&src.host),
         src.port,
         conf::conninfo_value(&ctx.desired.connect.user),
         conf::conninfo_value(&ctx.desired.connect.dbname),
-        conf::tls_keywords(tls.as_ref())
+        conf::tls_keywords(tls.as_ref()),
+        conf::STALL_KEYWORDS
     );
     if let Some((crt, key)) = cert {
         for (k, path) in [("sslcert", crt), ("sslkey", key)] {

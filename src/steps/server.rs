@@ -570,8 +570,154 @@ pub async fn wait_receiver(
     }
 }
 
+/// How long a look at a node (a trivial statement on an open connection) may take: a node cut
+/// off without a reset would otherwise keep the statement waiting for ever.
+pub const LOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Run a short statement on the node, failing after [`LOOK_TIMEOUT`] (the connection is
+/// dropped then).
+pub async fn look(
+    ctx: &StepContext,
+    node: &str,
+    sql: &str,
+) -> Result<Vec<tokio_postgres::Row>, StepError> {
+    match tokio::time::timeout(LOOK_TIMEOUT, ctx.query(node, sql, &[])).await {
+        Ok(r) => r,
+        Err(_) => {
+            ctx.forget(node);
+            Err(StepError::new(format!(
+                "{node}: no answer within {} s",
+                LOOK_TIMEOUT.as_secs()
+            )))
+        }
+    }
+}
+
 /// Whether the node is in recovery (a standby). Errors when it does not answer.
 pub async fn in_recovery(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
-    let rows = ctx.query(node, "SELECT pg_is_in_recovery()", &[]).await?;
+    let rows = look(ctx, node, "SELECT pg_is_in_recovery()").await?;
     Ok(rows.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+}
+
+/// Roll a switchover back after its failure `e`: the old primary — stopped, still a primary,
+/// nothing promoted — is started again (a crash recovery when it did not shut down cleanly: it
+/// loses nothing it acknowledged). Returns the step's error, saying what became of `old`. The
+/// one way back of a switchover: used by `wait_replay` and by the escalated `stop`.
+pub async fn roll_back(ctx: &StepContext, old: &str, e: StepError) -> StepError {
+    match start(ctx, old, ctx.server_timeout).await {
+        Ok(()) => StepError {
+            message: format!(
+                "{}; switchover rolled back: {old} was started again as primary",
+                e.message
+            ),
+            stderr: e.stderr,
+        },
+        Err(e2) => StepError {
+            message: format!(
+                "{}; the rollback failed too: {old} could not be started again: {}",
+                e.message, e2.message
+            ),
+            stderr: e2.stderr.or(e.stderr),
+        },
+    }
+}
+
+/// The postmaster's PID, from the first line of `postmaster.pid` (None: no such file).
+async fn postmaster_pid(ctx: &StepContext, node: &str) -> Result<Option<i32>, StepError> {
+    let text = ctx
+        .transport(node)?
+        .read_file(&data_dir::pid_file(ctx, node)?)
+        .await
+        .map_err(|e| StepError::new(e.to_string()))?
+        .unwrap_or_default();
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok()))
+}
+
+/// `ps -o ARGS` on the node's host (no header); empty when ps fails.
+async fn ps(ctx: &StepContext, node: &str, args: &[&str]) -> Result<String, StepError> {
+    let cmd = crate::transport::CommandSpec::new("ps")
+        .args(args)
+        .timeout(Duration::from_secs(10));
+    let out = ctx
+        .transport(node)?
+        .run(&cmd)
+        .await
+        .map_err(|e| StepError::new(e.to_string()))?;
+    Ok(out.stdout_text().into_owned())
+}
+
+/// The node's postmaster as its host's process list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Postmaster {
+    /// No postmaster.pid, or no process with its PID (a stale file).
+    Gone,
+    /// Stopped by a signal (SIGSTOP, state `T`): no shutdown mode ends it, and pgtopo does not
+    /// resume a process someone froze.
+    Frozen,
+    /// Running, with the PIDs of its walsenders (its children whose title says `walsender`):
+    /// those that run, and those stopped by a signal (which act on no signal but SIGKILL).
+    Running {
+        walsenders: Vec<i32>,
+        frozen_walsenders: Vec<i32>,
+    },
+}
+
+/// One `ps` of the postmaster and its children on the node's host, through its transport.
+pub async fn postmaster(ctx: &StepContext, node: &str) -> Result<Postmaster, StepError> {
+    let Some(pm) = postmaster_pid(ctx, node).await? else {
+        return Ok(Postmaster::Gone);
+    };
+    let pm_s = pm.to_string();
+    let text = ps(
+        ctx,
+        node,
+        &["-o", "pid=,ppid=,stat=,args=", "-p", &pm_s, "--ppid", &pm_s],
+    )
+    .await?;
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let Some(me) = rows.iter().find(|r| r.first() == Some(&pm_s.as_str())) else {
+        return Ok(Postmaster::Gone);
+    };
+    if me.get(2).is_some_and(|st| st.starts_with('T')) {
+        return Ok(Postmaster::Frozen);
+    }
+    let frozen = |r: &Vec<&str>| r.get(2).is_some_and(|st| st.starts_with('T'));
+    let (frozen_walsenders, walsenders): (Vec<&Vec<&str>>, Vec<&Vec<&str>>) = rows
+        .iter()
+        .filter(|r| {
+            r.get(1) == Some(&pm_s.as_str()) && r.iter().skip(3).any(|w| w.contains("walsender"))
+        })
+        .partition(|r| frozen(r));
+    let pids = |v: Vec<&Vec<&str>>| v.iter().filter_map(|r| r.first()?.parse().ok()).collect();
+    Ok(Postmaster::Running {
+        walsenders: pids(walsenders),
+        frozen_walsenders: pids(frozen_walsenders),
+    })
+}
+
+/// End walsenders of the node by PID with `signal` (`TERM`, or `KILL` for one that does not
+/// act on it — a frozen one): a walsender blocked writing to a peer that no longer answers
+/// keeps a fast shutdown waiting until `wal_sender_timeout`.
+pub async fn end_walsenders(
+    ctx: &StepContext,
+    node: &str,
+    pids: &[i32],
+    signal: &str,
+) -> Result<(), StepError> {
+    if pids.is_empty() {
+        return Ok(());
+    }
+    let cmd = crate::transport::CommandSpec::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(i32::to_string))
+        .timeout(Duration::from_secs(10));
+    // A walsender that exited meanwhile makes kill fail for its PID only: not an error.
+    let _ = ctx.transport(node)?.run(&cmd).await;
+    Ok(())
 }

@@ -63,6 +63,7 @@ async fn stop_of_a_stopped_server_is_already_done_and_a_running_one_is_stopped_w
             writes_unavailable: false,
             timeout_ms: None,
             checkpointed: false,
+            candidate: None,
         }),
     );
     assert_eq!(ex.execute(&s).await.unwrap(), Executed::AlreadyDone);
@@ -249,6 +250,7 @@ async fn a_stale_pid_file_left_by_a_crash_counts_as_stopped() {
             writes_unavailable: false,
             timeout_ms: None,
             checkpointed: false,
+            candidate: None,
         }),
     );
     let t = std::time::Instant::now();

@@ -195,23 +195,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &WaitReplayParams) -> Result<
     let Some(old) = &p.on_failure_restart else {
         return Err(e);
     };
-    // Roll back: the old primary comes back as primary; nothing was promoted.
-    match server::start(ctx, old, ctx.server_timeout).await {
-        Ok(()) => Err(StepError {
-            message: format!(
-                "{}; switchover rolled back: {old} was started again as primary",
-                e.message
-            ),
-            stderr: e.stderr,
-        }),
-        Err(e2) => Err(StepError {
-            message: format!(
-                "{}; the rollback failed too: {old} could not be started again: {}",
-                e.message, e2.message
-            ),
-            stderr: e2.stderr.or(e.stderr),
-        }),
-    }
+    Err(server::roll_back(ctx, old, e).await)
 }
 
 pub async fn verify(

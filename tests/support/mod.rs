@@ -52,6 +52,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod faults;
 pub mod netns;
 pub mod os;
 pub mod pgbouncer;

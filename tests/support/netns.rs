@@ -305,3 +305,20 @@ impl Drop for Hosts {
         let _ = std::fs::remove_file(&self.claim);
     }
 }
+
+/// One host per name: the first node an initialised, started primary, the others declared for
+/// pgtopo to build; the trusted topology with every node behind its host's sshd.
+pub fn cluster_on_hosts(names: &[&str]) -> (std::sync::Arc<Hosts>, super::TestCluster, Topology) {
+    let hosts = std::sync::Arc::new(Hosts::create(
+        u8::try_from(names.len()).expect("a few hosts"),
+    ));
+    let mut c = super::TestCluster::placed(Box::new(hosts.clone()));
+    c.init_primary(names[0]);
+    c.start(names[0]);
+    for n in &names[1..] {
+        c.declare_node(n);
+    }
+    let mut topo = super::scenario::trusted_topology(&c);
+    hosts.declare_nodes(&mut topo, names);
+    (hosts, c, topo)
+}
