@@ -114,14 +114,19 @@ cargo test --locked --doc
 # with files in /tmp/pgtopo-test-ports. Each binary's time is logged per major.
 # Which majors a binary runs on (runs_on): the version-independent binaries (no server) once, on
 # 15; `upgrade` once (it sets its own old and new bin dirs: 15→18, 14→18, 16→17, 17→18); the SSH
-# scenario suite, the fault suite and the security suite on 15 and 17; every other binary on all
-# five majors. Four lanes keep the 2-core machine at about the load the tests are tuned for:
+# scenario suite and the security suite on 15 and 17 (the fault suite too, after the lanes);
+# `packaged` once, on Debian's 15; every other binary on all five majors. Four lanes keep the 2-core machine at about the load the tests are tuned for:
 # a: 15; b: 17; c: 18 then 16; d: the SSH suite on 15 and 17, the upgrades, then 14.
 declare -A BIN=([14]=$WHEELS/14/bin [15]=$PG15_BIN [16]=$WHEELS/16/bin [17]=$WHEELS/17/bin [18]=$WHEELS/18/bin)
 VERSION_INDEPENDENT='architecture|cli_docs|examples_recorded|golden|mermaid|plan_cli|plan_props|plan_render|schemas|validate|validate_cli|validate_proptest'
-TWO_MAJORS='faults|security'
+TWO_MAJORS='security'
 runs_on() { # NAME MAJOR LANE: whether this lane runs that binary on that major
     local name=$1 major=$2 lane=$3
+    # The fault suite measures how long writes are unavailable against its bound: it runs after
+    # the lanes, alone on the machine (section 6).
+    if [ "$name" = faults ]; then return 1; fi
+    # Debian's own tooling (pg_createcluster, pg_ctlcluster) on Debian's 15, whatever the major.
+    if [ "$name" = packaged ]; then [ "$major" = 15 ] && [ "$lane" = a ]; return; fi
     if [[ $name =~ ^($VERSION_INDEPENDENT)$ ]]; then [ "$major" = 15 ] && [ "$lane" = a ]; return; fi
     if [ "$name" = upgrade ]; then [ "$lane" = d ] && [ "$major" = 15 ]; return; fi
     if [ "$name" = ssh_netns ]; then [ "$lane" = d ] && [ "$major" != 14 ]; return; fi
@@ -173,5 +178,17 @@ cat "$logs"/* | grep -E '^--- ' | sort
 rm -rf "$logs"
 log "integration tests on PostgreSQL 14-18: $(( $(date +%s) - t0 )) s"
 [ ${#failed[@]} -eq 0 ] || { echo "integration tests failed: ${failed[*]}" >&2; exit 1; }
+
+# --- 6. the fault suite on 15 and 17, alone on the machine ----------------------------------
+# It asserts that writes come back within switchover.timeout + 5 s, so it runs after the lanes,
+# one major after the other, with nothing else competing for the 2 cores.
+faults_bin=$(printf '%s\n' "${test_bins[@]}" | grep '/faults-' | head -n1)
+[ -n "$faults_bin" ] || { echo "no faults test binary found" >&2; exit 1; }
+for major in 15 17; do
+    log "fault suite on PostgreSQL $major"
+    t0=$(date +%s)
+    PGTOPO_TEST_BIN_DIR=${BIN[$major]} "$faults_bin" || { echo "the fault suite failed on PostgreSQL $major" >&2; exit 1; }
+    echo "--- faults on $major: $(( $(date +%s) - t0 )) s"
+done
 
 log "CI passed"

@@ -56,6 +56,11 @@ fn a_delayed_standby_replays_late_and_the_failover_takes_the_preferred_node() {
     for n in ["n2", "n3", "n4"] {
         c.add_standby_basebackup(n, "n1");
     }
+    // Every standby streams before the first plan (a loaded machine starts them slowly, and a
+    // standby that does not stream yet is drift no step of this plan fixes).
+    for n in ["n2", "n3", "n4"] {
+        c.wait_streaming(n);
+    }
     let mut topo = support::scenario::trusted_topology(&c);
     topo.extra_yaml("nodes: {n2: {apply_delay: 10m}, n4: {failover_priority: 2}}");
     c.write_topology(&topo);
@@ -157,6 +162,7 @@ fn a_prepared_transaction_survives_a_switchover_and_commits_on_the_new_primary()
     c.append(&conf, "max_prepared_transactions = 5\n");
     c.start("n1");
     c.add_standby_basebackup("n2", "n1");
+    c.wait_streaming("n2");
     let mut topo = support::scenario::trusted_topology(&c);
     c.write_topology(&topo);
     apply_ok(&c, &[]);
