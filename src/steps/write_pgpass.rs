@@ -89,9 +89,14 @@ pub fn merge(
     let mut others: Vec<&[u8]> = Vec::new();
     // The lines of an open block; an unterminated one is not pgtopo's and stays as it is.
     let mut inside: Option<Vec<&[u8]>> = None;
+    // Where our block stood among the other lines.
+    let mut at: Option<usize> = None;
     for line in current.split_inclusive(|&b| b == b'\n') {
         match &mut inside {
-            None if is(line, &begin) => inside = Some(vec![line]),
+            None if is(line, &begin) => {
+                at.get_or_insert(others.len());
+                inside = Some(vec![line]);
+            }
             None => others.push(line),
             Some(_) if is(line, &end) => {
                 let lines = inside.take().unwrap_or_default();
@@ -101,10 +106,25 @@ pub fn merge(
             Some(lines) => lines.push(line),
         }
     }
-    others.extend(inside.unwrap_or_default());
+    if let Some(open) = inside {
+        at = None;
+        others.extend(open);
+    }
+    // The block stays where it stands when only other clusters' blocks, comments and blank
+    // lines precede it (their entries name only their own hosts and ports), so that two
+    // clusters sharing the file do not move each other's blocks on every write; else (a line of
+    // the operator's, a wildcard perhaps, could shadow it) it goes first.
+    let at = at
+        .filter(|&i| only_pgtopo_blocks(&others[..i]))
+        .unwrap_or(0);
     block.sort_by(|a, b| (&a.host, a.port, &a.user).cmp(&(&b.host, b.port, &b.user)));
     block.dedup();
-    let mut out = format!("{begin}\n").into_bytes();
+    let keep = |line: &[u8]| !entry_of(line).is_some_and(|e| block.contains(&e));
+    let mut out: Vec<u8> = Vec::new();
+    for line in others[..at].iter().filter(|l| keep(l)) {
+        out.extend_from_slice(line);
+    }
+    out.extend_from_slice(format!("{begin}\n").as_bytes());
     for e in &block {
         out.extend_from_slice(
             format!(
@@ -118,12 +138,24 @@ pub fn merge(
         );
     }
     out.extend_from_slice(format!("{end}\n").as_bytes());
-    for line in others {
-        if !entry_of(line).is_some_and(|e| block.contains(&e)) {
-            out.extend_from_slice(line);
-        }
+    for line in others[at..].iter().filter(|l| keep(l)) {
+        out.extend_from_slice(line);
     }
     out
+}
+
+/// Whether `lines` hold nothing but pgtopo blocks (of any cluster), comments and blank lines.
+fn only_pgtopo_blocks(lines: &[&[u8]]) -> bool {
+    let mut in_block = false;
+    lines.iter().all(|l| {
+        let t = l.trim_ascii();
+        if t.starts_with(b"# BEGIN pgtopo managed:") {
+            in_block = true;
+        } else if t.starts_with(b"# END pgtopo managed:") {
+            in_block = false;
+        }
+        in_block || t.is_empty() || t.starts_with(b"#")
+    })
 }
 
 /// The os_user's home on the node's host (`getent passwd`).
@@ -464,6 +496,25 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, [".pgpass", ".pgpass.lock"]);
+    }
+
+    #[test]
+    fn two_clusters_sharing_the_file_keep_each_others_block_in_place() {
+        let pw = secret("pw");
+        let (a, b) = ("cluster shop, system 7", "cluster shop, system 8");
+        let ea = [entry("h", 1)];
+        let eb = [entry("h", 2)];
+        let file = merge(b"", a, &ea, &ea, &pw);
+        let file = merge(&file, b, &eb, &eb, &pw);
+        // Each one's merge of the file the other wrote last changes nothing: converged.
+        assert_eq!(merge(&file, a, &ea, &ea, &pw), file);
+        assert_eq!(merge(&file, b, &eb, &eb, &pw), file);
+        // A line of the operator's before a block moves that block first.
+        let mut theirs = b"*:*:*:me:x\n".to_vec();
+        theirs.extend_from_slice(&file);
+        let out = merge(&theirs, a, &ea, &ea, &pw);
+        assert!(out.starts_with(b"# BEGIN pgtopo managed: cluster shop, system 7\n"));
+        assert!(String::from_utf8_lossy(&out).contains("*:*:*:me:x\n"));
     }
 
     #[test]
