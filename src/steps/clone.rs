@@ -165,14 +165,30 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
             Ok(_) => break,
             Err(e)
                 if attempt < CLONE_ATTEMPTS
-                    && e.stderr
-                        .as_deref()
-                        .is_some_and(|s| s.contains("has already been removed")) =>
+                    && e.stderr.as_deref().is_some_and(|s| {
+                        s.contains("has already been removed")
+                            || s.contains("terminating connection due to administrator command")
+                    }) =>
             {
+                // PostgreSQL 16 invalidates the slot such a checkpoint overtook and ends its
+                // walsender ("terminating connection due to administrator command"): the
+                // invalidated slot, which holds nothing for a node that has no data yet, is
+                // dropped so that the next attempt creates it again.
+                // Best effort: a source that is gone makes the next attempt fail with its cause.
+                if let Some(slot) = &p.slot {
+                    let _ = ctx
+                        .query(
+                            &p.source,
+                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                         WHERE slot_name = $1 AND NOT active AND wal_status = 'lost'",
+                            &[slot],
+                        )
+                        .await;
+                }
                 tracing::info!(
                     node,
                     attempt,
-                    "pg_basebackup lost a WAL segment to a concurrent checkpoint; trying again"
+                    "pg_basebackup lost a WAL segment or its slot to a concurrent checkpoint; trying again"
                 );
                 attempt += 1;
             }
