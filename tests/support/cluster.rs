@@ -235,7 +235,7 @@ impl TestCluster {
 
     /// Clone a standby of `upstream` (running) with pg_basebackup (-X stream, physical slot named
     /// after the standby on the upstream), give it its own address and port, write standby.signal
-    /// with primary_conninfo (application_name = its name) and primary_slot_name, and start it.
+    /// with primary_conninfo (application_name = its name) and primary_slot_name, start it, and wait until it streams.
     pub fn add_standby_basebackup(&mut self, name: &str, upstream: &str) -> &Node {
         let up = self.node(upstream).clone();
         let node = self
@@ -282,6 +282,9 @@ impl TestCluster {
         );
         self.write_os_file(&node.data_dir.join("standby.signal"), "");
         self.start(name);
+        // A standby whose WAL receiver has not connected yet is drift ("not streaming") that a
+        // plan cannot fix: every test starts from a standby that streams.
+        self.wait_streaming(name);
         self.node(name)
     }
 
