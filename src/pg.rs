@@ -52,7 +52,12 @@ pub async fn open(
     cfg: &mut tokio_postgres::Config,
     tls: &tls::TlsSettings<'_>,
 ) -> Result<tokio_postgres::Client, OpenError> {
-    cfg.ssl_mode(tls.negotiation());
+    cfg.ssl_mode(tls.negotiation())
+        .keepalives(true)
+        .keepalives_idle(stall::IDLE)
+        .keepalives_interval(stall::INTERVAL)
+        .keepalives_retries(stall::COUNT)
+        .tcp_user_timeout(stall::USER_TIMEOUT);
     let connector = tls::connector(tls)?;
     let (client, conn) = cfg.connect(connector).await?;
     tokio::spawn(async move {
@@ -68,6 +73,31 @@ pub enum OpenError {
     Tls(#[from] tls::TlsError),
     #[error("{}", describe(.0))]
     Pg(#[from] tokio_postgres::Error),
+}
+
+/// How long a connection may stay silent before it is declared dead: keepalive probes after
+/// `IDLE` of silence, every `INTERVAL`, `COUNT` unanswered ones; data sent and not acknowledged
+/// for `USER_TIMEOUT`. A peer behind a partition that sends no reset then breaks the connection
+/// within ~15 s instead of the kernel's hours, for pgtopo's own connections ([`open`]) and the
+/// tools' ([`stall_keywords`]). A long statement is not cut: its request was acknowledged.
+pub mod stall {
+    use std::time::Duration;
+    pub const IDLE: Duration = Duration::from_secs(5);
+    pub const INTERVAL: Duration = Duration::from_secs(2);
+    pub const COUNT: u32 = 3;
+    pub const USER_TIMEOUT: Duration = Duration::from_secs(15);
+}
+
+/// [`stall`] as conninfo keywords (with a leading space), for pg_basebackup, pg_rewind and
+/// primary_conninfo-style strings.
+pub fn stall_keywords() -> String {
+    format!(
+        " keepalives=1 keepalives_idle={} keepalives_interval={} keepalives_count={} tcp_user_timeout={}",
+        stall::IDLE.as_secs(),
+        stall::INTERVAL.as_secs(),
+        stall::COUNT,
+        stall::USER_TIMEOUT.as_millis()
+    )
 }
 
 /// Connect to `node` as the topology's `connect.user`, giving up after `timeout`.

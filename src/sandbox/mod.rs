@@ -9,6 +9,8 @@
 //! `pgtopo apply -f DIR/topology.yaml` then builds. Every command goes through the local
 //! transport (argv, run as the OS user).
 //!
+//! `delay::DelayProxy` is a TCP proxy with a fixed delay (the fault suite, the SSH bench).
+//!
 //! `pgbouncer::start` adds a pgbouncer in DIR/pgbouncer (the demo and `bench switchover
 //! --pooler` use it); `down` stops it by its pidfile's PID.
 //!
@@ -17,6 +19,7 @@
 //! that data directory is signalled) and removes DIR — only when DIR carries the sandbox marker
 //! file, so a mistyped `--dir` never deletes anything else.
 
+pub mod delay;
 pub mod pgbouncer;
 
 use std::path::{Path, PathBuf};

@@ -147,7 +147,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CloneParams) -> Result<(), S
         }
         // TLS and stall keywords as a connection string; -h, -p and -U above still apply.
         let tls = super::conf::tls_keywords(ctx.desired.replication_tls(node).as_ref());
-        let kw = format!("{tls}{}", super::conf::STALL_KEYWORDS);
+        let kw = format!("{tls}{}", crate::pg::stall_keywords());
         cmd = cmd.arg("-d").arg(kw.trim_start());
         if let Some(slot) = &p.slot {
             match super::create_slot::slot_exists(ctx, &p.source, slot).await? {

@@ -277,13 +277,6 @@ pub fn alter_system_sql(
     Ok(out)
 }
 
-/// Keywords of a tool's connection to its source (pg_basebackup, pg_rewind): a source that stops
-/// answering — a partition that sends no reset — breaks the connection within ~15 s
-/// (`tcp_user_timeout` for unacknowledged sends, keepalives for a side that only reads), so the
-/// tool fails instead of waiting for hours.
-pub const STALL_KEYWORDS: &str =
-    " keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=15000";
-
 /// ` sslmode=… sslrootcert=… sslcert=… sslkey=…` for a replication connection with TLS (paths as
 /// seen on the connecting node's host), `""` without: the one spelling of TLS in a conninfo that
 /// primary_conninfo, pg_basebackup and pg_rewind share, and observation reads back.

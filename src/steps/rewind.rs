@@ -263,7 +263,7 @@ fn source_conninfo(
         conf::conninfo_value(&ctx.desired.connect.user),
         conf::conninfo_value(&ctx.desired.connect.dbname),
         conf::tls_keywords(tls.as_ref()),
-        conf::STALL_KEYWORDS
+        crate::pg::stall_keywords()
     );
     if let Some((crt, key)) = cert {
         for (k, path) in [("sslcert", crt), ("sslkey", key)] {
