@@ -24,9 +24,15 @@
 //!   promotion starts: the promote step fails at its bound (`server::look`), never two primaries;
 //!   the next apply after healing converges.
 //!
-//! Not covered yet: a delaying proxy, pg_wal's file system full, pgbouncer killed between
-//! pause and resume. Other SQL statements on an open connection (outside `server::look`) are
-//! still unbounded when a node is cut off without reset.
+//! - 50 ms each way between the primary and the candidate (a delaying proxy, reached through a
+//!   DNAT rule in the candidate's namespace): the switchover succeeds.
+//! - The old primary's postmaster frozen (SIGSTOP) once the candidate caught up: the stop is
+//!   refused, nothing stops.
+//! - The candidate's pg_wal full (a small tmpfs, filled): the catch-up refuses (no room to
+//!   promote), nothing stops.
+//!
+//! pgbouncer killed between pause and resume is in tests/pooler.rs (with a writer through it).
+//! pgtopo's own connections break within ~15 s when a node stops answering (`pg::stall`).
 //!
 //! Without root (no namespaces, no iptables) the test fails when PGTOPO_REQUIRE_ALL=1, else
 //! says SKIPPED.
@@ -38,7 +44,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::faults::{Checker, Cut, Frozen, Rules, Target};
+use pgtopo::sandbox::delay::DelayProxy;
+use support::faults::{Checker, Cut, Frozen, FullWal, Rules, Target};
 use support::netns::{self, Hosts};
 use support::scenario::{self, assert_follows, catch_up, in_recovery};
 use support::{show, TestCluster, Topology};
@@ -50,6 +57,9 @@ struct Env {
     c: TestCluster,
     hosts: Arc<Hosts>,
     topo: Topology,
+    /// For the candidate's pg_wal; mounted before the namespaces' processes start, unmounted
+    /// after the cluster's servers have stopped (fields drop in order).
+    full_wal: FullWal,
 }
 
 impl Env {
@@ -184,7 +194,7 @@ fn apply_injecting<G>(
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let Ok(line) = line else { break };
         let w: Vec<&str> = line.split_whitespace().collect();
-        if w.len() > 3 && w.last() == Some(&"started") && at.split('|').any(|k| k == w[2]) {
+        if w.len() > 3 && at.split('|').any(|k| event_is(&w, k)) {
             if let Some(f) = inject.take() {
                 guard = Some(f());
             }
@@ -204,6 +214,26 @@ fn apply_injecting<G>(
     )
 }
 
+/// Whether a progress line (split in words: time, id, kind, node, …) is the event `at`: `KIND`
+/// when a step of that kind starts, `KIND:done` when it has finished.
+fn event_is(w: &[&str], at: &str) -> bool {
+    match at.split_once(':') {
+        None => w.last() == Some(&"started") && w[2] == at,
+        Some((kind, "done")) => w[2] == kind && w.len() > 4 && w[w.len() - 3] == "done",
+        Some(_) => panic!("unknown event {at}"),
+    }
+}
+
+/// The PID of a node's postmaster (first line of postmaster.pid).
+fn postmaster_pid(c: &TestCluster, node: &str) -> i32 {
+    let f =
+        std::fs::read_to_string(c.node(node).data_dir.join("postmaster.pid")).expect("pid file");
+    f.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a PID")
+}
+
 fn walsender_pids(c: &TestCluster, node: &str) -> Vec<i32> {
     c.psql(
         node,
@@ -215,9 +245,15 @@ fn walsender_pids(c: &TestCluster, node: &str) -> Vec<i32> {
 }
 
 fn setup() -> Env {
+    let full_wal = FullWal::mount("postgres");
     let (hosts, c, mut topo) = netns::cluster_on_hosts(&NODES);
     topo.extra_yaml(&format!("switchover: {{timeout: {}s}}", TIMEOUT.as_secs()));
-    let mut env = Env { c, hosts, topo };
+    let mut env = Env {
+        c,
+        hosts,
+        topo,
+        full_wal,
+    };
     env.declare("n1");
     let out = env.c.pgtopo(&["apply", "--auto-approve"]);
     assert!(out.status.success(), "bootstrap: {}", show(&out));
@@ -368,7 +404,86 @@ fn switchovers_under_faults_lose_nothing_and_come_back_in_time() {
         }
     }
 
-    // 6. Failover: n2 (primary) crashes; the topology makes n1 primary with consent. pgtopo
+    // 6. 50 ms each way between the candidate n1 and the primary n2 (n1's WAL receiver goes
+    //    through a delaying proxy): the switchover succeeds, a few round trips longer.
+    {
+        env.declare("n1");
+        let n2 = env.c.node("n2").clone();
+        let to = format!("{}:{}", n2.host, n2.port).parse().expect("address");
+        let at = format!("{}:0", env.pgtopo_addr()).parse().expect("address");
+        let proxy = DelayProxy::start(at, to, Duration::from_millis(50)).expect("proxy");
+        let rule = Rules::redirect(&env.ns("n1"), &n2.host, n2.port, proxy.addr());
+        env.c.psql(
+            "n2",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'n1'",
+        );
+        env.c.wait_for_sql_within(
+            "n2",
+            &format!(
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'n1' \
+                 AND client_addr = '{}' AND state = 'streaming'",
+                env.pgtopo_addr()
+            ),
+            "1",
+            Duration::from_secs(30),
+        );
+        let chk = Checker::start(env.targets());
+        let (a, _) = apply_injecting(&env.c, "none", || ());
+        assert!(a.ok, "the switchover succeeds over 100 ms RTT: {}", a.text);
+        let gap = chk.finish(bound());
+        report(&mut rows, "50 ms each way n2->candidate n1", &a, gap);
+        drop(rule);
+        drop(proxy);
+        env.converged("n1");
+    }
+
+    // 7. The old primary n1's postmaster frozen (SIGSTOP) once the candidate has caught up:
+    //    the stop is refused (a frozen postmaster would act on it only when continued), writes
+    //    go on. If the freeze comes after pgtopo's look, the stop waits its bound and fails;
+    //    n1 then shuts down when continued, and the next apply finishes the switchover.
+    {
+        env.declare("n2");
+        let chk = Checker::start(env.targets());
+        let pm = postmaster_pid(&env.c, "n1");
+        let (a, frozen) = apply_injecting(&env.c, "catch_up:done", || Frozen::new(vec![pm]));
+        assert!(frozen.is_some(), "{}", a.text);
+        assert!(!a.ok, "{}", a.text);
+        let refused = a.text.contains("stopped by a signal");
+        drop(frozen);
+        if refused {
+            assert_eq!(env.primary(), "n1", "{}", a.text);
+            let gap = chk.finish(bound());
+            report(
+                &mut rows,
+                "frozen postmaster of n1 before the stop",
+                &a,
+                gap,
+            );
+            env.heal_and_converge("n2");
+        } else {
+            drop(chk);
+            report(
+                &mut rows,
+                "frozen postmaster of n1 after the look (stop queued)",
+                &a,
+                Duration::ZERO,
+            );
+            let pid_file = env.c.node("n1").data_dir.join("postmaster.pid");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while pid_file.exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "n1 never acted on its queued stop"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let out = env.c.pgtopo(&["apply", "--auto-approve"]);
+            assert!(out.status.success(), "apply after the thaw: {}", show(&out));
+            env.converged("n2");
+        }
+    }
+
+    // 8. Failover: n2 (primary) crashes; the topology makes n1 primary with consent. pgtopo
     //    loses n2's host when it fences or stops n2: the apply stops before the promotion, n1
     //    stays a standby.
     env.topo.extra_yaml("failover: {allow: true}");
@@ -388,7 +503,7 @@ fn switchovers_under_faults_lose_nothing_and_come_back_in_time() {
     );
     env.heal_failover("n1");
 
-    // 7. Failover: n1 (primary) crashes; n2 is the candidate and becomes unreachable for pgtopo
+    // 9. Failover: n1 (primary) crashes; n2 is the candidate and becomes unreachable for pgtopo
     //    when its promotion starts. The step fails at its bound; never two primaries; after
     //    healing the next apply converges.
     let a = failover_cut(&mut env, "n2", "n1", "promote", "n2");
@@ -399,6 +514,32 @@ fn switchovers_under_faults_lose_nothing_and_come_back_in_time() {
         Duration::ZERO,
     );
     env.heal_failover("n2");
+
+    // 10. The candidate n1's pg_wal full (a small tmpfs, filled): a promotion on it would PANIC
+    //     writing the new timeline; the switchover's catch-up refuses before anything is
+    //     stopped. Once space is freed, the next apply converges.
+    {
+        let data = env.c.node("n1").data_dir.clone();
+        env.c.stop("n1", "fast");
+        let wal = &env.full_wal;
+        wal.take(&data, &env.c.os_user, 64);
+        env.c.start("n1");
+        env.c.wait_streaming("n1");
+        wal.fill();
+        env.declare("n1");
+        let chk = Checker::start(env.targets());
+        let (a, _) = apply_injecting(&env.c, "none", || ());
+        assert!(
+            !a.ok && a.text.contains("promoting it needs at least"),
+            "n1 has no room to promote: {}",
+            a.text
+        );
+        assert_eq!(env.primary(), "n2", "nothing was stopped: {}", a.text);
+        let gap = chk.finish(Duration::from_secs(2));
+        report(&mut rows, "candidate n1's pg_wal full", &a, gap);
+        env.full_wal.free();
+        env.heal_and_converge("n1");
+    }
 
     eprintln!(
         "faults (bound {} ms), total {:.1} s:\n  {}",

@@ -14,6 +14,9 @@
 //! cancelled, and terminated when they still block after the grace. In a failover the target is
 //! everything the candidate received, so its promotion does not wait on a conflict.
 //!
+//! First, the candidate must have room in pg_wal to promote ([`room_to_promote`]): a full
+//! pg_wal stops its WAL receiver, and a promotion on it PANICs.
+//!
 //! The step reads one other node: the primary's current WAL position.
 
 use std::time::Duration;
@@ -65,6 +68,7 @@ async fn target(ctx: &StepContext, node: &str, p: &CatchUpParams) -> Result<Lsn,
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &CatchUpParams) -> Result<(), StepError> {
+    room_to_promote(ctx, node, p).await?;
     let goal = ReplayGoal {
         lsn: target(ctx, node, p).await?,
         strict: false,
@@ -78,15 +82,58 @@ pub async fn act(ctx: &StepContext, node: &str, p: &CatchUpParams) -> Result<(),
         return Ok(());
     };
     let mut message = format!("{}; {}", e.message, why_behind(ctx, node, goal.lsn).await);
-    if let Some(primary) = &p.primary {
-        message.push_str(&format!(
-            ". Nothing was stopped: {primary} is still the primary and writes were never interrupted"
-        ));
-    }
+    message.push_str(&nothing_stopped(p));
     Err(StepError {
         message,
         stderr: e.stderr,
     })
+}
+
+/// WAL segments a promotion writes at once: the first segment of the new timeline (a copy of
+/// the last one) and the end-of-recovery checkpoint's.
+const PROMOTION_SEGMENTS: u64 = 2;
+
+/// A candidate whose pg_wal has no room for [`PROMOTION_SEGMENTS`] cannot receive more WAL,
+/// and its promotion would fail writing the new timeline (PANIC: the node goes down, and with
+/// it the last copy of the data that was to be primary): refuse before anything stops.
+async fn room_to_promote(
+    ctx: &StepContext,
+    node: &str,
+    p: &CatchUpParams,
+) -> Result<(), StepError> {
+    let free = super::data_dir::wal_free_bytes(ctx, node).await?;
+    let rows = ctx
+        .query(
+            node,
+            "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'",
+            &[],
+        )
+        .await?;
+    let segment = rows.first().map_or(16 << 20, |r| r.get::<_, i64>(0)) as u64;
+    let need = PROMOTION_SEGMENTS * segment;
+    if free >= need {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{node}'s pg_wal has {} free, and promoting it needs at least {} ({PROMOTION_SEGMENTS} WAL \
+         segments): free space on its file system first",
+        ByteSize::human(free),
+        ByteSize::human(need)
+    );
+    message.push_str(&nothing_stopped(p));
+    Err(StepError::new(message))
+}
+
+/// In a switchover, the failed proof's reassurance.
+fn nothing_stopped(p: &CatchUpParams) -> String {
+    p.primary
+        .as_ref()
+        .map(|primary| {
+            format!(
+                ". Nothing was stopped: {primary} is still the primary and writes were never interrupted"
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// What the node says of itself when it did not catch up: when its WAL receiver last heard

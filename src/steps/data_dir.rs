@@ -130,3 +130,21 @@ pub async fn rewound(ctx: &StepContext, node: &str) -> Result<bool, StepError> {
     }
     Ok(super::control::read(ctx, node).await?.state == "in archive recovery")
 }
+
+/// Bytes free on the file system that holds the node's pg_wal (a symlinked pg_wal followed),
+/// as `df` on the node's host reports them.
+pub async fn wal_free_bytes(ctx: &StepContext, node: &str) -> Result<u64, StepError> {
+    let dir = ctx.node(node)?.data_dir.join("pg_wal").join("");
+    let cmd = crate::transport::CommandSpec::new("df")
+        .arg("-Pk")
+        .arg(dir)
+        .timeout(Duration::from_secs(10));
+    let out = ctx.run_tool(node, &cmd).await?;
+    let text = out.stdout_text();
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| StepError::new(format!("{node}: df printed no free space: {text}")))
+}

@@ -24,6 +24,9 @@ pub async fn check(ctx: &StepContext, node: &str, _p: &StopParams) -> Result<Fre
 }
 
 pub async fn act(ctx: &StepContext, node: &str, p: &StopParams) -> Result<(), StepError> {
+    if p.writes_unavailable {
+        refuse_frozen(ctx, node).await?;
+    }
     if p.writes_unavailable && p.mode != ShutdownMode::Immediate && !p.checkpointed {
         // The textbook clean switchover: a CHECKPOINT while the primary still accepts writes,
         // so the shutdown checkpoint — inside the writes-unavailable window — has little to
@@ -37,6 +40,21 @@ pub async fn act(ctx: &StepContext, node: &str, p: &StopParams) -> Result<(), St
         tracing::debug!(node, elapsed = ?t.elapsed(), "checkpoint before the stop");
     }
     server::request_stop(ctx, node, p.mode).await
+}
+
+/// A frozen postmaster (SIGSTOP, a debugger) acts on no shutdown request until someone
+/// continues it, and then on the one pgtopo left queued: the primary is not asked to stop, and
+/// writes go on.
+async fn refuse_frozen(ctx: &StepContext, node: &str) -> Result<(), StepError> {
+    if server::postmaster(ctx, node).await? != server::Postmaster::Frozen {
+        return Ok(());
+    }
+    Err(StepError::new(format!(
+        "{node}'s postmaster is stopped by a signal (SIGSTOP or a debugger): it would act on a \
+         shutdown request only when continued. Nothing was stopped: {node} serves its open \
+         connections, new ones wait until it runs again. Find out who stopped it, continue it \
+         (kill -CONT), then run apply again"
+    )))
 }
 
 fn stop_timeout(ctx: &StepContext, p: &StopParams) -> Duration {

@@ -3,7 +3,11 @@
 //!   from some addresses — `DROP` (a partition that sends no reset), `REJECT --reject-with
 //!   tcp-reset`, or 5 % random loss (`-m statistic`). Only that namespace's own chains are
 //!   touched; the rules go with `iptables -D`, and with the namespace at the latest.
+//! - [`Rules::redirect`]: a DNAT rule sending a namespace's new connections to one address
+//!   through a proxy instead (`pgtopo::sandbox::delay::DelayProxy`: 50 ms between two nodes).
 //! - [`Frozen`]: processes stopped with SIGSTOP, continued with SIGCONT.
+//! - [`FullWal`]: a node's pg_wal on a small tmpfs of its own, filled to the last byte (a
+//!   standby that can create no WAL segment); unmounted on drop.
 //! - [`Checker`]: a writer that records every acknowledged write (through a multi-host conninfo
 //!   that finds the primary) and a sampler that asks every node `pg_is_in_recovery()` every
 //!   20 ms, for "nothing acknowledged lost", "never two primaries", "writes back in time".
@@ -82,6 +86,38 @@ impl Rules {
             }
         }
         r
+    }
+}
+
+impl Rules {
+    /// In namespace `ns`, send new TCP connections to `dest:port` to `to` instead (iptables nat
+    /// OUTPUT DNAT). Connections open before are not moved.
+    pub fn redirect(ns: &str, dest: &str, port: u16, to: std::net::SocketAddr) -> Rules {
+        let port = port.to_string();
+        let to = to.to_string();
+        let rule: Vec<String> = [
+            "OUTPUT",
+            "-t",
+            "nat",
+            "-p",
+            "tcp",
+            "-d",
+            dest,
+            "--dport",
+            &port,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        iptables(ns, "-I", &rule).unwrap_or_else(|e| panic!("iptables nat in {ns}: {e}"));
+        Rules {
+            ns: ns.to_string(),
+            rules: vec![rule],
+        }
     }
 }
 
@@ -365,5 +401,104 @@ async fn sample_loop(t: Vec<Target>, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen
         }
         // Sampling pace.
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A small tmpfs for a node's pg_wal (pg_wal becomes a symlink to it), which
+/// [`FullWal::fill`] fills to the last byte and [`FullWal::free`] empties again. Mounted before
+/// the namespaces' processes start: `ip netns exec` gives each its own copy of the mount table,
+/// made when it starts, and mounts made later may not propagate into it. Unmounted on drop
+/// (lazily: a server may still hold files there).
+pub struct FullWal {
+    mount: std::path::PathBuf,
+    filler: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn sh(what: &str, cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl FullWal {
+    /// Mount an empty tmpfs owned by `os_user` (sized later, by [`FullWal::take`]).
+    pub fn mount(os_user: &str) -> FullWal {
+        let dir = tempfile::Builder::new()
+            .prefix("pgtopo-walfs-")
+            .tempdir()
+            .expect("tempdir");
+        super::os::set_mode(dir.path(), 0o755);
+        let mount = dir.path().join("pg_wal");
+        std::fs::create_dir(&mount).expect("mount point");
+        let u = nix::unistd::User::from_name(os_user)
+            .ok()
+            .flatten()
+            .expect("os user");
+        let opts = format!("size=1g,mode=0700,uid={},gid={}", u.uid, u.gid);
+        sh(
+            "mount tmpfs",
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+                .arg(&mount),
+        );
+        FullWal {
+            filler: mount.join("filler"),
+            mount,
+            _dir: dir,
+        }
+    }
+
+    /// Move `data_dir/pg_wal` (of a stopped node run by `os_user`) onto the tmpfs, then size
+    /// the tmpfs to what it holds plus `room_mb` MiB.
+    pub fn take(&self, data_dir: &std::path::Path, os_user: &str, room_mb: u64) {
+        let wal = data_dir.join("pg_wal");
+        let copy_from = format!("{}/.", wal.display());
+        sh(
+            "copy pg_wal",
+            Command::new("cp").args(["-a", &copy_from]).arg(&self.mount),
+        );
+        std::fs::remove_dir_all(&wal).expect("old pg_wal removed");
+        std::os::unix::fs::symlink(&self.mount, &wal).expect("pg_wal symlink");
+        sh(
+            "chown pg_wal",
+            Command::new("chown")
+                .args(["-h", &format!("{os_user}:")])
+                .arg(&wal),
+        );
+        let st = nix::sys::statvfs::statvfs(&self.mount).expect("statvfs");
+        let used_mb = (st.blocks() - st.blocks_free()) * st.fragment_size() / (1 << 20);
+        sh(
+            "resize tmpfs",
+            Command::new("mount")
+                .args(["-o", &format!("remount,size={}m", used_mb + room_mb)])
+                .arg(&self.mount),
+        );
+    }
+
+    /// Fill the file system to the last byte.
+    pub fn fill(&self) {
+        // dd ends with "No space left on device" (exit 1): that is the point.
+        let _ = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", self.filler.display()))
+            .args(["bs=1M", "status=none"])
+            .output();
+        let free = nix::sys::statvfs::statvfs(&self.mount).expect("statvfs");
+        assert_eq!(free.blocks_available(), 0, "the tmpfs is full");
+    }
+
+    /// Remove the filler.
+    pub fn free(&self) {
+        std::fs::remove_file(&self.filler).expect("filler removed");
+    }
+}
+
+impl Drop for FullWal {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
     }
 }
