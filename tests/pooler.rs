@@ -4,7 +4,8 @@
 //! pooler resumed; a pooler that routes to a standby is drift that apply fixes, and makes a saved
 //! plan stale; a failing
 //! before-hook changes nothing; after-hooks get their environment, never a secret, and a failing
-//! one makes apply exit non-zero.
+//! one makes apply exit non-zero. A pgbouncer killed between pause and resume: the database
+//! switchover completes, the next apply (pgbouncer started again) routes and resumes it.
 
 mod support;
 
@@ -37,6 +38,17 @@ fn to_n2(c: &TestCluster, topo: &mut Topology) {
     c.write_topology(topo);
 }
 
+/// A writer through the pooler, once it has `acks` acknowledged writes.
+async fn writing(pgb: &TestPooler, acks: u64) -> Writer {
+    let w = Writer::start_through_pooler(&pgb.host, pgb.port, "postgres")
+        .await
+        .unwrap();
+    w.wait_for_more_acks(acks, Duration::from_secs(30))
+        .await
+        .unwrap();
+    w
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -58,12 +70,7 @@ async fn blocking(c: &TestCluster, args: &'static [&'static str]) -> std::proces
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn switchover_through_pgbouncer_fails_no_client_transaction() {
     let (c, mut topo, pgb) = cluster("");
-    let w = Writer::start_through_pooler(&pgb.host, pgb.port, "postgres")
-        .await
-        .unwrap();
-    w.wait_for_more_acks(300, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let w = writing(&pgb, 300).await;
     to_n2(&c, &mut topo);
 
     // The plan: a checkpoint, then pause before the stop, route after the promotion, resume.
@@ -112,12 +119,7 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_switchover_that_fails_after_the_pause_leaves_the_pooler_resumed() {
     let (c, mut topo, pgb) = cluster("");
-    let w = Writer::start_through_pooler(&pgb.host, pgb.port, "postgres")
-        .await
-        .unwrap();
-    w.wait_for_more_acks(100, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let w = writing(&pgb, 100).await;
     to_n2(&c, &mut topo);
     // The candidate never replays the old primary's shutdown checkpoint: the wait times out
     // (switchover.timeout 3s) and n1 is started again as primary.
@@ -241,4 +243,52 @@ fn after_hooks_get_the_environment_and_a_failing_one_fails_the_apply() {
     assert!(failed_file.exists(), "the on_failure hook ran");
     let _ = std::fs::remove_file(&env_file);
     let _ = std::fs::remove_file(&failed_file);
+}
+
+/// pgbouncer killed (SIGKILL) between the pause and the resume of a switchover, as the old
+/// primary stops: the database switchover still completes (one primary, nothing acknowledged
+/// lost) and the apply fails naming the pooler. Once pgbouncer is started again (a service
+/// manager would), the next apply converges, the pooler routes to the new primary unpaused,
+/// and clients write through it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pooler_killed_between_pause_and_resume_is_set_right_by_the_next_apply() {
+    let (c, mut topo, mut pgb) = cluster("");
+    let w = writing(&pgb, 100).await;
+    to_n2(&c, &mut topo);
+    let pid = pgb.pid();
+    let (a, killed) = tokio::task::block_in_place(|| {
+        support::inject::apply_injecting(&c, "stop", || support::pgbouncer::kill_pid(pid))
+    });
+    assert!(killed.is_some(), "{}", a.text);
+    assert!(!a.ok, "the pooler is gone: {}", a.text);
+    assert!(
+        a.text.contains("pgb"),
+        "the error names the pooler: {}",
+        a.text
+    );
+    assert_eq!(support::scenario::in_recovery(&c, "n2"), "f", "{}", a.text);
+    assert_ne!(
+        c.try_psql("n1", "SELECT pg_is_in_recovery()").as_deref(),
+        Ok("f"),
+        "never two primaries: {}",
+        a.text
+    );
+
+    // Its file was rewritten although it was down: started again, it routes to n2 at once.
+    pgb.restart(&c);
+    let n2 = c.node("n2");
+    assert_eq!(pgb.route(), (n2.host.clone(), n2.port, false));
+    let out = blocking(&c, &["apply", "--auto-approve"]).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(pgb.route(), (n2.host.clone(), n2.port, false));
+    w.wait_for_more_acks(100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let log = w.stop().await;
+    let lost = pgtopo::demo::writer::lost_writes(&n2.host, n2.port, "postgres", &log)
+        .await
+        .unwrap();
+    assert!(lost.is_empty(), "lost {lost:?}");
+    let again = c.pgtopo(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", show(&again));
 }

@@ -3,7 +3,9 @@
 //! and written through the pooler's transport, atomically), then `RELOAD`. Admin console only:
 //! pgbouncer cannot change a database's address from its console, so the step sends `RELOAD`
 //! (for a config that something else, e.g. an `after_promotion` hook, rewrote) and then checks
-//! the route, failing with what it sees. Already routing to the primary: nothing to do.
+//! the route, failing with what it sees. Already routing to the primary: nothing to do. A
+//! pgbouncer that is down still gets its file rewritten (the step then fails): started again,
+//! it routes to the primary.
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,7 +37,13 @@ pub async fn check(
     name: &str,
     p: &RoutePoolerParams,
 ) -> Result<Freshness, StepError> {
-    let off = off_route(ctx, name, p).await?;
+    let off = match off_route(ctx, name, p).await {
+        Ok(off) => off,
+        // The console does not answer (pgbouncer down): its file is still rewritten, so it
+        // routes to the primary once it is started again.
+        Err(e) if p.config_file.is_some() => return Ok(Freshness::Dirty(e.message)),
+        Err(e) => return Err(e),
+    };
     Ok(match off.is_empty() {
         true => Freshness::Fresh,
         false => Freshness::Dirty(off.join(", ")),
@@ -83,7 +91,19 @@ pub async fn act(ctx: &StepContext, name: &str, p: &RoutePoolerParams) -> Result
     if let Some(f) = &p.config_file {
         rewrite(pl, Path::new(f), p).await?;
     }
-    command(pl, &console(pl).await?, "RELOAD", Duration::from_secs(10)).await
+    let admin = console(pl).await.map_err(|mut e| {
+        if let Some(f) = &p.config_file {
+            e.message = format!(
+                "{}; {f} now routes {} to {}:{}, so pgbouncer goes there once it is started again",
+                e.message,
+                p.databases.join(", "),
+                p.host,
+                p.port
+            );
+        }
+        e
+    })?;
+    command(pl, &admin, "RELOAD", Duration::from_secs(10)).await
 }
 
 pub async fn verify(ctx: &StepContext, name: &str, p: &RoutePoolerParams) -> Result<(), StepError> {

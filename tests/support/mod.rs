@@ -53,6 +53,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod faults;
+pub mod inject;
 pub mod netns;
 pub mod os;
 pub mod pgbouncer;

@@ -36,6 +36,29 @@ impl TestPooler {
         let text = pgtopo::sandbox::pgbouncer::ini_text(&dir, &host, port, (&t.host, t.port));
         c.write_os_file(&ini, &text);
         c.write_os_file(&dir.join("userlist.txt"), "\"postgres\" \"\"\n");
+        let mut p = TestPooler {
+            name: name.into(),
+            dir,
+            ini,
+            host,
+            port,
+            psql: psql_path(&c.bin_dir),
+            pid: 0,
+            claim,
+        };
+        p.launch(c);
+        p
+    }
+
+    /// Start pgbouncer (daemon mode, as the cluster's OS user) on the files in `dir`; wait until
+    /// it listens and has written its pidfile.
+    fn launch(&mut self, c: &TestCluster) {
+        let (dir, ini, host, port) = (
+            self.dir.clone(),
+            self.ini.clone(),
+            self.host.clone(),
+            self.port,
+        );
         let mut cmd = if is_root() {
             let mut cmd = Command::new("runuser");
             cmd.args(["-u", &c.os_user, "--"])
@@ -48,10 +71,10 @@ impl TestPooler {
         let out = run_with_deadline(cmd, Duration::from_secs(10)).expect("pgbouncer runs");
         assert!(out.status.success(), "pgbouncer: {}", super::show(&out));
         let deadline = Instant::now() + Duration::from_secs(10);
-        let pid = loop {
+        self.pid = loop {
             let ready = std::net::TcpStream::connect((host.as_str(), port)).is_ok();
             match pgtopo::sandbox::pgbouncer::pid(&dir) {
-                Some(pid) if ready => break pid,
+                Some(pid) if ready && super::pid_alive(pid) => break pid,
                 _ if Instant::now() > deadline => panic!(
                     "pgbouncer did not start on {host}:{port}: {}",
                     std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
@@ -59,16 +82,21 @@ impl TestPooler {
                 _ => std::thread::sleep(Duration::from_millis(5)),
             }
         };
-        TestPooler {
-            name: name.into(),
-            dir,
-            ini,
-            host,
-            port,
-            psql: psql_path(&c.bin_dir),
-            pid,
-            claim,
-        }
+    }
+
+    /// Kill pgbouncer (SIGKILL: no shutdown of its own) and wait until it is gone.
+    pub fn kill(&self) {
+        kill_pid(self.pid);
+    }
+
+    /// The PID of the running pgbouncer.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Start pgbouncer again on its files, as a service manager would after it died.
+    pub fn restart(&mut self, c: &TestCluster) {
+        self.launch(c);
     }
 
     /// The topology's `poolers:` block for this pgbouncer.
@@ -123,6 +151,18 @@ impl TestPooler {
         let (new, _) = pgtopo::pooler::route_ini(&text, &["postgres".into()], &n.host, n.port);
         c.write_os_file(&self.ini, &new);
         self.admin("RELOAD");
+    }
+}
+
+/// SIGKILL a pgbouncer by PID and wait (up to 5 s) until it is gone.
+pub fn kill_pid(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while super::pid_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
