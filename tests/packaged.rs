@@ -2,7 +2,9 @@
 //! `pg_createcluster 15 …` and run by `pg_ctlcluster`, their configuration in
 //! /etc/postgresql/15/<name>. Debian's PostgreSQL 15 only (/usr/lib/postgresql/15/bin, whatever
 //! PGTOPO_TEST_BIN_DIR says). Every cluster a test makes has a unique name and is dropped
-//! (`pg_dropcluster --stop`) by a Drop guard, even when the test panics.
+//! (`pg_dropcluster --stop`) by a Drop guard, even when the test panics. One pair of clusters
+//! walks bootstrap of a Debian standby, a switchover, import of the layout, and a failover with
+//! pg_rewind, each checked with `pg_lsclusters` and an empty plan.
 
 mod support;
 
@@ -67,7 +69,8 @@ impl Debian {
         name
     }
 
-    /// `pg_createcluster 15 NAME` on 127.0.0.1 with trust for its own tests, started.
+    /// `pg_createcluster 15 NAME` (data checksums: rewindable) on 127.0.0.1 with trust for its
+    /// own tests, started.
     fn primary(&mut self, node: &str, port: u16) {
         let name = self.own(node);
         let data = self.dir.join(node);
@@ -82,6 +85,8 @@ impl Debian {
                 &port.to_string(),
                 "-o",
                 "listen_addresses=localhost",
+                "--",
+                "--data-checksums",
             ],
         );
         let hba = format!("/etc/postgresql/15/{name}/pg_hba.conf");
@@ -135,7 +140,7 @@ fn pgtopo(file: &Path, args: &[&str]) -> Output {
 }
 
 #[test]
-fn a_new_standby_of_a_debian_primary_becomes_a_debian_cluster_of_its_own() {
+fn a_new_standby_of_a_debian_primary_becomes_a_debian_cluster_of_its_own_and_imports_back() {
     let mut d = Debian::new();
     let (p1, p2) = (d.port(), d.port());
     d.primary("n1", p1);
@@ -177,4 +182,91 @@ fn a_new_standby_of_a_debian_primary_becomes_a_debian_cluster_of_its_own() {
     assert_eq!(d.status("n2"), "online");
     let out = pgtopo(&file, &["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // Import reads the layout back: config_dir and the Debian cluster of each node; the first
+    // plan of the imported file is empty.
+    let imported = d.dir.join("imported.yaml");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    c.args(["import", "--cluster", "packaged", "--from"])
+        .arg(format!("127.0.0.1:{p2}"))
+        .arg("--out")
+        .arg(&imported)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    let out = run_with_deadline(c, Duration::from_secs(120)).expect("import ran");
+    assert!(out.status.success(), "{}", show(&out));
+    let yaml = std::fs::read_to_string(&imported).unwrap();
+    for node in ["n1", "n2"] {
+        let name = Debian::name(node);
+        assert!(
+            yaml.contains(&format!("pg_ctlcluster: 15 {name}")),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains(&format!("config_dir: /etc/postgresql/15/{name}")),
+            "{yaml}"
+        );
+    }
+    let out = pgtopo(&imported, &["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{yaml}\n{}", show(&out));
+
+    // A failover with rewind: n2 (primary) crashes after a row only it has; n1 is declared
+    // primary with consent; n2 is rewound (its configuration stays in /etc) and follows n1.
+    let (n1, n2) = (Debian::name("n1"), Debian::name("n2"));
+    run_ok("pg_ctlcluster", &["15", &n1, "stop"]);
+    psql(p2, "CREATE TABLE only_n2 AS SELECT 1 AS i");
+    run_ok("pg_ctlcluster", &["15", &n2, "stop", "-m", "immediate"]);
+    run_ok("pg_ctlcluster", &["15", &n1, "start"]);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(", role: primary,", ",")
+        .replace(
+            &format!("data_dir: {dir}/n1,"),
+            &format!("data_dir: {dir}/n1, role: primary,"),
+        );
+    std::fs::write(&file, format!("{text}failover: {{allow: true}}\n")).unwrap();
+    let out = pgtopo(&file, &["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let kinds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    assert!(
+        kinds.iter().any(|k| k == "rewind") && !kinds.iter().any(|k| k == "clone"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(d.status("n1"), "online");
+    assert_eq!(d.status("n2"), "online,recovery");
+    assert!(Path::new(&format!("/etc/postgresql/15/{n2}/postgresql.conf")).exists());
+    assert!(!d.dir.join("n2/postgresql.conf").exists());
+    assert_eq!(psql(p1, "SELECT to_regclass('only_n2') IS NULL"), "t");
+    let out = pgtopo(&file, &["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+/// One value from the Debian cluster on `port` (as postgres, over TCP).
+fn psql(port: u16, sql: &str) -> String {
+    run_ok(
+        "runuser",
+        &[
+            "-u",
+            "postgres",
+            "--",
+            &format!("{BIN_DIR}/psql"),
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ],
+    )
+    .trim()
+    .to_string()
 }

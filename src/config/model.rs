@@ -706,6 +706,13 @@ impl DesiredNode {
             (None, _) => self.data_dir.clone(),
         }
     }
+
+    /// postgresql.conf when it is not in the data directory: what `postgres` run directly
+    /// (single-user mode) must be given as `-c config_file=…`.
+    pub fn outside_config_file(&self) -> Option<PathBuf> {
+        let dir = self.config_dir();
+        (dir != self.data_dir).then(|| dir.join("postgresql.conf"))
+    }
 }
 
 impl Desired {

@@ -4,13 +4,14 @@
 //! hand-built probes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::discover::Discovery;
 use super::probe::Probe;
 use super::{sync, ImportError, ImportedNode};
 use crate::config::{
-    ConnectSpec, HbaRule, NodeRole, NodeSpec, SecretRef, SettingValue, SyncSpec, TopologyFile,
+    ConnectSpec, HbaRule, NodeRole, NodeSpec, SecretRef, ServiceSpec, SettingValue, SyncSpec,
+    TopologyFile,
 };
 use crate::observe::Role;
 
@@ -475,7 +476,10 @@ fn node_specs(
                 .expect("a member streams from a member");
             m.names[&u].clone()
         });
+        let (config_dir, service) = layout(m.sv(i));
         let spec = NodeSpec {
+            config_dir,
+            service,
             port: m.sv(i).listen_port(),
             role: Some(match upstream {
                 None => NodeRole::Primary,
@@ -495,6 +499,53 @@ fn node_specs(
         });
     }
     nodes
+}
+
+/// Where a server's configuration lives and what runs it (SPEC §1d): a postgresql.conf outside
+/// the data directory gives `config_dir`; Debian's `/etc/postgresql/MAJOR/NAME` gives
+/// `service: {pg_ctlcluster: "MAJOR NAME"}` (pg_ctlcluster goes through systemd itself where
+/// systemd runs); else a postmaster in a systemd service's cgroup gives `service: {systemd}`.
+fn layout(p: &Probe) -> (Option<PathBuf>, Option<ServiceSpec>) {
+    let dir = Path::new(&p.config_file)
+        .parent()
+        .filter(|d| !p.config_file.is_empty() && *d != Path::new(&p.data_directory));
+    let service = match dir.and_then(debian_cluster) {
+        Some(cluster) => Some(ServiceSpec {
+            pg_ctlcluster: Some(cluster),
+            systemd: None,
+        }),
+        None => p
+            .cgroup
+            .as_deref()
+            .and_then(systemd_unit)
+            .map(|unit| ServiceSpec {
+                systemd: Some(unit),
+                pg_ctlcluster: None,
+            }),
+    };
+    (dir.map(Path::to_path_buf), service)
+}
+
+/// `"MAJOR NAME"` of a Debian cluster whose configuration directory is
+/// `/etc/postgresql/MAJOR/NAME`.
+fn debian_cluster(dir: &Path) -> Option<String> {
+    let rest = dir.strip_prefix("/etc/postgresql").ok()?;
+    let parts: Vec<&str> = rest.iter().filter_map(|c| c.to_str()).collect();
+    match parts.as_slice() {
+        [major, name] if major.parse::<u32>().is_ok() => Some(format!("{major} {name}")),
+        _ => None,
+    }
+}
+
+/// The systemd service whose cgroup a process is in, from its `/proc/PID/cgroup`
+/// (`0::/system.slice/postgresql@15-main.service`); a user's service manager is not one.
+fn systemd_unit(cgroup: &str) -> Option<String> {
+    cgroup.lines().find_map(|l| {
+        let path = l.splitn(3, ':').nth(2)?;
+        path.rsplit('/')
+            .find(|seg| seg.ends_with(".service") && !seg.starts_with("user@"))
+            .map(str::to_string)
+    })
 }
 
 /// Servers that feed more standbys than were found.
@@ -587,6 +638,34 @@ mod tests {
             }
         }
         p
+    }
+
+    #[test]
+    fn the_layout_is_read_from_the_config_file_and_the_cgroup() {
+        let mut p = server(1, None, &[]);
+        p.config_file = "/pg/1/postgresql.conf".into();
+        assert_eq!(layout(&p), (None, None), "a plain data directory");
+
+        p.config_file = "/etc/postgresql/15/main/postgresql.conf".into();
+        let (dir, service) = layout(&p);
+        assert_eq!(dir, Some(PathBuf::from("/etc/postgresql/15/main")));
+        assert_eq!(service.unwrap().pg_ctlcluster.as_deref(), Some("15 main"));
+
+        p.config_file = "/srv/conf/pg1/postgresql.conf".into();
+        p.cgroup = Some("0::/system.slice/postgresql-16.service\n".into());
+        let (dir, service) = layout(&p);
+        assert_eq!(dir, Some(PathBuf::from("/srv/conf/pg1")));
+        assert_eq!(
+            service.unwrap().systemd.as_deref(),
+            Some("postgresql-16.service")
+        );
+
+        p.cgroup = Some("0::/user.slice/user-0.slice/user@0.service/app.slice\n".into());
+        assert_eq!(
+            layout(&p).1,
+            None,
+            "a user's service manager runs no service"
+        );
     }
 
     /// primary 1 → standby 2 → standby 3, slots named after the standbys.

@@ -18,7 +18,11 @@ const EXTRA: &str = "select current_setting('data_directory'), \
     coalesce(current_setting('cluster_name', true), ''), \
     pg_postmaster_start_time()::text, \
     coalesce((select json_agg(json_build_array(name, current_setting(name)) order by name) \
-       from pg_settings where sourcefile like '%/postgresql.auto.conf'), '[]')::text";
+       from pg_settings where sourcefile like '%/postgresql.auto.conf'), '[]')::text, \
+    current_setting('config_file')";
+
+/// The postmaster's PID, from its postmaster.pid (superusers and pg_read_server_files only).
+const POSTMASTER_PID: &str = "select split_part(pg_read_file('postmaster.pid'), E'\\n', 1)";
 
 /// The walsenders' client ports, which pg_stat_replication has and observation does not keep.
 const WALSENDERS: &str = "select host(client_addr), client_port::text from pg_stat_replication \
@@ -49,6 +53,11 @@ pub struct Probe {
     pub walsenders: Vec<(String, u16)>,
     /// The running server's bin directory (None when pg_config could not be read).
     pub bin_dir: Option<PathBuf>,
+    /// Its `config_file` setting (postgresql.conf, wherever it is).
+    pub config_file: String,
+    /// The postmaster's `/proc/PID/cgroup` when the postmaster runs on this machine (its
+    /// working directory is the data directory): which systemd unit, if any, runs it.
+    pub cgroup: Option<String>,
 }
 
 impl Probe {
@@ -110,8 +119,9 @@ fn probe_desired(opts: &ImportOptions, host: &str, port: u16) -> Result<Desired,
 }
 
 /// The rows of the import-only statements: (extra facts, walsenders, hba replication rules,
-/// bin directory).
+/// bin directory, postmaster PID).
 type ImportRows = (
+    Vec<SimpleQueryRow>,
     Vec<SimpleQueryRow>,
     Vec<SimpleQueryRow>,
     Vec<SimpleQueryRow>,
@@ -141,7 +151,12 @@ async fn read_import_rows(
             .await
             .map(rows)
             .unwrap_or_default();
-        Ok::<_, tokio_postgres::Error>((extra, senders, hba, bindir))
+        let pid = client
+            .simple_query(POSTMASTER_PID)
+            .await
+            .map(rows)
+            .unwrap_or_default();
+        Ok::<_, tokio_postgres::Error>((extra, senders, hba, bindir, pid))
     };
     tokio::time::timeout(opts.timeout, q)
         .await
@@ -152,7 +167,7 @@ async fn read_import_rows(
 /// Probe one address: the server's observation and the import-only facts.
 pub async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe, String> {
     let d = probe_desired(opts, host, port)?;
-    let (extra, senders, hba, bindir) = read_import_rows(opts, &d, host, port).await?;
+    let (extra, senders, hba, bindir, pid) = read_import_rows(opts, &d, host, port).await?;
     let e = extra
         .first()
         .ok_or_else(|| format!("{host}:{port}: no answer"))?;
@@ -187,7 +202,22 @@ pub async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe,
             .and_then(|r| r.get(0))
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
+        config_file: get(4),
+        cgroup: pid
+            .first()
+            .and_then(|r| r.get(0))
+            .and_then(|p| p.trim().parse().ok())
+            .and_then(|p| local_cgroup(p, &get(0))),
     })
+}
+
+/// `/proc/PID/cgroup` of the postmaster `pid` when it runs on this machine: its working
+/// directory is `data_directory` (a PID alone could be another machine's).
+fn local_cgroup(pid: u32, data_directory: &str) -> Option<String> {
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+    (cwd == std::path::Path::new(data_directory))
+        .then(|| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
+        .flatten()
 }
 
 /// (users, method) of one row of [`HBA_REPLICATION_RULES`].

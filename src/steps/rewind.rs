@@ -215,14 +215,21 @@ async fn recover_if_unclean(
     } else {
         "wal_keep_size=2147483647"
     };
-    let recover = ctx
+    let mut recover = ctx
         .tool(n, "postgres")
         .arg("--single")
         .arg("-F")
         .arg("-D")
         .arg(n.data_dir.as_os_str())
         .arg("-c")
-        .arg(keep)
+        .arg(keep);
+    if let Some(conf) = n.outside_config_file() {
+        // A Debian cluster: its data directory holds no configuration.
+        recover = recover
+            .arg("-c")
+            .arg(format!("config_file={}", conf.display()));
+    }
+    let recover = recover
         .arg("template1")
         .timeout(Duration::from_secs(6 * 3600));
     if let Err(mut e) = ctx.run_tool(node, &recover).await {
