@@ -94,3 +94,45 @@ fn bootstrap_one_to_three_with_a_cascade_and_slots() {
     // The lock was released.
     assert!(!c.dir.join("n1.pgtopo.lock").exists());
 }
+
+/// A new standby whose data directory's parent its os_user cannot write: the apply stops in
+/// its preflight, naming the directory (exit 1), before anything changed: n1's pg_hba.conf is
+/// as it was, and it has no slot.
+#[test]
+fn a_clone_into_a_parent_the_os_user_cannot_write_is_refused_before_any_change() {
+    let c = support::scenario::primary_and_declared(&["n2"]);
+    let locked = c.dir.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    support::set_mode(&locked, 0o555);
+    let mut topo = c.topology();
+    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
+    topo.extra_yaml(&format!(
+        "nodes: {{n2: {{data_dir: {}}}}}",
+        locked.join("n2").display()
+    ));
+    c.write_topology(&topo);
+    let hba = c.node("n1").data_dir.join("pg_hba.conf");
+    let before = std::fs::read_to_string(&hba).unwrap();
+    let out = c.pgtopo(&["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The diagnostic is wrapped (a path may break at a hyphen): read it without the wrapping.
+    let flat: String = text
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches("| "))
+        .collect();
+    assert!(
+        flat.contains(&format!("{}is not writable", locked.display()))
+            || flat.contains(&format!("{} is not writable", locked.display())),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&hba).unwrap(), before);
+    assert_eq!(
+        c.psql("n1", "SELECT count(*) FROM pg_replication_slots"),
+        "0"
+    );
+}

@@ -1,37 +1,60 @@
 //! Before the first step: every node the plan acts on can be used over its transport — connected
-//! (host key, authentication) and acting as its os_user ([`Transport::check_access`]). One that
-//! cannot stops the apply before anything is changed, with the node, the host and the cause.
+//! (host key, authentication) and acting as its os_user ([`Transport::check_access`]) — and
+//! every node the plan clones can have its data directory made: its os_user can write the data
+//! directory's parent (created first, as the clone would, when missing). One that cannot stops
+//! the apply before anything is changed, with the node, the host and the cause.
 //!
 //! [`Transport::check_access`]: crate::transport::Transport::check_access
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::plan::Plan;
-use crate::transport::DynTransport;
+use crate::config::Desired;
+use crate::plan::{Action, Plan};
+use crate::transport::{CommandSpec, DynTransport};
 
 /// Nodes of the plan whose transport cannot be used.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("nothing was changed: {}", .failures.join("; "))]
 #[diagnostic(
     code(pgtopo::apply::preflight),
-    help("fix the connection (known_hosts, key, sudoers) and run `pgtopo apply` again")
+    help("fix the connection (known_hosts, key, sudoers) or the directory's owner and run `pgtopo apply` again")
 )]
 pub struct PreflightError {
     /// `node: transport error` (which names the host and the cause), one per failing node.
     pub failures: Vec<String>,
 }
 
-/// Check the transport of every node the plan has a step on, all at once.
+/// Check the transport of every node the plan has a step on, all at once, and the data
+/// directory's parent of every node it clones.
 pub async fn preflight(
     plan: &Plan,
+    desired: &Desired,
     transports: &BTreeMap<String, DynTransport>,
 ) -> Result<(), PreflightError> {
     let nodes: BTreeSet<&str> = plan.steps.iter().map(|s| s.node.as_str()).collect();
+    let cloned: BTreeSet<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Clone(_)))
+        .map(|s| s.node.as_str())
+        .collect();
     let checks = nodes.into_iter().filter_map(|n| {
         let t = transports.get(n)?;
-        Some(async move { t.check_access().await.map_err(|e| format!("{n}: {e}")) })
+        let parent = cloned
+            .contains(n)
+            .then(|| desired.nodes.get(n)?.data_dir.parent())
+            .flatten();
+        Some(async move {
+            t.check_access().await.map_err(|e| format!("{n}: {e}"))?;
+            match parent {
+                Some(p) => writable_parent(t, p).await.map_err(|e| format!("{n}: {e}")),
+                None => Ok(()),
+            }
+        })
     });
     let failures: Vec<String> = join_all(checks)
         .await
@@ -41,6 +64,31 @@ pub async fn preflight(
     match failures.is_empty() {
         true => Ok(()),
         false => Err(PreflightError { failures }),
+    }
+}
+
+/// The os_user can create entries in `parent` (made first when missing, as the clone would).
+async fn writable_parent(t: &DynTransport, parent: &Path) -> Result<(), String> {
+    let shown = parent.display();
+    let made = async {
+        if t.list_dir(parent).await?.is_none() {
+            t.create_dir(parent, 0o755).await?;
+        }
+        let test = CommandSpec::new("test")
+            .arg("-w")
+            .arg(parent)
+            .timeout(Duration::from_secs(10));
+        t.run(&test).await
+    };
+    match made.await {
+        Ok(out) if out.success() => Ok(()),
+        Ok(_) => Err(format!(
+            "the data directory's parent {shown} is not writable by the os_user: give it to \
+             the os_user (chown) or choose another data_dir"
+        )),
+        Err(e) => Err(format!(
+            "the data directory's parent {shown} cannot be made: {e}"
+        )),
     }
 }
 
@@ -58,13 +106,14 @@ mod tests {
         ts.insert("n1".into(), Arc::new(FakeTransport::new()));
         ts.insert("n2".into(), Arc::new(FakeTransport::new().unreachable()));
         ts.insert("n3".into(), Arc::new(FakeTransport::new().unreachable()));
-        let err = preflight(&plan, &ts).await.unwrap_err();
+        let d = crate::observe::fixtures::desired3();
+        let err = preflight(&plan, &d, &ts).await.unwrap_err();
         assert_eq!(err.failures.len(), 1, "{err}");
         assert!(
             err.failures[0].starts_with("n2: fake: unreachable"),
             "{err}"
         );
         ts.remove("n2");
-        preflight(&plan, &ts).await.unwrap();
+        preflight(&plan, &d, &ts).await.unwrap();
     }
 }

@@ -354,7 +354,7 @@ async fn run_plan(
     ask: bool,
 ) -> Result<(), Failure> {
     render::say(render::plan::text(the_plan, render::color()).trim_end());
-    crate::apply::preflight::preflight(the_plan, ts)
+    crate::apply::preflight::preflight(the_plan, desired, ts)
         .await
         .map_err(miette::Report::new)?;
     if ask {
