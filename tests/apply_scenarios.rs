@@ -47,7 +47,7 @@ fn built(standbys: &[&str]) -> (TestCluster, Topology) {
     for s in standbys {
         c.declare_node(s);
     }
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     for s in standbys {
@@ -125,7 +125,7 @@ fn add_a_node_without_restarting_the_others() {
     let n2_started = c.psql("n2", STARTED);
 
     c.declare_node("n3");
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
 
@@ -240,7 +240,7 @@ fn settings_reload_or_restart_in_the_rolling_order() {
 #[test]
 fn synchronous_quorum_of_two() {
     let c = support::scenario::primary_and_declared(&["n2", "n3"]);
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     topo.extra_yaml("replication: {synchronous: {mode: quorum, count: 1, standbys: [n2, n3]}}");
     c.write_topology(&topo);
     apply_ok(&c, &[]);
