@@ -154,3 +154,72 @@ impl Auth {
         }
     }
 }
+
+/// Remove from the os_user's `~/.pgpass` the blocks pgtopo wrote for this cluster: those whose
+/// every entry is one of `ours` (host, port: the cluster's nodes, whose ports it still claims,
+/// so no other cluster's block names them). Under the lock pgtopo's writers take
+/// (`~/.pgpass.lock`), by an atomic rename; every other line stays byte for byte. Without this
+/// the file shared by every test (and the machine's operators) grows by a block per test.
+pub fn forget_pgpass_blocks(os_user: &str, ours: &[(String, u16)]) {
+    use nix::fcntl::{Flock, FlockArg};
+    let Some(home) = nix::unistd::User::from_name(os_user)
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+    else {
+        return;
+    };
+    let path = home.join(".pgpass");
+    let Ok(lock) = std::fs::File::open(home.join(".pgpass.lock")) else {
+        return;
+    };
+    let Ok(_held) = Flock::lock(lock, FlockArg::LockExclusive) else {
+        return;
+    };
+    let Ok(text) = std::fs::read(&path) else {
+        return;
+    };
+    let kept = without_blocks_of(&text, ours);
+    if kept.len() == text.len() {
+        return;
+    }
+    let tmp = home.join(format!(".pgpass.harness-{}", std::process::id()));
+    write_secret(&tmp, &String::from_utf8_lossy(&kept), os_user);
+    let _ = std::fs::rename(&tmp, &path);
+}
+
+/// `text` without the pgtopo blocks whose entries all name one of `ours`.
+fn without_blocks_of(text: &[u8], ours: &[(String, u16)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut block: Option<Vec<&[u8]>> = None;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let t = String::from_utf8_lossy(line);
+        let t = t.trim();
+        match &mut block {
+            None if t.starts_with("# BEGIN pgtopo managed:") => block = Some(vec![line]),
+            None => out.extend_from_slice(line),
+            Some(lines) => {
+                lines.push(line);
+                if t.starts_with("# END pgtopo managed:") {
+                    let lines = block.take().unwrap_or_default();
+                    let entries = &lines[1..lines.len() - 1];
+                    let is_ours = |l: &&[u8]| {
+                        let l = String::from_utf8_lossy(l);
+                        let f: Vec<&str> = l.splitn(3, ':').collect();
+                        let port = f.get(1).and_then(|p| p.parse::<u16>().ok());
+                        ours.iter().any(|(h, p)| f[0] == h && port == Some(*p))
+                    };
+                    if entries.is_empty() || !entries.iter().all(is_ours) {
+                        lines.iter().for_each(|l| out.extend_from_slice(l));
+                    }
+                }
+            }
+        }
+    }
+    // An unterminated block stays as it is.
+    block
+        .unwrap_or_default()
+        .iter()
+        .for_each(|l| out.extend_from_slice(l));
+    out
+}

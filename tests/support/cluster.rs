@@ -479,6 +479,14 @@ impl Drop for TestCluster {
                 end_postmaster(pid, &data_dir);
             }
         }
+        if self.auth.secrets().is_some() {
+            let ours: Vec<(String, u16)> = self
+                .nodes
+                .iter()
+                .map(|n| (n.host.clone(), n.port))
+                .collect();
+            super::auth::forget_pgpass_blocks(&self.os_user, &ours);
+        }
         for c in &self.claims {
             let _ = std::fs::remove_file(c);
         }
