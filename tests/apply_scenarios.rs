@@ -118,6 +118,29 @@ fn repoint_a_standby_into_a_cascade() {
     assert_converged(&c);
 }
 
+/// Standbys an operator built (the harness: their password through `passfile=` in
+/// primary_conninfo, nothing in the os_user's ~/.pgpass) stay streaming when pgtopo points one
+/// elsewhere: the conninfo it writes has no password, so it keeps the replication password in
+/// ~/.pgpass first (the plan builds nothing, so no write_pgpass step is planned).
+#[test]
+fn a_standby_pgtopo_did_not_build_streams_after_it_is_repointed() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
+    c.add_standby_basebackup("n3", "n1");
+    let mut topo = c.topology();
+    topo.role("n3", "standby", Some("n2"));
+    c.write_topology(&topo);
+    apply_ok(&c, &[]);
+    support::scenario::assert_follows(&c, "n3", "n2");
+    assert!(
+        !c.psql("n3", "SHOW primary_conninfo").contains("passfile"),
+        "pgtopo's own conninfo"
+    );
+    assert_converged(&c);
+}
+
 #[test]
 fn add_a_node_without_restarting_the_others() {
     let (mut c, _) = built(&["n2"]);
