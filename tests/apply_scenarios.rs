@@ -124,11 +124,7 @@ fn repoint_a_standby_into_a_cascade() {
 /// ~/.pgpass first (the plan builds nothing, so no write_pgpass step is planned).
 #[test]
 fn a_standby_pgtopo_did_not_build_streams_after_it_is_repointed() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.add_standby_basebackup("n3", "n1");
+    let c = support::scenario::primary_and_standbys(&["n2", "n3"]);
     let mut topo = c.topology();
     topo.role("n3", "standby", Some("n2"));
     c.write_topology(&topo);

@@ -508,11 +508,7 @@ fn snapshot(c: &TestCluster) -> Vec<String> {
 /// simply started again (stopped is not failed).
 #[test]
 fn what_if_touches_nothing_and_a_lagging_candidate_is_refused() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.add_standby_basebackup("n3", "n1");
+    let c = support::scenario::primary_and_standbys(&["n2", "n3"]);
     let mut topo = c.topology();
     topo.extra_yaml("failover: {max_lag: 64kB}");
     c.write_topology(&topo);

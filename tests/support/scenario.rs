@@ -11,11 +11,17 @@ use super::{show, TestCluster};
 
 /// n1, a started primary, and n2, its standby cloned with pg_basebackup, streaming.
 pub fn primary_and_standby() -> TestCluster {
+    primary_and_standbys(&["n2"])
+}
+
+/// n1, a started primary, and `standbys` cloned from it with pg_basebackup, streaming.
+pub fn primary_and_standbys(standbys: &[&str]) -> TestCluster {
     let mut c = TestCluster::new();
     c.init_primary("n1");
     c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    for s in standbys {
+        c.add_standby_basebackup(s, "n1");
+    }
     c
 }
 
