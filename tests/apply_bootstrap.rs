@@ -10,7 +10,6 @@ fn bootstrap_one_to_three_with_a_cascade_and_slots() {
     let c = support::scenario::primary_and_declared(&["n2", "n3"]);
     let mut topo = c.topology();
     topo.role("n3", "standby", Some("n2"));
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
     c.write_topology(&topo);
     let journal = c.dir.join("journal.jsonl");
     let out = c.pgtopo(&[

@@ -37,7 +37,7 @@ fn holder_json(pid: u32) -> String {
 #[test]
 fn stale_plan_lock_and_approval_are_enforced() {
     let c = support::scenario::primary_and_declared(&["n2"]);
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     c.write_topology(&topo);
     let n2_dir = c.node("n2").data_dir.clone();
 

@@ -53,7 +53,7 @@ fn types(ev: &[serde_json::Value]) -> Vec<&str> {
 #[test]
 fn a_real_apply_streams_valid_events_in_order() {
     let c = support::scenario::primary_and_declared(&["n2"]);
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
 
     // JSON never asks: without a saved plan it needs --auto-approve.

@@ -10,7 +10,7 @@ use support::show;
 #[test]
 fn diverged_second_primary_is_rewound_and_follows() {
     let c = support::scenario::primary_and_standby();
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     // pg_rewind reads the target's WAL back to the last checkpoint before the fork.
     topo.settings.insert("wal_keep_size".into(), "256MB".into());
     c.write_topology(&topo);

@@ -47,7 +47,7 @@ fn built(standbys: &[&str]) -> (TestCluster, Topology) {
     for s in standbys {
         c.declare_node(s);
     }
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     for s in standbys {
@@ -118,6 +118,25 @@ fn repoint_a_standby_into_a_cascade() {
     assert_converged(&c);
 }
 
+/// Standbys an operator built (the harness: their password through `passfile=` in
+/// primary_conninfo, nothing in the os_user's ~/.pgpass) stay streaming when pgtopo points one
+/// elsewhere: the conninfo it writes has no password, so it keeps the replication password in
+/// ~/.pgpass first (the plan builds nothing, so no write_pgpass step is planned).
+#[test]
+fn a_standby_pgtopo_did_not_build_streams_after_it_is_repointed() {
+    let c = support::scenario::primary_and_standbys(&["n2", "n3"]);
+    let mut topo = c.topology();
+    topo.role("n3", "standby", Some("n2"));
+    c.write_topology(&topo);
+    apply_ok(&c, &[]);
+    support::scenario::assert_follows(&c, "n3", "n2");
+    assert!(
+        !c.psql("n3", "SHOW primary_conninfo").contains("passfile"),
+        "pgtopo's own conninfo"
+    );
+    assert_converged(&c);
+}
+
 #[test]
 fn add_a_node_without_restarting_the_others() {
     let (mut c, _) = built(&["n2"]);
@@ -125,7 +144,7 @@ fn add_a_node_without_restarting_the_others() {
     let n2_started = c.psql("n2", STARTED);
 
     c.declare_node("n3");
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
 
@@ -240,7 +259,7 @@ fn settings_reload_or_restart_in_the_rolling_order() {
 #[test]
 fn synchronous_quorum_of_two() {
     let c = support::scenario::primary_and_declared(&["n2", "n3"]);
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     topo.extra_yaml("replication: {synchronous: {mode: quorum, count: 1, standbys: [n2, n3]}}");
     c.write_topology(&topo);
     apply_ok(&c, &[]);

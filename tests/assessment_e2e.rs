@@ -38,7 +38,7 @@ fn cluster(standbys: &[&str]) -> (TestCluster, Topology) {
         c.add_standby_basebackup(s, "n1");
         c.wait_streaming(s);
     }
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     assert_converged(&c);
@@ -183,19 +183,15 @@ fn foreign_n3(as_standby: bool) {
     let (mut c, _) = cluster(&["n2"]);
     c.init_primary("n3");
     if as_standby {
-        let n1 = c.node("n1").clone();
         let n3 = c.node("n3").clone();
         c.append(
             &n3.data_dir.join("postgresql.auto.conf"),
-            &format!(
-                "primary_conninfo = 'host={} port={} user=postgres application_name=n3'\n",
-                n1.host, n1.port
-            ),
+            &format!("primary_conninfo = '{}'\n", c.standby_conninfo("n1", "n3")),
         );
         c.write_os_file(&n3.data_dir.join("standby.signal"), "");
     }
     c.start("n3");
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     topo.role("n3", "standby", Some("n1"));
     c.write_topology(&topo);
     c.psql("n1", "CREATE TABLE t AS SELECT generate_series(1, 42) x");

@@ -170,7 +170,7 @@ fn run(c: &TestCluster, jobs: &Jobs, job: &str) -> Output {
         .collect();
     assert_eq!(lines.len(), 1, "{job}: one pgtopo command, got {lines:?}");
     let (args, _) = &lines[0];
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    let mut cmd = support::cli::stray_pgtopo();
     cmd.args(args)
         .current_dir(&c.dir)
         .envs(&jobs.vars)
@@ -230,7 +230,7 @@ fn flow(c: &TestCluster, name: &str, jobs: &Jobs) {
 fn the_ci_templates_run_their_commands_against_a_real_cluster() {
     let (gh, gl) = (github(), gitlab());
     let c = support::scenario::primary_and_declared(&["n2"]);
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     // GitHub builds n2; the drift check stops it, so GitLab's plan starts it again.
     flow(&c, "github", &gh);
@@ -240,7 +240,7 @@ fn the_ci_templates_run_their_commands_against_a_real_cluster() {
 #[test]
 fn the_fleet_drift_templates_run_over_a_directory_of_clusters() {
     let c = support::scenario::primary_and_declared(&[]);
-    let topo = support::scenario::trusted_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));

@@ -25,14 +25,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The harness topology with the replication role `postgres` (trusted on loopback by the
-/// harness' pg_hba.conf), so plans hold only what the tests are about.
-fn base_topology(c: &TestCluster) -> Topology {
-    let mut t = c.topology();
-    t.extra_yaml("replication: {user: postgres, hba_method: trust}");
-    t
-}
-
 /// What an apply did: the reviewed plan it ran, and its debug log (`-vv`, stderr).
 struct Applied {
     plan: pgtopo::plan::Plan,
@@ -132,7 +124,7 @@ fn failed_over_pair(
     only_n1: &[&str],
 ) -> Topology {
     c.add_standby_basebackup("n2", "n1");
-    let mut topo = base_topology(c);
+    let mut topo = c.topology();
     c.write_topology(&topo);
     apply_ok(c, &[]);
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
@@ -168,7 +160,7 @@ fn crash_failover_rewinds_the_old_primary_and_repoints_the_cascade() {
     c.add_standby_basebackup("n2", "n1");
     c.add_standby_basebackup("n3", "n1");
     c.add_standby_basebackup("n4", "n3");
-    let mut topo = base_topology(&c);
+    let mut topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
@@ -516,12 +508,8 @@ fn snapshot(c: &TestCluster) -> Vec<String> {
 /// simply started again (stopped is not failed).
 #[test]
 fn what_if_touches_nothing_and_a_lagging_candidate_is_refused() {
-    let mut c = TestCluster::new();
-    c.init_primary("n1");
-    c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.add_standby_basebackup("n3", "n1");
-    let mut topo = base_topology(&c);
+    let c = support::scenario::primary_and_standbys(&["n2", "n3"]);
+    let mut topo = c.topology();
     topo.extra_yaml("failover: {max_lag: 64kB}");
     c.write_topology(&topo);
     apply_ok(&c, &[]);
@@ -576,7 +564,7 @@ fn what_if_touches_nothing_and_a_lagging_candidate_is_refused() {
 
     // n1 still declared primary and its host answers: stopped is not failed, it is started;
     // nobody is promoted.
-    let mut keep = base_topology(&c);
+    let mut keep = c.topology();
     keep.extra_yaml("failover: {allow: true, max_lag: 64kB}");
     c.write_topology(&keep);
     let out = c.pgtopo(&["plan"]);
@@ -687,7 +675,7 @@ fn a_returning_old_primary_is_fenced_and_rejoined() {
     c.start("n1");
     c.add_standby_basebackup("n2", "n1");
     c.add_standby_basebackup("n3", "n1");
-    let topo = base_topology(&c);
+    let topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     c.psql("n1", "CREATE TABLE t(i int PRIMARY KEY, pad text)");
@@ -829,7 +817,7 @@ fn pg_rewind_running(dir: &std::path::Path) -> bool {
 /// without its rows, with its own postgresql.conf back from the record the killed apply left.
 #[test]
 fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::time::{Duration, Instant};
     let mut c = TestCluster::new();
     c.init_primary("n1");
@@ -847,7 +835,7 @@ fn apply_killed_during_a_rewind_converges_on_the_next_apply() {
     let own_conf = std::fs::read(&n1_conf).unwrap();
 
     let n1_dir = c.node("n1").data_dir.clone();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+    let mut child = support::cli::stray_pgtopo()
         .arg("-f")
         .arg(c.topology_file())
         .args(["apply", "--auto-approve"])

@@ -83,6 +83,7 @@ impl Env {
                 name: n.name.clone(),
                 host: n.host.clone(),
                 port: n.port,
+                password: self.c.password().map(str::to_string),
             })
             .collect()
     }

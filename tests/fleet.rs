@@ -71,7 +71,7 @@ fn fleet() -> Fleet {
 }
 
 fn pgtopo(files: &[&Path], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    let mut c = support::cli::stray_pgtopo();
     for f in files {
         c.arg("-f").arg(f);
     }

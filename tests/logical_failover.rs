@@ -41,7 +41,7 @@ fn major() -> u32 {
 }
 
 fn pgtopo(c: &TestCluster, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+    support::cli::stray_pgtopo()
         .arg("-f")
         .arg(c.topology_file())
         .args(args)
@@ -60,17 +60,11 @@ fn host_list(c: &TestCluster, names: &[&str]) -> (String, String) {
 /// Inserts ids 1, 2, … one autocommit statement at a time into `orders` on whichever node
 /// accepts writes; returns every acknowledged id. Paused while `pause` is set.
 async fn writer(
-    nodes: Vec<(String, u16)>,
+    mut cfg: tokio_postgres::Config,
     stop: Arc<AtomicBool>,
     pause: Arc<AtomicBool>,
 ) -> Vec<i64> {
-    let mut cfg = tokio_postgres::Config::new();
-    for (h, p) in &nodes {
-        cfg.host(h).port(*p);
-    }
-    cfg.user("postgres")
-        .dbname("postgres")
-        .target_session_attrs(TargetSessionAttrs::ReadWrite)
+    cfg.target_session_attrs(TargetSessionAttrs::ReadWrite)
         .connect_timeout(Duration::from_secs(1));
     let mut acked = Vec::new();
     let mut client: Option<tokio_postgres::Client> = None;
@@ -159,8 +153,7 @@ async fn a_subscriber_loses_nothing_across_switchover_and_failover() {
 
     let mut topo = c.topology();
     topo.extra_yaml(
-        "replication: {user: postgres, hba_method: trust}\n\
-         failover: {allow: true}\n\
+        "failover: {allow: true}\n\
          switchover: {timeout: 120s}\n\
          logical_slots:\n  - {name: orders_sub, plugin: pgoutput, database: postgres, failover: true}\n",
     );
@@ -190,20 +183,18 @@ async fn a_subscriber_loses_nothing_across_switchover_and_failover() {
     s.psql("sub", "SELECT pg_reload_conf()");
     s.psql("sub", "CREATE TABLE orders(id bigint)");
     let (hosts, ports) = host_list(&c, &["n1", "n2", "n3"]);
+    let passfile = c.auth.conninfo_passfile();
     s.psql(
         "sub",
         &format!(
             "CREATE SUBSCRIPTION orders_sub CONNECTION 'host={hosts} port={ports} user=postgres \
-             dbname=postgres target_session_attrs=read-write connect_timeout=2' \
+             dbname=postgres target_session_attrs=read-write connect_timeout=2{passfile}' \
              PUBLICATION orders_pub WITH (create_slot = false, slot_name = 'orders_sub', \
              copy_data = false)"
         ),
     );
 
-    let nodes: Vec<(String, u16)> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| (c.node(n).host.clone(), c.node(n).port))
-        .collect();
+    let nodes = c.sql_config(&["n1", "n2", "n3"]);
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(AtomicBool::new(false));
     let w = tokio::spawn(writer(nodes, stop.clone(), pause.clone()));

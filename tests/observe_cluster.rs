@@ -322,7 +322,12 @@ async fn a_server_that_never_answers_times_out() {
 #[tokio::test]
 async fn a_connect_user_without_superuser_still_observes_the_basics() {
     let c = support::scenario::primary_and_standby();
-    c.psql("n1", "create role watcher login");
+    // The topology's connect password is the superuser's: watcher gets the same (its verifier).
+    let verifier = pgtopo::pg::scram::verifier(c.password().unwrap_or_default());
+    c.psql(
+        "n1",
+        &format!("create role watcher login password '{verifier}'"),
+    );
     c.wait_for_sql(
         "n2",
         "select count(*) from pg_roles where rolname = 'watcher'",

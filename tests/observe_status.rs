@@ -194,7 +194,7 @@ fn wrong_password_is_reported_without_the_secret() {
     c.write_topology(&topo);
 
     let run = |pw: &str| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+        let mut cmd = support::cli::stray_pgtopo();
         cmd.arg("-f")
             .arg(c.dir.join("topology.yaml"))
             .args(["status", "--format", "json"])

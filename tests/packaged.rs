@@ -133,7 +133,7 @@ impl Drop for Debian {
 }
 
 fn pgtopo(file: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    let mut c = support::cli::stray_pgtopo();
     c.arg("-f").arg(file).args(args).env("NO_COLOR", "1");
     c.stdin(Stdio::null());
     run_with_deadline(c, Duration::from_secs(300)).expect("pgtopo ran")

@@ -20,8 +20,7 @@ fn cluster(hooks: &str) -> (TestCluster, Topology, TestPooler) {
     let c = support::scenario::primary_and_standby();
     let pgb = TestPooler::start(&c, "pgb", "n1");
     let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}")
-        .extra_yaml("switchover: {timeout: 3s}")
+    topo.extra_yaml("switchover: {timeout: 3s}")
         .extra_yaml(&pgb.yaml(true));
     if !hooks.is_empty() {
         topo.extra_yaml(hooks);
@@ -103,9 +102,8 @@ async fn switchover_through_pgbouncer_fails_no_client_transaction() {
     let log = w.stop().await;
     let n2 = c.node("n2");
     assert_eq!(pgb.route(), (n2.host.clone(), n2.port, false));
-    let lost = pgtopo::demo::writer::lost_writes(&n2.host, n2.port, "postgres", &log)
-        .await
-        .unwrap();
+    // Through the harness's psql: the demo's lost_writes connects without a password.
+    let lost = support::scenario::lost_writes(&c, "n2", log.acks.iter().map(|(id, _)| *id));
     assert!(lost.is_empty(), "lost {lost:?}");
     assert_eq!(
         log.errors, 0,
@@ -213,10 +211,13 @@ fn after_hooks_get_the_environment_and_a_failing_one_fails_the_apply() {
         env_file.display(),
         failed_file.display()
     );
-    let c = support::scenario::primary_and_standby();
+    // The hook's secret is the connection password itself: the cluster's superuser has it.
+    let mut c = TestCluster::with_password("s3cr3t-hook-value");
+    c.init_primary("n1");
+    c.start("n1");
+    c.add_standby_basebackup("n2", "n1");
     let mut topo = c.topology();
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}")
-        .extra_yaml(&hooks);
+    topo.extra_yaml(&hooks);
     c.write_topology(&topo);
     let run = |c: &TestCluster| {
         let mut cmd = c.pgtopo_command(&["apply", "--auto-approve"]);

@@ -61,7 +61,7 @@ fn a_delayed_standby_replays_late_and_the_failover_takes_the_preferred_node() {
     for n in ["n2", "n3", "n4"] {
         c.wait_streaming(n);
     }
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     topo.extra_yaml("nodes: {n2: {apply_delay: 10m}, n4: {failover_priority: 2}}");
     c.write_topology(&topo);
     let p = apply_ok(&c, &[]);
@@ -163,7 +163,7 @@ fn a_prepared_transaction_survives_a_switchover_and_commits_on_the_new_primary()
     c.start("n1");
     c.add_standby_basebackup("n2", "n1");
     c.wait_streaming("n2");
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     c.write_topology(&topo);
     apply_ok(&c, &[]);
     c.psql("n1", "CREATE TABLE t(i int)");

@@ -11,18 +11,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::scenario::{in_recovery, trusted_topology};
+use support::scenario::in_recovery;
 use support::writer::Writer;
 use support::{show, TestCluster, Topology};
 
 /// A report session on `node` inside `BEGIN; SELECT count(*) FROM report`, left open.
 async fn report_session(c: &TestCluster, node: &str) -> (tokio_postgres::Client, i32) {
-    let n = c.node(node);
-    let (client, conn) = tokio_postgres::Config::new()
-        .host(&n.host)
-        .port(n.port)
-        .user("postgres")
-        .dbname("postgres")
+    let (client, conn) = c
+        .sql_config(&[node])
         .application_name("nightly_report")
         .connect(tokio_postgres::NoTls)
         .await
@@ -44,7 +40,7 @@ async fn report_session(c: &TestCluster, node: &str) -> (tokio_postgres::Client,
 /// writer's `probe` table, n2 caught up.
 fn cluster(extra: &[&str]) -> (TestCluster, Topology) {
     let c = support::scenario::primary_and_standby();
-    let mut topo = trusted_topology(&c);
+    let mut topo = c.topology();
     topo.nodes
         .get_mut("n2")
         .expect("n2")
@@ -183,17 +179,7 @@ async fn with_cancel_conflicting_queries_the_switchover_cancels_the_report_and_s
         gap < Duration::from_secs(5),
         "writes unavailable for {gap:?}"
     );
-    let present: std::collections::HashSet<i64> = c
-        .psql("n2", "SELECT id FROM probe")
-        .lines()
-        .map(|l| l.parse().expect("id"))
-        .collect();
-    let lost: Vec<i64> = log
-        .acked
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !present.contains(id))
-        .collect();
+    let lost = support::scenario::lost_writes(&c, "n2", log.acked.iter().map(|(id, _)| *id));
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     support::scenario::assert_no_changes(&c);
 }

@@ -4,9 +4,10 @@
 //! rewind, clones a fourth node, then reports (status, observe, drift, plan, apply as JSON)
 //! while a sampler reads every process's argv every 10 ms. No secret may appear in any argv,
 //! output, server log, pg_stat_statements, plan file, journal, event or file under the test's
-//! directory (data directories included); the os_user's `.pgpass` holds it, 0600. The second
-//! pass runs the same with a stray libpq environment set for pgtopo (wrong host, password,
-//! `PGSSLMODE=require`, …) and must behave the same: no server pgtopo started inherits it.
+//! directory (data directories included); the os_user's `.pgpass` holds it, 0600. Every pgtopo
+//! run of the harness has a stray libpq environment (support/cli.rs); the second pass adds more
+//! (a host that does not resolve, `PGCHANNELBINDING`, `PGREQUIREAUTH=md5`, …) and must behave
+//! the same: no server pgtopo started inherits it.
 
 mod support;
 

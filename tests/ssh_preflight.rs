@@ -40,7 +40,6 @@ fn changed(c: &TestCluster) -> bool {
 fn behind_ssh(c: &TestCluster, sshd: &Sshd, user: &str) -> Topology {
     let mut topo = c.topology();
     topo.settings.insert("work_mem".into(), "8MB".into());
-    topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
     sshd.declare_nodes(&mut topo, &["n1", "n2"], user, "known_hosts");
     topo
 }

@@ -14,7 +14,7 @@ mod support;
 use support::show;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,18 +34,17 @@ struct SamplerLog {
     two_primaries_at: Vec<String>,
 }
 
-async fn sampler(nodes: Vec<(String, String, u16)>, stop: Arc<AtomicBool>) -> SamplerLog {
+async fn sampler(
+    nodes: Vec<(String, tokio_postgres::Config)>,
+    stop: Arc<AtomicBool>,
+) -> SamplerLog {
     let mut log = SamplerLog::default();
     let mut clients: Vec<Option<tokio_postgres::Client>> = nodes.iter().map(|_| None).collect();
     while !stop.load(Ordering::Relaxed) {
-        for (i, (_, host, port)) in nodes.iter().enumerate() {
+        for (i, (_, cfg)) in nodes.iter().enumerate() {
             if !clients[i].as_ref().is_some_and(|c| !c.is_closed()) {
-                let mut cfg = tokio_postgres::Config::new();
-                cfg.host(host)
-                    .port(*port)
-                    .user("postgres")
-                    .dbname("postgres")
-                    .connect_timeout(Duration::from_millis(300));
+                let mut cfg = cfg.clone();
+                cfg.connect_timeout(Duration::from_millis(300));
                 clients[i] = match cfg.connect(tokio_postgres::NoTls).await {
                     Ok((c, conn)) => {
                         tokio::spawn(conn);
@@ -96,7 +95,7 @@ fn record(v: &serde_json::Value) {
 }
 
 fn pgtopo(topology: &PathBuf, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+    support::cli::stray_pgtopo()
         .arg("-f")
         .arg(topology)
         .args(args)
@@ -130,7 +129,7 @@ async fn switchover_under_writes_loses_nothing_and_switches_back() {
     c.add_standby_basebackup("n3", "n1");
     c.wait_streaming("n2");
     c.wait_streaming("n3");
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     let path = c.write_topology(&topo);
     let out = pgtopo(&path, &["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));
@@ -143,13 +142,12 @@ async fn switchover_under_writes_loses_nothing_and_switches_back() {
     let tl1 = timeline(&c, "n1");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let hosts: Vec<(String, u16)> = c.nodes().iter().map(|n| (n.host.clone(), n.port)).collect();
-    let named: Vec<(String, String, u16)> = c
-        .nodes()
+    let names: Vec<&str> = c.nodes().iter().map(|n| n.name.as_str()).collect();
+    let named: Vec<(String, tokio_postgres::Config)> = names
         .iter()
-        .map(|n| (n.name.clone(), n.host.clone(), n.port))
+        .map(|n| (n.to_string(), c.sql_config(&[n])))
         .collect();
-    let w = tokio::spawn(writer(hosts, stop.clone()));
+    let w = tokio::spawn(writer(c.sql_config(&names), stop.clone()));
     let s = tokio::spawn(sampler(named, stop.clone()));
     pause_wait(1000).await;
 
@@ -203,17 +201,7 @@ async fn switchover_under_writes_loses_nothing_and_switches_back() {
     let slog = s.await.unwrap();
 
     // Every acknowledged write is on the final primary.
-    let present: std::collections::HashSet<i64> = c
-        .psql("n1", "SELECT id FROM probe")
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    let lost: Vec<i64> = wlog
-        .acked
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !present.contains(id))
-        .collect();
+    let lost = support::scenario::lost_writes(&c, "n1", wlog.acked.iter().map(|(id, _)| *id));
     let g1 = max_gap(&wlog.acked, t0, t1);
     let g2 = max_gap(&wlog.acked, t2, t3);
     let measured = serde_json::json!({

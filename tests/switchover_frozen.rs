@@ -23,9 +23,7 @@ use support::{postmaster_pid, show, TestCluster};
 fn switchover_pending(timeout: &str) -> TestCluster {
     let c = support::scenario::primary_and_standby();
     let mut topo = c.topology();
-    topo.extra_yaml(&format!(
-        "replication: {{user: postgres, hba_method: trust}}\nswitchover: {{timeout: {timeout}}}"
-    ));
+    topo.extra_yaml(&format!("switchover: {{timeout: {timeout}}}"));
     c.write_topology(&topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));

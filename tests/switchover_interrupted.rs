@@ -11,7 +11,7 @@ use support::scenario::{self, apply_killed_at};
 #[test]
 fn switchover_killed_at_every_step_converges_on_the_next_apply() {
     let c = scenario::primary_and_standby();
-    let mut topo = scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     c.write_topology(&topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));

@@ -121,6 +121,13 @@ fn cluster() -> (TestCluster, Pki) {
             pki.ca.display()
         ),
     );
+    // Certificates are how pgtopo logs in here, before its managed block says so too.
+    let hba = c.node("n1").data_dir.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    c.write_os_file(
+        &hba,
+        &format!("hostssl all pgtopo_admin 127.0.0.0/8 cert\n{old}"),
+    );
     c.start("n1");
     c.psql("n1", "CREATE ROLE pgtopo_admin SUPERUSER LOGIN");
     (c, pki)
@@ -170,7 +177,8 @@ fn assert_replication_over_tls(c: &TestCluster, primary: &str, standbys: &[&str]
 
 fn topology(c: &TestCluster, pki: &Pki, root: &Path) -> Topology {
     let mut topo = c.topology();
-    topo.extra_yaml(&pki.yaml(root));
+    // Certificates instead of the default world's passwords.
+    topo.extra = vec![pki.yaml(root)];
     topo
 }
 

@@ -58,7 +58,7 @@ fn upgrade(old: PathBuf, new: PathBuf) {
     c.start("n1");
     c.declare_node("n2");
     c.declare_node("n3");
-    let mut topo = support::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     c.write_topology(&topo);
     let out = c.pgtopo(&["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));

@@ -76,7 +76,7 @@ fn write_fleet(dir: &Path) -> Vec<TestCluster> {
     let mut topo = alpha.topology();
     topo.cluster = "alpha".into();
     std::fs::write(dir.join("alpha.yaml"), topo.to_yaml()).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    let mut c = support::cli::stray_pgtopo();
     c.arg("-f")
         .arg(dir.join("alpha.yaml"))
         .args(["apply", "--auto-approve"])
@@ -100,7 +100,7 @@ fn watch_serves_the_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let _clusters = write_fleet(dir.path());
     let (port, claim) = support::ports::claim_port("127.0.0.1");
-    let child = Command::new(env!("CARGO_BIN_EXE_pgtopo"))
+    let child = support::cli::stray_pgtopo()
         .process_group(0)
         .arg("-f")
         .arg(dir.path())
@@ -215,7 +215,7 @@ fn bad_options_exit_1() {
         ),
         (vec!["--listen", listen.as_str()], "cannot listen on"),
     ] {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+        let mut c = support::cli::stray_pgtopo();
         c.arg("-f")
             .arg(dir.path())
             .arg("watch")

@@ -1,10 +1,32 @@
-//! Running programs: the pgtopo binary (with the cluster's topology file), and any command with
-//! a deadline and its output collected.
+//! Running programs: the pgtopo binary (with the cluster's topology file, in a caller's stray
+//! libpq environment), and any command with a deadline and its output collected.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cluster::TestCluster;
+
+/// The libpq environment every pgtopo run of the harness gets, as an operator's shell or a CI
+/// job has it: every variable points away from the cluster (a closed loopback port, a wrong
+/// user, password and database, TLS required, a service that does not exist). pgtopo takes
+/// nothing from it (SPEC §5d): its connections use the topology, its tools and servers get a
+/// clean environment.
+pub const STRAY_LIBPQ_ENV: &[(&str, &str)] = &[
+    ("PGHOST", "127.0.0.1"),
+    ("PGHOSTADDR", "127.0.0.1"),
+    ("PGPORT", "1"),
+    ("PGUSER", "nobody"),
+    ("PGDATABASE", "nowhere"),
+    ("PGPASSWORD", "wrong-password"),
+    ("PGPASSFILE", "/nonexistent/pgpass"),
+    ("PGSSLMODE", "require"),
+    ("PGCONNECT_TIMEOUT", "1"),
+    ("PGAPPNAME", "stray"),
+    ("PGOPTIONS", "-c statement_timeout=1"),
+    ("PGTARGETSESSIONATTRS", "standby"),
+    ("PGSERVICE", "nowhere"),
+    ("PGDATA", "/nonexistent/pgdata"),
+];
 
 impl TestCluster {
     /// Run the pgtopo binary with `-f DIR/topology.yaml` (`NO_COLOR` set), e.g.
@@ -15,13 +37,22 @@ impl TestCluster {
 
     /// The command [`TestCluster::pgtopo`] runs, for a test that runs it in the background.
     pub fn pgtopo_command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+        let mut c = stray_pgtopo();
         c.arg("-f").arg(self.topology_file());
         c.args(args).env("NO_COLOR", "1").stdin(Stdio::null());
         c.envs(self.pgtopo_env.iter().map(|(k, v)| (k, v)));
         c
     }
 }
+
+/// The pgtopo binary in the [`STRAY_LIBPQ_ENV`].
+pub fn stray_pgtopo() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgtopo"));
+    c.envs(STRAY_LIBPQ_ENV.iter().copied());
+    c
+}
+
+impl TestCluster {}
 
 /// A finished pgtopo run for an assertion message: exit status, stdout and stderr.
 pub fn show(out: &Output) -> String {

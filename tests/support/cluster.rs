@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::auth::{generated_password, Auth, Secrets, REPLICATION_USER};
 use super::cli::run_with_deadline;
 use super::os::{chown_to, current_user, is_root, path_str, set_mode};
 use super::ports::claim_port;
@@ -40,11 +41,11 @@ pub struct Node {
 
 /// Where the nodes live when not on this host's loopback (netns.rs: a network namespace each):
 /// node `index`'s address, the argv prefix that runs a command on its host, and the pg_hba.conf
-/// lines that trust the addresses the nodes and the tests connect from.
+/// lines that let the addresses the nodes and the tests connect from in with `method`.
 pub trait Placement: Send + Sync {
     fn address(&self, index: u8) -> String;
     fn run_on(&self, index: u8) -> Vec<String>;
-    fn hba(&self) -> String;
+    fn hba(&self, method: &str) -> String;
 }
 
 /// A throw-away PostgreSQL cluster. See the module docs.
@@ -54,12 +55,11 @@ pub struct TestCluster {
     /// OS user that owns the data directories and runs the servers.
     pub os_user: String,
     pub cluster_name: String,
-    /// The superuser's password when the cluster authenticates by password (see
-    /// [`TestCluster::with_password`]); the harness's psql sends it, pgtopo reads it from the
-    /// topology's reference.
-    pub password: Option<String>,
-    /// Variables set on every pgtopo run (a caller's stray libpq environment, for the security
-    /// suite).
+    /// How the servers authenticate (support/auth.rs): by password, production's way, unless
+    /// the cluster was made with [`TestCluster::trusting`].
+    pub auth: Auth,
+    /// Variables set on every pgtopo run, after the stray libpq environment every run gets
+    /// (support/cli.rs): secrets a test's topology names by `{env: …}`, more strays.
     pub pgtopo_env: Vec<(String, String)>,
     pub(super) nodes: Vec<Node>,
     claims: Vec<PathBuf>,
@@ -75,8 +75,25 @@ impl Default for TestCluster {
 }
 
 impl TestCluster {
-    /// A new, empty cluster directory.
+    /// A new, empty cluster directory; its servers will ask every TCP connection for a
+    /// password (support/auth.rs), generated for it.
     pub fn new() -> Self {
+        Self::with_password(&generated_password("super"))
+    }
+
+    /// A new, empty cluster whose servers trust every connection, with no password anywhere:
+    /// only for tests that need it (tests/support/mod.rs says which, and why).
+    pub fn trusting() -> Self {
+        Self::with_auth(|_| Auth::Trust)
+    }
+
+    /// A new, empty cluster whose superuser `postgres` has `password` (the replication role's
+    /// is generated).
+    pub fn with_password(password: &str) -> Self {
+        Self::with_auth(|os_user| Auth::Password(Secrets::new(password.to_string(), os_user)))
+    }
+
+    fn with_auth(auth: impl FnOnce(&str) -> Auth) -> Self {
         let bin_dir = std::env::var_os("PGTOPO_TEST_BIN_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN_DIR));
@@ -102,9 +119,9 @@ impl TestCluster {
         TestCluster {
             dir,
             bin_dir,
+            auth: auth(&os_user),
             os_user,
             cluster_name: "test".into(),
-            password: None,
             pgtopo_env: Vec::new(),
             nodes: Vec::new(),
             claims: Vec::new(),
@@ -113,12 +130,9 @@ impl TestCluster {
         }
     }
 
-    /// A new, empty cluster whose servers ask every TCP connection for a password
-    /// (scram-sha-256; the local socket trusts): the superuser `postgres` has `password`.
-    pub fn with_password(password: &str) -> Self {
-        let mut c = Self::new();
-        c.password = Some(password.to_string());
-        c
+    /// The superuser's password (None with [`TestCluster::trusting`]).
+    pub fn password(&self) -> Option<&str> {
+        self.auth.secrets().map(|s| s.superuser.as_str())
     }
 
     /// A new, empty cluster whose nodes live where `placement` says (node `i` at its
@@ -172,10 +186,10 @@ impl TestCluster {
         self.nodes.last().expect("just pushed")
     }
 
-    /// initdb a primary (not started): trust for local and 127.0.0.0/8 (replication included;
-    /// scram-sha-256 over TCP with [`TestCluster::with_password`]), `log_statement = 'all'`,
-    /// wal_level=replica, wal_log_hints=on, max_wal_senders=10, its own address, port and socket
-    /// directory.
+    /// initdb a primary (not started): scram-sha-256 for every TCP connection from 127.0.0.0/8
+    /// (replication included; trust with [`TestCluster::trusting`]), peer on the Unix socket,
+    /// `log_statement = 'all'`, wal_level=replica, wal_log_hints=on, max_wal_senders=10, its
+    /// own address, port and socket directory.
     pub fn init_primary(&mut self, name: &str) -> &Node {
         self.init_primary_with(name, &[])
     }
@@ -185,40 +199,41 @@ impl TestCluster {
         let node = self.new_node(name, NodeKind::Primary).clone();
         let pwfile = self.dir.join(format!("{name}.initdb-password"));
         let pwfile_arg = format!("--pwfile={}", pwfile.display());
+        let method = self.auth.method();
+        let auth_host = format!("--auth-host={method}");
+        let auth_local = match self.auth {
+            Auth::Password(_) => "--auth-local=peer",
+            Auth::Trust => "--auth-local=trust",
+        };
         let mut args = vec![
             "-D",
             path_str(&node.data_dir),
             "-U",
             "postgres",
-            "--auth-local=trust",
+            auth_local,
+            &auth_host,
             "-E",
             "UTF8",
             "--locale=C",
             "--no-sync",
         ];
-        // With a password, initdb stores it as a SCRAM verifier itself (never in SQL).
-        let method = match &self.password {
-            Some(pw) => {
-                self.write_os_file(&pwfile, pw);
-                args.push(&pwfile_arg);
-                "scram-sha-256"
-            }
-            None => "trust",
-        };
-        let auth_host = format!("--auth-host={method}");
-        args.push(&auth_host);
+        // initdb stores the superuser's password as a SCRAM verifier itself (never in SQL).
+        if let Some(pw) = self.password() {
+            self.write_os_file(&pwfile, pw);
+            args.push(&pwfile_arg);
+        }
         args.extend_from_slice(initdb_options);
         self.os_cmd(&self.bin("initdb"), &args, Duration::from_secs(120));
         let _ = std::fs::remove_file(&pwfile);
         self.append(
             &node.data_dir.join("pg_hba.conf"),
             &format!(
-                "\n# test harness\nlocal all all trust\nhost all all 127.0.0.0/8 {method}\n\
-                 local replication all trust\nhost replication all 127.0.0.0/8 {method}\n"
+                "\n# test harness\nhost all all 127.0.0.0/8 {method}\n\
+                 host replication all 127.0.0.0/8 {method}\n"
             ),
         );
         if let Some(p) = &self.placement {
-            self.append(&node.data_dir.join("pg_hba.conf"), &p.hba());
+            self.append(&node.data_dir.join("pg_hba.conf"), &p.hba(method));
         }
         self.append(
             &node.data_dir.join("postgresql.conf"),
@@ -231,6 +246,38 @@ impl TestCluster {
             ),
         );
         self.node(name)
+    }
+
+    /// The replication role of the default world on a running primary, as an operator creates
+    /// it: its password sent as a SCRAM verifier (no plaintext in the server log). Nothing with
+    /// [`TestCluster::trusting`] (standbys stream as `postgres`) or when it exists.
+    pub fn create_replication_role(&self, primary: &str) {
+        let Some(s) = self.auth.secrets() else {
+            return;
+        };
+        let exists = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{REPLICATION_USER}'");
+        if self.psql(primary, &exists) == "0" {
+            let verifier = pgtopo::pg::scram::verifier(&s.replication);
+            self.psql(
+                primary,
+                &format!(
+                    "CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN PASSWORD '{verifier}'"
+                ),
+            );
+        }
+    }
+
+    /// A conninfo to `upstream` for a standby named `name` that the harness (or a test, by
+    /// hand) configures: the replication role, and the harness's passfile.
+    pub fn standby_conninfo(&self, upstream: &str, name: &str) -> String {
+        let up = self.node(upstream);
+        format!(
+            "host={} port={} user={}{} application_name={name}",
+            up.host,
+            up.port,
+            self.auth.replication_user(),
+            self.auth.conninfo_passfile()
+        )
     }
 
     /// Clone a standby of `upstream` (running) with pg_basebackup (-X stream, physical slot named
@@ -247,6 +294,9 @@ impl TestCluster {
             )
             .clone();
         let port = up.port.to_string();
+        if up.kind == NodeKind::Primary {
+            self.create_replication_role(upstream);
+        }
         self.os_cmd(
             &self.bin("pg_basebackup"),
             &[
@@ -255,7 +305,7 @@ impl TestCluster {
                 "-p",
                 &port,
                 "-U",
-                "postgres",
+                self.auth.replication_user(),
                 "-D",
                 path_str(&node.data_dir),
                 "-X",
@@ -275,9 +325,8 @@ impl TestCluster {
         self.append(
             &node.data_dir.join("postgresql.auto.conf"),
             &format!(
-                "primary_conninfo = 'host={} port={} user=postgres application_name={name}'\n\
-                 primary_slot_name = '{name}'\n",
-                up.host, up.port
+                "primary_conninfo = '{}'\nprimary_slot_name = '{name}'\n",
+                self.standby_conninfo(upstream, name)
             ),
         );
         self.write_os_file(&node.data_dir.join("standby.signal"), "");
@@ -360,6 +409,10 @@ impl TestCluster {
             .current_dir(&self.dir)
             .env("LC_ALL", "C")
             .stdin(Stdio::null());
+        // A server never gets the passfile: its WAL receiver must find its password where its
+        // primary_conninfo (or pgtopo's .pgpass) says.
+        let client = program.file_name().is_some_and(|f| f == "pg_basebackup");
+        self.harness_env(&mut c, client);
         match run_with_deadline(c, limit) {
             Ok(out) if out.status.success() => {}
             Ok(out) => panic!(
@@ -371,6 +424,21 @@ impl TestCluster {
                 server_log_tail(args)
             ),
             Err(e) => panic!("{} {args:?}: {e}", program.display()),
+        }
+    }
+
+    /// The environment of the harness's own tools (never pgtopo's): no libpq variable of the
+    /// test's caller, and for a client (`passfile`) the harness's passfile.
+    pub fn harness_env(&self, c: &mut Command, passfile: bool) {
+        for (k, _) in std::env::vars_os() {
+            if k.to_str()
+                .is_some_and(|k| k.starts_with("PG") && !k.starts_with("PGTOPO"))
+            {
+                c.env_remove(k);
+            }
+        }
+        if let (true, Some(s)) = (passfile, self.auth.secrets()) {
+            c.env("PGPASSFILE", s.passfile());
         }
     }
 
@@ -410,6 +478,14 @@ impl Drop for TestCluster {
             if let Some(pid) = postmaster_pid(&data_dir) {
                 end_postmaster(pid, &data_dir);
             }
+        }
+        if self.auth.secrets().is_some() {
+            let ours: Vec<(String, u16)> = self
+                .nodes
+                .iter()
+                .map(|n| (n.host.clone(), n.port))
+                .collect();
+            super::auth::forget_pgpass_blocks(&self.os_user, &ours);
         }
         for c in &self.claims {
             let _ = std::fs::remove_file(c);

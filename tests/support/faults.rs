@@ -163,6 +163,8 @@ pub struct Target {
     pub name: String,
     pub host: String,
     pub port: u16,
+    /// The superuser's password (None when the cluster trusts).
+    pub password: Option<String>,
 }
 
 /// What the checker saw.
@@ -189,6 +191,9 @@ fn config(t: &[Target], timeout: Duration) -> tokio_postgres::Config {
     let mut c = tokio_postgres::Config::new();
     for n in t {
         c.host(&n.host).port(n.port);
+    }
+    if let Some(pw) = t.first().and_then(|n| n.password.as_deref()) {
+        c.password(pw);
     }
     c.user("postgres")
         .dbname("postgres")

@@ -16,7 +16,6 @@
 //!     c.declare_node("n3");                 // address, port, data_dir only: for apply to build
 //!     let mut topo = c.topology();          // n1 primary, n2 standby of n1, n3 standby of n1
 //!     topo.role("n3", "standby", Some("n2"));
-//!     topo.extra_yaml("replication: {user: postgres, hba_method: trust}");
 //!     c.write_topology(&topo);              // DIR/topology.yaml
 //!     let out = c.pgtopo(&["status", "--format", "json"]); // runs with -f DIR/topology.yaml
 //!     assert!(out.status.success());
@@ -28,7 +27,18 @@
 //! Async tests (`#[tokio::test]`) may call these blocking helpers directly; `c.observe().await`
 //! observes the default topology in-process.
 //!
-//! Design:
+//! Design — the world production has, by default:
+//! - Password authentication (support/auth.rs): scram-sha-256 on every TCP line of pg_hba.conf,
+//!   normal and replication, peer on the Unix socket (nothing uses it); generated passwords for
+//!   `postgres` and the replication role `replicator`, in a secrets directory outside `DIR`. The
+//!   default topology names them by `{file: …}` reference; the harness's psql and pg_basebackup
+//!   find them through `PGPASSFILE` (set for those children only), the standbys it clones through
+//!   `passfile=` in primary_conninfo. The servers the harness starts get no PG* variable.
+//!   `TestCluster::trusting()` is the old world (trust, no password) for the tests that need it:
+//!   none today.
+//! - `log_statement = 'all'` on every server.
+//! - A stray libpq environment on every pgtopo run (`cli::STRAY_LIBPQ_ENV`: a closed loopback
+//!   port, a wrong user, password and database, `PGSSLMODE=require`, …), which pgtopo ignores.
 //! - One [`TestCluster`] owns one temp directory `/tmp/pgtopo-test-XXXX` (owned by the OS user that
 //!   runs the servers: `postgres` when the tests run as root, else the current user). Node `i`
 //!   (1-based, in creation order) listens on `127.0.0.<i>` and its own port; its data directory is
@@ -50,6 +60,7 @@
 
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod faults;

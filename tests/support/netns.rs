@@ -283,10 +283,10 @@ impl Placement for std::sync::Arc<Hosts> {
             .to_vec()
     }
 
-    fn hba(&self) -> String {
+    fn hba(&self, method: &str) -> String {
         let net = self.net;
         format!(
-            "host all all 10.231.{net}.0/24 trust\nhost replication all 10.231.{net}.0/24 trust\n"
+            "host all all 10.231.{net}.0/24 {method}\nhost replication all 10.231.{net}.0/24 {method}\n"
         )
     }
 }
@@ -318,7 +318,7 @@ pub fn cluster_on_hosts(names: &[&str]) -> (std::sync::Arc<Hosts>, super::TestCl
     for n in &names[1..] {
         c.declare_node(n);
     }
-    let mut topo = super::scenario::trusted_topology(&c);
+    let mut topo = c.topology();
     hosts.declare_nodes(&mut topo, names);
     (hosts, c, topo)
 }

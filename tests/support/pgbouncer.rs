@@ -35,7 +35,12 @@ impl TestPooler {
         let ini = dir.join("pgbouncer.ini");
         let text = pgtopo::sandbox::pgbouncer::ini_text(&dir, &host, port, (&t.host, t.port));
         c.write_os_file(&ini, &text);
-        c.write_os_file(&dir.join("userlist.txt"), "\"postgres\" \"\"\n");
+        // pgbouncer logs in to the server with the password it keeps for the user.
+        let pw = c.password().unwrap_or_default();
+        c.write_os_file(
+            &dir.join("userlist.txt"),
+            &format!("\"postgres\" \"{pw}\"\n"),
+        );
         let mut p = TestPooler {
             name: name.into(),
             dir,

@@ -2,24 +2,26 @@
 //! the same scenarios over SSH in ssh_netns.rs): a standby cut off from its upstream, waits for
 //! replay and streaming, `plan` reporting no changes, an apply killed at a chosen step; and the
 //! starting points most tests build: a primary with a streaming standby, a primary with nodes
-//! declared for apply to build, the default topology with trusted replication.
+//! declared for apply to build.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use super::{show, TestCluster, Topology};
-
-/// The replication section of a test topology: standbys connect as `postgres`, and pgtopo's
-/// generated rules trust them (as the harness's pg_hba.conf does).
-pub const TRUST: &str = "replication: {user: postgres, hba_method: trust}";
+use super::{show, TestCluster};
 
 /// n1, a started primary, and n2, its standby cloned with pg_basebackup, streaming.
 pub fn primary_and_standby() -> TestCluster {
+    primary_and_standbys(&["n2"])
+}
+
+/// n1, a started primary, and `standbys` cloned from it with pg_basebackup, streaming.
+pub fn primary_and_standbys(standbys: &[&str]) -> TestCluster {
     let mut c = TestCluster::new();
     c.init_primary("n1");
     c.start("n1");
-    c.add_standby_basebackup("n2", "n1");
-    c.wait_streaming("n2");
+    for s in standbys {
+        c.add_standby_basebackup(s, "n1");
+    }
     c
 }
 
@@ -33,13 +35,6 @@ pub fn primary_and_declared(declared: &[&str]) -> TestCluster {
         c.declare_node(n);
     }
     c
-}
-
-/// [`TestCluster::topology`] with [`TRUST`].
-pub fn trusted_topology(c: &TestCluster) -> Topology {
-    let mut topo = c.topology();
-    topo.extra_yaml(TRUST);
-    topo
 }
 
 /// `pgtopo plan --detailed-exitcode` exits 0: the cluster matches the topology.
@@ -59,6 +54,19 @@ pub fn cut_off(c: &TestCluster, standby: &str) {
     c.psql(standby, "ALTER SYSTEM SET primary_conninfo = ''");
     c.psql(standby, "SELECT pg_reload_conf()");
     c.wait_for_sql(standby, "SELECT count(*) FROM pg_stat_wal_receiver", "0");
+}
+
+/// The acknowledged ids (of a writer's log) that `node`'s table `probe` lacks.
+pub fn lost_writes(c: &TestCluster, node: &str, acked: impl IntoIterator<Item = i64>) -> Vec<i64> {
+    let present: std::collections::HashSet<i64> = c
+        .psql(node, "SELECT id FROM probe")
+        .lines()
+        .map(|l| l.parse().expect("an id"))
+        .collect();
+    acked
+        .into_iter()
+        .filter(|id| !present.contains(id))
+        .collect()
 }
 
 /// `pg_is_in_recovery()` of a node: `t` or `f`.

@@ -1,4 +1,4 @@
-//! SQL on a node through psql (over TCP, as postgres).
+//! SQL on a node through psql (over TCP, as postgres, with the harness's passfile).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,12 +31,9 @@ impl TestCluster {
                 "postgres",
             ])
             .arg(format!("--command={sql}"))
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGPASSWORD")
             .stdin(Stdio::null());
-        if let Some(pw) = &self.password {
-            c.env("PGPASSWORD", pw);
-        }
+        self.harness_env(&mut c, true);
+        c.env("PGCONNECT_TIMEOUT", "10");
         let out = run_with_deadline(c, Duration::from_secs(60))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout)
@@ -45,6 +42,23 @@ impl TestCluster {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+}
+
+impl TestCluster {
+    /// A tokio-postgres configuration for `nodes` (several: a multi-host one), as `postgres`
+    /// with its password, database `postgres`.
+    pub fn sql_config(&self, nodes: &[&str]) -> tokio_postgres::Config {
+        let mut cfg = tokio_postgres::Config::new();
+        for n in nodes {
+            let n = self.node(n);
+            cfg.host(&n.host).port(n.port);
+        }
+        cfg.user("postgres").dbname("postgres");
+        if let Some(pw) = self.password() {
+            cfg.password(pw);
+        }
+        cfg
     }
 }
 

@@ -126,7 +126,8 @@ fn merge(into: &mut serde_yaml::Value, from: serde_yaml::Value) {
 impl TestCluster {
     /// The default topology: every node with its address, port and data directory; initdb'ed
     /// nodes are primaries, cloned ones standbys of their upstream, declared ones standbys of the
-    /// first primary; slots on.
+    /// first primary; slots on; the passwords by reference (`connect:` and `replication:` of
+    /// [`super::auth::Auth::topology_yaml`], the first of [`Topology::extra`]).
     pub fn topology(&self) -> Topology {
         let first_primary = self
             .nodes
@@ -164,7 +165,7 @@ impl TestCluster {
             slots: true,
             nodes,
             settings: BTreeMap::new(),
-            extra: Vec::new(),
+            extra: vec![self.auth.topology_yaml()],
         }
     }
 

@@ -30,15 +30,9 @@ impl WriterLog {
 }
 
 /// One autocommit insert per round trip into `probe` through a multi-host read-write
-/// connection, until `stop`.
-pub async fn writer(nodes: Vec<(String, u16)>, stop: Arc<AtomicBool>) -> WriterLog {
-    let mut cfg = tokio_postgres::Config::new();
-    for (h, p) in &nodes {
-        cfg.host(h).port(*p);
-    }
-    cfg.user("postgres")
-        .dbname("postgres")
-        .target_session_attrs(TargetSessionAttrs::ReadWrite)
+/// connection (`cfg`, see [`TestCluster::sql_config`]), until `stop`.
+pub async fn writer(mut cfg: tokio_postgres::Config, stop: Arc<AtomicBool>) -> WriterLog {
+    cfg.target_session_attrs(TargetSessionAttrs::ReadWrite)
         .connect_timeout(Duration::from_secs(1));
     let mut log = WriterLog::default();
     let mut client: Option<tokio_postgres::Client> = None;
@@ -77,12 +71,8 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(c: &TestCluster, nodes: &[&str]) -> Writer {
-        let hosts = nodes
-            .iter()
-            .map(|n| (c.node(n).host.clone(), c.node(n).port))
-            .collect();
         let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(writer(hosts, stop.clone()));
+        let task = tokio::spawn(writer(c.sql_config(nodes), stop.clone()));
         Writer { stop, task }
     }
 
