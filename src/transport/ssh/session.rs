@@ -39,34 +39,47 @@ pub(super) const SESSIONS_PER_HOST: usize = 4;
 /// How long a new session may take to start (the login shell's rc files run then).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The remote loop, run by `/bin/sh -c SCRIPT pgtopo-session TAG` (see the module comment).
-const SCRIPT: &str = r#"t=$1
-u=$(id -un) || exit 1
-printf '%s S\n%s E\n' "$t" "$t" >&2
-printf '%s S\n%s %s\n%s E 0\n' "$t" "$$" "$u" "$t"
+/// The remote loop, run by `/bin/sh -c SCRIPT pgtopo-session TAG` (see the module comment). Each
+/// line is complete by itself: they are joined into one ([`script`]), since some login shells
+/// (csh) take no newline inside quotes.
+const SCRIPT: &str = r#"
+t=$1;
+u=$(id -un) || exit 1;
+printf '%s S\n%s E\n' "$t" "$t" >&2;
+printf '%s S\n%s %s\n%s E 0\n' "$t" "$$" "$u" "$t";
 while IFS=' ' read -r t n len; do
-  set --
+  set --;
   while [ "$n" -gt 0 ]; do
-    IFS= read -r w || exit 1
+    IFS= read -r w || exit 1;
     case $w in
     l*) w=${w#l} ;;
     *) w=$(head -c "${w#b}"; printf x) || exit 1; w=${w%x} ;;
-    esac
-    set -- "$@" "$w"
-    n=$((n - 1))
-  done
-  printf '%s S\n' "$t" >&2
-  printf '%s S\n' "$t"
+    esac;
+    set -- "$@" "$w";
+    n=$((n - 1));
+  done;
+  printf '%s S\n' "$t" >&2;
+  printf '%s S\n' "$t";
   if [ "$len" = - ]; then
-    "$@" </dev/null
+    "$@" </dev/null;
   else
-    head -c "$len" | { "$@"; r=$?; cat >/dev/null; exit $r; }
-  fi
-  r=$?
-  printf '%s E\n' "$t" >&2
-  printf '%s E %s\n' "$t" "$r"
+    head -c "$len" | { "$@"; r=$?; cat >/dev/null; exit $r; };
+  fi;
+  r=$?;
+  printf '%s E\n' "$t" >&2;
+  printf '%s E %s\n' "$t" "$r";
 done
 "#;
+
+/// [`SCRIPT`] on one line.
+fn script() -> String {
+    let lines: Vec<&str> = SCRIPT
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
+}
 
 /// What a command sent over a session came to.
 #[derive(Debug)]
@@ -198,7 +211,7 @@ impl Session {
     ) -> Result<Session, (bool, String)> {
         let tag = new_tag();
         let mut remote = b"exec /bin/sh -c ".to_vec();
-        remote.extend(shell_word(SCRIPT.as_bytes()));
+        remote.extend(shell_word(script().as_bytes()));
         remote.extend(format!(" pgtopo-session {tag}").as_bytes());
         let mut c = tokio::process::Command::new("ssh");
         // ssh would send what the user's `SendEnv` names.
@@ -426,6 +439,17 @@ impl<R: AsyncRead + Unpin> Stream<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_is_one_line_sh_accepts() {
+        let line = script();
+        assert!(!line.contains('\n'));
+        let st = std::process::Command::new("/bin/sh")
+            .args(["-n", "-c", &line])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{line}");
+    }
 
     #[test]
     fn words_with_a_newline_go_by_length() {
