@@ -101,88 +101,164 @@ pub(super) enum Outcome {
     Lost(String),
 }
 
-/// The sessions of one master connection.
+/// The sessions of one master connection. New sessions start one at a time, in the
+/// background: a command that finds none idle takes whichever comes first, one that another
+/// command hands back or the new one, so a burst of short commands does not make every session
+/// pay the login shell's rc files.
 #[derive(Debug)]
 pub(super) struct Pool {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     ctl: PathBuf,
-    idle: Mutex<Vec<Session>>,
-    slots: tokio::sync::Semaphore,
-    /// Remote PIDs of the live sessions, busy or idle.
-    pids: Arc<Mutex<BTreeSet<u32>>>,
+    state: Mutex<State>,
+    /// A session went idle, ended, or a start finished.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    idle: Vec<Session>,
+    /// Sessions that exist or are starting.
+    live: usize,
+    starting: bool,
+    /// Why the last start failed, for the next command that waits.
+    failed: Option<(bool, String)>,
+    /// Remote PIDs of the sessions, busy or idle.
+    pids: BTreeSet<u32>,
+    /// The master is gone: no session is kept.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("session pool")
+    }
 }
 
 impl Pool {
     /// A pool for the master whose control socket is `ctl`; sessions start on first use.
     pub(super) fn new(ctl: PathBuf) -> Pool {
         Pool {
-            ctl,
-            idle: Mutex::new(Vec::new()),
-            slots: tokio::sync::Semaphore::new(SESSIONS_PER_HOST),
-            pids: Arc::default(),
+            shared: Arc::new(Shared {
+                ctl,
+                state: Mutex::default(),
+                changed: tokio::sync::Notify::new(),
+            }),
         }
     }
 
     /// Start one session and keep it idle; Ok: the login user it runs as. Err: (whether the
     /// master was unreachable, the cause in ssh's words).
     pub(super) async fn start_first(&self) -> Result<String, (bool, String)> {
-        let s = Session::start(&self.ctl, &self.pids).await?;
+        self.shared.lock().live += 1;
+        let s = Session::start(&self.shared).await.inspect_err(|_| {
+            self.shared.lock().live -= 1;
+        })?;
         let user = s.login_user.clone();
-        self.idle.lock().expect("session pool").push(s);
+        self.shared.lock().idle.push(s);
         Ok(user)
     }
 
     /// Run `words` (a whole argv) with `stdin` on an idle session, or on a new one when none is.
     pub(super) async fn run(&self, words: &[OsString], stdin: Option<&[u8]>) -> Outcome {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the pool is never closed");
-        let (mut s, fresh) = match self.take_idle() {
-            Some(s) => (s, false),
-            None => match Session::start(&self.ctl, &self.pids).await {
-                Ok(s) => (s, true),
-                Err((master_gone, cause)) => {
-                    return Outcome::NotStarted {
-                        fresh: true,
-                        master_gone,
-                        cause,
-                    }
+        let mut s = match self.checkout().await {
+            Ok(s) => s,
+            Err((master_gone, cause)) => {
+                return Outcome::NotStarted {
+                    fresh: true,
+                    master_gone,
+                    cause,
                 }
-            },
+            }
         };
-        let outcome = s.run(words, stdin, fresh).await;
+        let outcome = s.run(words, stdin).await;
         if matches!(outcome, Outcome::Ran { .. }) {
-            self.idle.lock().expect("session pool").push(s);
+            s.used = true;
+            self.shared.lock().idle.push(s);
+            self.shared.changed.notify_one();
         }
         outcome
     }
 
-    /// An idle session whose ssh still runs; those found ended are dropped.
-    fn take_idle(&self) -> Option<Session> {
-        let mut idle = self.idle.lock().expect("session pool");
-        while let Some(mut s) = idle.pop() {
-            if matches!(s.child.try_wait(), Ok(None)) {
-                return Some(s);
+    /// An idle session, waiting for one (and starting one when fewer than
+    /// [`SESSIONS_PER_HOST`] exist and none is starting). Err: why a start failed.
+    async fn checkout(&self) -> Result<Session, (bool, String)> {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let mut dead = Vec::new();
+            {
+                let mut st = self.shared.lock();
+                while let Some(mut s) = st.idle.pop() {
+                    match s.child.try_wait() {
+                        Ok(None) => return Ok(s),
+                        _ => dead.push(s),
+                    }
+                }
+                if let Some(e) = st.failed.take() {
+                    return Err(e);
+                }
+                if !st.starting && st.live < SESSIONS_PER_HOST {
+                    st.starting = true;
+                    st.live += 1;
+                    tokio::spawn(start_in_background(self.shared.clone()));
+                }
             }
+            // Dropped outside the lock (a session's Drop takes it).
+            drop(dead);
+            changed.await;
         }
-        None
     }
 
     /// The remote PIDs of the live sessions (for tests).
     pub(super) fn pids(&self) -> Vec<u32> {
-        self.pids
-            .lock()
-            .expect("session pids")
-            .iter()
-            .copied()
-            .collect()
+        self.shared.lock().pids.iter().copied().collect()
     }
 
-    /// End the idle sessions (their ssh is killed; the remote shell then reads EOF and exits).
+    /// End the idle sessions (their ssh is killed; the remote shell then reads EOF and exits);
+    /// none is kept after.
     pub(super) fn close(&self) {
-        self.idle.lock().expect("session pool").clear();
+        let idle = {
+            let mut st = self.shared.lock();
+            st.closed = true;
+            std::mem::take(&mut st.idle)
+        };
+        drop(idle);
     }
+}
+
+impl Drop for Pool {
+    /// Idle sessions hold the pool's state: they go with it.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Start a session for the pool and leave it idle, or leave why it could not start.
+async fn start_in_background(shared: Arc<Shared>) {
+    let r = Session::start(&shared).await;
+    let unwanted = {
+        let mut st = shared.lock();
+        st.starting = false;
+        match r {
+            Ok(s) if st.closed => Some(s),
+            Ok(s) => {
+                st.idle.push(s);
+                None
+            }
+            Err(e) => {
+                st.live -= 1;
+                st.failed = Some(e);
+                None
+            }
+        }
+    };
+    drop(unwanted);
+    shared.changed.notify_one();
 }
 
 /// One remote `/bin/sh` running [`SCRIPT`], through `ssh -S CTL`.
@@ -195,20 +271,23 @@ struct Session {
     /// The remote shell's PID.
     pid: u32,
     login_user: String,
-    pids: Arc<Mutex<BTreeSet<u32>>>,
+    /// It ran a command already (else it was started for the one it runs).
+    used: bool,
+    pool: Arc<Shared>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.pids.lock().expect("session pids").remove(&self.pid);
+        let mut st = self.pool.lock();
+        st.pids.remove(&self.pid);
+        st.live -= 1;
+        drop(st);
+        self.pool.changed.notify_one();
     }
 }
 
 impl Session {
-    async fn start(
-        ctl: &std::path::Path,
-        pids: &Arc<Mutex<BTreeSet<u32>>>,
-    ) -> Result<Session, (bool, String)> {
+    async fn start(pool: &Arc<Shared>) -> Result<Session, (bool, String)> {
         let tag = new_tag();
         let mut remote = b"exec /bin/sh -c ".to_vec();
         remote.extend(shell_word(script().as_bytes()));
@@ -218,7 +297,7 @@ impl Session {
         crate::transport::clean_env(&mut c);
         let mut child = c
             .arg("-S")
-            .arg(ctl)
+            .arg(&pool.ctl)
             .args(["-o", "BatchMode=yes", "-T", "-p", "9", "--", "none"])
             .arg(std::ffi::OsStr::from_bytes(&remote))
             .stdin(Stdio::piped())
@@ -248,7 +327,7 @@ impl Session {
             .split_once(' ')
             .and_then(|(p, u)| Some((p.parse().ok()?, u.to_string())))
             .ok_or_else(|| (false, format!("unexpected session greeting {hello:?}")))?;
-        pids.lock().expect("session pids").insert(pid);
+        pool.lock().pids.insert(pid);
         Ok(Session {
             stdin: child.stdin.take().expect("piped"),
             child,
@@ -256,11 +335,13 @@ impl Session {
             err,
             pid,
             login_user,
-            pids: pids.clone(),
+            used: false,
+            pool: pool.clone(),
         })
     }
 
-    async fn run(&mut self, words: &[OsString], stdin: Option<&[u8]>, fresh: bool) -> Outcome {
+    async fn run(&mut self, words: &[OsString], stdin: Option<&[u8]>) -> Outcome {
+        let fresh = !self.used;
         let tag = new_tag();
         let request = request(&tag, words, stdin.map(<[u8]>::len));
         let pipe = &mut self.stdin;
