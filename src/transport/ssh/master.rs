@@ -196,10 +196,12 @@ impl Connected {
         if let Some(k) = &spec.known_hosts_file {
             b.user_known_hosts_file(k);
         }
+        let began = std::time::Instant::now();
         let dir = b
             .launch_master(&spec.host)
             .await
             .map_err(|e| cause(spec, &error_text(&e)))?;
+        tracing::debug!(host = %spec.host, took = ?began.elapsed(), "ssh master connected");
         let pool = Pool::new(dir.path().join("master"));
         let login_user = pool
             .start_first()

@@ -288,6 +288,7 @@ impl Drop for Session {
 
 impl Session {
     async fn start(pool: &Arc<Shared>) -> Result<Session, (bool, String)> {
+        let began = std::time::Instant::now();
         let tag = new_tag();
         let mut remote = b"exec /bin/sh -c ".to_vec();
         remote.extend(shell_word(script().as_bytes()));
@@ -328,6 +329,7 @@ impl Session {
             .and_then(|(p, u)| Some((p.parse().ok()?, u.to_string())))
             .ok_or_else(|| (false, format!("unexpected session greeting {hello:?}")))?;
         pool.lock().pids.insert(pid);
+        tracing::debug!(pid, took = ?began.elapsed(), "ssh session started");
         Ok(Session {
             stdin: child.stdin.take().expect("piped"),
             child,
