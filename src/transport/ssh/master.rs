@@ -66,6 +66,7 @@ pub(super) fn master(spec: &SshSpec, options: SshOptions) -> Arc<Master> {
                 options,
                 conn: tokio::sync::Mutex::new(None),
                 checked_users: Mutex::new(HashSet::new()),
+                failed: Mutex::new(None),
             })
         })
         .clone()
@@ -95,7 +96,14 @@ pub(super) struct Master {
     conn: tokio::sync::Mutex<Option<Arc<Connected>>>,
     /// os_users commands were seen to run as (the user switch works).
     checked_users: Mutex<HashSet<String>>,
+    /// When and why the last attempt to open a connection failed.
+    failed: Mutex<Option<(std::time::Instant, String)>>,
 }
+
+/// A failed open is not tried again within this long: the next use gets the same cause (a host
+/// cut off would otherwise cost the connect timeout again at once, e.g. apply's connecting every
+/// host, then its lock).
+const FAILED_OPEN_KEPT: Duration = Duration::from_secs(2);
 
 impl Master {
     /// The open connection, opening one when there is none. Err: the cause.
@@ -104,9 +112,23 @@ impl Master {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = Arc::new(Connected::open(&self.spec, &self.options).await?);
-        *slot = Some(c.clone());
-        Ok(c)
+        let recent = self.failed.lock().expect("failed open").clone();
+        if let Some((at, cause)) = recent.filter(|(at, _)| at.elapsed() < FAILED_OPEN_KEPT) {
+            tracing::debug!(host = %self.spec.host, ago = ?at.elapsed(), "ssh: not reconnecting yet");
+            return Err(cause);
+        }
+        match Connected::open(&self.spec, &self.options).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *slot = Some(c.clone());
+                Ok(c)
+            }
+            Err(cause) => {
+                *self.failed.lock().expect("failed open") =
+                    Some((std::time::Instant::now(), cause.clone()));
+                Err(cause)
+            }
+        }
     }
 
     /// Forget `dead` when it is still the current connection: the next use opens another.
