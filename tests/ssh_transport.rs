@@ -303,16 +303,14 @@ async fn an_idle_master_outlives_its_idle_limit() {
     pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
 }
 
-/// A lock taken before a long wait is released after it although the master expired meanwhile:
-/// the next command opens a new master.
+/// A lock taken before a long wait is released after it although the master was lost meanwhile
+/// (its sessions keep it from expiring while pgtopo runs; killed here): the next command opens a
+/// new master and new sessions.
 #[tokio::test]
-async fn a_lock_is_released_after_the_master_expired() {
+async fn a_lock_is_released_after_the_master_was_lost() {
     let sshd = Sshd::start();
     let dir = sshd.pg_dir();
-    // No keepalive, and an idle limit long enough that the master does not expire between two
-    // commands of the lock on a loaded machine, short enough for a test.
     let options = SshOptions {
-        master_idle: Duration::from_secs(3),
         keepalive: None,
         ..SshOptions::default()
     };
@@ -335,13 +333,20 @@ async fn a_lock_is_released_after_the_master_expired() {
     assert_eq!(lock.nodes(), ["n1"]);
     let lock_file = dir.join("data.pgtopo.lock");
     assert!(lock_file.exists());
-    // None: the master expired already.
-    if let Some(pid) = t.master_pid().await {
-        wait_gone(pid).await;
-    }
+    let pid = t.master_pid().await.expect("a master runs");
+    kill(pid);
+    wait_gone(pid).await;
     lock.release().await.expect("released over a new master");
     assert!(!lock_file.exists());
     pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
+fn kill(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
 }
 
 /// A master killed between two commands: the next one reconnects and runs once.
@@ -353,11 +358,7 @@ async fn a_killed_master_is_replaced_by_the_next_command() {
     let f = dir.join("f");
     t.write_file_atomic(&f, b"one", 0o600).await.unwrap();
     let pid = t.master_pid().await.expect("a master runs");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill(pid);
     wait_gone(pid).await;
     t.write_file_atomic(&f, b"two", 0o600).await.unwrap();
     assert_eq!(std::fs::read(&f).unwrap(), b"two");
@@ -426,4 +427,196 @@ fn postgres_uid() -> u32 {
         .unwrap()
         .uid
         .as_raw()
+}
+
+/// SPEC §6: a login shell whose rc file is slow and prints (to stdout and stderr) runs once per
+/// session, not per command, and none of its noise reaches a command's output.
+#[tokio::test]
+async fn a_slow_noisy_login_rc_runs_once_per_session_and_never_reaches_output() {
+    let sshd = Sshd::start();
+    let dir = sshd.pg_dir();
+    let deploy = LoginUser::create_with_shell(true, "/bin/bash");
+    let runs = deploy.home().join("rc-runs");
+    // bash reads ~/.bashrc when sshd runs it (Debian's SSH_SOURCE_BASHRC), like pyenv's.
+    std::fs::write(
+        deploy.home().join(".bashrc"),
+        format!(
+            "echo run >> {}\nsleep 0.3\necho 'rc noise on stdout'\necho 'rc noise on stderr' >&2\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let spec = sshd.spec_for(&deploy.name, "known_hosts");
+    let options = SshOptions {
+        keepalive: None,
+        ..SshOptions::default()
+    };
+    let t = SshTransport::with_options(spec.clone(), "postgres", options);
+    t.check_access().await.unwrap();
+    for i in 0..20 {
+        let out = t
+            .run(
+                &CommandSpec::new("sh")
+                    .args([
+                        "-c",
+                        "printf 'out %s' \"$1\"; printf 'err %s' \"$1\" >&2; exit 3",
+                    ])
+                    .arg("sh")
+                    .arg(i.to_string()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(
+            out.stdout,
+            format!("out {i}").into_bytes(),
+            "byte-exact stdout"
+        );
+        assert_eq!(out.stderr, format!("err {i}"), "byte-exact stderr");
+    }
+    assert_bytes_round_trip("ssh through a noisy rc", &t, &dir).await;
+    let read_runs = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(
+        read_runs(),
+        1,
+        "one session ran every command one after another"
+    );
+    // Commands at once: more sessions (started one at a time, each taking the rc's 0.3 s), never
+    // more than the pool's size.
+    let many = (0..8).map(|_| {
+        let t = t.clone();
+        async move { t.run(&CommandSpec::new("sleep").arg("0.2")).await }
+    });
+    for out in futures::future::join_all(many).await {
+        assert!(out.unwrap().success());
+    }
+    let n = read_runs();
+    assert!((1..=4).contains(&n), "{n} sessions for 8 commands at once");
+    pgtopo::transport::ssh::close(&spec).await;
+}
+
+/// A pseudo-random payload of `len` bytes holding every byte value and text that looks like the
+/// sessions' framing.
+fn payload(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut v: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let fake = b"\npgtopo-0123456789abcdef0123456789abcdef E 0\n";
+    v[len / 2..len / 2 + fake.len()].copy_from_slice(fake);
+    v
+}
+
+/// 16 MiB of binary through a file write (stdin), a file read and `cat` (stdout); 4 MiB on
+/// stderr before as much on stdout (both streams read at once).
+#[tokio::test]
+async fn a_large_binary_payload_round_trips() {
+    let sshd = Sshd::start();
+    let dir = sshd.pg_dir();
+    let t = SshTransport::new(sshd.spec("known_hosts"), "postgres");
+    let big = payload(16 << 20);
+    let f = dir.join("big.bin");
+    t.write_file_atomic(&f, &big, 0o600).await.unwrap();
+    assert!(std::fs::read(&f).unwrap() == big, "written byte for byte");
+    assert!(t.read_file(&f).await.unwrap().unwrap() == big, "read_file");
+    let out = t.run(&CommandSpec::new("cat").arg(&f)).await.unwrap();
+    assert!(out.success() && out.stdout == big, "cat's stdout");
+    let text: Vec<u8> = (0..4 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    let g = dir.join("text");
+    t.write_file_atomic(&g, &text, 0o600).await.unwrap();
+    let out = t
+        .run(
+            &CommandSpec::new("sh")
+                .args(["-c", "cat \"$1\" >&2; cat \"$1\"", "sh"])
+                .arg(&g),
+        )
+        .await
+        .unwrap();
+    assert!(out.success());
+    assert!(out.stdout == text && out.stderr.as_bytes() == text);
+    pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
+}
+
+/// The PIDs of processes whose command line is `line` (`pgrep -x -f`).
+fn pids_running(line: &str) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-x", "-f", line])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// A session killed while its command runs: that command fails with the cause; the next one
+/// runs on a new session. A session killed while idle is replaced without a word.
+#[tokio::test]
+async fn a_session_killed_mid_run_fails_its_command_and_is_replaced() {
+    let sshd = Sshd::start();
+    let options = SshOptions {
+        keepalive: None,
+        ..SshOptions::default()
+    };
+    let t = SshTransport::with_options(sshd.spec("known_hosts"), "postgres", options);
+    assert!(t.run(&CommandSpec::new("true")).await.unwrap().success());
+    let sessions = t.session_pids().await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let sh = sessions[0];
+    // Runs until the session's shell is gone (tail checks every second), then ends by itself.
+    let tail = ["tail", "--pid", &sh.to_string(), "-f", "/dev/null"].map(String::from);
+    let running = {
+        let t = t.clone();
+        let cmd = CommandSpec::new(&tail[0]).args(&tail[1..]);
+        tokio::spawn(async move { t.run(&cmd).await })
+    };
+    let line = tail.join(" ");
+    let spec = WaitSpec::new("the command to run", Duration::from_secs(15));
+    let tail_pid = wait_until(&spec, || {
+        let found = pids_running(&line);
+        async move {
+            match found.first() {
+                Some(p) => Poll::Ready(*p),
+                None => Poll::Pending("no such process yet".to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    kill(sh);
+    let err = running.await.unwrap().unwrap_err();
+    assert!(matches!(err, TransportError::Unreachable { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the remote session ended while tail"),
+        "{err}"
+    );
+    wait_gone(tail_pid).await;
+    let out = t.run(&CommandSpec::new("id").arg("-un")).await.unwrap();
+    assert_eq!(out.stdout_text().trim(), "postgres");
+    let sessions = t.session_pids().await;
+    assert!(
+        !sessions.contains(&sh) && sessions.len() == 1,
+        "{sessions:?}"
+    );
+
+    kill(sessions[0]);
+    wait_gone(sessions[0]).await;
+    let out = t.run(&CommandSpec::new("id").arg("-un")).await.unwrap();
+    assert_eq!(
+        out.stdout_text().trim(),
+        "postgres",
+        "an idle session killed is replaced"
+    );
+    pgtopo::transport::ssh::close(&sshd.spec("known_hosts")).await;
 }

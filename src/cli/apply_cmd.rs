@@ -66,6 +66,10 @@ pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
 async fn apply_with(g: &GlobalArgs, a: &ApplyArgs, events: &dyn ApplyEvents) -> CmdResult {
     let desired = Arc::new(crate::config::load(&g.one_file("apply")?)?);
     let ts = transports(&desired);
+    // Every host at once (over SSH: its master and first session, the login shell's rc files
+    // included): the lock, taken node by node in a fixed order, would otherwise connect them one
+    // after another. A host that cannot be used is named by the lock or the preflight.
+    futures::future::join_all(ts.values().map(|t| t.check_access())).await;
     let held = lock::acquire(&desired, &ts, a.lock_timeout.map(|d| d.0), events)
         .await
         .map_err(lock_failure)?;

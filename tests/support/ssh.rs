@@ -183,6 +183,11 @@ impl LoginUser {
     /// A new account; `nopasswd`: sudo to postgres without a password (else sudo asks for one,
     /// which `sudo -n` refuses).
     pub fn create(nopasswd: bool) -> LoginUser {
+        LoginUser::create_with_shell(nopasswd, "/bin/sh")
+    }
+
+    /// As [`LoginUser::create`], with `shell` as its login shell.
+    pub fn create_with_shell(nopasswd: bool, shell: &str) -> LoginUser {
         let name = format!(
             "pgtd{}-{}",
             std::process::id(),
@@ -193,7 +198,7 @@ impl LoginUser {
         // lock and fail when another holds it, so they queue on one flock.
         run(Command::new("flock")
             .arg(ACCOUNTS_LOCK)
-            .args(["useradd", "-m", "-s", "/bin/sh", "-p", "*", &name]));
+            .args(["useradd", "-m", "-s", shell, "-p", "*", &name]));
         let sudoers = PathBuf::from(format!("/etc/sudoers.d/pgtopo-test-{name}"));
         let user = LoginUser { name, sudoers };
         let tag = if nopasswd { "NOPASSWD: " } else { "" };
@@ -205,6 +210,16 @@ impl LoginUser {
         std::fs::set_permissions(&user.sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
         run(Command::new("visudo").arg("-cf").arg(&user.sudoers));
         user
+    }
+}
+
+impl LoginUser {
+    /// The account's home directory.
+    pub fn home(&self) -> PathBuf {
+        nix::unistd::User::from_name(&self.name)
+            .unwrap()
+            .expect("the account exists")
+            .dir
     }
 }
 

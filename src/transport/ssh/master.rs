@@ -3,30 +3,29 @@
 //!
 //! Design:
 //! - The master is the system `ssh` started by the `openssh` crate (`ControlMaster`, strict
-//!   host-key checking, `BatchMode`); every command is one `ssh -S SOCKET -T -p 9 -- none CMD`
-//!   session through it, run here with tokio::process so that its exit code, stdout bytes and
-//!   stderr are ours to read.
-//! - `ControlPersist` bounds how long a master outlives a killed pgtopo. While pgtopo runs, a
-//!   keepalive session (`true`) every [`SshOptions::keepalive`] keeps it from ever going idle,
-//!   and `ServerAliveInterval` finds a server that stopped answering.
+//!   host-key checking, `BatchMode`). Commands go over the long-lived remote sessions of its
+//!   [`Pool`] (`ssh -S SOCKET -T -p 9 -- none 'exec /bin/sh -c …'`, see [`super::session`]); the
+//!   first one starts with the master and says who the login user is.
+//! - `ControlPersist` bounds how long a master outlives a killed pgtopo. While pgtopo runs, its
+//!   sessions and a keepalive session (`true`) every [`SshOptions::keepalive`] keep it from ever
+//!   going idle, and `ServerAliveInterval` finds a server that stopped answering.
 //! - A session that could not reach the master (ssh then falls back to a connection of its own
 //!   to the host `none`, which does not resolve) never started its command: the master is
-//!   forgotten and the caller retries once over a new one. A session that ends with 255 while
-//!   the master is found gone ([`Delivery::Lost`]) may have run part of its command: the master
-//!   is forgotten too, but the command is not run again.
+//!   forgotten and the caller retries once over a new one. A session that ends while its command
+//!   runs may have run part of it: the master is forgotten when it is found gone, and the command
+//!   is not run again.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, SessionBuilder};
-use tokio::io::AsyncWriteExt;
 
 use super::cause::cause;
+use super::session::{Outcome, Pool};
 use crate::config::SshSpec;
 
 /// How master connections are kept.
@@ -67,6 +66,7 @@ pub(super) fn master(spec: &SshSpec, options: SshOptions) -> Arc<Master> {
                 options,
                 conn: tokio::sync::Mutex::new(None),
                 checked_users: Mutex::new(HashSet::new()),
+                failed: Mutex::new(None),
             })
         })
         .clone()
@@ -96,7 +96,14 @@ pub(super) struct Master {
     conn: tokio::sync::Mutex<Option<Arc<Connected>>>,
     /// os_users commands were seen to run as (the user switch works).
     checked_users: Mutex<HashSet<String>>,
+    /// When and why the last attempt to open a connection failed.
+    failed: Mutex<Option<(std::time::Instant, String)>>,
 }
+
+/// A failed open is not tried again within this long: the next use gets the same cause (a host
+/// cut off would otherwise cost the connect timeout again at once, e.g. apply's connecting every
+/// host, then its lock).
+const FAILED_OPEN_KEPT: Duration = Duration::from_secs(2);
 
 impl Master {
     /// The open connection, opening one when there is none. Err: the cause.
@@ -105,9 +112,23 @@ impl Master {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = Arc::new(Connected::open(&self.spec, &self.options).await?);
-        *slot = Some(c.clone());
-        Ok(c)
+        let recent = self.failed.lock().expect("failed open").clone();
+        if let Some((at, cause)) = recent.filter(|(at, _)| at.elapsed() < FAILED_OPEN_KEPT) {
+            tracing::debug!(host = %self.spec.host, ago = ?at.elapsed(), "ssh: not reconnecting yet");
+            return Err(cause);
+        }
+        match Connected::open(&self.spec, &self.options).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *slot = Some(c.clone());
+                Ok(c)
+            }
+            Err(cause) => {
+                *self.failed.lock().expect("failed open") =
+                    Some((std::time::Instant::now(), cause.clone()));
+                Err(cause)
+            }
+        }
     }
 
     /// Forget `dead` when it is still the current connection: the next use opens another.
@@ -118,6 +139,19 @@ impl Master {
             drop(slot);
             dead.exit().await;
         }
+    }
+
+    /// Forget `conn` when its master no longer answers.
+    pub(super) async fn forget_if_dead(&self, conn: &Arc<Connected>) {
+        if !conn.alive().await {
+            self.forget(conn).await;
+        }
+    }
+
+    /// The remote PIDs of the current connection's sessions (none when not connected).
+    pub(super) async fn session_pids(&self) -> Vec<u32> {
+        let c = self.conn.lock().await.clone();
+        c.map(|c| c.session_pids()).unwrap_or_default()
     }
 
     pub(super) fn user_checked(&self, os_user: &str) -> bool {
@@ -144,17 +178,6 @@ impl Master {
     }
 }
 
-/// How a session through the master ended.
-#[derive(Debug)]
-pub(super) enum Delivery {
-    /// The command ran (its exit code and output).
-    Ran(Output),
-    /// The master could not be reached: the command never started (ssh's stderr).
-    NotStarted(String),
-    /// The master went away while the command ran.
-    Lost,
-}
-
 /// An open master connection.
 #[derive(Debug)]
 pub(super) struct Connected {
@@ -163,6 +186,7 @@ pub(super) struct Connected {
     /// Who the master logged in as (`id -un`).
     pub(super) login_user: String,
     keepalive: Option<tokio::task::AbortHandle>,
+    pool: Pool,
 }
 
 impl Drop for Connected {
@@ -194,25 +218,23 @@ impl Connected {
         if let Some(k) = &spec.known_hosts_file {
             b.user_known_hosts_file(k);
         }
+        let began = std::time::Instant::now();
         let dir = b
             .launch_master(&spec.host)
             .await
             .map_err(|e| cause(spec, &error_text(&e)))?;
+        tracing::debug!(host = %spec.host, took = ?began.elapsed(), "ssh master connected");
+        let pool = Pool::new(dir.path().join("master"));
+        let login_user = pool
+            .start_first()
+            .await
+            .map_err(|(_, said)| cause(spec, &said))?;
         let mut c = Connected {
             dir,
-            login_user: String::new(),
+            login_user,
             keepalive: None,
+            pool,
         };
-        match c.session(b"id -un", None).await {
-            Ok(Delivery::Ran(out)) if out.status.success() => {
-                c.login_user = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            }
-            Ok(Delivery::Ran(out)) => {
-                return Err(cause(spec, &String::from_utf8_lossy(&out.stderr)))
-            }
-            Ok(_) => return Err("the master connection closed at once".into()),
-            Err(e) => return Err(format!("cannot run ssh: {e}")),
-        }
         if let Some(period) = options.keepalive {
             let ctl = c.ctl();
             c.keepalive = Some(tokio::spawn(keepalive(ctl, period)).abort_handle());
@@ -224,26 +246,21 @@ impl Connected {
         self.dir.path().join("master")
     }
 
-    /// Run `remote` (a command line for the login user's shell) in a session through the master,
-    /// feeding `stdin` when given.
-    pub(super) async fn session(
-        &self,
-        remote: &[u8],
-        stdin: Option<&[u8]>,
-    ) -> std::io::Result<Delivery> {
-        let out = run_session(&self.ctl(), remote, stdin).await?;
-        if out.status.code() != Some(255) {
-            return Ok(Delivery::Ran(out));
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("Could not resolve hostname none") {
-            return Ok(Delivery::NotStarted(stderr.trim().to_string()));
-        }
-        // 255 is also the remote program's own status (or a signal): the master tells.
-        match self.control(&["-O", "check"]).await {
-            Some(check) if check.status.success() => Ok(Delivery::Ran(out)),
-            _ => Ok(Delivery::Lost),
-        }
+    /// Run `words` (a whole argv, user switch included) with `stdin` over one of the sessions.
+    pub(super) async fn run(&self, words: &[OsString], stdin: Option<&[u8]>) -> Outcome {
+        self.pool.run(words, stdin).await
+    }
+
+    /// Whether the master still answers.
+    pub(super) async fn alive(&self) -> bool {
+        self.control(&["-O", "check"])
+            .await
+            .is_some_and(|c| c.status.success())
+    }
+
+    /// The remote PIDs of this connection's sessions.
+    pub(super) fn session_pids(&self) -> Vec<u32> {
+        self.pool.pids()
     }
 
     /// `ssh -S SOCKET ARGS none` (a control command such as `-O check`).
@@ -259,9 +276,10 @@ impl Connected {
             .ok()
     }
 
-    /// Ask the master to exit (nothing when it is already gone).
+    /// Ask the master to exit (nothing when it is already gone); the idle sessions end with it.
     async fn exit(&self) {
         let _ = self.control(&["-O", "exit"]).await;
+        self.pool.close();
     }
 }
 
@@ -277,40 +295,18 @@ fn error_text(e: &openssh::Error) -> String {
     text
 }
 
-/// One session through the master at `ctl`.
-async fn run_session(ctl: &Path, remote: &[u8], stdin: Option<&[u8]>) -> std::io::Result<Output> {
-    let mut child = tokio::process::Command::new("ssh");
+/// One session running `true` through the master at `ctl`.
+async fn ping(ctl: &Path) -> std::io::Result<Output> {
+    let mut c = tokio::process::Command::new("ssh");
     // ssh would send what the user's `SendEnv` names.
-    crate::transport::clean_env(&mut child);
-    let mut child = child
-        .arg("-S")
+    crate::transport::clean_env(&mut c);
+    c.arg("-S")
         .arg(ctl)
-        .args(["-o", "BatchMode=yes", "-T", "-p", "9", "--", "none"])
-        .arg(OsStr::from_bytes(remote))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .args(["-o", "BatchMode=yes", "-T", "-p", "9", "--", "none", "true"])
+        .stdin(Stdio::null())
         .kill_on_drop(true)
-        .spawn()?;
-    let writer = child.stdin.take();
-    let feed = async move {
-        if let (Some(mut w), Some(bytes)) = (writer, stdin) {
-            w.write_all(bytes).await?;
-            w.shutdown().await?;
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    let (fed, out) = tokio::join!(feed, child.wait_with_output());
-    let out = out?;
-    // A program that exits without reading its input is no failure of the session.
-    if out.status.success() {
-        fed?;
-    }
-    Ok(out)
+        .output()
+        .await
 }
 
 /// Open a session (`true`) through the master every `period`, so it never goes idle.
@@ -320,7 +316,7 @@ async fn keepalive(ctl: PathBuf, period: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = run_session(&ctl, b"true", None).await {
+        if let Err(e) = ping(&ctl).await {
             tracing::debug!(error = %e, "ssh keepalive failed");
         }
     }

@@ -7,18 +7,21 @@
 //!   gone ([`master`]).
 //! - Strict host-key checking, always: a host whose key is unknown is an error, never trusted on
 //!   first use. Why a connection failed is said the way a person acts on it ([`cause`]).
-//! - Commands are argv vectors; each argument is quoted for the login user's shell here
-//!   ([`shell_word`]), byte for byte, so no command is ever assembled from unquoted text.
+//! - Commands run over long-lived remote sessions (a small pool of `/bin/sh` per master, started
+//!   once: the login shell and its rc files run once per session, not per command;
+//!   [`session`]). A command is sent as its argv, word by word, binary-safe, never as a shell
+//!   string; exit status, stdout and stderr come back as bytes.
 //! - Acting as the node's `os_user`: directly when the login user is that user, through
 //!   `runuser -u` when the login user is root, else through `sudo -n -u`. Before its first
 //!   command as an os_user, the transport checks that `id -un` says that user
 //!   ([`Transport::check_access`]); a sudo that wants a password fails there, by name.
 //! - Bytes end to end: stdout comes back unchanged, files are moved with coreutils on the remote
 //!   side: `cat` to read, `dd conv=fsync` fed on stdin into a temporary file then `chmod` and
-//!   `mv -T` to write atomically, `ls -A` to list.
+//!   `mv -T` to write atomically (one command: [`WRITE_SCRIPT`]), `ls -A` to list.
 
 mod cause;
 mod master;
+mod session;
 
 pub use master::SshOptions;
 
@@ -31,7 +34,8 @@ use async_trait::async_trait;
 
 use super::{CommandOutput, CommandSpec, Transport, TransportError};
 use crate::config::SshSpec;
-use master::{Delivery, Master};
+use master::Master;
+use session::Outcome;
 
 /// A node's host reached over SSH, acting as `os_user`.
 #[derive(Debug, Clone)]
@@ -60,6 +64,11 @@ impl SshTransport {
     /// The PID of the master process to this destination, when one runs (for tests).
     pub async fn master_pid(&self) -> Option<u32> {
         self.master.pid().await
+    }
+
+    /// The remote PIDs of the sessions open to this destination, busy or idle (for tests).
+    pub async fn session_pids(&self) -> Vec<u32> {
+        self.master.session_pids().await
     }
 
     fn host_label(&self) -> String {
@@ -92,13 +101,13 @@ impl SshTransport {
         argv(words.iter().copied())
     }
 
-    /// The command line for the login user's shell: prefix, `env K=V…`, argv, each word quoted.
-    fn remote_command(
+    /// The whole argv a session runs: prefix, `env -u …`, `K=V…`, argv.
+    fn remote_argv(
         &self,
         login_user: &str,
         env: &[(String, String)],
         argv: &[OsString],
-    ) -> Vec<u8> {
+    ) -> Vec<OsString> {
         let mut words = self.as_user_prefix(login_user);
         // After the switch to os_user: whatever sshd, sudo or runuser kept or the login shell's
         // rc files set, no libpq or server variable reaches the program.
@@ -108,8 +117,7 @@ impl SshTransport {
         }
         words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
         words.extend(argv.iter().cloned());
-        let quoted: Vec<Vec<u8>> = words.iter().map(|w| shell_word(w.as_bytes())).collect();
-        quoted.join(&b' ')
+        words
     }
 
     /// Run argv as os_user, after checking once that commands do run as os_user.
@@ -126,8 +134,9 @@ impl SshTransport {
         self.deliver(&argv, env, stdin, timeout).await
     }
 
-    /// Run argv as os_user: over a new master, once, when the current one is found gone before
-    /// the command started.
+    /// Run argv as os_user over a session. A session found ended before the command started is
+    /// replaced (a new master too when the master is gone); a new one is replaced once; a
+    /// command whose session ends while it runs fails with the cause.
     async fn deliver(
         &self,
         argv: &[OsString],
@@ -140,52 +149,62 @@ impl SshTransport {
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ");
-        for retry in [true, false] {
-            let conn = self
-                .master
-                .connected()
-                .await
-                .map_err(|c| self.unreachable(c))?;
-            let remote = self.remote_command(&conn.login_user, env, argv);
-            let delivery = tokio::time::timeout(timeout, conn.session(&remote, stdin))
-                .await
-                .map_err(|_| TransportError::Timeout {
-                    host: self.host_label(),
-                    command: display.clone(),
-                    timeout,
-                })?
-                .map_err(|e| TransportError::Spawn {
-                    host: self.host_label(),
-                    command: display.clone(),
-                    message: format!("cannot run ssh: {e}"),
-                })?;
-            match delivery {
-                Delivery::Ran(out) => {
-                    return Ok(CommandOutput {
-                        code: out.status.code(),
-                        stdout: out.stdout,
-                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                    })
-                }
-                Delivery::NotStarted(_) if retry => {
-                    tracing::debug!(host = %self.host_label(), "ssh master gone: reconnecting");
-                    self.master.forget(&conn).await;
-                }
-                Delivery::NotStarted(stderr) => {
-                    self.master.forget(&conn).await;
-                    return Err(
-                        self.unreachable(format!("the master connection was lost twice: {stderr}"))
-                    );
-                }
-                Delivery::Lost => {
-                    self.master.forget(&conn).await;
-                    return Err(self.unreachable(format!(
-                        "the connection was lost while {display} ran (it may have run in part)"
-                    )));
+        let attempts = async {
+            let mut replaced = false;
+            // Each stale idle session is dropped by one pass; a new one is tried twice at most.
+            for _ in 0..session::SESSIONS_PER_HOST + 2 {
+                let conn = self
+                    .master
+                    .connected()
+                    .await
+                    .map_err(|c| self.unreachable(c))?;
+                let words = self.remote_argv(&conn.login_user, env, argv);
+                match conn.run(&words, stdin).await {
+                    Outcome::Ran {
+                        code,
+                        stdout,
+                        stderr,
+                    } => {
+                        return Ok(CommandOutput {
+                            code: Some(code),
+                            stdout,
+                            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                        })
+                    }
+                    Outcome::NotStarted { fresh: false, .. } => {}
+                    Outcome::NotStarted {
+                        master_gone, cause, ..
+                    } if !replaced => {
+                        tracing::debug!(host = %self.host_label(), %cause, "ssh session did not start: replacing it");
+                        replaced = true;
+                        match master_gone {
+                            true => self.master.forget(&conn).await,
+                            false => self.master.forget_if_dead(&conn).await,
+                        }
+                    }
+                    Outcome::NotStarted { cause, .. } => {
+                        self.master.forget_if_dead(&conn).await;
+                        return Err(self.unreachable(format!(
+                            "no remote session could run {display}, twice: {cause}"
+                        )));
+                    }
+                    Outcome::Lost(cause) => {
+                        self.master.forget_if_dead(&conn).await;
+                        return Err(self.unreachable(format!(
+                            "the remote session ended while {display} ran (it may have run in part): {cause}"
+                        )));
+                    }
                 }
             }
-        }
-        unreachable!("the second attempt returns")
+            Err(self.unreachable(format!("no remote session could run {display}")))
+        };
+        tokio::time::timeout(timeout, attempts)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                host: self.host_label(),
+                command: display.clone(),
+                timeout,
+            })?
     }
 
     async fn file_op(
@@ -238,6 +257,11 @@ impl SshTransport {
 }
 
 const FILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `sh -c WRITE_SCRIPT pgtopo-write TMP MODE PATH`, stdin the contents: the atomic write in one
+/// command (the temporary file is removed when a step fails).
+const WRITE_SCRIPT: &str = "dd status=none conv=fsync of=\"$1\" && chmod \"$2\" -- \"$1\" \
+    && mv -f -T -- \"$1\" \"$3\" || { r=$?; rm -f -- \"$1\"; exit $r; }";
 
 /// One word for a POSIX shell: as is when it holds only characters no shell treats specially,
 /// else in single quotes (a `'` inside becomes `'\''`). Any bytes, UTF-8 or not.
@@ -327,36 +351,13 @@ impl Transport for SshTransport {
         mode: u32,
     ) -> Result<(), TransportError> {
         let tmp = temp_beside(path);
-        let of = format!("of={}", tmp.display());
-        self.file_op(
-            "write",
-            path,
-            argv(["dd", "status=none", "conv=fsync", of.as_str()]),
-            Some(contents),
-        )
-        .await?;
         let mode = format!("{mode:o}");
-        self.file_op(
-            "chmod",
-            path,
-            argv(["chmod", mode.as_str(), "--"])
-                .into_iter()
-                .chain([tmp.clone().into()])
-                .collect(),
-            None,
-        )
-        .await?;
-        self.file_op(
-            "rename",
-            path,
-            argv(["mv", "-f", "-T", "--"])
-                .into_iter()
-                .chain([tmp.into(), path.into()])
-                .collect(),
-            None,
-        )
-        .await?;
-        Ok(())
+        let args = argv(["sh", "-c", WRITE_SCRIPT, "pgtopo-write"])
+            .into_iter()
+            .chain([tmp.into(), mode.into(), path.into()]);
+        self.file_op("write", path, args.collect(), Some(contents))
+            .await
+            .map(|_| ())
     }
 
     async fn remove_file(&self, path: &Path) -> Result<(), TransportError> {
@@ -457,8 +458,12 @@ mod tests {
         };
         let t = SshTransport::new(spec, "postgres");
         let env = [("PGPASSFILE".to_string(), "/home/p/.pgpass".to_string())];
-        let line = t.remote_command("root", &env, &argv(["pg_basebackup", "-w"]));
-        let line = String::from_utf8(line).unwrap();
+        let words = t.remote_argv("root", &env, &argv(["pg_basebackup", "-w"]));
+        let line = words
+            .iter()
+            .map(|w| w.to_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
         let unset: String = crate::transport::CALLER_ENV_REMOVED
             .iter()
             .map(|k| format!(" -u {k}"))
