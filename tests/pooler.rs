@@ -286,9 +286,7 @@ async fn a_pooler_killed_between_pause_and_resume_is_set_right_by_the_next_apply
         .await
         .unwrap();
     let log = w.stop().await;
-    let lost = pgtopo::demo::writer::lost_writes(&n2.host, n2.port, "postgres", &log)
-        .await
-        .unwrap();
+    let lost = support::scenario::lost_writes(&c, "n2", log.acks.iter().map(|(id, _)| *id));
     assert!(lost.is_empty(), "lost {lost:?}");
     let again = c.pgtopo(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
