@@ -220,11 +220,8 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
         return v;
     }
     let seen = super::observed_upstream(d, &x);
-    let DesiredRole::Standby { upstream } = &dn.role else {
-        // A candidate declared primary is still judged as the standby it is now.
-        return stalled(&x, o, name, seen.as_deref()).unwrap_or(Verdict::Other);
-    };
-    // Divergence and lost WAL are facts about the upstream the node follows now.
+    // Divergence and lost WAL are facts about the upstream the node follows now (a candidate
+    // declared primary is judged as the standby it is now, too).
     if let Some(seen) = seen.clone() {
         let uo = observed(o, &seen);
         if let Some(why) = diverged(&x, &uo, &seen) {
@@ -240,6 +237,9 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
             };
         }
     }
+    let DesiredRole::Standby { upstream } = &dn.role else {
+        return stalled(&x, o, name, seen.as_deref()).unwrap_or(Verdict::Other);
+    };
     if let Some(v) = stalled(&x, o, name, seen.as_deref()) {
         return v;
     }

@@ -408,11 +408,8 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     let block = hba::managed_block(d);
     for n in d.present() {
         let obs = observed(o, &n.name);
-        if !actionable(&obs) || needs_data(&obs) || (obs.hba.is_none() && !obs.reachable) {
-            continue;
-        }
-        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
-        if !hba::block_matches(seen, &block) {
+        let seen = hba::seen(&obs);
+        if hba::needs_write(&block, &obs) {
             let count = |k: usize| format!("{k} rules");
             out.push(Change {
                 address: format!("hba.{}", n.name),
