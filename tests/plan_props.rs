@@ -249,6 +249,11 @@ fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
         if !u.running || u.system_identifier != x.system_identifier {
             x.streaming = false;
         }
+        // A standby has only WAL its upstream sent: a crashed one is not past its upstream's end.
+        let up_end = pgtopo::diff::wal_end(u);
+        if !x.running && x.role == Some(Role::Standby) && up_end.is_some() && x.lsn > up_end {
+            x.lsn = up_end;
+        }
         if !u.data_dir.exists || u.data_dir.empty {
             x.wal_match = None;
             x.replay_stall = None;
