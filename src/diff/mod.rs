@@ -458,10 +458,11 @@ pub struct SyncMismatch {
     pub want: String,
 }
 
-/// Whether a primary's synchronous_standby_names (`have`) differs from the wanted one: the one
-/// comparison of synchronous sets (`sync_mismatch`, and the planner's after its own changes).
+/// Whether a primary's synchronous_standby_names (`have`) differs from the wanted one
+/// ([`crate::config::sync_names::same_set`]): used by `sync_mismatch`, the planner's
+/// `synchronous_set` rule and the plan's file diff.
 pub fn sync_differs(want: &str, have: &str) -> bool {
-    want.trim() != have.trim()
+    !crate::config::sync_names::same_set(want, have)
 }
 
 /// The synchronous set the topology asks for, against the primary's.

@@ -362,9 +362,7 @@ fn rejoin_after_promotion(
 /// How `x` joins `up` when nothing is promoted: it follows when it is on `up`'s timeline or
 /// stopped before the point where `up`'s history left `x`'s timeline.
 fn rejoin_by_timeline(x: &str, xo: &ObservedNode, up: &str, uo: &ObservedNode) -> Rejoin {
-    let tl = xo
-        .timeline
-        .or(xo.control.as_ref().map(|c| c.checkpoint_timeline));
+    let tl = xo.timeline();
     let (Some(tl), Some(utl)) = (tl, uo.timeline) else {
         return Rejoin::Follow {
             reason: format!("{x} and {up} share a timeline"),
@@ -608,8 +606,10 @@ impl PromotionContext<'_> {
             }
             Some(oo)
                 if oo.control.as_ref().is_some_and(|c| {
-                    c.cluster_state == "shut down"
-                        && replayed_past_checkpoint(self.cobs.replay_lsn, c.latest_checkpoint)
+                    crate::observe::shut_down_cleanly(
+                        &c.cluster_state,
+                        crate::observe::CleanAs::Primary,
+                    ) && replayed_past_checkpoint(self.cobs.replay_lsn, c.latest_checkpoint)
                 }) =>
             {
                 PromotionKind::FinishSwitchover {
@@ -952,9 +952,7 @@ fn past_primary_end(
 ) -> Option<Rejoin> {
     let p = &eff.primary().name;
     let po = observed(o, p);
-    let tl = xo
-        .timeline
-        .or(xo.control.as_ref().map(|c| c.checkpoint_timeline))?;
+    let tl = xo.timeline()?;
     if !po.running || po.timeline != Some(tl) {
         return None;
     }

@@ -304,7 +304,7 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                     .settings
                     .get("synchronous_standby_names")
                     .map(|s| s.value.clone());
-                if have.as_deref().unwrap_or("").trim() != want.trim() {
+                if diff::sync_differs(&want, have.as_deref().unwrap_or("")) {
                     diffs.push(diff::SettingDiff {
                         name: "synchronous_standby_names".into(),
                         before: have,
@@ -435,10 +435,8 @@ fn summary(
                 .fates
                 .iter()
                 .filter(|(n, f)| {
-                    matches!(
-                        f,
-                        Fate::Rejoin(Rejoin::Rewind { .. } | Rejoin::Clone { .. })
-                    ) && diff::observed(o, n).running
+                    f.replaces_data()
+                        && diff::observed(o, n).running
                         && diff::observed(o, n).role == Some(crate::observe::Role::Primary)
                 })
                 .map(|(n, _)| n)

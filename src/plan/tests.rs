@@ -584,14 +584,20 @@ fn bootstrap_builds_standbys_in_order() {
     assert_idempotent(&d, &o);
 }
 
-#[test]
-fn sync_set_waits_for_members_streaming() {
+/// desired3 with the quorum set ANY 1 (n2, n3).
+fn desired3_quorum() -> Desired {
     let mut d = desired3();
     d.replication.synchronous = Some(SyncSpec {
         mode: crate::config::SyncMode::Quorum,
         count: 1,
         standbys: vec!["n2".into(), "n3".into()],
     });
+    d
+}
+
+#[test]
+fn sync_set_waits_for_members_streaming() {
+    let d = desired3_quorum();
     let mut o = healthy(&desired3());
     *node_mut(&mut o, "n3") = ObservedNode {
         host_reachable: true,
@@ -1287,4 +1293,24 @@ fn replaying_a_switchover_ends_converged_and_a_missing_wait_is_caught() {
         matches!(e, super::ReplayError::BehindOldPrimary { .. }),
         "{e}"
     );
+}
+
+#[test]
+fn an_equivalent_spelling_of_the_synchronous_set_needs_nothing() {
+    let d = desired3_quorum();
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n1")
+        .settings
+        .get_mut("synchronous_standby_names")
+        .unwrap()
+        .value = "any 1 (n3, N2)".into();
+    assert!(plan(&d, &o).steps.is_empty());
+    assert!(plan(&d, &o).file_diffs.is_empty());
+    assert!(crate::diff::drift::drift(&d, &o).items.is_empty());
+    node_mut(&mut o, "n1")
+        .settings
+        .get_mut("synchronous_standby_names")
+        .unwrap()
+        .value = "FIRST 1 (n3, n2)".into();
+    assert!(!plan(&d, &o).steps.is_empty());
 }
