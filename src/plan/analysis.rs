@@ -892,9 +892,13 @@ fn standby_fate(
             return Fate::Rejoin(r);
         }
     }
-    // A standby of the old timeline whose WAL goes past the new fork point (in a switchover, one
-    // that received WAL the old primary never wrote).
+    // A standby of the old timeline whose WAL goes past the new fork point (in a switchover, a
+    // stopped one that received WAL the old primary never wrote; a running one streams what the
+    // old primary sends, and positions read at different moments under writes cannot be
+    // compared).
+    let planned = promotion.is_some_and(|p| !matches!(p.kind, PromotionKind::Failover { .. }));
     let on_new_branch = match decide_rejoin(x, up, o, promotion) {
+        _ if planned && xo.running => None,
         r @ (Rejoin::Rewind { .. } | Rejoin::Clone { .. }) => Some(r),
         Rejoin::Follow { .. } => None,
     };
@@ -942,8 +946,8 @@ fn follows_second_primary(
     })
 }
 
-/// A standby with WAL past the primary's end of WAL on the primary's timeline (it followed a
-/// node that diverged) cannot follow anyone of the primary's history: cloned again.
+/// A stopped standby with WAL past the primary's end of WAL on the primary's timeline (it
+/// followed a node that diverged) cannot follow anyone of the primary's history: cloned again.
 fn past_primary_end(
     eff: &Desired,
     o: &ObservedCluster,
@@ -953,7 +957,9 @@ fn past_primary_end(
     let p = &eff.primary().name;
     let po = observed(o, p);
     let tl = xo.timeline()?;
-    if !po.running || po.timeline != Some(tl) {
+    // Only a stopped standby's end is fixed: a running one's and the primary's are read at
+    // different moments, and under writes either may be ahead.
+    if xo.running || !po.running || po.timeline != Some(tl) {
         return None;
     }
     let (mine, theirs) = (known_wal_end(xo)?, wal_end(&po)?);

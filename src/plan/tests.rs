@@ -1314,3 +1314,20 @@ fn an_equivalent_spelling_of_the_synchronous_set_needs_nothing() {
         .value = "FIRST 1 (n3, n2)".into();
     assert!(!plan(&d, &o).steps.is_empty());
 }
+
+#[test]
+fn a_running_standby_read_ahead_of_its_primary_is_not_cloned() {
+    // Under writes a standby read after its primary can be ahead of what was read of it.
+    let mut d = desired3();
+    let mut o = healthy(&d);
+    let n3 = node_mut(&mut o, "n3");
+    n3.receive_lsn = Some(Lsn(0x3000100));
+    n3.replay_lsn = Some(Lsn(0x3000100));
+    assert!(plan(&d, &o).steps.is_empty());
+    set_primary(&mut d, "n2");
+    assert!(!lines(&plan(&d, &o)).iter().any(|l| l.starts_with("clone")));
+    // Stopped with that WAL, it has a history the primary does not: cloned again.
+    let d = desired3();
+    stop(&mut o, "n3", "shut down in recovery", 0x3000100, false);
+    assert!(lines(&plan(&d, &o)).contains(&"clone n3".to_string()));
+}
