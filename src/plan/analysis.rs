@@ -70,7 +70,7 @@ pub enum Fate {
     /// A stopped standby already configured for its upstream.
     Start,
     /// A standby configured for another upstream (or slot).
-    Repoint { from: Option<String> },
+    Repoint,
     /// No data directory (or another cluster's): clone.
     New { move_aside: bool, reason: String },
     /// Was primary, or has a history its upstream does not share.
@@ -829,7 +829,7 @@ fn check_upstreams_reachable(
         let verb = match fates.get(&n.name) {
             Some(Fate::New { .. }) | Some(Fate::Rejoin(Rejoin::Clone { .. })) => "clone",
             Some(Fate::Rejoin(_)) => "rejoin",
-            Some(Fate::Repoint { .. }) => "re-point",
+            Some(Fate::Repoint) => "re-point",
             Some(Fate::Start) => "start",
             _ => continue,
         };
@@ -915,7 +915,7 @@ fn standby_fate(
             Fate::Start
         }
     } else {
-        Fate::Repoint { from: cfg }
+        Fate::Repoint
     }
 }
 

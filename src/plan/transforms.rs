@@ -238,7 +238,7 @@ pub fn settings_rolling(c: &mut Ctx) {
 fn settings_change(c: &Ctx, name: &str) -> Option<SettingsChange> {
     if !matches!(
         c.fate(name),
-        Fate::Keep | Fate::Promote | Fate::Repoint { .. } | Fate::Rejoin(Rejoin::Follow { .. })
+        Fate::Keep | Fate::Promote | Fate::Repoint | Fate::Rejoin(Rejoin::Follow { .. })
     ) {
         return None;
     }
@@ -926,7 +926,7 @@ pub fn standbys(c: &mut Ctx) {
                 let deps = c.ready(&up);
                 start_streaming(c, &x, &up, &deps);
             }
-            Fate::Repoint { from } => repoint(c, &x, &up, from.as_deref()),
+            Fate::Repoint => repoint(c, &x, &up),
             Fate::New { move_aside, reason } => {
                 new_standby(c, &x, &up, move_aside, &reason);
             }
@@ -953,7 +953,7 @@ pub fn standbys(c: &mut Ctx) {
 
 /// Re-pointing a standby: the slot on the new upstream first, then primary_conninfo (reload on
 /// PostgreSQL 13 and later, restart on 12); the old slot is dropped last by `slot_cleanup`.
-pub fn repoint(c: &mut Ctx, x: &str, up: &str, from: Option<&str>) {
+pub fn repoint(c: &mut Ctx, x: &str, up: &str) {
     let ready = c.ready(up);
     let slot = create_slot(
         c,
@@ -979,7 +979,6 @@ pub fn repoint(c: &mut Ctx, x: &str, up: &str, from: Option<&str>) {
     } else {
         start_streaming(c, x, up, &[]);
     }
-    let _ = from;
 }
 
 /// New standby: .pgpass, clone from its upstream (slot created by pg_basebackup), its identity,
