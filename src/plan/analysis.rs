@@ -333,29 +333,41 @@ fn rejoin_after_promotion(
     };
     let fork = received(&co).max(caught_up).unwrap_or_default();
     let new_tl = co.timeline.map(|t| t + 1).unwrap_or(0);
+    rejoin_at_fork(x, xo, fork, new_tl, true, |_| {
+        format!("{x} has no WAL past the fork point {fork} of timeline {new_tl}")
+    })
+}
+
+/// The one rejoin rule at a fork point `fork` where timeline `tl` begins: `x` follows when its
+/// WAL ends at or before the fork (`follow` says why), else it is rewound or cloned; when its
+/// end is unknown it may be past the fork. `detail`: the reason says how far past.
+fn rejoin_at_fork(
+    x: &str,
+    xo: &ObservedNode,
+    fork: Lsn,
+    tl: u32,
+    detail: bool,
+    follow: impl FnOnce(Lsn) -> String,
+) -> Rejoin {
+    let past = format!("{x} has WAL past the fork point {fork} of timeline {tl}");
     // What the node has at least (its last checkpoint when it crashed).
     match (known_wal_end(xo), wal_end(xo)) {
-        (Some(e), _) if e <= fork => Rejoin::Follow {
-            reason: format!("{x} has no WAL past the fork point {fork} of timeline {new_tl}"),
-        },
-        (Some(e), _) => diverged(
+        (Some(e), _) if e <= fork => Rejoin::Follow { reason: follow(e) },
+        (Some(e), _) if detail => diverged(
             x,
             xo,
             Some(fork),
             format!(
-                "{x} has WAL past the fork point {fork} of timeline {new_tl} (up to {e}, {} more)",
+                "{past} (up to {e}, {} more)",
                 ByteSize::human(e.bytes_after(fork))
             ),
         ),
-        (None, Some(l)) if l > fork => diverged(
-            x,
-            xo,
-            Some(fork),
-            format!(
-                "{x} has WAL past the fork point {fork} of timeline {new_tl} (at least up to {l})"
-            ),
-        ),
-        (None, _) => may_be_past_fork(x, xo, fork, new_tl),
+        (None, Some(l)) if l > fork && detail => {
+            diverged(x, xo, Some(fork), format!("{past} (at least up to {l})"))
+        }
+        (Some(_), _) => diverged(x, xo, Some(fork), past),
+        (None, Some(l)) if l > fork => diverged(x, xo, Some(fork), past),
+        (None, _) => may_be_past_fork(x, xo, fork, tl),
     }
 }
 
@@ -384,27 +396,11 @@ fn rejoin_by_timeline(x: &str, xo: &ObservedNode, up: &str, uo: &ObservedNode) -
     };
     let fork = hist[pos].fork_lsn;
     let next_tl = hist.get(pos + 1).map(|f| f.timeline).unwrap_or(utl);
-    // What the node has at least (its last checkpoint when it crashed).
-    match (known_wal_end(xo), wal_end(xo)) {
-        (Some(e), _) if e <= fork => Rejoin::Follow {
-            reason: format!(
-                "{x} stopped at {e}, before the fork point {fork} of timeline {next_tl}: it can follow"
-            ),
-        },
-        (Some(_), _) => diverged(
-            x,
-            xo,
-            Some(fork),
-            format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
-        ),
-        (None, Some(l)) if l > fork => diverged(
-            x,
-            xo,
-            Some(fork),
-            format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
-        ),
-        (None, _) => may_be_past_fork(x, xo, fork, next_tl),
-    }
+    rejoin_at_fork(x, xo, fork, next_tl, false, |e| {
+        format!(
+            "{x} stopped at {e}, before the fork point {fork} of timeline {next_tl}: it can follow"
+        )
+    })
 }
 
 /// `x`'s end of WAL is unknown, so it may have WAL past the fork point of `timeline`.
