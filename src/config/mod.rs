@@ -31,6 +31,7 @@ pub mod rules;
 pub mod rules_tls;
 pub mod secret;
 pub mod structure;
+pub mod sync_names;
 pub mod write;
 pub mod yaml;
 

@@ -220,11 +220,8 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
         return v;
     }
     let seen = super::observed_upstream(d, &x);
-    let DesiredRole::Standby { upstream } = &dn.role else {
-        // A candidate declared primary is still judged as the standby it is now.
-        return stalled(&x, o, name, seen.as_deref()).unwrap_or(Verdict::Other);
-    };
-    // Divergence and lost WAL are facts about the upstream the node follows now.
+    // Divergence and lost WAL are facts about the upstream the node follows now (a candidate
+    // declared primary is judged as the standby it is now, too).
     if let Some(seen) = seen.clone() {
         let uo = observed(o, &seen);
         if let Some(why) = diverged(&x, &uo, &seen) {
@@ -240,6 +237,9 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
             };
         }
     }
+    let DesiredRole::Standby { upstream } = &dn.role else {
+        return stalled(&x, o, name, seen.as_deref()).unwrap_or(Verdict::Other);
+    };
     if let Some(v) = stalled(&x, o, name, seen.as_deref()) {
         return v;
     }
@@ -267,18 +267,13 @@ fn system_id(x: &ObservedNode) -> Option<String> {
         .or_else(|| x.control.as_ref().map(|c| c.system_identifier.clone()))
 }
 
-fn timeline(x: &ObservedNode) -> Option<u32> {
-    x.timeline
-        .or_else(|| x.control.as_ref().map(|c| c.checkpoint_timeline))
-}
-
 /// A node that is, or last was, a primary on the current primary's timeline.
 fn split_brain(x: &ObservedNode, p: &str, po: &ObservedNode) -> Option<Verdict> {
     if observed_role(x) != Some(Role::Primary) {
         return None;
     }
-    let tl = timeline(x)?;
-    if Some(tl) != timeline(po) {
+    let tl = x.timeline()?;
+    if Some(tl) != po.timeline() {
         return None;
     }
     Some(Verdict::SplitBrain {
@@ -293,7 +288,7 @@ fn split_brain(x: &ObservedNode, p: &str, po: &ObservedNode) -> Option<Verdict> 
 
 /// Why a standby on its upstream's timeline does not share the upstream's history.
 fn diverged(x: &ObservedNode, uo: &ObservedNode, up: &str) -> Option<String> {
-    if observed_role(x) != Some(Role::Standby) || timeline(x)? != timeline(uo)? {
+    if observed_role(x) != Some(Role::Standby) || x.timeline()? != uo.timeline()? {
         return None;
     }
     if let Some(st) = &x.replay_stall {

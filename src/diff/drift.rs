@@ -297,7 +297,7 @@ impl NodeFindings<'_> {
         let Some(h) = &x.hba else {
             return;
         };
-        if !hba::block_matches(h.managed_block.as_deref(), block) {
+        if hba::needs_write(block, x) {
             self.push(
                 DriftKind::HbaEdited,
                 format!("hba.{name}"),

@@ -5,6 +5,23 @@
 //! set), then the topology's `hba:` rules.
 
 use crate::config::{Desired, DesiredRole, HbaRule};
+use crate::observe::ObservedNode;
+
+/// Whether `obs`'s pg_hba.conf needs the managed block `block` written: its host can be acted
+/// on, it has a data directory, its pg_hba.conf is visible (read from the host, or the server
+/// answers), and the block differs. The one comparison behind the change, the drift finding, the
+/// file diff and the `write_hba` step (the plan adds the fate: [`crate::plan::analysis::hba_needs_write`]).
+pub fn needs_write(block: &[String], obs: &ObservedNode) -> bool {
+    if !super::actionable(obs) || super::needs_data(obs) || (obs.hba.is_none() && !obs.reachable) {
+        return false;
+    }
+    !block_matches(seen(obs), block)
+}
+
+/// The managed block `obs`'s pg_hba.conf holds, when it has one.
+pub fn seen(obs: &ObservedNode) -> Option<&[String]> {
+    obs.hba.as_ref().and_then(|h| h.managed_block.as_deref())
+}
 
 /// `127.0.0.1` → `127.0.0.1/32`, an IPv6 address → `/128`, a name or a CIDR unchanged.
 fn address(host: &str) -> String {

@@ -408,11 +408,8 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     let block = hba::managed_block(d);
     for n in d.present() {
         let obs = observed(o, &n.name);
-        if !actionable(&obs) || needs_data(&obs) || (obs.hba.is_none() && !obs.reachable) {
-            continue;
-        }
-        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
-        if !hba::block_matches(seen, &block) {
+        let seen = hba::seen(&obs);
+        if hba::needs_write(&block, &obs) {
             let count = |k: usize| format!("{k} rules");
             out.push(Change {
                 address: format!("hba.{}", n.name),
@@ -461,10 +458,11 @@ pub struct SyncMismatch {
     pub want: String,
 }
 
-/// Whether a primary's synchronous_standby_names (`have`) differs from the wanted one: the one
-/// comparison of synchronous sets (`sync_mismatch`, and the planner's after its own changes).
+/// Whether a primary's synchronous_standby_names (`have`) differs from the wanted one
+/// ([`crate::config::sync_names::same_set`]): used by `sync_mismatch`, the planner's
+/// `synchronous_set` rule and the plan's file diff.
 pub fn sync_differs(want: &str, have: &str) -> bool {
-    want.trim() != have.trim()
+    !crate::config::sync_names::same_set(want, have)
 }
 
 /// The synchronous set the topology asks for, against the primary's.

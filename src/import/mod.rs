@@ -48,7 +48,7 @@ pub mod discover;
 pub mod infer;
 pub mod local;
 pub mod probe;
-pub mod sync;
+pub use crate::config::sync_names as sync;
 pub mod write;
 
 use std::path::PathBuf;

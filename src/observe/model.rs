@@ -522,10 +522,37 @@ fn default_wal_segment_size() -> u64 {
     16 << 20
 }
 
+impl ObservedNode {
+    /// The node's timeline: from SQL, else (a stopped server) its last checkpoint's in the
+    /// control file. The one place that says where a timeline is read.
+    pub fn timeline(&self) -> Option<u32> {
+        self.timeline
+            .or_else(|| self.control.as_ref().map(|c| c.checkpoint_timeline))
+    }
+}
+
 impl ControlData {
     /// The server was shut down cleanly (as primary or as standby).
     pub fn shut_down_cleanly(&self) -> bool {
-        self.cluster_state == "shut down" || self.cluster_state == "shut down in recovery"
+        shut_down_cleanly(&self.cluster_state, CleanAs::Either)
+    }
+}
+
+/// The role a clean shutdown is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanAs {
+    /// `shut down`: a primary that wrote its shutdown checkpoint (a switchover's old primary).
+    Primary,
+    /// `shut down` or `shut down in recovery`: nothing to recover (before pg_rewind).
+    Either,
+}
+
+/// The one clean-shutdown predicate over a control file's cluster state (as pg_controldata
+/// words it).
+pub fn shut_down_cleanly(state: &str, as_: CleanAs) -> bool {
+    match as_ {
+        CleanAs::Primary => state == "shut down",
+        CleanAs::Either => state == "shut down" || state == "shut down in recovery",
     }
 }
 
@@ -534,4 +561,47 @@ impl ControlData {
 pub struct TimelineFork {
     pub timeline: u32,
     pub fork_lsn: Lsn,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clean_shutdown_as_what() {
+        assert!(shut_down_cleanly("shut down", CleanAs::Primary));
+        assert!(!shut_down_cleanly(
+            "shut down in recovery",
+            CleanAs::Primary
+        ));
+        assert!(shut_down_cleanly("shut down in recovery", CleanAs::Either));
+        assert!(shut_down_cleanly("shut down", CleanAs::Either));
+        for s in ["in production", "in archive recovery", "shutting down"] {
+            assert!(!shut_down_cleanly(s, CleanAs::Either), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_timeline_of_a_stopped_server_is_its_checkpoints() {
+        let mut x = ObservedNode {
+            timeline: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(x.timeline(), Some(3));
+        x.timeline = None;
+        assert_eq!(x.timeline(), None);
+        x.control = Some(ControlData {
+            system_identifier: "1".into(),
+            cluster_state: "shut down".into(),
+            latest_checkpoint: Lsn(0),
+            latest_checkpoint_redo: Lsn(0),
+            checkpoint_timeline: 2,
+            min_recovery_end: Lsn(0),
+            min_recovery_end_timeline: 0,
+            wal_log_hints: false,
+            data_checksums: false,
+            wal_segment_size: 16 << 20,
+        });
+        assert_eq!(x.timeline(), Some(2));
+    }
 }

@@ -70,7 +70,7 @@ pub enum Fate {
     /// A stopped standby already configured for its upstream.
     Start,
     /// A standby configured for another upstream (or slot).
-    Repoint { from: Option<String> },
+    Repoint,
     /// No data directory (or another cluster's): clone.
     New { move_aside: bool, reason: String },
     /// Was primary, or has a history its upstream does not share.
@@ -79,6 +79,31 @@ pub enum Fate {
     Deferred { why: String },
     /// `state: absent`.
     Retire,
+}
+
+impl Fate {
+    /// The node's data directory is rewritten from its upstream (pg_basebackup or pg_rewind):
+    /// what it holds now (its pg_hba.conf block, its slots, its replication state) is not what
+    /// it will hold. The one place that says which fates do.
+    pub fn replaces_data(&self) -> bool {
+        self.copies_data() || matches!(self, Fate::Rejoin(Rejoin::Rewind { .. }))
+    }
+
+    /// The node gets a fresh copy of its upstream (pg_basebackup): the source's configuration,
+    /// no slot of its own.
+    pub fn copies_data(&self) -> bool {
+        matches!(self, Fate::New { .. } | Fate::Rejoin(Rejoin::Clone { .. }))
+    }
+}
+
+/// Whether the plan writes the managed block of `obs`'s pg_hba.conf: [`crate::diff::hba::needs_write`],
+/// unless the node is deferred or gets a fresh copy of its upstream (whose block it copies). A
+/// rewound node keeps its own configuration, so its block is written. The one judge behind the
+/// `write_hba` step and the file diff the plan shows.
+pub fn hba_needs_write(d: &Desired, obs: &ObservedNode, fate: &Fate) -> bool {
+    !matches!(fate, Fate::Deferred { .. })
+        && !fate.copies_data()
+        && crate::diff::hba::needs_write(&crate::diff::hba::managed_block(d), obs)
 }
 
 /// The outcome of the analysis.
@@ -299,42 +324,57 @@ fn rejoin_after_promotion(
             PromotionKind::Failover { .. } => {}
         }
     }
-    // Forks at what the candidate has received when it is promoted.
+    // Forks at what the candidate has received when it is promoted: in a switchover, all the
+    // old primary wrote (the candidate catches up first).
     let co = observed(o, &p.candidate);
-    let fork = received(&co).unwrap_or_default();
+    let caught_up = match (&p.kind, p.old.as_deref()) {
+        (PromotionKind::Failover { .. }, _) | (_, None) => None,
+        (_, Some(old)) => wal_end(&observed(o, old)),
+    };
+    let fork = received(&co).max(caught_up).unwrap_or_default();
     let new_tl = co.timeline.map(|t| t + 1).unwrap_or(0);
+    rejoin_at_fork(x, xo, fork, new_tl, true, |_| {
+        format!("{x} has no WAL past the fork point {fork} of timeline {new_tl}")
+    })
+}
+
+/// The one rejoin rule at a fork point `fork` where timeline `tl` begins: `x` follows when its
+/// WAL ends at or before the fork (`follow` says why), else it is rewound or cloned; when its
+/// end is unknown it may be past the fork. `detail`: the reason says how far past.
+fn rejoin_at_fork(
+    x: &str,
+    xo: &ObservedNode,
+    fork: Lsn,
+    tl: u32,
+    detail: bool,
+    follow: impl FnOnce(Lsn) -> String,
+) -> Rejoin {
+    let past = format!("{x} has WAL past the fork point {fork} of timeline {tl}");
     // What the node has at least (its last checkpoint when it crashed).
     match (known_wal_end(xo), wal_end(xo)) {
-        (Some(e), _) if e <= fork => Rejoin::Follow {
-            reason: format!("{x} has no WAL past the fork point {fork} of timeline {new_tl}"),
-        },
-        (Some(e), _) => diverged(
+        (Some(e), _) if e <= fork => Rejoin::Follow { reason: follow(e) },
+        (Some(e), _) if detail => diverged(
             x,
             xo,
             Some(fork),
             format!(
-                "{x} has WAL past the fork point {fork} of timeline {new_tl} (up to {e}, {} more)",
+                "{past} (up to {e}, {} more)",
                 ByteSize::human(e.bytes_after(fork))
             ),
         ),
-        (None, Some(l)) if l > fork => diverged(
-            x,
-            xo,
-            Some(fork),
-            format!(
-                "{x} has WAL past the fork point {fork} of timeline {new_tl} (at least up to {l})"
-            ),
-        ),
-        (None, _) => may_be_past_fork(x, xo, fork, new_tl),
+        (None, Some(l)) if l > fork && detail => {
+            diverged(x, xo, Some(fork), format!("{past} (at least up to {l})"))
+        }
+        (Some(_), _) => diverged(x, xo, Some(fork), past),
+        (None, Some(l)) if l > fork => diverged(x, xo, Some(fork), past),
+        (None, _) => may_be_past_fork(x, xo, fork, tl),
     }
 }
 
 /// How `x` joins `up` when nothing is promoted: it follows when it is on `up`'s timeline or
 /// stopped before the point where `up`'s history left `x`'s timeline.
 fn rejoin_by_timeline(x: &str, xo: &ObservedNode, up: &str, uo: &ObservedNode) -> Rejoin {
-    let tl = xo
-        .timeline
-        .or(xo.control.as_ref().map(|c| c.checkpoint_timeline));
+    let tl = xo.timeline();
     let (Some(tl), Some(utl)) = (tl, uo.timeline) else {
         return Rejoin::Follow {
             reason: format!("{x} and {up} share a timeline"),
@@ -356,27 +396,11 @@ fn rejoin_by_timeline(x: &str, xo: &ObservedNode, up: &str, uo: &ObservedNode) -
     };
     let fork = hist[pos].fork_lsn;
     let next_tl = hist.get(pos + 1).map(|f| f.timeline).unwrap_or(utl);
-    // What the node has at least (its last checkpoint when it crashed).
-    match (known_wal_end(xo), wal_end(xo)) {
-        (Some(e), _) if e <= fork => Rejoin::Follow {
-            reason: format!(
-                "{x} stopped at {e}, before the fork point {fork} of timeline {next_tl}: it can follow"
-            ),
-        },
-        (Some(_), _) => diverged(
-            x,
-            xo,
-            Some(fork),
-            format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
-        ),
-        (None, Some(l)) if l > fork => diverged(
-            x,
-            xo,
-            Some(fork),
-            format!("{x} has WAL past the fork point {fork} of timeline {next_tl}"),
-        ),
-        (None, _) => may_be_past_fork(x, xo, fork, next_tl),
-    }
+    rejoin_at_fork(x, xo, fork, next_tl, false, |e| {
+        format!(
+            "{x} stopped at {e}, before the fork point {fork} of timeline {next_tl}: it can follow"
+        )
+    })
 }
 
 /// `x`'s end of WAL is unknown, so it may have WAL past the fork point of `timeline`.
@@ -569,6 +593,7 @@ impl PromotionContext<'_> {
     /// Why the candidate is promoted, or why it cannot be.
     fn kind(&self, verdict: &Verdict, notes: &mut Vec<String>) -> Result<PromotionKind, PlanError> {
         self.check_candidate_ready()?;
+        self.check_candidate_data(verdict)?;
         let oobs = self.old.map(|n| observed(self.o, n).into_owned());
         Ok(match &oobs {
             Some(oo) if oo.running && oo.reachable => {
@@ -577,8 +602,10 @@ impl PromotionContext<'_> {
             }
             Some(oo)
                 if oo.control.as_ref().is_some_and(|c| {
-                    c.cluster_state == "shut down"
-                        && replayed_past_checkpoint(self.cobs.replay_lsn, c.latest_checkpoint)
+                    crate::observe::shut_down_cleanly(
+                        &c.cluster_state,
+                        crate::observe::CleanAs::Primary,
+                    ) && replayed_past_checkpoint(self.cobs.replay_lsn, c.latest_checkpoint)
                 }) =>
             {
                 PromotionKind::FinishSwitchover {
@@ -611,15 +638,38 @@ impl PromotionContext<'_> {
         Ok(())
     }
 
-    /// A switchover needs a candidate that receives now, and whose replay no session blocks
-    /// (unless `switchover.cancel_conflicting_queries` cancels them).
+    /// The assessment's verdict on the candidate's data: a data directory of another system,
+    /// or a history that differs from its upstream's, is never promoted (the other nodes would
+    /// all have to be cloned from it).
+    fn check_candidate_data(&self, verdict: &Verdict) -> Result<(), PlanError> {
+        match verdict {
+            Verdict::Foreign { .. } | Verdict::Diverged { .. } => {
+                Err(PlanError::CandidateNotReady {
+                    candidate: self.candidate.to_string(),
+                    why: verdict.reason(self.candidate).unwrap_or_default(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A switchover needs a candidate that receives the old primary's WAL now (directly or
+    /// through a cascade), and whose replay no session blocks (unless
+    /// `switchover.cancel_conflicting_queries` cancels them).
     fn check_switchover_candidate(&self, verdict: &Verdict) -> Result<(), PlanError> {
         let candidate = self.candidate.to_string();
+        if let Some(old) = self.old {
+            if let Some(why) = not_fed_by(self.d, self.o, self.candidate, old) {
+                return Err(PlanError::CandidateNotReceiving { candidate, why });
+            }
+        }
         match verdict {
-            Verdict::NotReceiving { .. } => Err(PlanError::CandidateNotReceiving {
-                why: verdict.reason(self.candidate).unwrap_or_default(),
-                candidate,
-            }),
+            Verdict::NotReceiving { .. } | Verdict::SlotLost { .. } => {
+                Err(PlanError::CandidateNotReceiving {
+                    why: verdict.reason(self.candidate).unwrap_or_default(),
+                    candidate,
+                })
+            }
             Verdict::ReplayBlocked { .. } if !self.d.switchover.cancel_conflicting_queries => {
                 Err(PlanError::CandidateReplayBlocked {
                     why: verdict.reason(self.candidate).unwrap_or_default(),
@@ -775,7 +825,7 @@ fn check_upstreams_reachable(
         let verb = match fates.get(&n.name) {
             Some(Fate::New { .. }) | Some(Fate::Rejoin(Rejoin::Clone { .. })) => "clone",
             Some(Fate::Rejoin(_)) => "rejoin",
-            Some(Fate::Repoint { .. }) => "re-point",
+            Some(Fate::Repoint) => "re-point",
             Some(Fate::Start) => "start",
             _ => continue,
         };
@@ -830,19 +880,23 @@ fn standby_fate(
     if was_primary || promotion.is_some_and(|p| p.old.as_deref() == Some(x)) || old == Some(x) {
         return Fate::Rejoin(decide_rejoin(x, up, o, promotion));
     }
-    // A standby of the old timeline whose WAL goes past the new fork point.
-    let on_new_branch = match promotion {
-        Some(p) if matches!(p.kind, PromotionKind::Failover { .. }) => {
-            match decide_rejoin(x, up, o, promotion) {
-                r @ (Rejoin::Rewind { .. } | Rejoin::Clone { .. }) => Some(r),
-                Rejoin::Follow { .. } => None,
-            }
+    if let Some(r) = follows_second_primary(eff, o, x, &xo, old) {
+        return Fate::Rejoin(r);
+    }
+    if promotion.is_none() {
+        if let Some(r) = past_primary_end(eff, o, x, &xo) {
+            return Fate::Rejoin(r);
         }
-        Some(_) => None,
-        None => match decide_rejoin(x, up, o, None) {
-            r @ (Rejoin::Rewind { .. } | Rejoin::Clone { .. }) => Some(r),
-            Rejoin::Follow { .. } => None,
-        },
+    }
+    // A standby of the old timeline whose WAL goes past the new fork point (in a switchover, a
+    // stopped one that received WAL the old primary never wrote; a running one streams what the
+    // old primary sends, and positions read at different moments under writes cannot be
+    // compared).
+    let planned = promotion.is_some_and(|p| !matches!(p.kind, PromotionKind::Failover { .. }));
+    let on_new_branch = match decide_rejoin(x, up, o, promotion) {
+        _ if planned && xo.running => None,
+        r @ (Rejoin::Rewind { .. } | Rejoin::Clone { .. }) => Some(r),
+        Rejoin::Follow { .. } => None,
     };
     if let Some(r) = on_new_branch {
         return Fate::Rejoin(r);
@@ -857,6 +911,82 @@ fn standby_fate(
             Fate::Start
         }
     } else {
-        Fate::Repoint { from: cfg }
+        Fate::Repoint
     }
+}
+
+/// A standby that streams from a second primary on the primary's timeline receives that node's
+/// writes until it is fenced: its history forks from the primary's on one timeline, which
+/// pg_rewind cannot repair, so it is cloned again like its upstream.
+fn follows_second_primary(
+    eff: &Desired,
+    o: &ObservedCluster,
+    x: &str,
+    xo: &ObservedNode,
+    old: Option<&str>,
+) -> Option<Rejoin> {
+    let up = observed_upstream(eff, xo).filter(|_| xo.streaming)?;
+    let uo = observed(o, &up);
+    let primary = old.unwrap_or(&eff.primary().name);
+    let po = observed(o, primary);
+    let second = up != primary
+        && uo.running
+        && uo.role == Some(Role::Primary)
+        && uo.timeline.is_some()
+        && uo.timeline == po.timeline;
+    second.then(|| Rejoin::Clone {
+        reason: format!(
+            "{x} streams from {up}, a second primary on timeline {}: it holds {up}'s writes past the fork, which pg_rewind cannot undo on one timeline",
+            uo.timeline.unwrap_or_default()
+        ),
+    })
+}
+
+/// A stopped standby with WAL past the primary's end of WAL on the primary's timeline (it
+/// followed a node that diverged) cannot follow anyone of the primary's history: cloned again.
+fn past_primary_end(
+    eff: &Desired,
+    o: &ObservedCluster,
+    x: &str,
+    xo: &ObservedNode,
+) -> Option<Rejoin> {
+    let p = &eff.primary().name;
+    let po = observed(o, p);
+    let tl = xo.timeline()?;
+    // Only a stopped standby's end is fixed: a running one's and the primary's are read at
+    // different moments, and under writes either may be ahead.
+    if xo.running || !po.running || po.timeline != Some(tl) {
+        return None;
+    }
+    let (mine, theirs) = (known_wal_end(xo)?, wal_end(&po)?);
+    (mine > theirs).then(|| Rejoin::Clone {
+        reason: format!(
+            "{x} has WAL up to {mine}, past {p}'s (the primary's) end of WAL {theirs} on the same timeline"
+        ),
+    })
+}
+
+/// Why `node` does not receive `from`'s WAL: the chain of upstreams it streams from (as
+/// observed) does not reach `from`. `None`: it does.
+pub fn not_fed_by(d: &Desired, o: &ObservedCluster, node: &str, from: &str) -> Option<String> {
+    let system = observed(o, from).system_identifier.clone();
+    let mut at = node.to_string();
+    for _ in 0..=o.nodes.len() {
+        let x = observed(o, &at);
+        let up = crate::diff::observed_upstream(d, &x)
+            .filter(|_| x.streaming && x.system_identifier == system);
+        match up {
+            Some(u) if u == from => return None,
+            Some(u) => at = u,
+            None => break,
+        }
+    }
+    Some(format!(
+        "{node} does not receive {from}'s WAL: it streams from {}",
+        if at == node {
+            "nothing".to_string()
+        } else {
+            at
+        }
+    ))
 }

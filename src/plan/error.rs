@@ -145,13 +145,6 @@ pub enum PlanError {
     #[diagnostic(code(pgtopo::plan::unknown_node))]
     UnknownNode { node: String },
 
-    #[error("topology.yaml sets wal_level=minimal on {node}, which feeds standbys")]
-    #[diagnostic(
-        code(pgtopo::plan::wal_level_minimal),
-        help("a primary with wal_level=minimal cannot feed a standby: set wal_level to replica or logical")
-    )]
-    WalLevelMinimal { node: String },
-
     #[error(transparent)]
     #[diagnostic(transparent)]
     Upgrade(#[from] super::upgrade::UpgradeError),

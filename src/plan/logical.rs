@@ -209,7 +209,7 @@ fn drop_unsynced(c: &mut Ctx, x: &str) {
 fn slot_list_setting(c: &mut Ctx, x: &str) {
     if !matches!(
         c.fate(x),
-        Fate::Keep | Fate::Promote | Fate::Repoint { .. } | Fate::Rejoin(Rejoin::Follow { .. })
+        Fate::Keep | Fate::Promote | Fate::Repoint | Fate::Rejoin(Rejoin::Follow { .. })
     ) {
         // A copied node gets its own settings with the copy (own_settings_after_copy).
         return;

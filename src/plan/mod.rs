@@ -25,6 +25,7 @@ pub mod model;
 pub mod picture;
 pub mod poolers;
 pub mod prepared;
+pub mod replay;
 pub mod transforms;
 pub mod upgrade;
 pub mod wire;
@@ -33,6 +34,7 @@ pub use end_state::expected_end_state;
 pub use error::PlanError;
 pub use fingerprint::fingerprint;
 pub use model::*;
+pub use replay::{replay, replay_steps, ReplayError};
 pub use wire::PLAN_FORMAT_VERSION;
 
 use crate::config::{Desired, DesiredRole};
@@ -275,25 +277,23 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
     let block = diff::hba::managed_block(d);
     for n in d.present() {
         let obs = diff::observed(o, &n.name);
-        let fate = a.fates.get(&n.name);
-        if matches!(fate, Some(Fate::Deferred { .. })) || !diff::actionable(&obs) {
+        let fate = a.fates.get(&n.name).unwrap_or(&Fate::Keep);
+        if matches!(fate, Fate::Deferred { .. }) || !diff::actionable(&obs) {
             continue;
         }
-        if !diff::needs_data(&obs) && (obs.hba.is_some() || obs.reachable) {
-            let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
-            if !diff::hba::block_matches(seen, &block) {
-                out.push(FileDiff {
-                    node: n.name.clone(),
-                    path: obs
-                        .hba
-                        .as_ref()
-                        .map(|h| h.path.clone())
-                        .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
-                    first_line: obs.hba.as_ref().and_then(|h| h.block_line),
-                    before: seen.map(crate::observe::managed_text).unwrap_or_default(),
-                    after: crate::observe::managed_text(&block),
-                });
-            }
+        if analysis::hba_needs_write(d, &obs, fate) {
+            let seen = diff::hba::seen(&obs);
+            out.push(FileDiff {
+                node: n.name.clone(),
+                path: obs
+                    .hba
+                    .as_ref()
+                    .map(|h| h.path.clone())
+                    .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
+                first_line: obs.hba.as_ref().and_then(|h| h.block_line),
+                before: seen.map(crate::observe::managed_text).unwrap_or_default(),
+                after: crate::observe::managed_text(&block),
+            });
         }
         if obs.reachable {
             let mut diffs = diff::setting_diffs(d, o, &n.name);
@@ -304,7 +304,7 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                     .settings
                     .get("synchronous_standby_names")
                     .map(|s| s.value.clone());
-                if have.as_deref().unwrap_or("").trim() != want.trim() {
+                if diff::sync_differs(&want, have.as_deref().unwrap_or("")) {
                     diffs.push(diff::SettingDiff {
                         name: "synchronous_standby_names".into(),
                         before: have,
@@ -435,10 +435,8 @@ fn summary(
                 .fates
                 .iter()
                 .filter(|(n, f)| {
-                    matches!(
-                        f,
-                        Fate::Rejoin(Rejoin::Rewind { .. } | Rejoin::Clone { .. })
-                    ) && diff::observed(o, n).running
+                    f.replaces_data()
+                        && diff::observed(o, n).running
                         && diff::observed(o, n).role == Some(crate::observe::Role::Primary)
                 })
                 .map(|(n, _)| n)

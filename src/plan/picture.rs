@@ -59,11 +59,9 @@ pub enum Mark {
 /// The names in a synchronous_standby_names value (`ANY 1 ("n2", n3)`, `FIRST 2 (a, b)`,
 /// `a, b`) that are declared nodes.
 fn sync_names(value: &str, d: &Desired) -> BTreeSet<String> {
-    value
-        .split(|c: char| c == ',' || c == '(' || c == ')' || c.is_whitespace())
-        .map(|t| t.trim_matches('"'))
-        .filter(|t| d.nodes.contains_key(*t))
-        .map(str::to_string)
+    crate::config::sync_names::members(value)
+        .into_iter()
+        .filter(|t| d.nodes.contains_key(t))
         .collect()
 }
 

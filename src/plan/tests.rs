@@ -584,14 +584,20 @@ fn bootstrap_builds_standbys_in_order() {
     assert_idempotent(&d, &o);
 }
 
-#[test]
-fn sync_set_waits_for_members_streaming() {
+/// desired3 with the quorum set ANY 1 (n2, n3).
+fn desired3_quorum() -> Desired {
     let mut d = desired3();
     d.replication.synchronous = Some(SyncSpec {
         mode: crate::config::SyncMode::Quorum,
         count: 1,
         standbys: vec!["n2".into(), "n3".into()],
     });
+    d
+}
+
+#[test]
+fn sync_set_waits_for_members_streaming() {
+    let d = desired3_quorum();
     let mut o = healthy(&desired3());
     *node_mut(&mut o, "n3") = ObservedNode {
         host_reachable: true,
@@ -1188,4 +1194,140 @@ fn a_failover_cancels_what_blocks_the_candidates_replay_before_promoting() {
         cu.action
     );
     assert!(cu.description.contains("pid 4242"), "{}", cu.description);
+}
+
+#[test]
+fn rewound_node_gets_the_hba_block_the_plan_shows() {
+    // pg_rewind keeps the node's own pg_hba.conf: the diff shown and the write_hba step agree.
+    let (d, mut o) = crashed_primary();
+    let x = node_mut(&mut o, "n1");
+    x.host_reachable = true;
+    if let Some(h) = &mut x.hba {
+        h.managed_block = Some(vec!["host all all 0.0.0.0/0 trust".into()]);
+    }
+    let p = build(&d, &o, &consent()).unwrap();
+    step(&p, "rewind", "n1");
+    let w = step(&p, "write_hba", "n1");
+    assert!(p
+        .file_diffs
+        .iter()
+        .any(|f| f.node == "n1" && f.path.ends_with("pg_hba.conf")));
+    assert!(before(&p, w.id, step(&p, "start", "n1").id));
+}
+
+#[test]
+fn fates_that_replace_the_data_directory() {
+    use analysis::{Fate, Rejoin};
+    let clone = Fate::Rejoin(Rejoin::Clone { reason: "x".into() });
+    let rewind = Fate::Rejoin(Rejoin::Rewind { reason: "x".into() });
+    let new = Fate::New {
+        move_aside: false,
+        reason: "x".into(),
+    };
+    for f in [&clone, &rewind, &new] {
+        assert!(f.replaces_data(), "{f:?}");
+    }
+    assert!(clone.copies_data() && new.copies_data() && !rewind.copies_data());
+    for f in [Fate::Keep, Fate::Start, Fate::Promote, Fate::StartPrimary] {
+        assert!(!f.replaces_data() && !f.copies_data(), "{f:?}");
+    }
+}
+
+#[test]
+fn a_candidate_of_another_system_or_diverged_is_not_promoted() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let mut o = healthy(&desired3());
+    node_mut(&mut o, "n2").system_identifier = Some("7399999999999999999".into());
+    let e = build(&d, &o, &consent()).unwrap_err();
+    assert!(matches!(e, PlanError::CandidateNotReady { .. }), "{e:?}");
+    let mut o = healthy(&desired3());
+    node_mut(&mut o, "n2").wal_match = Some(crate::observe::WalMatch {
+        at: Lsn(0x3000060),
+        upstream_end: Lsn(0x3000060),
+        bytes: 256,
+        matches: Some(false),
+    });
+    let e = build(&d, &o, &consent()).unwrap_err();
+    assert!(matches!(e, PlanError::CandidateNotReady { .. }), "{e:?}");
+}
+
+#[test]
+fn a_switchover_candidate_must_receive_the_old_primarys_wal() {
+    // n3 streams from n2, which streams from nothing: n3 never gets n1's last WAL.
+    let mut d = desired3();
+    set_primary(&mut d, "n3");
+    let mut o = healthy(&desired3());
+    node_mut(&mut o, "n2").streaming = false;
+    let n3 = node_mut(&mut o, "n3");
+    n3.upstream = Some("n2".into());
+    let e = build(&d, &o, &consent()).unwrap_err();
+    assert!(
+        matches!(&e, PlanError::CandidateNotReceiving { why, .. } if why.contains("does not receive n1's WAL")),
+        "{e:?}"
+    );
+    assert_eq!(
+        analysis::not_fed_by(&d, &healthy(&desired3()), "n3", "n1"),
+        None
+    );
+}
+
+#[test]
+fn replaying_a_switchover_ends_converged_and_a_missing_wait_is_caught() {
+    let mut d = desired3();
+    set_primary(&mut d, "n2");
+    let o = healthy(&desired3());
+    let p = plan(&d, &o);
+    let end = super::replay(&d, &o, &p).unwrap();
+    assert_eq!(end.nodes["n2"].role, Some(Role::Primary));
+    assert!(crate::diff::drift::drift(&d, &end).items.is_empty());
+    assert!(build(&d, &end, &consent()).unwrap().steps.is_empty());
+    let steps: Vec<Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.action.kind() != "wait_replay")
+        .cloned()
+        .collect();
+    let e = super::replay_steps(&d, &o, &steps).unwrap_err();
+    assert!(
+        matches!(e, super::ReplayError::BehindOldPrimary { .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_equivalent_spelling_of_the_synchronous_set_needs_nothing() {
+    let d = desired3_quorum();
+    let mut o = healthy(&d);
+    node_mut(&mut o, "n1")
+        .settings
+        .get_mut("synchronous_standby_names")
+        .unwrap()
+        .value = "any 1 (n3, N2)".into();
+    assert!(plan(&d, &o).steps.is_empty());
+    assert!(plan(&d, &o).file_diffs.is_empty());
+    assert!(crate::diff::drift::drift(&d, &o).items.is_empty());
+    node_mut(&mut o, "n1")
+        .settings
+        .get_mut("synchronous_standby_names")
+        .unwrap()
+        .value = "FIRST 1 (n3, n2)".into();
+    assert!(!plan(&d, &o).steps.is_empty());
+}
+
+#[test]
+fn a_running_standby_read_ahead_of_its_primary_is_not_cloned() {
+    // Under writes a standby read after its primary can be ahead of what was read of it.
+    let mut d = desired3();
+    let mut o = healthy(&d);
+    let n3 = node_mut(&mut o, "n3");
+    n3.receive_lsn = Some(Lsn(0x3000100));
+    n3.replay_lsn = Some(Lsn(0x3000100));
+    assert!(plan(&d, &o).steps.is_empty());
+    set_primary(&mut d, "n2");
+    assert!(!lines(&plan(&d, &o)).iter().any(|l| l.starts_with("clone")));
+    // Stopped with that WAL, it has a history the primary does not: cloned again.
+    let d = desired3();
+    stop(&mut o, "n3", "shut down in recovery", 0x3000100, false);
+    assert!(lines(&plan(&d, &o)).contains(&"clone n3".to_string()));
 }

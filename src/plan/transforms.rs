@@ -74,9 +74,11 @@ impl<'a> Ctx<'a> {
             stopped: HashSet::new(),
             retire_stop: HashMap::new(),
             restarts: BTreeSet::new(),
+            // The slots that will still be there: a fresh copy has none of its own.
             slot_index: o
                 .nodes
                 .iter()
+                .filter(|(h, _)| !a.fates.get(*h).is_some_and(Fate::copies_data))
                 .flat_map(|(h, x)| x.slots.iter().map(move |s| (h.clone(), s.clone())))
                 .collect(),
         }
@@ -148,21 +150,8 @@ pub fn hba_managed_block(c: &mut Ctx) {
     let block = diff::hba::managed_block(c.eff);
     for n in c.eff.present() {
         let fate = c.fate(&n.name);
-        if matches!(
-            fate,
-            Fate::New { .. }
-                | Fate::Deferred { .. }
-                | Fate::Rejoin(Rejoin::Clone { .. })
-                | Fate::Rejoin(Rejoin::Rewind { .. })
-        ) {
-            continue;
-        }
         let obs = observed(c.o, &n.name);
-        if !diff::actionable(&obs) || (obs.hba.is_none() && !obs.reachable) {
-            continue;
-        }
-        let seen = obs.hba.as_ref().and_then(|h| h.managed_block.as_deref());
-        if diff::hba::block_matches(seen, &block) {
+        if !super::analysis::hba_needs_write(c.eff, &obs, fate) {
             continue;
         }
         let mut last = c.dag.add(
@@ -249,7 +238,7 @@ pub fn settings_rolling(c: &mut Ctx) {
 fn settings_change(c: &Ctx, name: &str) -> Option<SettingsChange> {
     if !matches!(
         c.fate(name),
-        Fate::Keep | Fate::Promote | Fate::Repoint { .. } | Fate::Rejoin(Rejoin::Follow { .. })
+        Fate::Keep | Fate::Promote | Fate::Repoint | Fate::Rejoin(Rejoin::Follow { .. })
     ) {
         return None;
     }
@@ -495,10 +484,8 @@ fn slots_before_promotion(c: &mut Ctx, cand: &str, old: &str) -> Vec<Idx> {
         .eff
         .downstreams_of(cand)
         .filter(|n| {
-            !matches!(
-                c.fate(&n.name),
-                Fate::Deferred { .. } | Fate::New { .. } | Fate::Rejoin(Rejoin::Clone { .. })
-            )
+            let f = c.fate(&n.name);
+            !(matches!(f, Fate::Deferred { .. }) || f.copies_data())
         })
         .map(|n| n.name.clone())
         .collect();
@@ -691,10 +678,7 @@ fn promotion_reason(kind: &PromotionKind, old: &str) -> String {
 
 /// The replication role, created on the primary when the plan builds a standby.
 pub fn replication_role(c: &mut Ctx) {
-    let builds =
-        c.a.fates
-            .values()
-            .any(|f| matches!(f, Fate::New { .. } | Fate::Rejoin(Rejoin::Clone { .. })));
+    let builds = c.a.fates.values().any(Fate::copies_data);
     if !builds {
         return;
     }
@@ -823,10 +807,12 @@ fn stop_if_running(c: &mut Ctx, x: &str, why: &str, deps: &[Idx]) {
 /// A standby's slot on `up` that can no longer serve it (`lost`) is dropped before the clone
 /// re-creates it.
 fn drop_lost_slot(c: &mut Ctx, x: &str, up: &str, deps: &[Idx]) -> Option<Idx> {
-    let lost = observed(c.o, up)
-        .replication_slots
-        .iter()
-        .any(|s| s.name == x && s.wal_status.as_deref() == Some("lost"));
+    // A fresh copy of `up` has no slot to drop.
+    let lost = !c.fate(up).copies_data()
+        && observed(c.o, up)
+            .replication_slots
+            .iter()
+            .any(|s| s.name == x && s.wal_status.as_deref() == Some("lost"));
     lost.then(|| {
         c.dag.add(
             up,
@@ -927,12 +913,20 @@ pub fn standbys(c: &mut Ctx) {
             DesiredRole::Standby { upstream } => upstream.clone(),
             _ => continue,
         };
-        match c.fate(&x).clone() {
+        let fate = c.fate(&x).clone();
+        if matches!(fate, Fate::Keep | Fate::Start) && c.fate(&up).copies_data() {
+            // Its upstream is cloned again: the slot it streams through goes with the old
+            // directory.
+            let ready = c.ready(&up);
+            let desc = format!("slot {x} for {x} (on the new copy of {up})");
+            create_slot(c, &up, &x, desc, &ready);
+        }
+        match fate {
             Fate::Start => {
                 let deps = c.ready(&up);
                 start_streaming(c, &x, &up, &deps);
             }
-            Fate::Repoint { from } => repoint(c, &x, &up, from.as_deref()),
+            Fate::Repoint => repoint(c, &x, &up),
             Fate::New { move_aside, reason } => {
                 new_standby(c, &x, &up, move_aside, &reason);
             }
@@ -959,7 +953,7 @@ pub fn standbys(c: &mut Ctx) {
 
 /// Re-pointing a standby: the slot on the new upstream first, then primary_conninfo (reload on
 /// PostgreSQL 13 and later, restart on 12); the old slot is dropped last by `slot_cleanup`.
-pub fn repoint(c: &mut Ctx, x: &str, up: &str, from: Option<&str>) {
+pub fn repoint(c: &mut Ctx, x: &str, up: &str) {
     let ready = c.ready(up);
     let slot = create_slot(
         c,
@@ -985,7 +979,6 @@ pub fn repoint(c: &mut Ctx, x: &str, up: &str, from: Option<&str>) {
     } else {
         start_streaming(c, x, up, &[]);
     }
-    let _ = from;
 }
 
 /// New standby: .pgpass, clone from its upstream (slot created by pg_basebackup), its identity,
@@ -1188,13 +1181,8 @@ pub fn slot_cleanup(c: &mut Ctx) {
         if hd.role == DesiredRole::Absent || !ho.reachable {
             continue;
         }
-        if matches!(
-            c.fate(holder),
-            Fate::New { .. }
-                | Fate::Deferred { .. }
-                | Fate::Rejoin(Rejoin::Clone { .. })
-                | Fate::Rejoin(Rejoin::Rewind { .. })
-        ) {
+        let fate = c.fate(holder);
+        if matches!(fate, Fate::Deferred { .. }) || fate.replaces_data() {
             continue;
         }
         let infos: HashMap<&str, &crate::observe::ObservedSlot> = ho

@@ -43,6 +43,10 @@ pub struct StatusDoc<'a> {
     pub cluster: &'a str,
     pub observed_at: &'a str,
     pub nodes: BTreeMap<&'a str, StatusNode<'a>>,
+    /// Every declared pooler as observed (where its databases route, whether they are paused),
+    /// as in `observe`; absent without poolers.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub poolers: &'a BTreeMap<String, crate::pooler::ObservedPooler>,
 }
 
 /// `status --format json`.
@@ -81,6 +85,7 @@ pub fn doc<'a>(desired: &'a Desired, obs: &'a ObservedCluster) -> StatusDoc<'a> 
         cluster: &obs.cluster,
         observed_at: &obs.observed_at,
         nodes,
+        poolers: &obs.poolers,
     }
 }
 
@@ -667,5 +672,20 @@ n1  primary  127.0.0.1:5432  timeline 1  lsn 0/3000060  PG 15.4
         assert_eq!(n2["lsn"], "0/3000060");
         assert_eq!(v["nodes"]["n4"]["reachable"], false);
         assert_eq!(v["nodes"]["n4"]["declared_upstream"], "n1");
+        assert!(v.get("poolers").is_none(), "no poolers, no key");
+    }
+
+    #[test]
+    fn json_carries_the_poolers_as_observe_does() {
+        let mut o = observed();
+        o.poolers.insert(
+            "pgb".into(),
+            crate::pooler::ObservedPooler {
+                reachable: true,
+                ..Default::default()
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&desired(), &o)).unwrap();
+        assert_eq!(v["poolers"]["pgb"]["reachable"], true);
     }
 }

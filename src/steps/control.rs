@@ -31,7 +31,7 @@ pub struct ControlSnapshot {
 impl ControlSnapshot {
     /// Shut down cleanly as a primary.
     pub fn shut_down(&self) -> bool {
-        self.state == "shut down"
+        crate::observe::shut_down_cleanly(&self.state, crate::observe::CleanAs::Primary)
     }
 }
 

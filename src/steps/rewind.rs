@@ -192,9 +192,9 @@ async fn recover_if_unclean(
     n: &DesiredNode,
 ) -> Result<Option<control::ControlSnapshot>, StepError> {
     let ctl = control::read(ctx, node).await.ok();
-    let clean = ctl
-        .as_ref()
-        .is_some_and(|c| c.state == "shut down" || c.state == "shut down in recovery");
+    let clean = ctl.as_ref().is_some_and(|c| {
+        crate::observe::shut_down_cleanly(&c.state, crate::observe::CleanAs::Either)
+    });
     if clean {
         return Ok(ctl);
     }

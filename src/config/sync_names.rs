@@ -1,6 +1,36 @@
-//! Reading `synchronous_standby_names` back into the topology's `replication.synchronous`.
+//! Reading `synchronous_standby_names` back into the topology's `replication.synchronous`: the
+//! one parser of the value (import reads the set from it, diff compares sets with it, the plan's
+//! picture names the members with it), and the one comparison of two sets ([`same_set`]).
+//! Unquoted names are lower-cased, as PostgreSQL folds them.
 
 use crate::config::{SyncMode, SyncSpec};
+
+/// Whether two synchronous_standby_names values ask for the same set: the same method, count and
+/// names (in order for `FIRST`, in any order for `ANY`). A value the parser cannot read is
+/// compared as text.
+pub fn same_set(a: &str, b: &str) -> bool {
+    match (parse_sync_names(a), parse_sync_names(b)) {
+        (Ok(x), Ok(y)) => normal(x) == normal(y),
+        _ => a.trim() == b.trim(),
+    }
+}
+
+fn normal(s: Option<SyncSpec>) -> Option<SyncSpec> {
+    s.map(|mut s| {
+        if s.mode == SyncMode::Quorum {
+            s.standbys.sort();
+        }
+        s
+    })
+}
+
+/// The member names of a value, lower-cased unless quoted (empty when it cannot be read).
+pub fn members(value: &str) -> Vec<String> {
+    match parse_sync_names(value) {
+        Ok(Some(s)) => s.standbys,
+        _ => Vec::new(),
+    }
+}
 
 /// Parse `ANY n (a, b)`, `FIRST n (a, b)`, `n (a, b)` and the bare list `a, b` (PostgreSQL's
 /// `FIRST 1`). Names may be double-quoted. `None` for an empty value; `Err` for what the
@@ -67,6 +97,18 @@ mod tests {
             standbys: s.iter().map(|x| x.to_string()).collect(),
         });
         assert_eq!(got, want, "{v}");
+    }
+
+    #[test]
+    fn one_set_in_two_spellings() {
+        assert!(same_set(r#"ANY 1 ("n2", "n3")"#, "any 1 (N3, n2)"));
+        assert!(same_set(" FIRST 1 (n2) ", r#"FIRST 1 ("n2")"#));
+        assert!(same_set("n2", "FIRST 1 (n2)"));
+        assert!(!same_set("FIRST 1 (n2, n3)", "FIRST 1 (n3, n2)"));
+        assert!(!same_set("ANY 1 (n2)", "FIRST 1 (n2)"));
+        assert!(!same_set("", "n2"));
+        assert!(same_set("", "  "));
+        assert_eq!(members(r#"ANY 1 ("N2", N3)"#), vec!["N2", "n3"]);
     }
 
     #[test]
