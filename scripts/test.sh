@@ -187,7 +187,14 @@ faults_bin=$(printf '%s\n' "${test_bins[@]}" | grep '/faults-' | head -n1)
 for major in 15 17; do
     log "fault suite on PostgreSQL $major"
     t0=$(date +%s)
-    PGTOPO_TEST_BIN_DIR=${BIN[$major]} "$faults_bin" || { echo "the fault suite failed on PostgreSQL $major" >&2; exit 1; }
+    out=$(mktemp)
+    if ! PGTOPO_TEST_BIN_DIR=${BIN[$major]} "$faults_bin" --nocapture >"$out" 2>&1; then
+        tail -n 200 "$out"; rm -f "$out"
+        echo "the fault suite failed on PostgreSQL $major" >&2; exit 1
+    fi
+    # Each case's line: what pgtopo did and how long writes were unavailable.
+    grep -E '^faults \(bound|writes unavailable;|^test result' "$out" || true
+    rm -f "$out"
     echo "--- faults on $major: $(( $(date +%s) - t0 )) s"
 done
 
