@@ -148,3 +148,35 @@ pub async fn wal_free_bytes(ctx: &StepContext, node: &str) -> Result<u64, StepEr
         .map(|kb| kb * 1024)
         .ok_or_else(|| StepError::new(format!("{node}: df printed no free space: {text}")))
 }
+
+/// When the topology has a connect password: a temporary 0600 passfile beside `n`'s data
+/// directory (`<data_dir>.pgtopo-<purpose>.pgpass`) with the entry for `connect.user` at `to`,
+/// for a tool run on `n`'s host through `PGPASSFILE` (never argv or environment). The caller
+/// removes it after the tool ran.
+pub async fn connect_passfile(
+    ctx: &StepContext,
+    n: &crate::config::DesiredNode,
+    to: &crate::config::DesiredNode,
+    purpose: &str,
+) -> Result<Option<PathBuf>, StepError> {
+    let Some(r) = &ctx.desired.connect.password else {
+        return Ok(None);
+    };
+    let secret = r.resolve().map_err(|e| StepError::new(e.to_string()))?;
+    let mut path = n.data_dir.as_os_str().to_owned();
+    path.push(format!(".pgtopo-{purpose}.pgpass"));
+    let path = PathBuf::from(path);
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    let line = format!(
+        "{}:{}:*:{}:{}\n",
+        esc(&to.host),
+        to.port,
+        esc(&ctx.desired.connect.user),
+        esc(secret.expose())
+    );
+    ctx.transport(&n.name)?
+        .write_file_atomic(&path, line.as_bytes(), 0o600)
+        .await
+        .map_err(|e| StepError::new(e.to_string()))?;
+    Ok(Some(path))
+}

@@ -152,7 +152,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
             Sync::Syncfs => Some("--no-sync"),
         })
         .timeout(Duration::from_secs(6 * 3600));
-    let passfile = write_passfile(ctx, &n, &src, &t).await?;
+    let passfile = data_dir::connect_passfile(ctx, &n, &src, "rewind").await?;
     if let Some(path) = &passfile {
         cmd = cmd.env("PGPASSFILE", path.display().to_string());
     }
@@ -327,35 +327,6 @@ async fn sync_method(ctx: &StepContext, node: &str) -> Sync {
     } else {
         Sync::Syncfs
     }
-}
-
-/// When the topology has a connect password: a temporary 0600 passfile beside the data directory
-/// for pg_rewind, which the caller removes.
-async fn write_passfile(
-    ctx: &StepContext,
-    n: &DesiredNode,
-    src: &DesiredNode,
-    t: &DynTransport,
-) -> Result<Option<PathBuf>, StepError> {
-    let Some(r) = &ctx.desired.connect.password else {
-        return Ok(None);
-    };
-    let secret = r.resolve().map_err(|e| StepError::new(e.to_string()))?;
-    let mut path = n.data_dir.as_os_str().to_owned();
-    path.push(".pgtopo-rewind.pgpass");
-    let path = PathBuf::from(path);
-    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
-    let line = format!(
-        "{}:{}:*:{}:{}\n",
-        esc(&src.host),
-        src.port,
-        esc(&ctx.desired.connect.user),
-        esc(secret.expose())
-    );
-    t.write_file_atomic(&path, line.as_bytes(), 0o600)
-        .await
-        .map_err(io)?;
-    Ok(Some(path))
 }
 
 /// The WAL moved out of pg_wal before pg_rewind runs.
