@@ -33,7 +33,7 @@ fn text_follows_the_spec_layout() {
     ));
     assert!(t.contains("   4  stop               n1  fast"));
     assert!(t.contains("← writes unavailable from here"));
-    assert!(t.contains("Plan: 2 to add, 3 to change, 2 to remove. 12 steps."));
+    assert!(t.contains("Plan: 2 to add, 3 to change, 2 to remove. 13 steps."));
 }
 
 #[test]

@@ -468,12 +468,18 @@ fn repoint_creates_slot_first_and_drops_old_last() {
     };
     let o = healthy(&desired3());
     let p = plan(&d, &o);
+    // The conninfo pgtopo writes has no password: n3's os_user's .pgpass gets it first.
     assert_eq!(
         lines(&p),
-        vec!["create_slot n2", "configure_standby n3", "drop_slot n1"]
+        vec![
+            "create_slot n2",
+            "write_pgpass n3",
+            "configure_standby n3",
+            "drop_slot n1"
+        ]
     );
-    assert_eq!(p.steps[1].after, vec![1]);
-    assert_eq!(p.steps[2].after, vec![2]);
+    assert_eq!(p.steps[2].after, vec![1, 2]);
+    assert_eq!(p.steps[3].after, vec![3]);
     let mut o12 = o.clone();
     node_mut(&mut o12, "n3").version = Some(120011);
     let p12 = plan(&d, &o12);

@@ -48,6 +48,8 @@ pub struct Ctx<'a> {
     pub restarts: BTreeSet<String>,
     /// (holder, slot) pairs that exist now.
     pub slot_index: HashSet<(String, String)>,
+    /// Nodes whose os_user's .pgpass the plan writes (once per node).
+    pub pgpass_written: HashSet<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -74,6 +76,7 @@ impl<'a> Ctx<'a> {
             stopped: HashSet::new(),
             retire_stop: HashMap::new(),
             restarts: BTreeSet::new(),
+            pgpass_written: HashSet::new(),
             // The slots that will still be there: a fresh copy has none of its own.
             slot_index: o
                 .nodes
@@ -705,6 +708,9 @@ pub fn replication_role(c: &mut Ctx) {
 }
 
 pub(super) fn configure(c: &mut Ctx, x: &str, up: &str, apply: ConfigApply, deps: &[Idx]) -> Idx {
+    // The conninfo written has no password: libpq finds it in the os_user's .pgpass, which a
+    // standby pgtopo did not build may lack (its password was in its old conninfo).
+    pgpass(c, x);
     let xn = &c.eff.nodes[x];
     let un = &c.eff.nodes[up];
     let slot = c.eff.replication.slots.then(|| x.to_string());
@@ -747,9 +753,13 @@ fn start_streaming(c: &mut Ctx, x: &str, up: &str, deps: &[Idx]) -> Idx {
     s
 }
 
-/// The replication password in the os_user's .pgpass (only when the topology has one).
+/// The replication password in the os_user's .pgpass (only when the topology has one; once per
+/// node: every step that points the node at an upstream relies on it).
 fn pgpass(c: &mut Ctx, x: &str) -> Option<Idx> {
     c.eff.replication.password.as_ref()?;
+    if !c.pgpass_written.insert(x.to_string()) {
+        return None;
+    }
     let entries: Vec<PgpassEntry> = c
         .eff
         .present()

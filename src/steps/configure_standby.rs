@@ -6,10 +6,9 @@
 //! 'latest'`, and the node's own `port` and `listen_addresses` (a clone or rewind copied the
 //! source's). On a running server through ALTER SYSTEM, on a stopped one by editing the file;
 //! then, per the plan, a reload (PostgreSQL ≥ 13), a restart (12) or nothing (stopped).
-//! First, with a replication password, the os_user's ~/.pgpass gets the entries that conninfo
-//! relies on (`write_pgpass::ensure`): a standby that pgtopo did not build had its password
-//! elsewhere and would stop streaming. Already done when the file and standby.signal say so and, on a running server that the plan
-//! reloads or restarts, the live values match too.
+//! The plan puts a `write_pgpass` step before every `configure_standby` when the topology has a
+//! replication password. Already done when the file and standby.signal say so and, on a running
+//! server that the plan reloads or restarts, the live values match too.
 
 use std::collections::BTreeMap;
 
@@ -104,8 +103,6 @@ pub async fn act(
     node: &str,
     p: &ConfigureStandbyParams,
 ) -> Result<(), StepError> {
-    // The conninfo below has no password: libpq finds it in the os_user's ~/.pgpass.
-    super::write_pgpass::ensure(ctx, node).await?;
     let (set, reset) = wanted(p);
     let signal = signal_path(ctx, node)?;
     ctx.transport(node)?

@@ -297,27 +297,6 @@ pub async fn act(ctx: &StepContext, node: &str, p: &WritePgpassParams) -> Result
     )))
 }
 
-/// The entries a standby `node` streams with (every other present node's, as the plan's
-/// write_pgpass steps have them), in the os_user's .pgpass; nothing without a replication
-/// password. For steps that point a standby elsewhere: the conninfo pgtopo writes has no
-/// password, so a standby that pgtopo did not build (its password in its old conninfo, or a
-/// `passfile=`) would otherwise stop streaming.
-pub async fn ensure(ctx: &StepContext, node: &str) -> Result<(), StepError> {
-    if ctx.desired.replication.password.is_none() {
-        return Ok(());
-    }
-    let own = ctx
-        .desired
-        .nodes
-        .get(node)
-        .map(|n| (n.host.clone(), n.port));
-    let entries = known(ctx)
-        .into_iter()
-        .filter(|e| own.as_ref() != Some(&(e.host.clone(), e.port)))
-        .collect();
-    act(ctx, node, &WritePgpassParams { entries }).await
-}
-
 /// Under `flock` on `<path>.lock` (held by every pgtopo that writes this file), rename `new`
 /// over `path` if `path` still holds `old` (None: does not exist). Both travel as files beside
 /// it (0600), never on a command line. `Ok(false)` when the file had changed.
