@@ -10,7 +10,7 @@ use crate::observe::ObservedNode;
 /// Whether `obs`'s pg_hba.conf needs the managed block `block` written: its host can be acted
 /// on, it has a data directory, its pg_hba.conf is visible (read from the host, or the server
 /// answers), and the block differs. The one comparison behind the change, the drift finding, the
-/// file diff and the `write_hba` step (the plan adds the fate: [`crate::plan::analysis::hba_needs_write`]).
+/// file diff and the `write_hba` step (the planner adds the node's fate on top of this judgement).
 pub fn needs_write(block: &[String], obs: &ObservedNode) -> bool {
     if !super::actionable(obs) || super::needs_data(obs) || (obs.hba.is_none() && !obs.reachable) {
         return false;

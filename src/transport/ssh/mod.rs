@@ -258,11 +258,6 @@ impl SshTransport {
 
 const FILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `sh -c WRITE_SCRIPT pgtopo-write TMP MODE PATH`, stdin the contents: the atomic write in one
-/// command (the temporary file is removed when a step fails).
-const WRITE_SCRIPT: &str = "dd status=none conv=fsync of=\"$1\" && chmod \"$2\" -- \"$1\" \
-    && mv -f -T -- \"$1\" \"$3\" || { r=$?; rm -f -- \"$1\"; exit $r; }";
-
 /// One word for a POSIX shell: as is when it holds only characters no shell treats specially,
 /// else in single quotes (a `'` inside becomes `'\''`). Any bytes, UTF-8 or not.
 fn shell_word(w: &[u8]) -> Vec<u8> {
@@ -350,14 +345,33 @@ impl Transport for SshTransport {
         contents: &[u8],
         mode: u32,
     ) -> Result<(), TransportError> {
+        // Three argv commands over the session (each a round trip, no shell text): write the
+        // temporary file beside the target, set its mode, rename it over the target. The
+        // temporary file is removed when a step fails.
         let tmp = temp_beside(path);
+        let mut of = std::ffi::OsString::from("of=");
+        of.push(tmp.as_os_str());
+        let mut write = argv(["dd", "status=none", "conv=fsync"]);
+        write.push(of);
         let mode = format!("{mode:o}");
-        let args = argv(["sh", "-c", WRITE_SCRIPT, "pgtopo-write"])
-            .into_iter()
-            .chain([tmp.into(), mode.into(), path.into()]);
-        self.file_op("write", path, args.collect(), Some(contents))
-            .await
-            .map(|_| ())
+        let steps = async {
+            self.file_op("write", path, write, Some(contents)).await?;
+            let chmod = argv(["chmod", mode.as_str(), "--"])
+                .into_iter()
+                .chain([tmp.clone().into()]);
+            self.file_op("chmod", path, chmod.collect(), None).await?;
+            let mv = argv(["mv", "-f", "-T", "--"])
+                .into_iter()
+                .chain([tmp.clone().into(), path.into()]);
+            self.file_op("rename", path, mv.collect(), None).await
+        };
+        match steps.await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = self.rm("-f", &tmp).await;
+                Err(e)
+            }
+        }
     }
 
     async fn remove_file(&self, path: &Path) -> Result<(), TransportError> {
