@@ -9,6 +9,7 @@
 //!
 //! Architecture invariant: nothing in here decides an order or a step; nothing reads a clock.
 
+pub mod address;
 pub mod assess;
 pub mod change;
 pub mod drift;
@@ -20,6 +21,7 @@ pub mod tls;
 pub mod values;
 pub mod versions;
 
+use address::Address;
 use std::collections::BTreeMap;
 
 use crate::config::{Desired, DesiredNode, DesiredRole};
@@ -395,7 +397,10 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
                 format!("{}; takes effect with a {effect}", s.why)
             };
             out.push(Change {
-                address: format!("setting.{}.{}", n.name, s.name),
+                address: Address::Setting {
+                    node: n.name.clone(),
+                    name: s.name.clone(),
+                },
                 action: if s.before.is_some() {
                     ChangeAction::Change
                 } else {
@@ -413,7 +418,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
         if hba::needs_write(&block, &obs) {
             let count = |k: usize| format!("{k} rules");
             out.push(Change {
-                address: format!("hba.{}", n.name),
+                address: Address::Hba(n.name.clone()),
                 action: if seen.is_some() {
                     ChangeAction::Change
                 } else {
@@ -437,7 +442,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     if pobs.reachable || actionable(&pobs) {
         if let Some(m) = sync_mismatch(d, o) {
             out.push(Change {
-                address: format!("sync.{}", d.cluster),
+                address: Address::Sync(d.cluster.clone()),
                 action: ChangeAction::Change,
                 attributes: vec![attr(
                     "synchronous_standby_names",
@@ -489,7 +494,7 @@ fn clone_change(n: &DesiredNode, v: &assess::Verdict, out: &mut Vec<Change>) {
         _ => return,
     };
     out.push(Change {
-        address: format!("node.{}", n.name),
+        address: Address::Node(n.name.clone()),
         action: ChangeAction::Change,
         attributes: vec![attr(
             "data_directory",
@@ -507,7 +512,7 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
     let obs = observed(o, &n.name);
     let role = observed_role(&obs);
     let up = observed_upstream(d, &obs);
-    let addr = format!("node.{}", n.name);
+    let addr = Address::Node(n.name.clone());
     let mut push = |action, attributes, reason: String| {
         out.push(Change {
             address: addr.clone(),
@@ -624,7 +629,10 @@ fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
                 continue;
             }
             out.push(Change {
-                address: format!("slot.{upstream}.{}", n.name),
+                address: Address::Slot {
+                    holder: upstream.to_string(),
+                    slot: n.name.clone(),
+                },
                 action: ChangeAction::Add,
                 attributes: vec![],
                 reason: format!("{} streams from {upstream} through it", n.name),
@@ -647,7 +655,10 @@ fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
             let info = infos.get(s.as_str()).copied();
             if let Some(reason) = obsolete_slot_with(d, o, holder, s, info) {
                 out.push(Change {
-                    address: format!("slot.{holder}.{s}"),
+                    address: Address::Slot {
+                        holder: holder.to_string(),
+                        slot: s.to_string(),
+                    },
                     action: ChangeAction::Remove,
                     attributes: vec![],
                     reason,

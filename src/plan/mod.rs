@@ -205,7 +205,7 @@ fn window(c: &transform::Ctx) -> Option<WriteWindow> {
 fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
     let mut changes = diff::diff(&a.eff, o);
     for c in &mut changes {
-        let Some(name) = c.address.strip_prefix("node.") else {
+        let diff::address::Address::Node(name) = &c.address else {
             continue;
         };
         let up = match a.eff.nodes.get(name).map(|n| &n.role) {
