@@ -354,12 +354,8 @@ fn converges(
         .notes
         .iter()
         .any(|n| n.contains("declare it") || n.contains("update topology.yaml"));
-    let cannot: std::collections::BTreeSet<&pgtopo::diff::address::Address> = p
-        .summary
-        .cannot_fix
-        .iter()
-        .map(|c| &c.address)
-        .collect();
+    let cannot: std::collections::BTreeSet<&pgtopo::diff::address::Address> =
+        p.summary.cannot_fix.iter().map(|c| &c.address).collect();
     if opts.assume_down.is_empty() && !rerooted {
         // Nodes the plan cannot act on: what drift still finds about them is expected.
         let stuck: std::collections::BTreeSet<&str> = p

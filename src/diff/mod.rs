@@ -355,23 +355,6 @@ fn role_str(r: Option<Role>) -> Option<&'static str> {
     })
 }
 
-/// Why a declared primary that is not primary now will become it. Whether a promotion is a
-/// switchover, the end of one, or a failover is the planner's judgement (plan::analysis); the
-/// plan's change list says which.
-fn promotion_reason(d: &Desired, o: &ObservedCluster, new: &str) -> String {
-    match current_primary(d, o) {
-        Some(old) if old != new => {
-            let on = observed(o, &old);
-            if on.running && on.reachable {
-                format!("will be promoted (planned switchover from {old})")
-            } else {
-                format!("will be promoted ({old} is not running)")
-            }
-        }
-        _ => "will be promoted".into(),
-    }
-}
-
 /// Every difference between the topology and the cluster.
 pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     let mut out = Vec::new();
@@ -542,7 +525,9 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
                 if let Some(u) = &up {
                     attrs.push(attr("upstream", Some(u), None));
                 }
-                push(ChangeAction::Change, attrs, promotion_reason(d, o, &n.name));
+                // Whether it is a switchover, the end of one or a failover is the planner's
+                // judgement, and so are the words that say it.
+                push(ChangeAction::Change, attrs, "will be promoted".into());
             }
         }
         DesiredRole::Standby { upstream } => {
@@ -776,7 +761,7 @@ mod tests {
                 "-slot.n1.n3"
             ]
         );
-        assert_eq!(c[1].reason, "will be promoted (planned switchover from n1)");
+        assert_eq!(c[1].reason, "will be promoted");
     }
 
     #[test]
