@@ -182,10 +182,8 @@ impl NodeFindings<'_> {
         let name = &n.name;
         let up = observed_upstream(self.d, x);
         let follows = up.as_deref() == Some(upstream);
-        // A delayed standby starts its WAL receiver only after applying, late,
-        // the WAL it already has: its startup process waits on the delay meanwhile.
-        let delaying = x.startup_wait_event.as_deref() == Some("RecoveryApplyDelay");
-        if x.running && !x.streaming && !delaying && follows {
+        // A delayed standby waiting on its apply_delay receives too (the assessment's rule).
+        if x.running && !super::assess::receives(x) && follows {
             self.push(
                 DriftKind::NotStreaming,
                 self.addr(),
