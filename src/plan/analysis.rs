@@ -881,13 +881,6 @@ fn standby_fate(
     old: Option<&str>,
 ) -> Fate {
     let xo = observed(o, x);
-    if xo.rewind_unfinished {
-        return Fate::Rejoin(Rejoin::Clone {
-            reason: format!(
-                "an earlier pg_rewind of {x} did not finish (it failed or was interrupted): its data directory cannot be trusted"
-            ),
-        });
-    }
     let was_primary = observed_role(&xo) == Some(Role::Primary);
     if was_primary || promotion.is_some_and(|p| p.old.as_deref() == Some(x)) || old == Some(x) {
         return Fate::Rejoin(decide_rejoin(x, up, o, promotion));
