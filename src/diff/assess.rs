@@ -479,9 +479,17 @@ fn healthy_standby(
         && x.reachable
         && receives(x)
         && observed_role(x) == Some(Role::Standby)
-        && super::observed_upstream(d, x).as_deref() == Some(up)
-        && (!d.replication.slots || x.primary_slot_name.as_deref() == Some(name))
+        && configured_as_declared(d, name, up, x)
         && observed(o, up).running
+}
+
+/// Whether a standby's recovery configuration is the declared one: primary_conninfo points at
+/// `up`, through its own slot when the topology uses slots, with `replication.tls`. The one
+/// judgement; the planner re-points a standby for which it is false.
+pub fn configured_as_declared(d: &Desired, name: &str, up: &str, x: &ObservedNode) -> bool {
+    super::observed_upstream(d, x).as_deref() == Some(up)
+        && (!d.replication.slots || x.primary_slot_name.as_deref() == Some(name))
+        && super::tls::conninfo_tls_ok(d, name, x)
 }
 
 #[cfg(test)]

@@ -906,10 +906,7 @@ fn standby_fate(
     if let Some(r) = on_new_branch {
         return Fate::Rejoin(r);
     }
-    let cfg = observed_upstream(eff, &xo);
-    let slot_ok = !eff.replication.slots || xo.primary_slot_name.as_deref() == Some(x);
-    let tls_ok = crate::diff::tls::conninfo_tls_ok(eff, x, &xo);
-    if cfg.as_deref() == Some(up) && slot_ok && tls_ok {
+    if assess::configured_as_declared(eff, x, up, &xo) {
         if xo.running {
             Fate::Keep
         } else {
