@@ -111,9 +111,8 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         notes.insert(0, note.clone());
     }
     let mut changes = changes(&a, o);
-    let file_diffs = file_diffs(&a.eff, o, &a);
     let steps = ctx.dag.finish();
-    let mut file_diffs = file_diffs;
+    let mut file_diffs = file_diffs(&a.eff, o, &a, &steps);
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     if let Some(u) = &upgrade {
         changes.extend(upgrade::changes(d, u));
@@ -242,16 +241,22 @@ fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
     changes
 }
 
-fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<FileDiff> {
+/// The files the plan changes, per declared node: its pg_hba managed block (when a `write_hba`
+/// step writes it), then the settings its `alter_system` steps set (drawn from those steps, so
+/// that every ALTER SYSTEM of the plan is shown and nothing else is).
+fn file_diffs(
+    d: &Desired,
+    o: &ObservedCluster,
+    a: &analysis::Analysis,
+    steps: &[Step],
+) -> Vec<FileDiff> {
     let mut out = Vec::new();
     let block = diff::hba::managed_block(d);
     for n in d.present() {
         let obs = diff::observed(o, &n.name);
         let fate = a.fates.get(&n.name).unwrap_or(&Fate::Keep);
-        if matches!(fate, Fate::Deferred { .. }) || !diff::actionable(&obs) {
-            continue;
-        }
-        if analysis::hba_needs_write(d, &obs, fate) {
+        let acts = !matches!(fate, Fate::Deferred { .. }) && diff::actionable(&obs);
+        if acts && analysis::hba_needs_write(d, &obs, fate) {
             let seen = diff::hba::seen(&obs);
             out.push(FileDiff {
                 node: n.name.clone(),
@@ -265,48 +270,46 @@ fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<F
                 after: crate::observe::managed_text(&block),
             });
         }
-        if obs.reachable {
-            let mut diffs = diff::setting_diffs(d, o, &n.name);
-            let p = d.primary();
-            if p.name == n.name {
-                let want = d.synchronous_standby_names();
-                let have = obs
-                    .settings
-                    .get("synchronous_standby_names")
-                    .map(|s| s.value.clone());
-                if diff::sync_differs(&want, have.as_deref().unwrap_or("")) {
-                    diffs.push(diff::SettingDiff {
-                        name: "synchronous_standby_names".into(),
-                        before: have,
-                        after: want,
-                        restart: false,
-                        why: String::new(),
-                    });
-                }
-            }
-            if !diffs.is_empty() {
-                let line = |k: &str, v: &str| format!("{k} = '{}'\n", v.replace('\'', "''"));
-                let before: String = diffs
-                    .iter()
-                    .filter_map(|s| s.before.as_deref().map(|b| line(&s.name, b)))
-                    .collect();
-                let after: String = diffs.iter().map(|s| line(&s.name, &s.after)).collect();
-                out.push(FileDiff {
-                    node: n.name.clone(),
-                    // Not the whole file: the settings ALTER SYSTEM changes, with the values the
-                    // server runs with now (which may come from postgresql.conf or a default).
-                    path: format!(
-                        "{}/postgresql.auto.conf [ALTER SYSTEM: changed settings, running values]",
-                        n.data_dir.display()
-                    ),
-                    first_line: None,
-                    before,
-                    after,
-                });
-            }
-        }
+        out.extend(settings_diff(n, &obs, steps));
     }
     out
+}
+
+/// What the node's `alter_system` steps leave set (a later step's value over an earlier one's),
+/// against the values the server runs with now (which may come from postgresql.conf or a
+/// default).
+fn settings_diff(
+    n: &crate::config::DesiredNode,
+    obs: &crate::observe::ObservedNode,
+    steps: &[Step],
+) -> Option<FileDiff> {
+    let mut set: std::collections::BTreeMap<&str, &str> = Default::default();
+    for s in steps.iter().filter(|s| s.node == n.name) {
+        if let Action::AlterSystem(p) = &s.action {
+            set.extend(p.set.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+    }
+    if set.is_empty() {
+        return None;
+    }
+    let line = |k: &str, v: &str| format!("{k} = '{}'\n", v.replace('\'', "''"));
+    let before: String = set
+        .keys()
+        .filter_map(|k| obs.settings.get(*k).map(|s| line(k, &s.value)))
+        .collect();
+    let after: String = set.iter().map(|(k, v)| line(k, v)).collect();
+    Some(FileDiff {
+        node: n.name.clone(),
+        // Not the whole file: the settings ALTER SYSTEM changes, with the values the server runs
+        // with now.
+        path: format!(
+            "{}/postgresql.auto.conf [ALTER SYSTEM: changed settings, running values]",
+            n.data_dir.display()
+        ),
+        first_line: None,
+        before,
+        after,
+    })
 }
 
 /// The .pgpass lines a write_pgpass step keeps, the password shown only as where it comes from.
