@@ -32,7 +32,7 @@ fn check(example: &str) {
     let o = load_observed(&dir.join("observed.json"));
     let plan = build(&d, &o, &PlanOptions::default())
         .unwrap_or_else(|e| panic!("{example}: {:?}", miette::Report::new(e)));
-    if let Some(e) = settings_not_shown(&plan) {
+    if let Some(e) = files_not_shown(&plan) {
         panic!("{example}: {e}");
     }
     let plans = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");

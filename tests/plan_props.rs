@@ -418,8 +418,8 @@ fn check(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<(), Tes
     let Ok(p) = build(d, o, opts) else {
         return Ok(());
     };
-    // The file diffs show exactly the settings the steps set.
-    if let Some(e) = common::settings_not_shown(&p) {
+    // The file diffs show exactly what the steps write.
+    if let Some(e) = common::files_not_shown(&p) {
         return Err(TestCaseError::fail(e));
     }
     // Acyclic, ids in topological order.

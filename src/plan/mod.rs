@@ -112,7 +112,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     }
     let mut changes = changes(&a, o);
     let steps = ctx.dag.finish();
-    let mut file_diffs = file_diffs(&a.eff, o, &a, &steps);
+    let mut file_diffs = file_diffs(&a.eff, o, &steps);
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     if let Some(u) = &upgrade {
         changes.extend(upgrade::changes(d, u));
@@ -241,38 +241,42 @@ fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
     changes
 }
 
-/// The files the plan changes, per declared node: its pg_hba managed block (when a `write_hba`
-/// step writes it), then the settings its `alter_system` steps set (drawn from those steps, so
-/// that every ALTER SYSTEM of the plan is shown and nothing else is).
-fn file_diffs(
-    d: &Desired,
-    o: &ObservedCluster,
-    a: &analysis::Analysis,
-    steps: &[Step],
-) -> Vec<FileDiff> {
+/// The files the plan changes, per declared node, drawn from its steps: the pg_hba managed block
+/// a `write_hba` step writes, then the settings its `alter_system` steps set; so every file the
+/// plan changes is shown and nothing else is.
+fn file_diffs(d: &Desired, o: &ObservedCluster, steps: &[Step]) -> Vec<FileDiff> {
     let mut out = Vec::new();
-    let block = diff::hba::managed_block(d);
     for n in d.present() {
         let obs = diff::observed(o, &n.name);
-        let fate = a.fates.get(&n.name).unwrap_or(&Fate::Keep);
-        let acts = !matches!(fate, Fate::Deferred { .. }) && diff::actionable(&obs);
-        if acts && analysis::hba_needs_write(d, &obs, fate) {
-            let seen = diff::hba::seen(&obs);
-            out.push(FileDiff {
-                node: n.name.clone(),
-                path: obs
-                    .hba
-                    .as_ref()
-                    .map(|h| h.path.clone())
-                    .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
-                first_line: obs.hba.as_ref().and_then(|h| h.block_line),
-                before: seen.map(crate::observe::managed_text).unwrap_or_default(),
-                after: crate::observe::managed_text(&block),
-            });
-        }
+        out.extend(hba_diff(n, &obs, steps));
         out.extend(settings_diff(n, &obs, steps));
     }
     out
+}
+
+/// The managed block the node's (last) `write_hba` step writes, against the one it has now.
+fn hba_diff(
+    n: &crate::config::DesiredNode,
+    obs: &crate::observe::ObservedNode,
+    steps: &[Step],
+) -> Option<FileDiff> {
+    let block = steps.iter().rev().find_map(|s| match &s.action {
+        Action::WriteHba(p) if s.node == n.name => Some(&p.managed_block),
+        _ => None,
+    })?;
+    Some(FileDiff {
+        node: n.name.clone(),
+        path: obs
+            .hba
+            .as_ref()
+            .map(|h| h.path.clone())
+            .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
+        first_line: obs.hba.as_ref().and_then(|h| h.block_line),
+        before: diff::hba::seen(obs)
+            .map(crate::observe::managed_text)
+            .unwrap_or_default(),
+        after: crate::observe::managed_text(block),
+    })
 }
 
 /// What the node's `alter_system` steps leave set (a later step's value over an earlier one's),

@@ -33,8 +33,9 @@ pub fn load_observed(path: &Path) -> ObservedCluster {
 }
 
 /// Every setting an `alter_system` step sets is in its node's postgresql.auto.conf diff, and
-/// every setting that diff shows is set by a step of the plan; else what differs.
-pub fn settings_not_shown(plan: &pgtopo::plan::Plan) -> Option<String> {
+/// every setting that diff shows is set by a step of the plan; a pg_hba diff is shown exactly
+/// for the nodes a `write_hba` step writes. Else what differs.
+pub fn files_not_shown(plan: &pgtopo::plan::Plan) -> Option<String> {
     use std::collections::BTreeSet;
     let mut by_steps = BTreeSet::new();
     for s in &plan.steps {
@@ -54,5 +55,23 @@ pub fn settings_not_shown(plan: &pgtopo::plan::Plan) -> Option<String> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    (shown != by_steps).then(|| format!("settings shown {shown:?}, set by steps {by_steps:?}"))
+    if shown != by_steps {
+        return Some(format!(
+            "settings shown {shown:?}, set by steps {by_steps:?}"
+        ));
+    }
+    let hba_steps: BTreeSet<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, pgtopo::plan::Action::WriteHba(_)))
+        .map(|s| s.node.as_str())
+        .collect();
+    let hba_shown: BTreeSet<&str> = plan
+        .file_diffs
+        .iter()
+        .filter(|f| f.path.ends_with("pg_hba.conf"))
+        .map(|f| f.node.as_str())
+        .collect();
+    (hba_steps != hba_shown)
+        .then(|| format!("pg_hba shown on {hba_shown:?}, written on {hba_steps:?}"))
 }
