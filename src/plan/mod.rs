@@ -350,6 +350,93 @@ fn pgpass_diffs(d: &Desired, steps: &[Step]) -> Vec<FileDiff> {
         .collect()
 }
 
+/// What a plan may lose: nothing in a switchover (the candidate replays the old primary's
+/// shutdown checkpoint first); in a failover, what the candidate lacks; without a promotion,
+/// what a second primary that rejoins accepted on its own.
+fn data_loss(a: &analysis::Analysis, o: &ObservedCluster) -> DataLoss {
+    let Some(p) = &a.promotion else {
+        return rejoin_loss(a, o);
+    };
+    let old = p.old.clone().unwrap_or_else(|| "the old primary".into());
+    match &p.kind {
+        PromotionKind::Switchover => DataLoss::None {
+            reason: format!(
+                "{} must replay {old}'s shutdown checkpoint before it is promoted",
+                p.candidate
+            ),
+        },
+        PromotionKind::FinishSwitchover { checkpoint } => DataLoss::None {
+            reason: format!(
+                "{old} was shut down cleanly at {checkpoint} and {} has replayed it",
+                p.candidate
+            ),
+        },
+        PromotionKind::Failover {
+            exposure,
+            last_known,
+            ..
+        } => DataLoss::Possible {
+            bytes: *exposure,
+            reason: failover_loss(p, &old, o, *exposure, *last_known),
+        },
+    }
+}
+
+/// Why a failover may lose WAL: how far the candidate received against where the old primary
+/// was last seen (or its control data, or nothing known).
+fn failover_loss(
+    p: &analysis::Promotion,
+    old: &str,
+    o: &ObservedCluster,
+    exposure: Option<u64>,
+    last_known: Option<crate::units::Lsn>,
+) -> String {
+    let got = diff::received(&diff::observed(o, &p.candidate)).unwrap_or_default();
+    match (exposure, last_known) {
+        (Some(b), Some(l)) => format!(
+            "{} received up to {got}; {old} was last seen at {l} ({} behind)",
+            p.candidate,
+            ByteSize::human(b)
+        ),
+        _ => match diff::observed(o, old).control.as_ref() {
+            Some(c) => format!(
+                "{} received up to {got}; {old} did not shut down cleanly (cluster state \"{}\", latest checkpoint {}), so how much it wrote past that is unknown: whatever it acknowledged beyond {got} is lost",
+                p.candidate, c.cluster_state, c.latest_checkpoint
+            ),
+            None => format!(
+                "{old}'s last WAL location is unknown; {} received up to {got}: whatever {old} acknowledged beyond that is lost",
+                p.candidate
+            ),
+        },
+    }
+}
+
+/// Without a promotion: a second primary that rejoins loses what it accepted on its own
+/// timeline.
+fn rejoin_loss(a: &analysis::Analysis, o: &ObservedCluster) -> DataLoss {
+    let rogue: Vec<&str> = a
+        .fates
+        .iter()
+        .filter(|(n, f)| {
+            let x = diff::observed(o, n);
+            f.replaces_data() && x.running && x.role == Some(crate::observe::Role::Primary)
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if rogue.is_empty() {
+        return DataLoss::None {
+            reason: "no promotion".into(),
+        };
+    }
+    DataLoss::Possible {
+        bytes: None,
+        reason: format!(
+            "{} runs as a second primary: writes it accepted after the fork are discarded when it rejoins",
+            rogue.join(", ")
+        ),
+    }
+}
+
 fn summary(
     a: &analysis::Analysis,
     o: &ObservedCluster,
@@ -360,83 +447,7 @@ fn summary(
     mut notes: Vec<String>,
 ) -> Summary {
     let count = |k: ChangeAction| changes.iter().filter(|c| c.action == k).count() as u32;
-    let data_loss = match &a.promotion {
-        Some(p) => {
-            let old = p.old.clone().unwrap_or_else(|| "the old primary".into());
-            match &p.kind {
-                PromotionKind::Switchover => DataLoss::None {
-                    reason: format!(
-                        "{} must replay {old}'s shutdown checkpoint before it is promoted",
-                        p.candidate
-                    ),
-                },
-                PromotionKind::FinishSwitchover { checkpoint } => DataLoss::None {
-                    reason: format!(
-                        "{old} was shut down cleanly at {checkpoint} and {} has replayed it",
-                        p.candidate
-                    ),
-                },
-                PromotionKind::Failover {
-                    exposure,
-                    last_known,
-                    ..
-                } => {
-                    let got = diff::received(&diff::observed(o, &p.candidate)).unwrap_or_default();
-                    let reason = match (exposure, last_known) {
-                        (Some(b), Some(l)) => format!(
-                            "{} received up to {got}; {old} was last seen at {l} ({} behind)",
-                            p.candidate,
-                            ByteSize::human(*b)
-                        ),
-                        _ => match diff::observed(o, &old).control.as_ref() {
-                            Some(c) => format!(
-                                "{} received up to {got}; {old} did not shut down cleanly (cluster state \"{}\", latest checkpoint {}), so how much it wrote past that is unknown: whatever it acknowledged beyond {got} is lost",
-                                p.candidate, c.cluster_state, c.latest_checkpoint
-                            ),
-                            None => format!(
-                                "{old}'s last WAL location is unknown; {} received up to {got}: whatever {old} acknowledged beyond that is lost",
-                                p.candidate
-                            ),
-                        },
-                    };
-                    DataLoss::Possible {
-                        bytes: *exposure,
-                        reason,
-                    }
-                }
-            }
-        }
-        None => {
-            // A second primary that rejoins loses what it accepted on its own timeline.
-            let rogue: Vec<&String> = a
-                .fates
-                .iter()
-                .filter(|(n, f)| {
-                    f.replaces_data()
-                        && diff::observed(o, n).running
-                        && diff::observed(o, n).role == Some(crate::observe::Role::Primary)
-                })
-                .map(|(n, _)| n)
-                .collect();
-            if rogue.is_empty() {
-                DataLoss::None {
-                    reason: "no promotion".into(),
-                }
-            } else {
-                let names = rogue
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                DataLoss::Possible {
-                    bytes: None,
-                    reason: format!(
-                        "{names} runs as a second primary: writes it accepted after the fork are discarded when it rejoins"
-                    ),
-                }
-            }
-        }
-    };
+    let data_loss = data_loss(a, o);
     notes.extend(crate::diff::versions::untested_notes(o));
     for (n, f) in &a.fates {
         if let Fate::Rejoin(Rejoin::Rewind { .. }) = f {
