@@ -30,6 +30,7 @@ pub mod resolve;
 pub mod rules;
 pub mod rules_tls;
 pub mod secret;
+pub mod service;
 pub mod structure;
 pub mod sync_names;
 pub mod write;

@@ -492,4 +492,55 @@ mod tests {
             assert!(line.contains(&format!(" -u {k} ")), "{k}");
         }
     }
+    /// A systemd node's stop and its unit's reading, as the remote session runs them: switched
+    /// to the os_user (runuser as root, `sudo -n -u` as another login user, nothing as the
+    /// os_user itself), then `sudo -n systemctl` (the os_user's sudo rule) or `systemctl show`.
+    #[test]
+    fn a_systemd_stop_runs_through_sudo_after_the_user_switch() {
+        use crate::config::service::{command, show_unit, Control, StopMode};
+        let mut n = crate::observe::fixtures::node("n1", 0, crate::config::DesiredRole::Primary);
+        n.service = crate::config::Service::Systemd {
+            unit: "postgresql-16.service".into(),
+        };
+        let unset: String = crate::transport::CALLER_ENV_REMOVED
+            .iter()
+            .map(|k| format!(" -u {k}"))
+            .collect();
+        let stop = command(&n, Control::Stop(StopMode::Fast));
+        let show = show_unit("postgresql-16.service");
+        for (login, prefix) in [
+            ("root", "runuser -u postgres -- "),
+            ("deploy", "sudo -n -u postgres -- "),
+            ("postgres", ""),
+        ] {
+            let t = SshTransport::new(
+                SshSpec {
+                    host: "db1".into(),
+                    user: Some(login.into()),
+                    port: None,
+                    identity_file: None,
+                    known_hosts_file: None,
+                },
+                "postgres",
+            );
+            let line = |argv: &[OsString]| {
+                t.remote_argv(login, &[], argv)
+                    .iter()
+                    .map(|w| w.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            assert_eq!(
+                line(&stop),
+                format!("{prefix}env{unset} sudo -n systemctl stop postgresql-16.service")
+            );
+            assert_eq!(
+                line(&show),
+                format!(
+                    "{prefix}env{unset} systemctl show postgresql-16.service -p KillSignal \
+                     -p ExecStop -p KillMode"
+                )
+            );
+        }
+    }
 }
