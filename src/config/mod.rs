@@ -23,6 +23,7 @@
 pub mod diag;
 pub mod logical;
 pub mod model;
+pub mod names;
 pub mod pooler;
 pub mod pooler_rules;
 pub mod preferences;
@@ -31,6 +32,7 @@ pub mod rules;
 pub mod rules_tls;
 pub mod secret;
 pub mod service;
+pub mod ssh;
 pub mod structure;
 pub mod sync_names;
 pub mod write;
