@@ -16,7 +16,6 @@
 pub mod analysis;
 pub mod candidate;
 pub mod coverage;
-pub mod end_state;
 pub mod error;
 pub mod fingerprint;
 pub mod graph;
@@ -28,7 +27,6 @@ pub mod transform;
 pub mod upgrade;
 pub mod wire;
 
-pub use end_state::expected_end_state;
 pub use error::PlanError;
 pub use fingerprint::fingerprint;
 pub use model::*;
