@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{data_dir, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
-use crate::config::service::{self, StopMode};
+use crate::config::service;
 use crate::config::Service;
 use crate::plan::ShutdownMode;
 use crate::transport::CommandSpec;
@@ -37,18 +37,9 @@ pub async fn log_tail(ctx: &StepContext, node: &str) -> String {
 
 pub use crate::config::service::Control;
 
-/// The pg_ctl mode of a plan's shutdown.
-pub fn stop_mode(m: ShutdownMode) -> StopMode {
-    match m {
-        ShutdownMode::Smart => StopMode::Smart,
-        ShutdownMode::Fast => StopMode::Fast,
-        ShutdownMode::Immediate => StopMode::Immediate,
-    }
-}
-
 /// The command that starts or stops `node` through its service (SPEC §1d): the argv of
-/// [`crate::config::service::command`], the one function the plan's text names it from too, run
-/// through the node's transport as its os_user.
+/// [`crate::config::service::command`], the one function the plan's text names it from too
+/// (`plan::name_stop_commands`), run through the node's transport as its os_user.
 pub fn control(ctx: &StepContext, node: &str, what: Control) -> Result<CommandSpec, StepError> {
     let n = ctx.node(node)?;
     let mut argv = service::command(n, what).into_iter();
@@ -66,7 +57,7 @@ pub async fn request_stop(
     mode: ShutdownMode,
 ) -> Result<(), StepError> {
     ctx.forget(node);
-    let cmd = control(ctx, node, Control::Stop(stop_mode(mode)))?;
+    let cmd = control(ctx, node, Control::Stop(mode.stop_mode()))?;
     match ctx.run_tool(node, &cmd).await {
         Ok(_) => Ok(()),
         Err(e) => {
