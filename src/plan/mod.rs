@@ -222,7 +222,7 @@ fn window(c: &transform::Ctx) -> Option<WriteWindow> {
 fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
     let mut changes = diff::diff(&a.eff, o);
     for c in &mut changes {
-        let Some(name) = c.address.strip_prefix("node.") else {
+        let diff::address::Address::Node(name) = &c.address else {
             continue;
         };
         let up = match a.eff.nodes.get(name).map(|n| &n.role) {
@@ -232,23 +232,7 @@ fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
         match a.fates.get(name) {
             Some(Fate::Promote) => {
                 if let Some(p) = &a.promotion {
-                    let old = p.old.clone().unwrap_or_else(|| "no primary".into());
-                    c.reason = match &p.kind {
-                        PromotionKind::Switchover => {
-                            format!("will be promoted (planned switchover from {old})")
-                        }
-                        PromotionKind::FinishSwitchover { checkpoint } => format!(
-                            "will be promoted (finishing the switchover from {old}, shut down cleanly at {checkpoint})"
-                        ),
-                        PromotionKind::Failover { exposure, .. } => format!(
-                            "will be promoted (failover from {old}, which is down; {})",
-                            match exposure {
-                                Some(0) => "it has received all WAL known to be written".to_string(),
-                                Some(b) => format!("up to {} of WAL may be lost", ByteSize::human(*b)),
-                                None => "an unknown amount of WAL may be lost".to_string(),
-                            }
-                        ),
-                    };
+                    c.reason = p.change_reason();
                 }
             }
             Some(Fate::Rejoin(r)) => {

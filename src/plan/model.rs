@@ -485,7 +485,8 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CannotFix {
     /// The change address it concerns (`node.n3`, `setting.n1.work_mem`).
-    pub address: String,
+    #[schemars(with = "String")]
+    pub address: crate::diff::address::Address,
     /// The finding, as `pgtopo drift` says it.
     pub finding: String,
     pub why: String,
