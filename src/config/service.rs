@@ -95,6 +95,13 @@ pub fn command(node: &DesiredNode, what: Control) -> Vec<OsString> {
     }
 }
 
+/// Whether the node's service commands run as the transport's own user (root, or the SSH login
+/// user) instead of the os_user: `sudo -n systemctl` needs the login user's privilege (SPEC
+/// §1d); pg_ctl and pg_ctlcluster run as the os_user, who owns the cluster.
+pub fn as_login_user(node: &DesiredNode) -> bool {
+    matches!(node.service, Service::Systemd { .. })
+}
+
 /// `-c config_file='PATH'` for `pg_ctl -o`, whose value pg_ctl hands to `/bin/sh -c`: the path
 /// single-quoted (a `'` in it written `'\''`).
 fn config_file_option(conf: &std::path::Path) -> OsString {

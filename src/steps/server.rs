@@ -41,14 +41,19 @@ pub use crate::config::service::Control;
 
 /// The command that starts or stops `node` through its service (SPEC §1d): the argv of
 /// [`crate::config::service::command`], the one function the plan's text names it from too
-/// (`plan::name_stop_commands`), run through the node's transport as its os_user.
+/// (`plan::name_stop_commands`), run through the node's transport as its os_user (systemctl
+/// as the transport's own user: `service::as_login_user`).
 pub fn control(ctx: &StepContext, node: &str, what: Control) -> Result<CommandSpec, StepError> {
     let n = ctx.node(node)?;
     let mut argv = service::command(n, what).into_iter();
     let program = argv.next().expect("a service command has a program");
-    Ok(CommandSpec::new(program)
+    let cmd = CommandSpec::new(program)
         .args(argv)
-        .timeout(Duration::from_secs(30)))
+        .timeout(Duration::from_secs(30));
+    Ok(match service::as_login_user(n) {
+        true => cmd.as_login_user(),
+        false => cmd,
+    })
 }
 
 /// Ask the server to stop (`pg_ctl stop -m MODE -W`); returns at once. A server that is not

@@ -668,7 +668,11 @@ fn each_service_starts_and_stops_its_server_with_its_own_command() {
     ] {
         assert_eq!(line(node, what), want);
     }
+    // systemctl runs as the transport's own user (its sudo), pg_ctlcluster as the os_user.
+    assert!(control(&c, "n2", fast).unwrap().as_login_user);
+    assert!(!control(&c, "n1", fast).unwrap().as_login_user);
     let (c, _, _) = ctx();
+    assert!(!control(&c, "n1", Control::Start).unwrap().as_login_user);
     let cmd = control(
         &c,
         "n1",
