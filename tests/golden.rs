@@ -81,3 +81,28 @@ fn sync_quorum() {
 fn retire_node() {
     check("retire-node");
 }
+
+/// The reviewed change list and the steps are one plan (issue 19): over every example (each the
+/// source of a golden plan), every change shown has a step that makes it and every step makes a
+/// shown change.
+#[test]
+fn every_change_has_its_steps_and_every_step_its_change() {
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join("observed.json").exists() {
+            continue;
+        }
+        let d = load_topology(&dir.join("topology.yaml"));
+        let o = load_observed(&dir.join("observed.json"));
+        let (plan, served) = pgtopo::plan::build_served(&d, &o, &PlanOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {:?}", dir.display(), miette::Report::new(e)));
+        for m in pgtopo::plan::serves::mismatches(&plan, &served) {
+            failures.push(format!(
+                "{}: {m}",
+                dir.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

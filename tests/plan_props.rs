@@ -530,6 +530,23 @@ proptest! {
         let (d, o, opts) = scenario(n, &bytes);
         check(&d, &o, &opts)?;
     }
+
+    /// The reviewed change list and the steps are one plan (issue 19): every change shown has
+    /// a step that makes it, every step makes a shown change.
+    #[test]
+    fn every_change_has_its_steps_and_every_step_its_change(n in 2usize..7, bytes in proptest::collection::vec(any::<u8>(), 64)) {
+        std::env::set_var("PGTOPO_PROPTEST_SECRET", "hunter2-proptest-secret");
+        let (d, o, opts) = scenario(n, &bytes);
+        if let Ok((p, served)) = pgtopo::plan::build_served(&d, &o, &opts) {
+            let wrong = pgtopo::plan::serves::mismatches(&p, &served);
+            prop_assert!(
+                wrong.is_empty(),
+                "{}\n{}",
+                wrong.join("\n"),
+                pgtopo::render::plan::text(&p, false)
+            );
+        }
+    }
 }
 
 /// Step kinds whose effect the replay model leaves out (nothing observation reads changes):

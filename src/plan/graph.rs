@@ -12,6 +12,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
 use super::model::{Action, Step, StepId};
+use super::serves::{self, Support};
+use crate::diff::address::Address;
 
 /// A step before it has an id.
 #[derive(Debug, Clone)]
@@ -20,6 +22,8 @@ pub struct Draft {
     pub action: Action,
     pub destructive: bool,
     pub description: String,
+    /// The changes it makes, or how it supports the steps around it ([`serves`]).
+    pub serves: Result<Vec<Address>, Support>,
 }
 
 /// The DAG under construction.
@@ -46,6 +50,7 @@ impl Dag {
     ) -> Idx {
         let ix = self.g.add_node(Draft {
             node: node.to_string(),
+            serves: serves::own(node, &action),
             action,
             destructive,
             description: description.into(),
@@ -58,6 +63,64 @@ impl Dag {
             self.dep(d, ix);
         }
         ix
+    }
+
+    /// The step makes the changes at `addresses` (a rule that means something other than its
+    /// kind says, [`serves::own`]).
+    pub fn serve(&mut self, ix: Idx, addresses: Vec<Address>) {
+        self.g[ix].serves = Ok(addresses);
+    }
+
+    /// The step makes the changes at `more` too.
+    pub fn also_serve(&mut self, ix: Idx, more: Vec<Address>) {
+        let mut all = self.g[ix].serves.clone().unwrap_or_default();
+        all.extend(more);
+        self.g[ix].serves = Ok(all);
+    }
+
+    /// The addresses each step serves, in insertion (id) order: a supporting step's from the
+    /// nearest steps it supports.
+    pub fn served(&self) -> Vec<Vec<Address>> {
+        self.g
+            .node_indices()
+            .map(|ix| match &self.g[ix].serves {
+                Ok(a) => a.clone(),
+                Err(Support::Prepares) => self
+                    .nearest(ix, Direction::Outgoing)
+                    .or_else(|| self.nearest(ix, Direction::Incoming))
+                    .unwrap_or_default(),
+                Err(Support::Completes) => self
+                    .nearest(ix, Direction::Incoming)
+                    .or_else(|| self.nearest(ix, Direction::Outgoing))
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// The addresses of the nearest steps in direction `dir` that serve some of their own.
+    fn nearest(&self, from: Idx, dir: Direction) -> Option<Vec<Address>> {
+        let mut frontier = vec![from];
+        let mut seen = std::collections::HashSet::from([from]);
+        while !frontier.is_empty() {
+            let next: Vec<Idx> = frontier
+                .iter()
+                .flat_map(|&n| self.g.neighbors_directed(n, dir))
+                .filter(|m| seen.insert(*m))
+                .collect();
+            let mut found: Vec<Address> = next
+                .iter()
+                .filter_map(|&m| self.g[m].serves.as_ref().ok())
+                .flatten()
+                .cloned()
+                .collect();
+            if !found.is_empty() {
+                found.sort();
+                found.dedup();
+                return Some(found);
+            }
+            frontier = next;
+        }
+        None
     }
 
     /// Steps nothing waits for yet.

@@ -7,7 +7,8 @@
 //!    node's fate, and refuses what a safety rule forbids ([`PlanError`]);
 //! 3. the [`transform::TRANSFORMS`] add steps to a petgraph DAG, each one rule;
 //! 4. the DAG becomes `Plan::steps` (ids = topological order, `after` = direct dependencies),
-//!    with the changes of [`crate::diff::diff`], the file diffs, the fingerprint and the risk
+//!    with the changes of [`crate::diff::diff`] reconciled with the addresses the steps serve
+//!    ([`serves`]), the file diffs, the fingerprint and the risk
 //!    summary.
 //!
 //! Architecture invariant: the planner never reads a clock, a file or the network; the same
@@ -23,6 +24,7 @@ pub mod model;
 pub mod picture;
 pub mod prepared;
 pub mod replay;
+pub mod serves;
 pub mod transform;
 pub mod upgrade;
 pub mod wire;
@@ -99,6 +101,15 @@ fn name_stop_commands(d: &Desired, steps: &mut [Step]) {
 
 /// Plan: the changes between `d` and `o`, and the steps that make them.
 pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    build_served(d, o, opts).map(|(plan, _)| plan)
+}
+
+/// [`build`], with the addresses each step serves (indexed like `steps`, [`serves`]).
+pub fn build_served(
+    d: &Desired,
+    o: &ObservedCluster,
+    opts: &PlanOptions,
+) -> Result<(Plan, Vec<Vec<diff::address::Address>>), PlanError> {
     let o: std::borrow::Cow<ObservedCluster> = if opts.assume_down.is_empty() {
         std::borrow::Cow::Borrowed(o)
     } else {
@@ -127,6 +138,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         notes.insert(0, note.clone());
     }
     let mut changes = changes(&a, o);
+    let served = ctx.dag.served();
     let mut steps = ctx.dag.finish();
     name_stop_commands(&a.eff, &mut steps);
     let mut file_diffs = file_diffs(&a.eff, o, &steps);
@@ -144,7 +156,7 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     summary.cannot_fix = cannot_fix(d, o, &a, &steps, &opts.assume_down);
     summary.prepared_transactions = prepared.map(|(_, x)| x).unwrap_or_default();
     let topology = picture::picture(&a.eff, o, &changes, &steps);
-    Ok(Plan {
+    let plan = Plan {
         pgtopo_version: env!("CARGO_PKG_VERSION").to_string(),
         cluster: d.cluster.clone(),
         topology_sha256: d.sha256.clone(),
@@ -155,7 +167,8 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         topology: Some(topology),
         file_diffs,
         summary,
-    })
+    };
+    Ok((plan, served))
 }
 
 /// The drift of the declared topology that `steps` leave unfixed. Findings that concern a node
@@ -217,9 +230,74 @@ fn window(c: &transform::Ctx) -> Option<WriteWindow> {
     })
 }
 
+/// Whether the change at `addr` is not one of its own in this plan: about a node the plan leaves
+/// alone for now (deferred; drift lists it under "Cannot fix" and the notes say why), a setting
+/// of a node whose data directory is replaced (the copy brings its source's; what differs from
+/// them is set after the copy, as part of the node's change), a pg_hba block the plan does not
+/// write ([`analysis::hba_needs_write`]).
+/// No step makes such a change, so it is not in the change list.
+fn not_its_own(a: &analysis::Analysis, o: &ObservedCluster, c: &Change) -> bool {
+    use diff::address::Address;
+    let (addr, removed) = (&c.address, c.action == ChangeAction::Remove);
+    let deferred = |n: &str| matches!(a.fates.get(n), Some(Fate::Deferred { .. }));
+    let copied = |n: &str| a.fates.get(n).is_some_and(Fate::replaces_data);
+    match addr {
+        // A copy of the holder's data directory removes its slots, a deferred node's too.
+        Address::Slot { holder, slot } => {
+            deferred(holder) || (deferred(slot) && !(removed && copied(holder)))
+        }
+        Address::Setting { node, .. } => deferred(node) || copied(node),
+        // The one judge of the `write_hba` step.
+        Address::Hba(node) => a
+            .fates
+            .get(node)
+            .is_some_and(|f| !analysis::hba_needs_write(&a.eff, &diff::observed(o, node), f)),
+        other => other.node().is_some_and(deferred),
+    }
+}
+
+/// A node the plan promotes or whose data directory it replaces has a change that says so,
+/// though the diff of the cluster as observed found nothing (a standby that streams well from a
+/// node that is cloned again itself, a candidate the observation already saw in place); its
+/// reason is the fate's, set by [`changes`]. `(name, before, after)` is its attribute.
+fn node_change_of_fate(changes: &mut Vec<Change>, name: &str, attr: (&str, &str, &str)) {
+    use diff::address::Address;
+    let addr = Address::Node(name.to_string());
+    if changes.iter().any(|c| c.address == addr) {
+        return;
+    }
+    let at = changes
+        .iter()
+        .position(|c| !matches!(&c.address, Address::Node(n) if n.as_str() < name))
+        .unwrap_or(changes.len());
+    changes.insert(
+        at,
+        Change {
+            address: addr,
+            action: ChangeAction::Change,
+            attributes: vec![AttributeChange {
+                name: attr.0.into(),
+                before: Some(attr.1.into()),
+                after: Some(attr.2.into()),
+            }],
+            reason: String::new(),
+        },
+    );
+}
+
 /// The diff, with reasons that say what the plan does about each node.
 fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
     let mut changes = diff::diff(&a.eff, o);
+    changes.retain(|c| !not_its_own(a, o, c));
+    for (name, fate) in &a.fates {
+        let after = match fate {
+            Fate::Rejoin(Rejoin::Rewind { .. }) => ("data_directory", "diverged", "rewound"),
+            f if f.replaces_data() => ("data_directory", "diverged", "cloned again"),
+            Fate::Promote => ("role", "standby", "primary"),
+            _ => continue,
+        };
+        node_change_of_fate(&mut changes, name, after);
+    }
     for c in &mut changes {
         let diff::address::Address::Node(name) = &c.address else {
             continue;
@@ -249,9 +327,6 @@ fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
                 move_aside: true,
                 reason,
             }) => c.reason = format!("will be cloned again from {up}: {reason}"),
-            Some(Fate::Deferred { why }) => {
-                c.reason = format!("is unreachable ({why}): nothing can be done on it now")
-            }
             _ => {}
         }
     }

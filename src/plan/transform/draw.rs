@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::HookSpec;
+use crate::diff::address::Address;
 use crate::diff::{self, observed, values};
 use crate::observe::Role;
 use crate::plan::graph::Idx;
@@ -151,14 +152,31 @@ pub fn drop_lost_slot(c: &mut Ctx, x: &str, up: &str, deps: &[Idx]) -> Option<Id
             .iter()
             .any(|s| s.name == x && s.wal_status.as_deref() == Some("lost"));
     lost.then(|| {
-        c.dag.add(
+        let i = c.dag.add(
             up,
             Action::DropSlot(SlotParams { slot: x.into() }),
             false,
             format!("slot {x} is lost: dropped so that the clone of {x} creates it again"),
             deps,
-        )
+        );
+        // Part of the clone's change: the slot is made again by it.
+        c.dag.also_serve(i, vec![Address::Node(x.to_string())]);
+        i
     })
+}
+
+/// The physical slots a copy of `x`'s data directory (clone, rewind) removes: neither
+/// pg_basebackup nor pg_rewind brings pg_replslot, so the copy's step makes their removal.
+pub fn slots_gone_with_copy(c: &Ctx, x: &str) -> Vec<Address> {
+    observed(c.o, x)
+        .replication_slots
+        .iter()
+        .filter(|s| s.slot_type != "logical")
+        .map(|s| Address::Slot {
+            holder: x.to_string(),
+            slot: s.name.clone(),
+        })
+        .collect()
 }
 
 /// A node's own settings after it was cloned or rewound (the copy brought its source's).
@@ -185,13 +203,15 @@ pub fn own_settings_after_copy(c: &mut Ctx, x: &str, up: &str) {
         .map(|(k, v)| format!("{k} = {v}"))
         .collect::<Vec<_>>()
         .join(", ");
-    c.dag.add(
+    let own = c.dag.add(
         x,
         Action::AlterSystem(AlterSystemParams { set, reset: vec![] }),
         false,
         format!("{desc} ({x}'s own settings)"),
         &[],
     );
+    // Part of the copy's change (`node.x`): a node that gets its data has no setting changes.
+    c.dag.serve(own, vec![Address::Node(x.to_string())]);
     let s = if restart {
         c.drawn.restarts.insert(x.into());
         c.dag.add(

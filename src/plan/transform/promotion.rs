@@ -1,6 +1,7 @@
 //! Rule: the promotion (switchover, finishing one, failover) and what must precede it.
 
 use crate::config::DesiredRole;
+use crate::diff::address::Address;
 use crate::diff::observed;
 use crate::plan::analysis::{Fate, PromotionKind};
 use crate::plan::graph::Idx;
@@ -275,6 +276,11 @@ fn before_failover(c: &mut Ctx, old: &str, fence: bool, pre: &[Idx]) -> Option<I
     } else {
         return None;
     };
+    // Part of the failover's change (the candidate's promotion) as well as of the old primary's.
+    if let Some(p) = &c.a.promotion {
+        let candidate = Address::Node(p.candidate.clone());
+        c.dag.also_serve(step, vec![candidate]);
+    }
     c.anchors.writes_down = Some(step);
     Some(step)
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::config::DesiredRole;
+use crate::diff::address::Address;
 use crate::diff::{self, observed};
 use crate::observe::Role;
 use crate::plan::analysis::{Fate, Rejoin};
@@ -49,7 +50,10 @@ pub fn standbys(c: &mut Ctx) {
             // directory.
             let ready = c.ready(&up);
             let desc = format!("slot {x} for {x} (on the new copy of {up})");
-            create_slot(c, &up, &x, desc, &ready);
+            if let Some(i) = create_slot(c, &up, &x, desc, &ready) {
+                // Part of the copy's change: the slot is there before and after.
+                c.dag.also_serve(i, vec![Address::Node(up.clone())]);
+            }
         }
         match fate {
             Fate::Start => {
@@ -147,6 +151,8 @@ pub fn new_standby(c: &mut Ctx, x: &str, up: &str, move_aside: bool, reason: &st
     if let Some(s) = slot {
         c.drawn.slots_made.insert((up.into(), s), ci);
     }
+    let gone = slots_gone_with_copy(c, x);
+    c.dag.also_serve(ci, gone);
     configure(c, x, up, ConfigApply::None, &[]);
     start_streaming(c, x, up, &[]);
     own_settings_after_copy(c, x, up);
@@ -192,7 +198,7 @@ pub fn rejoin(c: &mut Ctx, x: &str, up: &str, r: &Rejoin) {
             }
             let mut deps = ready.clone();
             deps.extend(c.drawn.checkpoint);
-            c.dag.add(
+            let rw = c.dag.add(
                 x,
                 Action::Rewind(RewindParams {
                     source: up.into(),
@@ -202,6 +208,8 @@ pub fn rejoin(c: &mut Ctx, x: &str, up: &str, r: &Rejoin) {
                 format!("from {up}: {reason}"),
                 &deps,
             );
+            let gone = slots_gone_with_copy(c, x);
+            c.dag.also_serve(rw, gone);
             let slot = create_slot(c, up, x, format!("slot {x} for {x}"), &ready);
             configure(
                 c,

@@ -1,5 +1,6 @@
 //! Rule: synchronous_standby_names on the primary after its members stream.
 
+use crate::diff::address::Address;
 use crate::diff::{self, observed};
 use crate::plan::graph::Idx;
 use crate::plan::model::*;
@@ -32,7 +33,7 @@ pub fn synchronous_set(c: &mut Ctx) {
             deps.extend(c.anchors.streaming.get(m).copied());
         }
     }
-    c.dag.add(
+    let set = c.dag.add(
         &p,
         Action::AlterSystem(AlterSystemParams {
             set: [("synchronous_standby_names".to_string(), want.clone())].into(),
@@ -42,6 +43,7 @@ pub fn synchronous_set(c: &mut Ctx) {
         format!("synchronous_standby_names = '{want}' (after its members stream)"),
         &deps,
     );
+    c.dag.serve(set, vec![Address::Sync(c.eff.cluster.clone())]);
     let r = c.dag.add(
         &p,
         Action::Reload(ReloadParams {
