@@ -234,17 +234,27 @@ fn window(c: &transform::Ctx) -> Option<WriteWindow> {
 /// alone for now (deferred; drift lists it under "Cannot fix" and the notes say why), a setting
 /// of a node whose data directory is replaced (the copy brings its source's; what differs from
 /// them is set after the copy, as part of the node's change), a pg_hba block the plan does not
-/// write ([`analysis::hba_needs_write`]).
+/// write ([`analysis::hba_needs_write`]), a slot "missing" on a stopped node that is only
+/// started, for a standby that keeps following it (its slots were not seen; a plan after the
+/// start makes any that are missing).
 /// No step makes such a change, so it is not in the change list.
 fn not_its_own(a: &analysis::Analysis, o: &ObservedCluster, c: &Change) -> bool {
     use diff::address::Address;
     let (addr, removed) = (&c.address, c.action == ChangeAction::Remove);
     let deferred = |n: &str| matches!(a.fates.get(n), Some(Fate::Deferred { .. }));
     let copied = |n: &str| a.fates.get(n).is_some_and(Fate::replaces_data);
+    // A stopped node that is only started keeps the slots on its disk, unseen while it is down.
+    let unmoved = |n: &str| matches!(a.fates.get(n), Some(Fate::Keep | Fate::Start));
+    let started_unseen = |n: &str| {
+        matches!(a.fates.get(n), Some(Fate::StartPrimary | Fate::Start))
+            && !diff::observed(o, n).reachable
+    };
     match addr {
         // A copy of the holder's data directory removes its slots, a deferred node's too.
         Address::Slot { holder, slot } => {
-            deferred(holder) || (deferred(slot) && !(removed && copied(holder)))
+            deferred(holder)
+                || (deferred(slot) && !(removed && copied(holder)))
+                || (c.action == ChangeAction::Add && started_unseen(holder) && unmoved(slot))
         }
         Address::Setting { node, .. } => deferred(node) || copied(node),
         // The one judge of the `write_hba` step.

@@ -7,8 +7,17 @@ use crate::observe::fixtures::*;
 use crate::observe::{ControlData, ObservedNode, Role, TimelineFork, WalSegments};
 use crate::units::Lsn;
 
+/// The plan, whose change list and steps must be one plan ([`serves::mismatches`]).
 fn plan(d: &Desired, o: &ObservedCluster) -> Plan {
-    build(d, o, &PlanOptions::default()).expect("plan")
+    let (p, served) = build_served(d, o, &PlanOptions::default()).expect("plan");
+    let wrong = serves::mismatches(&p, &served);
+    assert!(
+        wrong.is_empty(),
+        "{}\n{}",
+        wrong.join("\n"),
+        crate::render::plan::text(&p, false)
+    );
+    p
 }
 
 fn consent() -> PlanOptions {

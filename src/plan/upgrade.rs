@@ -418,7 +418,10 @@ mod tests {
     #[test]
     fn newer_major_plans_check_stops_upgrade_start_analyze_and_clones() {
         let (d, o) = cluster(Some(18));
-        let plan = build(&d, &o, &PlanOptions::default()).expect("plan");
+        let (plan, served) =
+            crate::plan::build_served(&d, &o, &PlanOptions::default()).expect("plan");
+        let wrong = crate::plan::serves::mismatches(&plan, &served);
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
         let k: Vec<String> = plan
             .steps
             .iter()
