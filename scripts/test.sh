@@ -38,6 +38,8 @@ command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || packages+=(iptables)
 # promtool checks the --format prometheus output (tests/fleet.rs).
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# pgBackRest archives and restores WAL in the archive tests (tests/archive.rs).
+command -v pgbackrest >/dev/null 2>&1 || packages+=(pgbackrest)
 if ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1; then
     packages+=(python3-pip)
 fi

@@ -179,7 +179,11 @@ pub fn wanted_settings(
             )
         })
         .collect();
-    for (k, v, why) in d.failover_slot_settings(name) {
+    for (k, v, why) in d
+        .failover_slot_settings(name)
+        .into_iter()
+        .chain(d.archive_settings(name))
+    {
         out.entry(k.to_string())
             .or_insert(WantedSetting { value: v, why });
     }

@@ -181,6 +181,7 @@ async fn observe_node(
         desired
             .failover_slot_settings(&node.name)
             .into_iter()
+            .chain(desired.archive_settings(&node.name))
             .map(|(k, ..)| k.to_string()),
     );
     let transport = crate::transport::for_node(node);
