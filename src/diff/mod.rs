@@ -9,6 +9,7 @@
 //!
 //! Architecture invariant: nothing in here decides an order or a step; nothing reads a clock.
 
+pub mod archive;
 pub mod assess;
 pub mod change;
 pub mod drift;

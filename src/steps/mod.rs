@@ -39,6 +39,7 @@ pub mod fence;
 pub mod hook;
 pub mod own_config;
 pub mod pause_pooler;
+pub mod pgbackrest;
 pub mod pooler_admin;
 pub mod promote;
 pub mod reload;
