@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 pub use super::archive::{ArchiveSpec, CloneMethod, ClonePolicy, CloneSpec, DesiredArchive};
 pub use super::pooler::{DesiredPooler, HookSpec, HooksSpec, PoolerSpec};
+pub use super::secret::SecretRef;
+pub use super::ssh::SshSpec;
 use crate::units::{ByteSize, Duration};
 
 /// The topology file exactly as written (after serde, before semantic validation).
@@ -216,16 +218,6 @@ impl SslMode {
 #[serde(deny_unknown_fields)]
 pub struct FileRef {
     pub file: PathBuf,
-}
-
-/// A reference to a secret. Inline secrets are not accepted.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum SecretRef {
-    /// Read from an environment variable of pgtopo's process.
-    Env { env: String },
-    /// Read from a file (first line, trailing newline removed).
-    File { file: PathBuf },
 }
 
 /// Replication role and slots.
@@ -590,23 +582,6 @@ pub enum NodeState {
     #[default]
     Present,
     Absent,
-}
-
-/// SSH access to a node's host.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
-#[serde(deny_unknown_fields)]
-pub struct SshSpec {
-    pub host: String,
-    /// Remote login user (default: ssh's own default, from ~/.ssh/config or the local user).
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    /// Private key to authenticate with (default: ssh's own choice).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity_file: Option<PathBuf>,
-    /// known_hosts file to check the host key against (default: ~/.ssh/known_hosts). Host-key
-    /// checking is always strict.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_hosts_file: Option<PathBuf>,
 }
 
 // ------------------------------------------------------------------------------------------------

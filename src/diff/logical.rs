@@ -10,7 +10,7 @@ use crate::config::{Desired, DesiredRole, LogicalSlotSpec};
 use crate::observe::{ObservedCluster, ObservedSlot};
 
 use super::change::{Change, ChangeAction};
-use super::drift::{DriftItem, DriftKind};
+use super::finding::{DriftItem, DriftKind};
 use super::observed;
 
 /// What is wrong with a declared slot on the primary, if anything.

@@ -13,6 +13,7 @@ pub mod archive;
 pub mod assess;
 pub mod change;
 pub mod drift;
+pub mod finding;
 pub mod hba;
 pub mod logical;
 pub mod pooler_drift;

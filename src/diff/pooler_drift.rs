@@ -6,7 +6,7 @@ use crate::config::Desired;
 use crate::observe::ObservedCluster;
 use crate::pooler::ObservedPooler;
 
-use super::drift::{DriftItem, DriftKind};
+use super::finding::{DriftItem, DriftKind};
 
 /// The findings of every declared pooler.
 pub fn findings(d: &Desired, o: &ObservedCluster) -> Vec<DriftItem> {

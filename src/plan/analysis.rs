@@ -14,7 +14,7 @@ use crate::diff::{
 use crate::observe::{ObservedCluster, ObservedNode, Role};
 use crate::units::{replayed_past_checkpoint, ByteSize, Lsn};
 
-use super::candidate;
+use super::candidate::{self, reachable_standbys};
 use super::error::PlanError;
 use super::PlanOptions;
 
@@ -160,24 +160,6 @@ pub fn most_advanced_standby(
         }
     }
     best
-}
-
-/// The reachable, running standbys that the topology keeps (declared, not retired), other than
-/// `except`, in name order.
-pub fn reachable_standbys(d: &Desired, o: &ObservedCluster, except: &[&str]) -> Vec<String> {
-    o.nodes
-        .iter()
-        .filter(|(k, n)| {
-            !except.contains(&k.as_str())
-                && n.reachable
-                && n.running
-                && n.role == Some(Role::Standby)
-                && d.nodes
-                    .get(k.as_str())
-                    .is_some_and(|x| x.role != DesiredRole::Absent)
-        })
-        .map(|(k, _)| k.clone())
-        .collect()
 }
 
 fn why_down(o: &ObservedNode) -> String {

@@ -133,7 +133,7 @@ fn marker(s: &Step) -> Option<&'static str> {
         Action::Stop(p) if p.writes_unavailable => Some("← writes unavailable from here"),
         Action::Promote(p) if p.writes_available => Some("← writes available"),
         Action::Restart(_) if s.destructive => Some("← writes unavailable while it restarts"),
-        Action::Upgrade(p) if p.phase == crate::plan::upgrade::UpgradePhase::Run => {
+        Action::Upgrade(p) if p.phase == crate::plan::UpgradePhase::Run => {
             Some("← the old cluster is kept until the next start")
         }
         _ => None,
