@@ -85,6 +85,16 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
             });
         }
     }
+    items.extend(
+        super::archive::findings(d, o)
+            .into_iter()
+            .map(|f| DriftItem {
+                kind: DriftKind::Archive,
+                node: f.node,
+                address: f.address,
+                detail: f.detail,
+            }),
+    );
     for (node, version, other, other_version) in super::versions::mixed_majors(o) {
         items.push(DriftItem {
             kind: DriftKind::MixedMajors,

@@ -14,6 +14,7 @@ use super::{Freshness, StepContext};
 use crate::apply::StepError;
 use crate::config::archive::PgBackRestSpec;
 use crate::observe::archive::{stanza_info, tool_message};
+use crate::plan::StanzaParams;
 use crate::transport::CommandSpec;
 
 /// The declared pgBackRest archive, or why there is none.
@@ -90,32 +91,64 @@ pub async fn stanza_exists(ctx: &StepContext, node: &str) -> Result<bool, StepEr
     Ok(info.exists())
 }
 
-pub async fn check_create_stanza(ctx: &StepContext, node: &str) -> Result<Freshness, StepError> {
-    Ok(if stanza_exists(ctx, node).await? {
-        Freshness::Fresh
-    } else {
-        Freshness::Dirty(format!(
-            "the stanza {} does not exist",
-            spec(ctx, node)?.stanza
-        ))
-    })
-}
+/// `create_stanza`: `pgbackrest stanza-create` when the stanza is missing.
+pub mod create_stanza {
+    use super::*;
 
-pub async fn act_create_stanza(ctx: &StepContext, node: &str) -> Result<(), StepError> {
-    run(ctx, node, "stanza-create").await
-}
-
-pub async fn verify_create_stanza(ctx: &StepContext, node: &str) -> Result<(), StepError> {
-    if stanza_exists(ctx, node).await? {
-        return Ok(());
+    pub async fn check(
+        ctx: &StepContext,
+        node: &str,
+        p: &StanzaParams,
+    ) -> Result<Freshness, StepError> {
+        Ok(if stanza_exists(ctx, node).await? {
+            Freshness::Fresh
+        } else {
+            Freshness::Dirty(format!("the stanza {} does not exist", p.stanza))
+        })
     }
-    Err(StepError::new(format!(
-        "{node}: pgbackrest stanza-create finished but pgbackrest info does not show the stanza {}",
-        spec(ctx, node)?.stanza
-    )))
+
+    pub async fn act(ctx: &StepContext, node: &str, _p: &StanzaParams) -> Result<(), StepError> {
+        run(ctx, node, "stanza-create").await
+    }
+
+    pub async fn verify(ctx: &StepContext, node: &str, p: &StanzaParams) -> Result<(), StepError> {
+        if stanza_exists(ctx, node).await? {
+            return Ok(());
+        }
+        Err(StepError::new(format!(
+            "{node}: pgbackrest stanza-create finished but pgbackrest info does not show the \
+             stanza {}",
+            p.stanza
+        )))
+    }
 }
 
-/// `pgbackrest check`: archive_command works end to end (always runs: it proves a fact of now).
-pub async fn act_check_archive(ctx: &StepContext, node: &str) -> Result<(), StepError> {
-    run(ctx, node, "check").await
+/// `check_archive`: `pgbackrest check` — archive_command works end to end (always runs: it
+/// proves a fact of now).
+pub mod check_archive {
+    use super::*;
+
+    pub async fn check(
+        _ctx: &StepContext,
+        _node: &str,
+        p: &StanzaParams,
+    ) -> Result<Freshness, StepError> {
+        Ok(Freshness::Dirty(format!(
+            "prove that WAL reaches the stanza {}",
+            p.stanza
+        )))
+    }
+
+    pub async fn act(ctx: &StepContext, node: &str, _p: &StanzaParams) -> Result<(), StepError> {
+        run(ctx, node, "check").await
+    }
+
+    pub async fn verify(
+        _ctx: &StepContext,
+        _node: &str,
+        _p: &StanzaParams,
+    ) -> Result<(), StepError> {
+        // pgbackrest check returns once the switched segment is in the repository.
+        Ok(())
+    }
 }

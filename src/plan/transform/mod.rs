@@ -14,6 +14,7 @@
 //! The drawing helpers several rules use (slot, configure_standby, start, .pgpass, stop) are in
 //! [`draw`].
 
+pub mod archive;
 pub mod draw;
 pub mod hba_managed_block;
 pub mod logical;
@@ -176,6 +177,7 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
     ("synchronous_set", synchronous_set::synchronous_set),
     ("retire", retire::retire),
     ("logical_slots", logical::logical_slots),
+    ("archive", archive::archive),
     ("slot_cleanup", slot_cleanup::slot_cleanup),
     ("pooler_drift", poolers::pooler_drift),
     ("hooks_after", poolers::hooks_after),
