@@ -63,7 +63,7 @@ pub fn archive(c: &mut Ctx) {
             .and_then(|a| a.pgbackrest.as_ref());
     let mut deps: Vec<Idx> = c.anchors.primary_ready.into_iter().collect();
     let mut why_check = Vec::new();
-    if info.is_none_or(|i| i.error.is_none() && !i.exists()) {
+    if info.map_or(true, |i| i.error.is_none() && !i.exists()) {
         let s = c.dag.add(
             primary,
             Action::CreateStanza(params.clone()),
