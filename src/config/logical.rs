@@ -152,7 +152,7 @@ pub fn check(root: &Node, errors: &mut Vec<ConfigError>) {
 /// `sync_replication_slots` and `synchronized_standby_slots` are pgtopo's with failover slots, and
 /// `hot_standby_feedback` cannot be turned off.
 fn owned_settings(root: &Node, errors: &mut Vec<ConfigError>) {
-    for (place, e) in super::rules::setting_entries(root) {
+    for (place, e) in super::yaml::setting_entries(root) {
         let key = e.key.to_ascii_lowercase();
         let off = key == "hot_standby_feedback"
             && matches!(&e.value.value, Value::Scalar(..))

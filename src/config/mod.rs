@@ -21,6 +21,7 @@
 //! in the source shown by every diagnostic (see [`diag`]).
 
 pub mod archive;
+pub mod archive_rules;
 pub mod diag;
 pub mod logical;
 pub mod model;

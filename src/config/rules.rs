@@ -29,7 +29,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     services(&nodes, &mut errors);
     super::pooler_rules::check(root, &mut errors);
     super::logical::check(root, &mut errors);
-    super::archive::check(root, &mut errors);
+    super::archive_rules::check(root, &mut errors);
     super::rules_tls::check(root, &mut errors);
     errors
 }
@@ -590,26 +590,6 @@ fn synchronous(root: &Node, nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigError
             errors.push(err);
         }
     }
-}
-
-/// Every entry of `settings` and of each `nodes.<name>.settings`, with where it is written
-/// (`` `settings` `` or `` `nodes.n2.settings` ``): what the rules on owned settings walk.
-pub fn setting_entries(root: &Node) -> Vec<(String, &Entry)> {
-    let mut out: Vec<(String, &Entry)> = Vec::new();
-    if let Some(s) = root.get("settings") {
-        out.extend(s.value.entries().iter().map(|e| ("`settings`".into(), e)));
-    }
-    for n in root
-        .get("nodes")
-        .map(|n| n.value.entries())
-        .unwrap_or_default()
-    {
-        if let Some(s) = n.value.get("settings") {
-            let place = format!("`nodes.{}.settings`", n.key);
-            out.extend(s.value.entries().iter().map(|e| (place.clone(), e)));
-        }
-    }
-    out
 }
 
 /// Settings that pgtopo derives from the topology, and the topology key to use instead.

@@ -1,6 +1,9 @@
-//! Rule: the pgBackRest stanza and its check (SPEC §1c). On the primary, once it accepts writes:
+//! Rules: the pgBackRest stanza and its check (SPEC §1c). On the primary, once it accepts writes:
 //! `create_stanza` when `pgbackrest info` saw no stanza (or the primary was not observed with
-//! one: a new primary); `check_archive` after the primary's archive settings are in effect, the
+//! one: a new primary). Without a promotion it is drawn first ([`archive_stanza`]) and gates
+//! every later step, so that a pgBackRest that cannot serve this cluster (an unsupported
+//! PostgreSQL version, a repository it cannot write) fails the apply with nothing changed;
+//! with a promotion it follows the new primary ([`archive`]). `check_archive` after the primary's archive settings are in effect, the
 //! stanza exists and any promotion is done — drawn when the plan creates the stanza, changes
 //! the primary's archive settings or promotes a node. The settings themselves are the ordinary
 //! settings machinery's ([`super::settings_rolling`]).
@@ -47,35 +50,64 @@ pub fn refusal(d: &Desired, o: &ObservedCluster) -> Option<PlanError> {
     })
 }
 
-/// create_stanza and check_archive on the primary.
+/// Whether the primary's stanza must be created: pgBackRest answered there without it, or the
+/// primary was not observed with one.
+fn stanza_missing(c: &Ctx) -> bool {
+    let info =
+        c.o.nodes
+            .get(c.primary())
+            .and_then(|o| o.archive.as_ref())
+            .and_then(|a| a.pgbackrest.as_ref());
+    info.map_or(true, |i| i.error.is_none() && !i.exists())
+}
+
+fn create_stanza(c: &mut Ctx, stanza: &str, deps: &[Idx]) -> Idx {
+    let primary = c.primary();
+    let s = c.dag.add(
+        primary,
+        Action::CreateStanza(StanzaParams {
+            stanza: stanza.to_string(),
+        }),
+        false,
+        format!("pgbackrest stanza-create {stanza}: the stanza does not exist yet"),
+        deps,
+    );
+    c.anchors.stanza = Some(s);
+    s
+}
+
+/// Early, without a promotion: create_stanza on the running primary gates every later step.
+pub fn archive_stanza(c: &mut Ctx) {
+    let Some(p) = c.eff.archive.as_ref().and_then(|a| a.pgbackrest()) else {
+        return;
+    };
+    if c.a.promotion.is_some() || !stanza_missing(c) {
+        return;
+    }
+    let deps: Vec<Idx> = c.anchors.primary_ready.into_iter().collect();
+    let s = create_stanza(c, &p.stanza.clone(), &deps);
+    c.dag.gate = Some(s);
+}
+
+/// create_stanza (after a promotion) and check_archive on the primary.
 pub fn archive(c: &mut Ctx) {
     let Some(p) = c.eff.archive.as_ref().and_then(|a| a.pgbackrest()) else {
         return;
     };
+    let stanza = p.stanza.clone();
     let primary = c.primary();
-    let params = StanzaParams {
-        stanza: p.stanza.clone(),
-    };
-    let info =
-        c.o.nodes
-            .get(primary)
-            .and_then(|o| o.archive.as_ref())
-            .and_then(|a| a.pgbackrest.as_ref());
     let mut deps: Vec<Idx> = c.anchors.primary_ready.into_iter().collect();
     let mut why_check = Vec::new();
-    if info.map_or(true, |i| i.error.is_none() && !i.exists()) {
-        let s = c.dag.add(
-            primary,
-            Action::CreateStanza(params.clone()),
-            false,
-            format!(
-                "pgbackrest stanza-create {}: the stanza does not exist yet",
-                p.stanza
-            ),
-            &deps,
-        );
-        deps.push(s);
-        why_check.push("the stanza is new");
+    match c.anchors.stanza {
+        Some(s) => {
+            deps.push(s);
+            why_check.push("the stanza is new");
+        }
+        None if stanza_missing(c) => {
+            deps.push(create_stanza(c, &stanza, &deps.clone()));
+            why_check.push("the stanza is new");
+        }
+        None => {}
     }
     if configures(c.eff, c.o, primary) {
         why_check.push("the archive settings change");
@@ -91,11 +123,12 @@ pub fn archive(c: &mut Ctx) {
     deps.extend(c.anchors.primary_restart);
     c.dag.add(
         primary,
-        Action::CheckArchive(params),
+        Action::CheckArchive(StanzaParams {
+            stanza: stanza.clone(),
+        }),
         false,
         format!(
-            "pgbackrest check: WAL reaches the stanza {} ({})",
-            p.stanza,
+            "pgbackrest check: WAL reaches the stanza {stanza} ({})",
             why_check.join(", ")
         ),
         &deps,

@@ -76,6 +76,8 @@ pub struct Anchors {
     pub sync_step: Option<Idx>,
     /// A retired node is stopped after this step.
     pub retire_stop: HashMap<String, Idx>,
+    /// The pgBackRest stanza exists after this step (when the plan creates it).
+    pub stanza: Option<Idx>,
 }
 
 /// What the plan has drawn so far, so that no rule draws it twice.
@@ -169,6 +171,7 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
         "start_stopped_primary",
         start_stopped_primary::start_stopped_primary,
     ),
+    ("archive_stanza", archive::archive_stanza),
     ("hba_managed_block", hba_managed_block::hba_managed_block),
     ("settings_rolling", settings_rolling::settings_rolling),
     ("promotion", promotion::promotion),
