@@ -7,7 +7,7 @@
 //!    pgBackRest's own message, nothing changed;
 //! 2. `archive:` applied: archive_mode (restart), archive_command and restore_command on both
 //!    nodes, the stanza created, `pgbackrest check` run; WAL reaches the repository; the next
-//!    plan has nothing to do;
+//!    plan has nothing to do; `import` reads the archive back into `archive:`;
 //!    (with a pgBackRest too old for the cluster's major — Debian 12's 2.45 stops at 15 — the
 //!    stanza-create that gates the plan fails with pgBackRest's own message, nothing changed);
 //! 3. archiving that fails (the repository unwritable) is drift naming the node, and once the
@@ -173,6 +173,38 @@ fn pgbackrest_archive_is_configured_checked_and_watched() {
         "{stanza}"
     );
     eprintln!("archive configured and checked: {:?}", t0.elapsed());
+    // import reads the archive back into `archive:` (the three settings are pgtopo's then).
+    let imported = c.dir.join("imported.yaml");
+    let from = format!("{}:{}", c.node("n1").host, c.node("n1").port);
+    let secrets = c.auth.secrets().expect("a password cluster");
+    let connect_file = secrets.connect_file().display().to_string();
+    let out = c.pgtopo(&[
+        "import",
+        "--cluster",
+        "shop",
+        "--out",
+        imported.to_str().unwrap(),
+        "--from",
+        &from,
+        "--password-file",
+        &connect_file,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let file: pgtopo::config::TopologyFile =
+        serde_yaml::from_str(&std::fs::read_to_string(&imported).unwrap()).unwrap();
+    let a = file.archive.expect("import wrote `archive:`");
+    let p = a.pgbackrest.expect("as pgbackrest");
+    assert_eq!(p.stanza, "shop");
+    assert_eq!(p.config.as_deref(), Some(conf.as_path()));
+    assert!(
+        !file.settings.contains_key("archive_command")
+            && file
+                .nodes
+                .values()
+                .all(|n| !n.settings.contains_key("restore_command")),
+        "{:?}",
+        file.settings
+    );
 
     // 3. Archiving fails while the repository is unwritable: drift names n1.
     let archive_dir = repo.join("archive");
