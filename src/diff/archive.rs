@@ -20,9 +20,9 @@ use crate::observe::{ObservedCluster, Role};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveFinding {
     pub node: String,
-    /// `archive.NODE.failing`, `archive.NODE.lag`, `archive.NODE.restore_command`,
-    /// `archive.NODE.pgbackrest`, `archive.stanza`.
-    pub address: String,
+    /// `failing`, `lag`, `restore_command`, `pgbackrest`, `stanza` (the address is
+    /// `archive.NODE.WHAT`).
+    pub what: String,
     pub detail: String,
 }
 
@@ -35,7 +35,7 @@ pub fn findings(d: &Desired, o: &ObservedCluster) -> Vec<ArchiveFinding> {
     let mut push = |node: &str, what: &str, detail: String| {
         out.push(ArchiveFinding {
             node: node.to_string(),
-            address: format!("archive.{node}.{what}"),
+            what: what.to_string(),
             detail,
         })
     };
@@ -109,7 +109,7 @@ pub fn findings(d: &Desired, o: &ObservedCluster) -> Vec<ArchiveFinding> {
     }
     if let (Some(node), Some(p)) = (stanza_missing, a.pgbackrest()) {
         out.push(ArchiveFinding {
-            address: "archive.stanza".into(),
+            what: "stanza".into(),
             detail: format!("the pgBackRest stanza {} does not exist yet", p.stanza),
             node,
         });
@@ -195,7 +195,10 @@ mod tests {
             }),
         });
         o.nodes.get_mut("n3").unwrap().archive = Some(ObservedArchive::default());
-        let got: Vec<String> = findings(&d, &o).into_iter().map(|f| f.address).collect();
+        let got: Vec<String> = findings(&d, &o)
+            .into_iter()
+            .map(|f| format!("archive.{}.{}", f.node, f.what))
+            .collect();
         // The fixture's standbys have no restore_command.
         assert_eq!(
             got,

@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::address::Address;
+
 /// What kind of drift.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
@@ -58,6 +60,7 @@ pub struct DriftItem {
     pub kind: DriftKind,
     pub node: String,
     /// The change address it concerns (`setting.n1.work_mem`, `slot.n1.old`).
-    pub address: String,
+    #[schemars(with = "String")]
+    pub address: Address,
     pub detail: String,
 }

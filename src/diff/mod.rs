@@ -9,6 +9,7 @@
 //!
 //! Architecture invariant: nothing in here decides an order or a step; nothing reads a clock.
 
+pub mod address;
 pub mod archive;
 pub mod assess;
 pub mod change;
@@ -21,6 +22,7 @@ pub mod tls;
 pub mod values;
 pub mod versions;
 
+use address::Address;
 use std::collections::BTreeMap;
 
 use crate::config::{Desired, DesiredNode, DesiredRole};
@@ -358,23 +360,6 @@ fn role_str(r: Option<Role>) -> Option<&'static str> {
     })
 }
 
-/// Why a declared primary that is not primary now will become it. Whether a promotion is a
-/// switchover, the end of one, or a failover is the planner's judgement (plan::analysis); the
-/// plan's change list says which.
-fn promotion_reason(d: &Desired, o: &ObservedCluster, new: &str) -> String {
-    match current_primary(d, o) {
-        Some(old) if old != new => {
-            let on = observed(o, &old);
-            if on.running && on.reachable {
-                format!("will be promoted (planned switchover from {old})")
-            } else {
-                format!("will be promoted ({old} is not running)")
-            }
-        }
-        _ => "will be promoted".into(),
-    }
-}
-
 /// Every difference between the topology and the cluster.
 pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     let mut out = Vec::new();
@@ -400,7 +385,10 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
                 format!("{}; takes effect with a {effect}", s.why)
             };
             out.push(Change {
-                address: format!("setting.{}.{}", n.name, s.name),
+                address: Address::Setting {
+                    node: n.name.clone(),
+                    name: s.name.clone(),
+                },
                 action: if s.before.is_some() {
                     ChangeAction::Change
                 } else {
@@ -418,7 +406,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
         if hba::needs_write(&block, &obs) {
             let count = |k: usize| format!("{k} rules");
             out.push(Change {
-                address: format!("hba.{}", n.name),
+                address: Address::Hba(n.name.clone()),
                 action: if seen.is_some() {
                     ChangeAction::Change
                 } else {
@@ -442,7 +430,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     if pobs.reachable || actionable(&pobs) {
         if let Some(m) = sync_mismatch(d, o) {
             out.push(Change {
-                address: format!("sync.{}", d.cluster),
+                address: Address::Sync(d.cluster.clone()),
                 action: ChangeAction::Change,
                 attributes: vec![attr(
                     "synchronous_standby_names",
@@ -494,7 +482,7 @@ fn clone_change(n: &DesiredNode, v: &assess::Verdict, out: &mut Vec<Change>) {
         _ => return,
     };
     out.push(Change {
-        address: format!("node.{}", n.name),
+        address: Address::Node(n.name.clone()),
         action: ChangeAction::Change,
         attributes: vec![attr(
             "data_directory",
@@ -512,7 +500,7 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
     let obs = observed(o, &n.name);
     let role = observed_role(&obs);
     let up = observed_upstream(d, &obs);
-    let addr = format!("node.{}", n.name);
+    let addr = Address::Node(n.name.clone());
     let mut push = |action, attributes, reason: String| {
         out.push(Change {
             address: addr.clone(),
@@ -542,7 +530,9 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
                 if let Some(u) = &up {
                     attrs.push(attr("upstream", Some(u), None));
                 }
-                push(ChangeAction::Change, attrs, promotion_reason(d, o, &n.name));
+                // Whether it is a switchover, the end of one or a failover is the planner's
+                // judgement, and so are the words that say it.
+                push(ChangeAction::Change, attrs, "will be promoted".into());
             }
         }
         DesiredRole::Standby { upstream } => {
@@ -629,7 +619,10 @@ fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
                 continue;
             }
             out.push(Change {
-                address: format!("slot.{upstream}.{}", n.name),
+                address: Address::Slot {
+                    holder: upstream.to_string(),
+                    slot: n.name.clone(),
+                },
                 action: ChangeAction::Add,
                 attributes: vec![],
                 reason: format!("{} streams from {upstream} through it", n.name),
@@ -652,7 +645,10 @@ fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
             let info = infos.get(s.as_str()).copied();
             if let Some(reason) = obsolete_slot_with(d, o, holder, s, info) {
                 out.push(Change {
-                    address: format!("slot.{holder}.{s}"),
+                    address: Address::Slot {
+                        holder: holder.to_string(),
+                        slot: s.to_string(),
+                    },
                     action: ChangeAction::Remove,
                     attributes: vec![],
                     reason,
@@ -770,7 +766,7 @@ mod tests {
                 "-slot.n1.n3"
             ]
         );
-        assert_eq!(c[1].reason, "will be promoted (planned switchover from n1)");
+        assert_eq!(c[1].reason, "will be promoted");
     }
 
     #[test]

@@ -233,6 +233,18 @@ pub enum ShutdownMode {
     Immediate,
 }
 
+impl ShutdownMode {
+    /// The service's word for it (`config::service`, which builds the stop command).
+    pub fn stop_mode(self) -> crate::config::service::StopMode {
+        use crate::config::service::StopMode;
+        match self {
+            ShutdownMode::Smart => StopMode::Smart,
+            ShutdownMode::Fast => StopMode::Fast,
+            ShutdownMode::Immediate => StopMode::Immediate,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StopParams {
     pub mode: ShutdownMode,
@@ -479,7 +491,8 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CannotFix {
     /// The change address it concerns (`node.n3`, `setting.n1.work_mem`).
-    pub address: String,
+    #[schemars(with = "String")]
+    pub address: crate::diff::address::Address,
     /// The finding, as `pgtopo drift` says it.
     pub finding: String,
     pub why: String,

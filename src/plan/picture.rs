@@ -54,7 +54,7 @@ pub fn picture(
     let acted: BTreeSet<&str> = steps
         .iter()
         .map(|s| s.node.as_str())
-        .chain(changes.iter().filter_map(|c| c.address.split('.').nth(1)))
+        .chain(changes.iter().filter_map(|c| c.address.node()))
         .collect();
     let mut before = Vec::new();
     let mut after = Vec::new();

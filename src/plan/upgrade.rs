@@ -20,6 +20,7 @@
 //!
 //! The upgrade plan does only the upgrade: whatever else differs is planned after it.
 
+use crate::diff::address::Address;
 use std::path::{Path, PathBuf};
 
 use super::analysis::{Analysis, Fate};
@@ -336,7 +337,7 @@ fn notes(c: &Ctx, u: &Upgrade, run: super::graph::Idx, up: super::graph::Idx) ->
 pub fn changes(d: &Desired, u: &Upgrade) -> Vec<Change> {
     d.present()
         .map(|n| Change {
-            address: format!("node.{}", n.name),
+            address: Address::Node(n.name.clone()),
             action: ChangeAction::Change,
             attributes: vec![AttributeChange {
                 name: "version".into(),

@@ -41,6 +41,7 @@ pub mod own_config;
 pub mod pause_pooler;
 pub mod pgbackrest;
 pub mod pooler_admin;
+pub mod position;
 pub mod promote;
 pub mod reload;
 pub mod restart;

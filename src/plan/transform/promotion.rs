@@ -72,7 +72,7 @@ pub fn promotion(c: &mut Ctx) {
             cu
         }
     };
-    let reason = promotion_reason(&p.kind, &old);
+    let reason = p.why();
     let promote = c.dag.add(
         &cand,
         Action::Promote(PromoteParams {
@@ -277,16 +277,4 @@ fn before_failover(c: &mut Ctx, old: &str, fence: bool, pre: &[Idx]) -> Option<I
     };
     c.anchors.writes_down = Some(step);
     Some(step)
-}
-
-/// Why the candidate is promoted, as the promote step says it.
-fn promotion_reason(kind: &PromotionKind, old: &str) -> String {
-    match kind {
-        PromotionKind::Switchover => format!("planned switchover from {old}"),
-        PromotionKind::FinishSwitchover { .. } => {
-            format!("finishing the switchover from {old} (shut down cleanly)")
-        }
-        PromotionKind::Failover { .. } if old.is_empty() => "failover: no primary".to_string(),
-        PromotionKind::Failover { .. } => format!("failover from {old}, which is down"),
-    }
 }

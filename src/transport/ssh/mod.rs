@@ -101,14 +101,19 @@ impl SshTransport {
         argv(words.iter().copied())
     }
 
-    /// The whole argv a session runs: prefix, `env -u …`, `K=V…`, argv.
+    /// The whole argv a session runs: prefix (none when `as_login_user`), `env -u …`, `K=V…`,
+    /// argv.
     fn remote_argv(
         &self,
         login_user: &str,
+        as_login_user: bool,
         env: &[(String, String)],
         argv: &[OsString],
     ) -> Vec<OsString> {
-        let mut words = self.as_user_prefix(login_user);
+        let mut words = match as_login_user {
+            true => Vec::new(),
+            false => self.as_user_prefix(login_user),
+        };
         // After the switch to os_user: whatever sshd, sudo or runuser kept or the login shell's
         // rc files set, no libpq or server variable reaches the program.
         words.push("env".into());
@@ -128,10 +133,23 @@ impl SshTransport {
         stdin: Option<&[u8]>,
         timeout: std::time::Duration,
     ) -> Result<CommandOutput, TransportError> {
+        self.exec_as(argv, false, env, stdin, timeout).await
+    }
+
+    /// [`Self::exec`], or as the login user itself when `as_login_user`.
+    async fn exec_as(
+        &self,
+        argv: Vec<OsString>,
+        as_login_user: bool,
+        env: &[(String, String)],
+        stdin: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<CommandOutput, TransportError> {
         if !self.master.user_checked(&self.os_user) {
             self.check_access().await?;
         }
-        self.deliver(&argv, env, stdin, timeout).await
+        self.deliver(&argv, as_login_user, env, stdin, timeout)
+            .await
     }
 
     /// Run argv as os_user over a session. A session found ended before the command started is
@@ -140,6 +158,7 @@ impl SshTransport {
     async fn deliver(
         &self,
         argv: &[OsString],
+        as_login_user: bool,
         env: &[(String, String)],
         stdin: Option<&[u8]>,
         timeout: std::time::Duration,
@@ -158,7 +177,7 @@ impl SshTransport {
                     .connected()
                     .await
                     .map_err(|c| self.unreachable(c))?;
-                let words = self.remote_argv(&conn.login_user, env, argv);
+                let words = self.remote_argv(&conn.login_user, as_login_user, env, argv);
                 match conn.run(&words, stdin).await {
                     Outcome::Ran {
                         code,
@@ -311,7 +330,7 @@ impl Transport for SshTransport {
 
     async fn check_access(&self) -> Result<(), TransportError> {
         let out = self
-            .deliver(&argv(["id", "-un"]), &[], None, FILE_TIMEOUT)
+            .deliver(&argv(["id", "-un"]), false, &[], None, FILE_TIMEOUT)
             .await?;
         let who = out.stdout_text().trim().to_string();
         if out.success() && who == self.os_user {
@@ -331,7 +350,8 @@ impl Transport for SshTransport {
     async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError> {
         let mut v = vec![cmd.program.clone().into_os_string()];
         v.extend(cmd.args.iter().cloned());
-        self.exec(v, &cmd.env, None, cmd.timeout).await
+        self.exec_as(v, cmd.as_login_user, &cmd.env, None, cmd.timeout)
+            .await
     }
 
     async fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
@@ -472,7 +492,7 @@ mod tests {
         };
         let t = SshTransport::new(spec, "postgres");
         let env = [("PGPASSFILE".to_string(), "/home/p/.pgpass".to_string())];
-        let words = t.remote_argv("root", &env, &argv(["pg_basebackup", "-w"]));
+        let words = t.remote_argv("root", false, &env, &argv(["pg_basebackup", "-w"]));
         let line = words
             .iter()
             .map(|w| w.to_str().unwrap())
@@ -490,6 +510,58 @@ mod tests {
         );
         for k in ["PGHOST", "PGPASSWORD", "PGSSLMODE", "PGDATA", "PGOPTIONS"] {
             assert!(line.contains(&format!(" -u {k} ")), "{k}");
+        }
+    }
+    /// A systemd node's stop and its unit's reading, as the remote session runs them: the stop
+    /// as the login user itself through `sudo -n systemctl` (root's sudo, or the ssh user's sudo
+    /// rule; SPEC §1d), the reading (no privilege needed) after the switch to the os_user
+    /// (runuser as root, `sudo -n -u` as another login user, nothing as the os_user itself).
+    #[test]
+    fn a_systemd_stop_runs_through_sudo_after_the_user_switch() {
+        use crate::config::service::{command, show_unit, Control, StopMode};
+        let mut n = crate::observe::fixtures::node("n1", 0, crate::config::DesiredRole::Primary);
+        n.service = crate::config::Service::Systemd {
+            unit: "postgresql-16.service".into(),
+        };
+        let unset: String = crate::transport::CALLER_ENV_REMOVED
+            .iter()
+            .map(|k| format!(" -u {k}"))
+            .collect();
+        let stop = command(&n, Control::Stop(StopMode::Fast));
+        let show = show_unit("postgresql-16.service");
+        for (login, prefix) in [
+            ("root", "runuser -u postgres -- "),
+            ("deploy", "sudo -n -u postgres -- "),
+            ("postgres", ""),
+        ] {
+            let t = SshTransport::new(
+                SshSpec {
+                    host: "db1".into(),
+                    user: Some(login.into()),
+                    port: None,
+                    identity_file: None,
+                    known_hosts_file: None,
+                },
+                "postgres",
+            );
+            let line = |as_login: bool, argv: &[OsString]| {
+                t.remote_argv(login, as_login, &[], argv)
+                    .iter()
+                    .map(|w| w.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            assert_eq!(
+                line(crate::config::service::as_login_user(&n), &stop),
+                format!("env{unset} sudo -n systemctl stop postgresql-16.service")
+            );
+            assert_eq!(
+                line(false, &show),
+                format!(
+                    "{prefix}env{unset} systemctl show postgresql-16.service -p KillSignal \
+                     -p ExecStop -p KillMode"
+                )
+            );
         }
     }
 }
