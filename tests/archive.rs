@@ -11,7 +11,8 @@
 //!    (with a pgBackRest too old for the cluster's major — Debian 12's 2.45 stops at 15 — the
 //!    stanza-create that gates the plan fails with pgBackRest's own message, nothing changed);
 //! 3. archiving that fails (the repository unwritable) is drift naming the node, and once the
-//!    repository is back the archive catches up and the drift is gone.
+//!    repository is back the archive catches up and the drift is gone;
+//! 4. a standby whose restore_command was reset is drift, and apply sets it again.
 
 mod support;
 
@@ -227,6 +228,24 @@ fn pgbackrest_archive_is_configured_checked_and_watched() {
         "SELECT last_archived_time > last_failed_time FROM pg_stat_archiver",
         "t",
     );
+    let out = c.pgtopo(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // 4. A standby without the restore_command is drift; apply puts it back (a reload).
+    c.psql("n2", "ALTER SYSTEM RESET restore_command");
+    c.psql("n2", "SELECT pg_reload_conf()");
+    c.wait_for_sql("n2", "SELECT current_setting('restore_command') = ''", "t");
+    let drift = c.pgtopo(&["drift", "--format", "json"]);
+    assert!(
+        stdout(&drift).contains("archive.n2.restore_command"),
+        "{}",
+        show(&drift)
+    );
+    let out = c.pgtopo(&["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(c
+        .psql("n2", "SHOW restore_command")
+        .ends_with("archive-get %f \"%p\""));
     let out = c.pgtopo(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     eprintln!("archive test total: {:?}", t0.elapsed());
