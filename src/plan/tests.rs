@@ -415,6 +415,33 @@ fn rejoin_rewinds_from_the_archive_when_the_wal_is_gone_but_archived() {
 }
 
 #[test]
+fn a_backup_clone_is_named_as_a_basebackup_until_it_is_built() {
+    let (mut d, o) = after_failover(false, 0x5000100);
+    d.archive = crate::config::ArchiveSpec {
+        pgbackrest: Some(crate::config::archive::PgBackRestSpec {
+            stanza: "shop".into(),
+            config: None,
+        }),
+        ..Default::default()
+    }
+    .resolve();
+    d.clone_policy
+        .nodes
+        .insert("n1".into(), crate::config::CloneMethod::Backup);
+    let p = plan(&d, &o);
+    step(&p, "clone", "n1");
+    assert!(
+        p.summary
+            .notes
+            .iter()
+            .any(|n| n.starts_with("n1: clone.method is backup") && n.contains("pg_basebackup")),
+        "{:?}",
+        p.summary.notes
+    );
+    step(&p, "create_stanza", "n2");
+}
+
+#[test]
 fn rejoin_clones_when_the_wal_pg_rewind_reads_is_gone() {
     let with_wal = |end: u64, redo: u64, segs: &[&str]| {
         let (d, mut o) = after_failover(true, end);

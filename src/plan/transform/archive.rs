@@ -89,8 +89,28 @@ pub fn archive_stanza(c: &mut Ctx) {
     c.dag.gate = Some(s);
 }
 
+/// Nodes declared `clone.method: backup` that the plan clones: restoring from a pgBackRest
+/// backup is not built yet, so the plan says it uses pg_basebackup.
+fn backup_clone_notes(c: &mut Ctx) {
+    let notes: Vec<String> =
+        c.a.fates
+            .iter()
+            .filter(|(n, f)| {
+                f.copies_data() && c.eff.clone_method(n) == crate::config::CloneMethod::Backup
+            })
+            .map(|(n, _)| {
+                format!(
+                    "{n}: clone.method is backup, but restoring from a pgBackRest backup is not \
+                 implemented yet: {n} is cloned with pg_basebackup from its upstream"
+                )
+            })
+            .collect();
+    c.notes.extend(notes);
+}
+
 /// create_stanza (after a promotion) and check_archive on the primary.
 pub fn archive(c: &mut Ctx) {
+    backup_clone_notes(c);
     let Some(p) = c.eff.archive.as_ref().and_then(|a| a.pgbackrest()) else {
         return;
     };
