@@ -597,6 +597,15 @@ pub struct SshSpec {
     /// checking is always strict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts_file: Option<PathBuf>,
+    /// Bastion(s) to reach the host through (ssh's `ProxyJump`, `-J`): `[user@]host[:port]`,
+    /// several separated by commas, in the order they are crossed. The bastions' own settings
+    /// (key, known_hosts) come from the ssh config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<String>,
+    /// The ssh config file to read instead of ~/.ssh/config (`ssh -F`), for this host and its
+    /// bastions. Absent: ~/.ssh/config and /etc/ssh/ssh_config, as ssh reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -121,6 +121,8 @@ impl NodeSshd {
             port: Some(self.port),
             identity_file: Some(self.dir.join("id_ed25519")),
             known_hosts_file: Some(self.dir.join("known_hosts")),
+            jump: None,
+            config_file: None,
         }
     }
 }

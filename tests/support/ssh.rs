@@ -140,6 +140,8 @@ impl Sshd {
             port: Some(self.port),
             identity_file: Some(self.dir.path().join("id_ed25519")),
             known_hosts_file: Some(self.dir.path().join(known_hosts)),
+            jump: None,
+            config_file: None,
         }
     }
 
