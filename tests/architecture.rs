@@ -104,34 +104,6 @@ fn code_chars(line: &str) -> Vec<char> {
     out
 }
 
-/// The modules named right after `prefix` in the code: `b` in `crate::b::c`, and `b`, `c` in
-/// `super::{b, c::D}`.
-fn paths_after(code: &str, prefix: &str) -> Vec<String> {
-    let ident = |s: &str| {
-        let end = s
-            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .unwrap_or(s.len());
-        s[..end].to_string()
-    };
-    let mut out = Vec::new();
-    for (i, _) in code.match_indices(prefix) {
-        let before = code[..i].chars().last();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue;
-        }
-        let rest = &code[i + prefix.len()..];
-        match rest.strip_prefix('{') {
-            Some(group) => {
-                let inner = &group[..group.find('}').unwrap_or(group.len())];
-                out.extend(inner.split(',').map(|item| ident(item.trim())));
-            }
-            None => out.push(ident(rest)),
-        }
-    }
-    out.retain(|m| !m.is_empty());
-    out
-}
-
 /// Every non-test source file: its path relative to src/ and its code.
 fn sources() -> Vec<(String, String)> {
     let mut files = Vec::new();
@@ -155,16 +127,135 @@ fn sources() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The module a file belongs to at the level below `dir` ("" for src/ itself).
-fn module_under(rel: &str, dir: &str) -> Option<String> {
-    let rest = if dir.is_empty() {
-        rel
-    } else {
-        rel.strip_prefix(dir)?.strip_prefix('/')?
-    };
-    let first = rest.split('/').next()?;
-    let name = first.strip_suffix(".rs").unwrap_or(first);
-    (!matches!(name, "lib" | "main" | "mod")).then(|| name.to_string())
+/// The module path of a file relative to src/: `plan/transform/mod.rs` → `plan::transform`,
+/// `lib.rs` and `main.rs` → the crate root (empty).
+fn module_path(rel: &str) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts
+}
+
+/// The paths of a use tree at the start of `s`: `a::{b, c::d}` → `a::b`, `a::c::d`.
+fn use_tree(s: &str) -> Vec<Vec<String>> {
+    fn tree(s: &[char], i: &mut usize) -> Vec<Vec<String>> {
+        let skip_ws = |i: &mut usize| {
+            while *i < s.len() && s[*i].is_whitespace() {
+                *i += 1;
+            }
+        };
+        skip_ws(i);
+        if s.get(*i) == Some(&'{') {
+            *i += 1;
+            let mut out = Vec::new();
+            loop {
+                out.extend(tree(s, i));
+                skip_ws(i);
+                match s.get(*i) {
+                    Some(',') => *i += 1,
+                    Some('}') => {
+                        *i += 1;
+                        return out;
+                    }
+                    _ => return out,
+                }
+                skip_ws(i);
+                if s.get(*i) == Some(&'}') {
+                    *i += 1;
+                    return out;
+                }
+            }
+        }
+        let start = *i;
+        while *i < s.len() && (s[*i].is_alphanumeric() || s[*i] == '_') {
+            *i += 1;
+        }
+        let seg: String = s[start..*i].iter().collect();
+        if seg.is_empty() {
+            return vec![vec![]];
+        }
+        if s.get(*i) == Some(&':') && s.get(*i + 1) == Some(&':') {
+            *i += 2;
+            let rest = tree(s, i);
+            return rest
+                .into_iter()
+                .map(|mut r| {
+                    r.insert(0, seg.clone());
+                    r
+                })
+                .collect();
+        }
+        vec![vec![seg]]
+    }
+    let chars: Vec<char> = s.chars().take(2000).collect();
+    tree(&chars, &mut 0)
+}
+
+/// Every module path the code of the file `rel` names, made absolute: `crate::a::b`,
+/// `super::x` (from `rel`'s parent), `super::super::y`, `use` groups expanded.
+fn referenced_paths(rel: &str, code: &str) -> Vec<Vec<String>> {
+    let here = module_path(rel);
+    let mut out = Vec::new();
+    for prefix in ["crate::", "super::"] {
+        for (i, _) in code.match_indices(prefix) {
+            let before = code[..i].chars().last();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let mut base: Vec<String> = if prefix == "crate::" {
+                Vec::new()
+            } else {
+                here[..here.len().saturating_sub(1)].to_vec()
+            };
+            let paths = use_tree(&code[i + prefix.len()..]);
+            for p in paths {
+                let mut abs = base.clone();
+                for seg in p {
+                    match seg.as_str() {
+                        "super" => {
+                            abs.pop();
+                        }
+                        "self" => {}
+                        _ => abs.push(seg),
+                    }
+                }
+                out.push(abs);
+            }
+            base.clear();
+        }
+    }
+    out
+}
+
+/// The edges between the submodules of the folder `dir` (a module path; empty for src/): an
+/// edge `a → b` when a file of `a` names a path into `b`.
+fn folder_graph(files: &[(String, String)], dir: &[String]) -> Graph {
+    let child =
+        |m: &[String]| (m.len() > dir.len() && m.starts_with(dir)).then(|| m[dir.len()].clone());
+    let names: BTreeSet<String> = files
+        .iter()
+        .filter_map(|(rel, _)| child(&module_path(rel)))
+        .collect();
+    let mut g = Graph::new();
+    for (rel, code) in files {
+        let Some(from) = child(&module_path(rel)) else {
+            continue;
+        };
+        for p in referenced_paths(rel, code) {
+            if let Some(to) = child(&p).filter(|t| names.contains(t)) {
+                add(&mut g, &from, &to, rel);
+            }
+        }
+    }
+    g
 }
 
 fn add(g: &mut Graph, from: &str, to: &str, rel: &str) {
@@ -176,38 +267,19 @@ fn add(g: &mut Graph, from: &str, to: &str, rel: &str) {
     }
 }
 
-fn top_level_graph(files: &[(String, String)]) -> Graph {
-    let mut g = Graph::new();
-    for (rel, code) in files {
-        let Some(from) = module_under(rel, "") else {
-            continue;
-        };
-        for to in paths_after(code, "crate::") {
-            add(&mut g, &from, &to, rel);
-        }
-    }
-    g
-}
-
-/// Edges between the submodules of `src/<dir>/`.
-fn submodule_graph(files: &[(String, String)], dir: &str) -> Graph {
-    let names: BTreeSet<String> = files
+/// Every folder of src/ (as module paths), the crate root first.
+fn folders(files: &[(String, String)]) -> BTreeSet<Vec<String>> {
+    files
         .iter()
-        .filter_map(|(rel, _)| module_under(rel, dir))
-        .collect();
-    let mut g = Graph::new();
-    let crate_prefix = format!("crate::{dir}::");
-    for (rel, code) in files {
-        let Some(from) = module_under(rel, dir) else {
-            continue;
-        };
-        let mut targets = paths_after(code, "super::");
-        targets.extend(paths_after(code, &crate_prefix));
-        for to in targets.iter().filter(|t| names.contains(*t)) {
-            add(&mut g, &from, to, rel);
-        }
-    }
-    g
+        .filter_map(|(rel, _)| {
+            let m = module_path(rel);
+            let is_dir = rel.contains('/') || m.is_empty();
+            is_dir.then(|| {
+                let depth = rel.matches('/').count();
+                m[..depth.min(m.len())].to_vec()
+            })
+        })
+        .collect()
 }
 
 /// A cycle as `a → b (file) → … → a`, if there is one.
@@ -246,21 +318,37 @@ fn find_cycle(g: &Graph) -> Option<String> {
 }
 
 #[test]
-fn top_level_modules_have_no_cycle() {
-    let g = top_level_graph(&sources());
-    assert!(g.contains_key("cli"), "no edges read: {g:?}");
-    if let Some(c) = find_cycle(&g) {
-        panic!("module cycle: {c}");
+fn no_folder_of_src_has_a_module_cycle() {
+    let files = sources();
+    let dirs = folders(&files);
+    let covered: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("src/{}", d.join("/")))
+        .collect();
+    for must in [
+        "src/",
+        "src/plan",
+        "src/plan/transform",
+        "src/diff",
+        "src/config",
+        "src/steps",
+    ] {
+        assert!(
+            covered.iter().any(|c| c == must),
+            "{must} not read: {covered:?}"
+        );
     }
-}
-
-#[test]
-fn step_modules_have_no_cycle() {
-    let g = submodule_graph(&sources(), "steps");
-    assert!(g.contains_key("rewind"), "no edges read: {g:?}");
-    if let Some(c) = find_cycle(&g) {
-        panic!("steps module cycle: {c}");
+    let root = folder_graph(&files, &[]);
+    assert!(root.contains_key("cli"), "no edges read: {root:?}");
+    let steps = folder_graph(&files, &["steps".to_string()]);
+    assert!(steps.contains_key("rewind"), "no edges read: {steps:?}");
+    let mut cycles = Vec::new();
+    for d in &dirs {
+        if let Some(c) = find_cycle(&folder_graph(&files, d)) {
+            cycles.push(format!("src/{}: {c}", d.join("/")));
+        }
     }
+    assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
 }
 
 #[test]
@@ -282,7 +370,19 @@ fn the_reader_sees_a_cycle_and_skips_tests() {
             non_test_code("#[cfg(test)]\nmod tests;\n"),
         ),
     ];
-    let g = top_level_graph(&files);
+    let g = folder_graph(&files, &[]);
+    let nested = referenced_paths(
+        "x/y/z.rs",
+        "use super::super::w::{V, u::T};\nsuper::q::f();",
+    );
+    assert_eq!(
+        nested,
+        vec![
+            vec!["x", "w", "V"],
+            vec!["x", "w", "u", "T"],
+            vec!["x", "y", "q", "f"]
+        ]
+    );
     assert_eq!(
         find_cycle(&g).as_deref(),
         Some("a → b (a/mod.rs) → a (b/mod.rs)")

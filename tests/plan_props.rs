@@ -354,12 +354,8 @@ fn converges(
         .notes
         .iter()
         .any(|n| n.contains("declare it") || n.contains("update topology.yaml"));
-    let cannot: std::collections::BTreeSet<&str> = p
-        .summary
-        .cannot_fix
-        .iter()
-        .map(|c| c.address.as_str())
-        .collect();
+    let cannot: std::collections::BTreeSet<&pgtopo::diff::address::Address> =
+        p.summary.cannot_fix.iter().map(|c| &c.address).collect();
     if opts.assume_down.is_empty() && !rerooted {
         // Nodes the plan cannot act on: what drift still finds about them is expected.
         let stuck: std::collections::BTreeSet<&str> = p
@@ -371,13 +367,12 @@ fn converges(
             .collect();
         let after = pgtopo::diff::drift::drift(d, &end);
         for i in &after.items {
-            let slot_of = i
-                .address
-                .strip_prefix("slot.")
-                .and_then(|r| r.split_once('.'))
-                .map(|(_, s)| s);
+            let slot_of = match &i.address {
+                pgtopo::diff::address::Address::Slot { slot, .. } => Some(slot.as_str()),
+                _ => None,
+            };
             let up = d.upstream_of(&i.node).map(|u| u.name.as_str());
-            let known = cannot.contains(i.address.as_str())
+            let known = cannot.contains(&i.address)
                 || stuck.contains(i.node.as_str())
                 || slot_of.is_some_and(|s| stuck.contains(s))
                 || up.is_some_and(|u| stuck.contains(u))

@@ -23,6 +23,7 @@
 pub mod diag;
 pub mod logical;
 pub mod model;
+pub mod names;
 pub mod pooler;
 pub mod pooler_rules;
 pub mod preferences;
@@ -30,6 +31,7 @@ pub mod resolve;
 pub mod rules;
 pub mod rules_tls;
 pub mod secret;
+pub mod ssh;
 pub mod structure;
 pub mod sync_names;
 pub mod write;

@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::pooler::{DesiredPooler, HookSpec, HooksSpec, PoolerSpec};
+pub use super::secret::SecretRef;
+pub use super::ssh::SshSpec;
 use crate::units::{ByteSize, Duration};
 
 /// The topology file exactly as written (after serde, before semantic validation).
@@ -209,16 +211,6 @@ impl SslMode {
 #[serde(deny_unknown_fields)]
 pub struct FileRef {
     pub file: PathBuf,
-}
-
-/// A reference to a secret. Inline secrets are not accepted.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum SecretRef {
-    /// Read from an environment variable of pgtopo's process.
-    Env { env: String },
-    /// Read from a file (first line, trailing newline removed).
-    File { file: PathBuf },
 }
 
 /// Replication role and slots.
@@ -580,34 +572,6 @@ pub enum NodeState {
     #[default]
     Present,
     Absent,
-}
-
-/// SSH access to a node's host.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
-#[serde(deny_unknown_fields)]
-pub struct SshSpec {
-    pub host: String,
-    /// Remote login user (default: ssh's own default, from ~/.ssh/config or the local user).
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    /// Private key to authenticate with (default: ssh's own choice).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity_file: Option<PathBuf>,
-    /// known_hosts file to check the host key against (default: ~/.ssh/known_hosts). Host-key
-    /// checking is always strict.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_hosts_file: Option<PathBuf>,
-    /// Bastion(s) to reach the host through (ssh's `ProxyJump`, `-J`): `[user@]host[:port]`,
-    /// several separated by commas, in the order they are crossed. The bastions' own settings
-    /// (key, known_hosts) come from the ssh config file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jump: Option<String>,
-    /// The ssh config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config (`ssh -F`),
-    /// for this host and its bastions. Absent: those two, as ssh reads them (what they say for
-    /// the host applies; pgtopo's own options — strict host-key checking, batch mode, the
-    /// fields above — win).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_file: Option<PathBuf>,
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::model::{SecretRef, SshSpec};
+use super::secret::SecretRef;
+use super::ssh::SshSpec;
 use crate::units::Duration;
 
 /// One pgbouncer instance as written.

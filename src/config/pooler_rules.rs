@@ -22,7 +22,7 @@ pub fn check(root: &Node, errors: &mut Vec<ConfigError>) {
 
 fn pooler(root: &Node, e: &Entry, errors: &mut Vec<ConfigError>) {
     let name = &e.key;
-    if !super::rules::valid_node_name(name) {
+    if !super::names::valid_node_name(name) {
         errors.push(
             ConfigError::new(
                 "pooler_name",

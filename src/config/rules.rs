@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::diag::ConfigError;
+use super::names::valid_node_name;
 use super::yaml::{Entry, Node, Span};
 
 /// Run every semantic rule on the document root.
@@ -197,14 +198,6 @@ fn cluster_name(root: &Node, errors: &mut Vec<ConfigError>) {
             ),
         );
     }
-}
-
-/// `[a-z][a-z0-9_]{0,62}`: names become replication slot names and application_name.
-pub fn valid_node_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn node_names(nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigError>) {

@@ -2,8 +2,20 @@
 //! needed, never printed, never serialised.
 
 use std::fmt;
+use std::path::PathBuf;
 
-use super::model::SecretRef;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A reference to a secret. Inline secrets are not accepted.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SecretRef {
+    /// Read from an environment variable of pgtopo's process.
+    Env { env: String },
+    /// Read from a file (first line, trailing newline removed).
+    File { file: PathBuf },
+}
 
 /// A resolved secret. `Debug` and `Display` print `***`; the only way out is [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]

@@ -443,6 +443,13 @@ fn not_receiving(x: &ObservedNode, uo: &ObservedNode, name: &str, up: &str) -> O
 }
 
 /// A standby that streams from its declared upstream through its slot.
+/// Whether a standby receives from its upstream: it streams, or it is a delayed standby
+/// (`apply_delay`) that starts its WAL receiver only after applying, late, the WAL it already
+/// has — its startup process waits on the delay meanwhile. The one judgement; drift reads it.
+pub fn receives(x: &ObservedNode) -> bool {
+    x.streaming || x.startup_wait_event.as_deref() == Some("RecoveryApplyDelay")
+}
+
 fn healthy_standby(
     d: &Desired,
     o: &ObservedCluster,
@@ -452,9 +459,34 @@ fn healthy_standby(
 ) -> bool {
     x.running
         && x.reachable
-        && x.streaming
+        && receives(x)
         && observed_role(x) == Some(Role::Standby)
         && super::observed_upstream(d, x).as_deref() == Some(up)
         && (!d.replication.slots || x.primary_slot_name.as_deref() == Some(name))
         && observed(o, up).running
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::fixtures::{desired3, healthy};
+
+    #[test]
+    fn a_delayed_standby_waiting_on_its_delay_is_healthy_and_drift_agrees() {
+        let d = desired3();
+        let mut o = healthy(&d);
+        let n3 = o.nodes.get_mut("n3").unwrap();
+        n3.streaming = false;
+        n3.startup_wait_event = Some("RecoveryApplyDelay".into());
+        assert_eq!(node(&d, &o, "n3", Some("n1")), Verdict::Healthy);
+        let report = super::super::drift::drift(&d, &o);
+        assert!(report.items.iter().all(|i| i.node != "n3"), "{report:?}");
+        o.nodes.get_mut("n3").unwrap().startup_wait_event = None;
+        assert_eq!(node(&d, &o, "n3", Some("n1")), Verdict::Other);
+        let report = super::super::drift::drift(&d, &o);
+        assert!(report
+            .items
+            .iter()
+            .any(|i| i.node == "n3" && i.kind == super::super::drift::DriftKind::NotStreaming));
+    }
 }

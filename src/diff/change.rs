@@ -6,11 +6,14 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::address::Address;
+
 /// One difference between the topology file and the cluster, at an address such as `node.n2`,
 /// `slot.n1.n2`, `setting.n1.max_connections`, `hba.n1`, `sync.shop`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Change {
-    pub address: String,
+    #[schemars(with = "String")]
+    pub address: Address,
     pub action: ChangeAction,
     /// Attribute-level before/after (`role`, `upstream`, `value`, …).
     pub attributes: Vec<AttributeChange>,

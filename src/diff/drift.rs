@@ -2,6 +2,7 @@
 //! file. Read-only and pure: a function of (Desired, ObservedCluster); it proposes nothing.
 //! Renderings live in `render::drift`.
 
+use super::address::Address;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,60 +16,7 @@ use super::{
     slot_retained, sync_mismatch,
 };
 
-/// What kind of drift.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DriftKind {
-    NodeDown,
-    Role,
-    WrongUpstream,
-    NotStreaming,
-    SettingChanged,
-    PendingRestart,
-    HbaEdited,
-    MissingSlot,
-    OrphanSlot,
-    SyncSet,
-    RetiredRunning,
-    /// Two nodes accept writes on one timeline.
-    SplitBrain,
-    /// A standby's history differs from its upstream's on the same timeline.
-    Diverged,
-    /// The data directory belongs to another system (system identifier).
-    ForeignSystem,
-    /// The standby's slot is lost, or the WAL it needs is gone from its upstream.
-    SlotLost,
-    /// A warning: the slot's WAL is about to be removed (`wal_status = unreserved`).
-    SlotUnreserved,
-    /// Nodes answer on different PostgreSQL majors outside an upgrade.
-    MixedMajors,
-    /// A streaming standby that has not heard from its upstream for longer than twice
-    /// `wal_receiver_status_interval`.
-    NotReceiving,
-    /// A standby whose replay waits on a recovery conflict (the blocking sessions named).
-    ReplayBlocked,
-    /// A pooler's admin console does not answer.
-    PoolerDown,
-    /// A pooler database routes elsewhere than the primary (or is missing).
-    PoolerRoute,
-    /// A pooler database is paused.
-    PoolerPaused,
-    /// A declared logical slot missing or different on the primary, or an unsynced copy of
-    /// one on a standby.
-    LogicalSlot,
-}
-
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct DriftItem {
-    pub kind: DriftKind,
-    pub node: String,
-    /// The change address it concerns (`setting.n1.work_mem`, `slot.n1.old`).
-    pub address: String,
-    pub detail: String,
-}
+pub use super::finding::{DriftItem, DriftKind};
 
 /// Every finding, in a stable order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -130,7 +78,7 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
             items.push(DriftItem {
                 kind: DriftKind::SyncSet,
                 node: m.primary.clone(),
-                address: format!("sync.{}", d.cluster),
+                address: Address::Sync(d.cluster.clone()),
                 detail: format!(
                     "synchronous_standby_names is '{}' on {}, topology.yaml asks for '{}'",
                     m.have, m.primary, m.want
@@ -141,7 +89,7 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
     for (node, version, other, other_version) in super::versions::mixed_majors(o) {
         items.push(DriftItem {
             kind: DriftKind::MixedMajors,
-            address: format!("node.{node}"),
+            address: Address::Node(node.to_string()),
             detail: format!("{node} runs {version}, {other} runs {other_version}"),
             node,
         });
@@ -166,16 +114,16 @@ struct NodeFindings<'a> {
 }
 
 impl NodeFindings<'_> {
-    fn addr(&self) -> String {
-        format!("node.{}", self.n.name)
+    fn addr(&self) -> Address {
+        Address::Node(self.n.name.clone())
     }
 
-    fn push(&mut self, kind: DriftKind, address: String, detail: String) {
+    fn push(&mut self, kind: DriftKind, address: Address, detail: String) {
         let node = self.n.name.clone();
         self.push_on(kind, node, address, detail);
     }
 
-    fn push_on(&mut self, kind: DriftKind, node: String, address: String, detail: String) {
+    fn push_on(&mut self, kind: DriftKind, node: String, address: Address, detail: String) {
         self.items.push(DriftItem {
             kind,
             node,
@@ -234,10 +182,8 @@ impl NodeFindings<'_> {
         let name = &n.name;
         let up = observed_upstream(self.d, x);
         let follows = up.as_deref() == Some(upstream);
-        // A delayed standby starts its WAL receiver only after applying, late,
-        // the WAL it already has: its startup process waits on the delay meanwhile.
-        let delaying = x.startup_wait_event.as_deref() == Some("RecoveryApplyDelay");
-        if x.running && !x.streaming && !delaying && follows {
+        // A delayed standby waiting on its apply_delay receives too (the assessment's rule).
+        if x.running && !super::assess::receives(x) && follows {
             self.push(
                 DriftKind::NotStreaming,
                 self.addr(),
@@ -270,7 +216,10 @@ impl NodeFindings<'_> {
         for s in setting_diffs(self.d, self.o, name) {
             self.push(
                 DriftKind::SettingChanged,
-                format!("setting.{name}.{}", s.name),
+                Address::Setting {
+                    node: name.to_string(),
+                    name: s.name.clone(),
+                },
                 format!(
                     "{} is {} on {name}, topology.yaml says {}",
                     s.name,
@@ -283,7 +232,10 @@ impl NodeFindings<'_> {
             if s.pending_restart {
                 self.push(
                     DriftKind::PendingRestart,
-                    format!("setting.{name}.{k}"),
+                    Address::Setting {
+                        node: name.to_string(),
+                        name: k.to_string(),
+                    },
                     format!("{k} was changed on {name} and waits for a restart"),
                 );
             }
@@ -300,7 +252,7 @@ impl NodeFindings<'_> {
         if hba::needs_write(block, x) {
             self.push(
                 DriftKind::HbaEdited,
-                format!("hba.{name}"),
+                Address::Hba(name.to_string()),
                 if h.managed_block.is_some() {
                     format!("the pgtopo managed block of {name}'s pg_hba.conf was edited by hand")
                 } else {
@@ -311,7 +263,7 @@ impl NodeFindings<'_> {
         for e in &h.errors {
             self.push(
                 DriftKind::HbaEdited,
-                format!("hba.{name}"),
+                Address::Hba(name.to_string()),
                 format!("pg_hba.conf error on {name}: {e}"),
             );
         }
@@ -332,7 +284,10 @@ impl NodeFindings<'_> {
             self.push_on(
                 DriftKind::MissingSlot,
                 upstream.clone(),
-                format!("slot.{upstream}.{name}"),
+                Address::Slot {
+                    holder: upstream.to_string(),
+                    slot: name.to_string(),
+                },
                 format!("slot {name} is missing on {upstream}"),
             );
         }
@@ -350,7 +305,7 @@ impl NodeFindings<'_> {
         {
             self.push(
                 DriftKind::SlotUnreserved,
-                format!("slot.{name}.{}", s.name),
+                Address::Slot { holder: name.to_string(), slot: s.name.clone() },
                 format!(
                     "slot {} on {name} is close to being lost: WAL it needs is past max_slot_wal_keep_size (wal_status unreserved{})",
                     s.name,
@@ -362,7 +317,10 @@ impl NodeFindings<'_> {
             if let Some(reason) = obsolete_slot(self.d, self.o, name, s) {
                 self.push(
                     DriftKind::OrphanSlot,
-                    format!("slot.{name}.{s}"),
+                    Address::Slot {
+                        holder: name.to_string(),
+                        slot: s.to_string(),
+                    },
                     format!("slot {s} on {name}: {reason}"),
                 );
             } else if let DesiredRole::Standby { .. } | DesiredRole::Primary = n.role {
@@ -373,7 +331,10 @@ impl NodeFindings<'_> {
                     if let Some(b) = slot_retained(self.o, name, s) {
                         self.push(
                             DriftKind::OrphanSlot,
-                            format!("slot.{name}.{s}"),
+                            Address::Slot {
+                                holder: name.to_string(),
+                                slot: s.to_string(),
+                            },
                             format!(
                                 "slot {s} on {name} is kept while {s} is down; it retains {}",
                                 ByteSize::human(b)

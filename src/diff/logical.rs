@@ -6,11 +6,12 @@
 //! slot-sync worker did not make (an old primary's own slot after it rejoined: the worker cannot
 //! replace it while it exists).
 
+use super::address::Address;
 use crate::config::{Desired, DesiredRole, LogicalSlotSpec};
 use crate::observe::{ObservedCluster, ObservedSlot};
 
 use super::change::{Change, ChangeAction};
-use super::drift::{DriftItem, DriftKind};
+use super::finding::{DriftItem, DriftKind};
 use super::observed;
 
 /// What is wrong with a declared slot on the primary, if anything.
@@ -117,7 +118,10 @@ pub fn changes(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
                     continue;
                 }
                 out.push(Change {
-                    address: format!("logical_slot.{}.{}", n.name, spec.name),
+                    address: Address::LogicalSlot {
+                        node: n.name.clone(),
+                        slot: spec.name.clone(),
+                    },
                     action: ChangeAction::Add,
                     attributes: vec![],
                     reason: format!(
@@ -131,7 +135,10 @@ pub fn changes(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
         } else {
             for slot in unsynced_copies(d, o, &n.name) {
                 out.push(Change {
-                    address: format!("logical_slot.{}.{slot}", n.name),
+                    address: Address::LogicalSlot {
+                        node: n.name.clone(),
+                        slot: slot.to_string(),
+                    },
                     action: ChangeAction::Remove,
                     attributes: vec![],
                     reason: format!(
@@ -149,7 +156,10 @@ fn item(node: &str, slot: &str, detail: String) -> DriftItem {
     DriftItem {
         kind: DriftKind::LogicalSlot,
         node: node.to_string(),
-        address: format!("logical_slot.{node}.{slot}"),
+        address: Address::LogicalSlot {
+            node: node.to_string(),
+            slot: slot.to_string(),
+        },
         detail,
     }
 }

@@ -9,9 +9,11 @@
 //!
 //! Architecture invariant: nothing in here decides an order or a step; nothing reads a clock.
 
+pub mod address;
 pub mod assess;
 pub mod change;
 pub mod drift;
+pub mod finding;
 pub mod hba;
 pub mod logical;
 pub mod pooler_drift;
@@ -19,6 +21,7 @@ pub mod tls;
 pub mod values;
 pub mod versions;
 
+use address::Address;
 use std::collections::BTreeMap;
 
 use crate::config::{Desired, DesiredNode, DesiredRole};
@@ -352,23 +355,6 @@ fn role_str(r: Option<Role>) -> Option<&'static str> {
     })
 }
 
-/// Why a declared primary that is not primary now will become it. Whether a promotion is a
-/// switchover, the end of one, or a failover is the planner's judgement (plan::analysis); the
-/// plan's change list says which.
-fn promotion_reason(d: &Desired, o: &ObservedCluster, new: &str) -> String {
-    match current_primary(d, o) {
-        Some(old) if old != new => {
-            let on = observed(o, &old);
-            if on.running && on.reachable {
-                format!("will be promoted (planned switchover from {old})")
-            } else {
-                format!("will be promoted ({old} is not running)")
-            }
-        }
-        _ => "will be promoted".into(),
-    }
-}
-
 /// Every difference between the topology and the cluster.
 pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     let mut out = Vec::new();
@@ -394,7 +380,10 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
                 format!("{}; takes effect with a {effect}", s.why)
             };
             out.push(Change {
-                address: format!("setting.{}.{}", n.name, s.name),
+                address: Address::Setting {
+                    node: n.name.clone(),
+                    name: s.name.clone(),
+                },
                 action: if s.before.is_some() {
                     ChangeAction::Change
                 } else {
@@ -412,7 +401,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
         if hba::needs_write(&block, &obs) {
             let count = |k: usize| format!("{k} rules");
             out.push(Change {
-                address: format!("hba.{}", n.name),
+                address: Address::Hba(n.name.clone()),
                 action: if seen.is_some() {
                     ChangeAction::Change
                 } else {
@@ -436,7 +425,7 @@ pub fn diff(d: &Desired, o: &ObservedCluster) -> Vec<Change> {
     if pobs.reachable || actionable(&pobs) {
         if let Some(m) = sync_mismatch(d, o) {
             out.push(Change {
-                address: format!("sync.{}", d.cluster),
+                address: Address::Sync(d.cluster.clone()),
                 action: ChangeAction::Change,
                 attributes: vec![attr(
                     "synchronous_standby_names",
@@ -488,7 +477,7 @@ fn clone_change(n: &DesiredNode, v: &assess::Verdict, out: &mut Vec<Change>) {
         _ => return,
     };
     out.push(Change {
-        address: format!("node.{}", n.name),
+        address: Address::Node(n.name.clone()),
         action: ChangeAction::Change,
         attributes: vec![attr(
             "data_directory",
@@ -506,7 +495,7 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
     let obs = observed(o, &n.name);
     let role = observed_role(&obs);
     let up = observed_upstream(d, &obs);
-    let addr = format!("node.{}", n.name);
+    let addr = Address::Node(n.name.clone());
     let mut push = |action, attributes, reason: String| {
         out.push(Change {
             address: addr.clone(),
@@ -536,7 +525,9 @@ fn node_change(d: &Desired, o: &ObservedCluster, n: &DesiredNode, out: &mut Vec<
                 if let Some(u) = &up {
                     attrs.push(attr("upstream", Some(u), None));
                 }
-                push(ChangeAction::Change, attrs, promotion_reason(d, o, &n.name));
+                // Whether it is a switchover, the end of one or a failover is the planner's
+                // judgement, and so are the words that say it.
+                push(ChangeAction::Change, attrs, "will be promoted".into());
             }
         }
         DesiredRole::Standby { upstream } => {
@@ -623,7 +614,10 @@ fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
                 continue;
             }
             out.push(Change {
-                address: format!("slot.{upstream}.{}", n.name),
+                address: Address::Slot {
+                    holder: upstream.to_string(),
+                    slot: n.name.clone(),
+                },
                 action: ChangeAction::Add,
                 attributes: vec![],
                 reason: format!("{} streams from {upstream} through it", n.name),
@@ -646,7 +640,10 @@ fn slot_changes(d: &Desired, o: &ObservedCluster, out: &mut Vec<Change>) {
             let info = infos.get(s.as_str()).copied();
             if let Some(reason) = obsolete_slot_with(d, o, holder, s, info) {
                 out.push(Change {
-                    address: format!("slot.{holder}.{s}"),
+                    address: Address::Slot {
+                        holder: holder.to_string(),
+                        slot: s.to_string(),
+                    },
                     action: ChangeAction::Remove,
                     attributes: vec![],
                     reason,
@@ -764,7 +761,7 @@ mod tests {
                 "-slot.n1.n3"
             ]
         );
-        assert_eq!(c[1].reason, "will be promoted (planned switchover from n1)");
+        assert_eq!(c[1].reason, "will be promoted");
     }
 
     #[test]

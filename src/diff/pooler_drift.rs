@@ -2,11 +2,12 @@
 //! routes a database to anything but the declared primary (a standby, a retired node, an unknown
 //! address), and a paused database (a pooler left paused is an outage). Pure.
 
+use super::address::Address;
 use crate::config::Desired;
 use crate::observe::ObservedCluster;
 use crate::pooler::ObservedPooler;
 
-use super::drift::{DriftItem, DriftKind};
+use super::finding::{DriftItem, DriftKind};
 
 /// The findings of every declared pooler.
 pub fn findings(d: &Desired, o: &ObservedCluster) -> Vec<DriftItem> {
@@ -16,7 +17,7 @@ pub fn findings(d: &Desired, o: &ObservedCluster) -> Vec<DriftItem> {
         let item = |kind, detail: String| DriftItem {
             kind,
             node: p.name.clone(),
-            address: format!("pooler.{}", p.name),
+            address: Address::Pooler(p.name.clone()),
             detail,
         };
         let Some(obs) = o.poolers.get(&p.name).filter(|x| x.reachable) else {

@@ -216,7 +216,7 @@ fn node_names(disc: &Discovery, primary: usize, order: &[usize]) -> BTreeMap<usi
 
 fn unique_name(wanted: &[Option<String>], taken: &BTreeSet<String>) -> String {
     for w in wanted.iter().flatten() {
-        if crate::config::rules::valid_node_name(w) && !taken.contains(w) {
+        if crate::config::names::valid_node_name(w) && !taken.contains(w) {
             return w.clone();
         }
     }

@@ -14,7 +14,7 @@ use crate::diff::{
 use crate::observe::{ObservedCluster, ObservedNode, Role};
 use crate::units::{replayed_past_checkpoint, ByteSize, Lsn};
 
-use super::candidate;
+use super::candidate::{self, reachable_standbys};
 use super::error::PlanError;
 use super::PlanOptions;
 
@@ -48,6 +48,36 @@ pub struct Promotion {
     /// The recovery conflict its replay waited on when observed (its blockers are cancelled
     /// before the promotion).
     pub conflict: Option<crate::observe::ReplayConflict>,
+}
+
+impl Promotion {
+    /// Why the candidate is promoted: the one wording of the promotion, which the promote step
+    /// says and the change list's reason ([`Promotion::change_reason`]) repeats.
+    pub fn why(&self) -> String {
+        let old = self.old.as_deref().unwrap_or_default();
+        match &self.kind {
+            PromotionKind::Switchover => format!("planned switchover from {old}"),
+            PromotionKind::FinishSwitchover { checkpoint } => {
+                format!("finishing the switchover from {old} (shut down cleanly at {checkpoint})")
+            }
+            PromotionKind::Failover { .. } if old.is_empty() => "failover: no primary".into(),
+            PromotionKind::Failover { .. } => format!("failover from {old}, which is down"),
+        }
+    }
+
+    /// The candidate's reason in the change list: [`Promotion::why`], with what a failover may
+    /// lose.
+    pub fn change_reason(&self) -> String {
+        let loss = match &self.kind {
+            PromotionKind::Failover { exposure, .. } => match exposure {
+                Some(0) => "; it has received all WAL known to be written".to_string(),
+                Some(b) => format!("; up to {} of WAL may be lost", ByteSize::human(*b)),
+                None => "; an unknown amount of WAL may be lost".to_string(),
+            },
+            _ => String::new(),
+        };
+        format!("will be promoted ({}{loss})", self.why())
+    }
 }
 
 /// How a node whose history diverged (or was primary) joins its new upstream.
@@ -160,24 +190,6 @@ pub fn most_advanced_standby(
         }
     }
     best
-}
-
-/// The reachable, running standbys that the topology keeps (declared, not retired), other than
-/// `except`, in name order.
-pub fn reachable_standbys(d: &Desired, o: &ObservedCluster, except: &[&str]) -> Vec<String> {
-    o.nodes
-        .iter()
-        .filter(|(k, n)| {
-            !except.contains(&k.as_str())
-                && n.reachable
-                && n.running
-                && n.role == Some(Role::Standby)
-                && d.nodes
-                    .get(k.as_str())
-                    .is_some_and(|x| x.role != DesiredRole::Absent)
-        })
-        .map(|(k, _)| k.clone())
-        .collect()
 }
 
 fn why_down(o: &ObservedNode) -> String {

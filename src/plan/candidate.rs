@@ -9,12 +9,10 @@
 //! reachable standby of all (a delayed one included) and refuse what loses too much. Every
 //! standby passed over is listed with why, for the what-if (`plan --assume-down`).
 
-use crate::config::Desired;
+use crate::config::{Desired, DesiredRole};
 use crate::diff::received;
-use crate::observe::ObservedCluster;
+use crate::observe::{ObservedCluster, Role};
 use crate::units::Lsn;
-
-use super::analysis::reachable_standbys;
 
 /// The outcome of the choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +69,24 @@ pub fn choose(d: &Desired, o: &ObservedCluster, except: &[&str]) -> Choice {
     }
     skipped.sort();
     Choice { chosen, skipped }
+}
+
+/// The reachable, running standbys that the topology keeps (declared, not retired), other than
+/// `except`, in name order.
+pub fn reachable_standbys(d: &Desired, o: &ObservedCluster, except: &[&str]) -> Vec<String> {
+    o.nodes
+        .iter()
+        .filter(|(k, n)| {
+            !except.contains(&k.as_str())
+                && n.reachable
+                && n.running
+                && n.role == Some(Role::Standby)
+                && d.nodes
+                    .get(k.as_str())
+                    .is_some_and(|x| x.role != DesiredRole::Absent)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! that can change what the finding is about, on a node the finding concerns.
 
 use crate::config::Desired;
+use crate::diff::address::Address;
 use crate::diff::drift::{DriftItem, DriftKind, DriftReport};
 
 use super::model::{CannotFix, Step};
@@ -54,8 +55,8 @@ fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
 /// The other node a finding is about: the standby a slot address names, or the declared
 /// upstream of a standby that does not stream (or streams from another node).
 fn related<'a>(i: &'a DriftItem, d: &'a Desired) -> Option<&'a str> {
-    if let Some(rest) = i.address.strip_prefix("slot.") {
-        return rest.split_once('.').map(|(_, s)| s);
+    if let Address::Slot { slot, .. } = &i.address {
+        return Some(slot);
     }
     match i.kind {
         DriftKind::NotStreaming | DriftKind::WrongUpstream | DriftKind::NotReceiving => {

@@ -147,5 +147,50 @@ pub enum PlanError {
 
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Upgrade(#[from] super::upgrade::UpgradeError),
+    Upgrade(#[from] UpgradeError),
+}
+
+/// An upgrade that cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Diagnostic)]
+pub enum UpgradeError {
+    #[error("{node}: bin_dir {bin_dir} cannot be used: {why}")]
+    #[diagnostic(
+        code(pgtopo::plan::bin_dir_unusable),
+        help("postgres.bin_dir (or the node's bin_dir) must name an existing PostgreSQL bin directory on the node's host")
+    )]
+    BinDirUnusable {
+        node: String,
+        bin_dir: String,
+        why: String,
+    },
+
+    #[error("{node} runs PostgreSQL {running} but its bin_dir {bin_dir} is PostgreSQL {target}: pgtopo cannot downgrade")]
+    #[diagnostic(
+        code(pgtopo::plan::downgrade),
+        help("a major version can only go up (pg_upgrade); set bin_dir back to a PostgreSQL {running} bin directory")
+    )]
+    Downgrade {
+        node: String,
+        running: u32,
+        target: u32,
+        bin_dir: String,
+    },
+
+    #[error("cannot upgrade to PostgreSQL {target}: {node} {why}")]
+    #[diagnostic(
+        code(pgtopo::plan::upgrade_unsettled),
+        help("an upgrade starts from a settled cluster: plan and apply with the old bin_dir first, then change bin_dir")
+    )]
+    NotSettled {
+        node: String,
+        target: u32,
+        why: String,
+    },
+
+    #[error("cannot tell where the PostgreSQL {from} binaries of {node} are (its postmaster's executable could not be read)")]
+    #[diagnostic(
+        code(pgtopo::plan::upgrade_old_binaries),
+        help("set postgres.upgrade.from_bin_dir to the PostgreSQL {from} bin directory")
+    )]
+    OldBinariesUnknown { node: String, from: u32 },
 }

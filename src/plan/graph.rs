@@ -95,6 +95,29 @@ impl Dag {
         self.g.node_count() == 0
     }
 
+    /// The DAG as text, one step a line (`3 stop n1 ← 1, 2`: its id, kind, node and every edge
+    /// into it), for the debug log of the plan's transforms.
+    pub fn trace(&self) -> String {
+        let id = |i: Idx| i.index() + 1;
+        let mut out = String::new();
+        for ix in self.g.node_indices() {
+            let d = &self.g[ix];
+            let mut deps: Vec<usize> = self
+                .g
+                .neighbors_directed(ix, Direction::Incoming)
+                .map(id)
+                .collect();
+            deps.sort_unstable();
+            let deps: Vec<String> = deps.iter().map(usize::to_string).collect();
+            out.push_str(&format!("  {} {} {}", id(ix), d.action.kind(), d.node));
+            if !deps.is_empty() {
+                out.push_str(&format!(" ← {}", deps.join(", ")));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     /// Whether `from` reaches `to` through dependencies, exploring at most `budget` steps.
     fn reaches(&self, from: Idx, to: Idx, budget: usize) -> bool {
         let mut stack = vec![from];
@@ -171,12 +194,17 @@ mod tests {
             &[a],
         );
         let _ = c;
+        let trace = g.trace();
         let steps = g.finish();
         assert_eq!(steps[0].after, Vec::<u32>::new());
         assert_eq!(steps[1].after, vec![1]);
         // c waits for a (direct) and b (same node); a is implied through b.
         assert_eq!(steps[2].after, vec![2]);
         assert_eq!(b.index(), 1);
+        assert_eq!(
+            trace,
+            "  1 reload n1\n  2 reload n2 ← 1\n  3 checkpoint n2 ← 1, 2\n"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! 1. `--assume-down` marks nodes unreachable in (a copy of) the observed state;
 //! 2. [`analysis::analyse`] decides the promotion (switchover, finishing one, failover) and every
 //!    node's fate, and refuses what a safety rule forbids ([`PlanError`]);
-//! 3. the [`transforms::TRANSFORMS`] add steps to a petgraph DAG, each one rule;
+//! 3. the [`transform::TRANSFORMS`] add steps to a petgraph DAG, each one rule;
 //! 4. the DAG becomes `Plan::steps` (ids = topological order, `after` = direct dependencies),
 //!    with the changes of [`crate::diff::diff`], the file diffs, the fingerprint and the risk
 //!    summary.
@@ -20,13 +20,11 @@ pub mod end_state;
 pub mod error;
 pub mod fingerprint;
 pub mod graph;
-pub mod logical;
 pub mod model;
 pub mod picture;
-pub mod poolers;
 pub mod prepared;
 pub mod replay;
-pub mod transforms;
+pub mod transform;
 pub mod upgrade;
 pub mod wire;
 
@@ -96,15 +94,15 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         Some(u) => upgrade::analysis(d, u),
         None => analysis::analyse(d, o, opts)?,
     };
-    if let Some(e) = logical::refusal(&a.eff, o, &a) {
+    if let Some(e) = transform::logical::refusal(&a.eff, o, &a) {
         return Err(e);
     }
-    let mut ctx = transforms::Ctx::new(&a.eff, o, &a);
+    let mut ctx = transform::Ctx::new(&a.eff, o, &a);
     match &upgrade {
         Some(u) => upgrade::steps(&mut ctx, u),
-        None => run_transforms(&mut ctx),
+        None => transform::run(&mut ctx),
     }
-    let restarts: Vec<String> = ctx.restarts.iter().cloned().collect();
+    let restarts: Vec<String> = ctx.drawn.restarts.iter().cloned().collect();
     let mut window = window(&ctx);
     let mut notes = a.notes.clone();
     notes.append(&mut ctx.notes);
@@ -144,18 +142,6 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     })
 }
 
-fn run_transforms(ctx: &mut transforms::Ctx) {
-    for (name, t) in transforms::TRANSFORMS {
-        let before = ctx.dag.len();
-        t(ctx);
-        tracing::trace!(
-            transform = name,
-            added = ctx.dag.len() - before,
-            "plan transform"
-        );
-    }
-}
-
 /// The drift of the declared topology that `steps` leave unfixed. Findings that concern a node
 /// a what-if assumes down are left aside: they are hypothetical.
 fn cannot_fix(
@@ -191,16 +177,16 @@ fn promotion_estimate_ms(p: &analysis::Promotion) -> u64 {
     };
     let replay = p.replay_lag.saturating_mul(1000) / REPLAY_BYTES_PER_S;
     let conflict = if p.conflict.is_some() {
-        transforms::CANCEL_GRACE_MS
+        transform::CANCEL_GRACE_MS
     } else {
         0
     };
     base + replay + conflict
 }
 
-fn window(c: &transforms::Ctx) -> Option<WriteWindow> {
+fn window(c: &transform::Ctx) -> Option<WriteWindow> {
     let id = |i: graph::Idx| i.index() as StepId + 1;
-    if let (Some(a), Some(b)) = (c.writes_down, c.writes_up) {
+    if let (Some(a), Some(b)) = (c.anchors.writes_down, c.anchors.writes_up) {
         let est = c.a.promotion.as_ref().map_or(3_000, promotion_estimate_ms);
         return Some(WriteWindow {
             from_step: id(a),
@@ -208,7 +194,7 @@ fn window(c: &transforms::Ctx) -> Option<WriteWindow> {
             estimated_ms: est,
         });
     }
-    c.primary_restart.map(|r| WriteWindow {
+    c.anchors.primary_restart.map(|r| WriteWindow {
         from_step: id(r),
         to_step: id(r),
         estimated_ms: 3_000,
@@ -219,7 +205,7 @@ fn window(c: &transforms::Ctx) -> Option<WriteWindow> {
 fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
     let mut changes = diff::diff(&a.eff, o);
     for c in &mut changes {
-        let Some(name) = c.address.strip_prefix("node.") else {
+        let diff::address::Address::Node(name) = &c.address else {
             continue;
         };
         let up = match a.eff.nodes.get(name).map(|n| &n.role) {
@@ -229,23 +215,7 @@ fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
         match a.fates.get(name) {
             Some(Fate::Promote) => {
                 if let Some(p) = &a.promotion {
-                    let old = p.old.clone().unwrap_or_else(|| "no primary".into());
-                    c.reason = match &p.kind {
-                        PromotionKind::Switchover => {
-                            format!("will be promoted (planned switchover from {old})")
-                        }
-                        PromotionKind::FinishSwitchover { checkpoint } => format!(
-                            "will be promoted (finishing the switchover from {old}, shut down cleanly at {checkpoint})"
-                        ),
-                        PromotionKind::Failover { exposure, .. } => format!(
-                            "will be promoted (failover from {old}, which is down; {})",
-                            match exposure {
-                                Some(0) => "it has received all WAL known to be written".to_string(),
-                                Some(b) => format!("up to {} of WAL may be lost", ByteSize::human(*b)),
-                                None => "an unknown amount of WAL may be lost".to_string(),
-                            }
-                        ),
-                    };
+                    c.reason = p.change_reason();
                 }
             }
             Some(Fate::Rejoin(r)) => {

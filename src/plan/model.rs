@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::diff::change::{AttributeChange, Change, ChangeAction};
 use crate::units::Lsn;
 
-pub use super::logical::{CreateLogicalSlotParams, SyncSlotsParams};
+use crate::config::UpgradeMode;
 
 /// A plan: what differs, and the DAG of steps that makes it so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -33,7 +33,7 @@ pub struct Plan {
     /// The topology before and after, for the diagram of the markdown plan (absent in plans
     /// saved by an older pgtopo: they render without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topology: Option<super::picture::TopologyPicture>,
+    pub topology: Option<TopologyPicture>,
 }
 
 /// The parts of a node's observed state that a plan depends on (never LSNs).
@@ -100,8 +100,8 @@ pub enum Action {
     Hook(HookParams),
     CreateLogicalSlot(CreateLogicalSlotParams),
     SyncSlots(SyncSlotsParams),
-    Upgrade(super::upgrade::UpgradeParams),
-    Analyze(super::upgrade::AnalyzeParams),
+    Upgrade(UpgradeParams),
+    Analyze(AnalyzeParams),
 }
 
 impl Action {
@@ -473,7 +473,8 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CannotFix {
     /// The change address it concerns (`node.n3`, `setting.n1.work_mem`).
-    pub address: String,
+    #[schemars(with = "String")]
+    pub address: crate::diff::address::Address,
     /// The finding, as `pgtopo drift` says it.
     pub finding: String,
     pub why: String,
@@ -498,4 +499,101 @@ pub enum DataLoss {
     None { reason: String },
     /// Up to `bytes` of WAL acknowledged by the old primary may be lost.
     Possible { bytes: Option<u64>, reason: String },
+}
+
+/// `create_logical_slot`: `pg_create_logical_replication_slot(slot, plugin, false, false,
+/// failover)` in `database`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CreateLogicalSlotParams {
+    pub slot: String,
+    pub plugin: String,
+    pub database: String,
+    pub failover: bool,
+}
+
+/// `sync_slots` on a standby: drop its own (unsynced) copies of `slots`; with `wait_persistent`,
+/// then wait until it holds each as a synced, persistent copy, at most `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SyncSlotsParams {
+    pub slots: Vec<String>,
+    pub wait_persistent: bool,
+    pub timeout_ms: u64,
+}
+
+/// Which half of the primary's upgrade a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UpgradePhase {
+    /// initdb of the new cluster and `pg_upgrade --check` while the old server still runs.
+    Check,
+    /// `pg_upgrade` proper on the stopped old cluster, configuration carried over, directories
+    /// swapped.
+    Run,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UpgradeParams {
+    pub phase: UpgradePhase,
+    pub from_major: u32,
+    pub to_major: u32,
+    /// The old major's bin directory (the new one is the node's bin_dir).
+    pub old_bin_dir: String,
+    pub mode: UpgradeMode,
+    /// `<data_dir>.pgtopo-upgrade`: pg_upgrade's working directory; the new cluster is
+    /// initialised in its `new` subdirectory before it replaces `<data_dir>`.
+    pub work_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AnalyzeParams {
+    /// `--missing-stats-only` (PostgreSQL 18 and later carry most statistics over).
+    pub missing_stats_only: bool,
+}
+
+// ------------------------------------------------------------------------------------------------
+// The topology before and after (`super::picture` draws it).
+
+/// Before and after, every declared node in name order in both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TopologyPicture {
+    pub before: Vec<PictureNode>,
+    pub after: Vec<PictureNode>,
+}
+
+/// One node in one of the two pictures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PictureNode {
+    pub name: String,
+    pub role: PictureRole,
+    /// The node it streams from.
+    pub upstream: Option<String>,
+    /// A member of the synchronous set (synchronous_standby_names on the primary).
+    pub sync: bool,
+    /// Not running, or not reachable (before only).
+    pub down: bool,
+    /// What the plan does to it (the same in both pictures).
+    pub mark: Mark,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PictureRole {
+    Primary,
+    Standby,
+    /// Holds data, but its role is unknown (stopped or unreachable).
+    Unknown,
+    /// No data directory yet.
+    Missing,
+    Retired,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Mark {
+    Unchanged,
+    Changed,
+    Added,
+    Retired,
 }

@@ -4,57 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use super::model::{Change, Step};
+pub use super::model::{Mark, PictureNode, PictureRole, TopologyPicture};
 use crate::config::{Desired, DesiredRole};
 use crate::observe::{ObservedCluster, ObservedNode, Role};
-
-/// Before and after, every declared node in name order in both.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct TopologyPicture {
-    pub before: Vec<PictureNode>,
-    pub after: Vec<PictureNode>,
-}
-
-/// One node in one of the two pictures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct PictureNode {
-    pub name: String,
-    pub role: PictureRole,
-    /// The node it streams from.
-    pub upstream: Option<String>,
-    /// A member of the synchronous set (synchronous_standby_names on the primary).
-    pub sync: bool,
-    /// Not running, or not reachable (before only).
-    pub down: bool,
-    /// What the plan does to it (the same in both pictures).
-    pub mark: Mark,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PictureRole {
-    Primary,
-    Standby,
-    /// Holds data, but its role is unknown (stopped or unreachable).
-    Unknown,
-    /// No data directory yet.
-    Missing,
-    Retired,
-}
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Mark {
-    Unchanged,
-    Changed,
-    Added,
-    Retired,
-}
 
 /// The names in a synchronous_standby_names value (`ANY 1 ("n2", n3)`, `FIRST 2 (a, b)`,
 /// `a, b`) that are declared nodes.
@@ -101,7 +54,7 @@ pub fn picture(
     let acted: BTreeSet<&str> = steps
         .iter()
         .map(|s| s.node.as_str())
-        .chain(changes.iter().filter_map(|c| c.address.split('.').nth(1)))
+        .chain(changes.iter().filter_map(|c| c.address.node()))
         .collect();
     let mut before = Vec::new();
     let mut after = Vec::new();

@@ -803,7 +803,7 @@ fn unfixed(p: &Plan) -> Vec<String> {
     p.summary
         .cannot_fix
         .iter()
-        .map(|c| c.address.clone())
+        .map(|c| c.address.to_string())
         .collect()
 }
 

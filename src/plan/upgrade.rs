@@ -20,93 +20,16 @@
 //!
 //! The upgrade plan does only the upgrade: whatever else differs is planned after it.
 
+use crate::diff::address::Address;
 use std::path::{Path, PathBuf};
 
-use miette::Diagnostic;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use super::analysis::{Analysis, Fate};
+pub use super::error::UpgradeError;
 use super::model::*;
-use super::transforms::{self, Ctx};
+use super::transform::{self, Ctx};
 use crate::config::{Desired, DesiredRole, UpgradeMode};
 use crate::diff::observed;
 use crate::observe::{ObservedCluster, ObservedNode, Role};
-
-/// Which half of the primary's upgrade a step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum UpgradePhase {
-    /// initdb of the new cluster and `pg_upgrade --check` while the old server still runs.
-    Check,
-    /// `pg_upgrade` proper on the stopped old cluster, configuration carried over, directories
-    /// swapped.
-    Run,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct UpgradeParams {
-    pub phase: UpgradePhase,
-    pub from_major: u32,
-    pub to_major: u32,
-    /// The old major's bin directory (the new one is the node's bin_dir).
-    pub old_bin_dir: String,
-    pub mode: UpgradeMode,
-    /// `<data_dir>.pgtopo-upgrade`: pg_upgrade's working directory; the new cluster is
-    /// initialised in its `new` subdirectory before it replaces `<data_dir>`.
-    pub work_dir: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct AnalyzeParams {
-    /// `--missing-stats-only` (PostgreSQL 18 and later carry most statistics over).
-    pub missing_stats_only: bool,
-}
-
-/// An upgrade that cannot be planned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Diagnostic)]
-pub enum UpgradeError {
-    #[error("{node}: bin_dir {bin_dir} cannot be used: {why}")]
-    #[diagnostic(
-        code(pgtopo::plan::bin_dir_unusable),
-        help("postgres.bin_dir (or the node's bin_dir) must name an existing PostgreSQL bin directory on the node's host")
-    )]
-    BinDirUnusable {
-        node: String,
-        bin_dir: String,
-        why: String,
-    },
-
-    #[error("{node} runs PostgreSQL {running} but its bin_dir {bin_dir} is PostgreSQL {target}: pgtopo cannot downgrade")]
-    #[diagnostic(
-        code(pgtopo::plan::downgrade),
-        help("a major version can only go up (pg_upgrade); set bin_dir back to a PostgreSQL {running} bin directory")
-    )]
-    Downgrade {
-        node: String,
-        running: u32,
-        target: u32,
-        bin_dir: String,
-    },
-
-    #[error("cannot upgrade to PostgreSQL {target}: {node} {why}")]
-    #[diagnostic(
-        code(pgtopo::plan::upgrade_unsettled),
-        help("an upgrade starts from a settled cluster: plan and apply with the old bin_dir first, then change bin_dir")
-    )]
-    NotSettled {
-        node: String,
-        target: u32,
-        why: String,
-    },
-
-    #[error("cannot tell where the PostgreSQL {from} binaries of {node} are (its postmaster's executable could not be read)")]
-    #[diagnostic(
-        code(pgtopo::plan::upgrade_old_binaries),
-        help("set postgres.upgrade.from_bin_dir to the PostgreSQL {from} bin directory")
-    )]
-    OldBinariesUnknown { node: String, from: u32 },
-}
 
 /// A planned upgrade of the whole cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,7 +207,7 @@ fn stop(
     desc: &str,
     deps: &[super::graph::Idx],
 ) -> super::graph::Idx {
-    c.stopped.insert(node.to_string());
+    c.drawn.stopped.insert(node.to_string());
     c.dag.add(
         node,
         Action::Stop(StopParams {
@@ -332,7 +255,7 @@ pub fn steps(c: &mut Ctx, u: &Upgrade) {
         "fast: a clean shutdown checkpoint before pg_upgrade",
         &stops,
     );
-    c.writes_down = Some(down);
+    c.anchors.writes_down = Some(down);
     let kept = format!(
         "{}.pgtopo-pre-upgrade-<UTC>",
         c.eff.nodes[&p].data_dir.display()
@@ -356,9 +279,9 @@ pub fn steps(c: &mut Ctx, u: &Upgrade) {
         format!("PostgreSQL {to}; from here the old cluster must never be started"),
         &[run],
     );
-    c.restarts.insert(p.clone());
-    c.primary_ready = Some(up);
-    c.writes_up = Some(up);
+    c.drawn.restarts.insert(p.clone());
+    c.anchors.primary_ready = Some(up);
+    c.anchors.writes_up = Some(up);
     c.dag.add(
         &p,
         Action::Analyze(AnalyzeParams {
@@ -369,8 +292,8 @@ pub fn steps(c: &mut Ctx, u: &Upgrade) {
         &[up],
     );
     for (x, up) in order {
-        c.restarts.insert(x.clone());
-        transforms::new_standby(c, &x, &up, true, &format!("PostgreSQL {from} → {to}"));
+        c.drawn.restarts.insert(x.clone());
+        transform::standbys::new_standby(c, &x, &up, true, &format!("PostgreSQL {from} → {to}"));
     }
     c.notes.extend(notes(c, u, run, up));
 }
@@ -414,7 +337,7 @@ fn notes(c: &Ctx, u: &Upgrade, run: super::graph::Idx, up: super::graph::Idx) ->
 pub fn changes(d: &Desired, u: &Upgrade) -> Vec<Change> {
     d.present()
         .map(|n| Change {
-            address: format!("node.{}", n.name),
+            address: Address::Node(n.name.clone()),
             action: ChangeAction::Change,
             attributes: vec![AttributeChange {
                 name: "version".into(),

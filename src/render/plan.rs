@@ -6,6 +6,7 @@
 //! work here is layout, and the unified diffs of file contents the plan already carries. Colour
 //! is a parameter (the CLI passes [`crate::render::color`]), so golden tests render without it.
 
+use crate::diff::address::Address;
 use std::fmt::Write as _;
 
 use owo_colors::OwoColorize;
@@ -54,12 +55,8 @@ pub fn changes_text(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
     for c in &plan.changes {
         let s = paint(sym(c.action), c.action, color);
-        let mut parts = c.address.splitn(3, '.');
-        let kind = parts.next().unwrap_or("");
-        let a = parts.next().unwrap_or("");
-        let b = parts.next().unwrap_or("");
-        match kind {
-            "node" => {
+        match &c.address {
+            Address::Node(a) => {
                 let _ = writeln!(out, "  # {} {}", c.address, c.reason);
                 let _ = writeln!(out, "  {s} node \"{a}\" {{");
                 let w = c.attributes.iter().map(|x| x.name.len()).max().unwrap_or(0);
@@ -79,13 +76,13 @@ pub fn changes_text(plan: &Plan, color: bool) -> String {
                 }
                 let _ = writeln!(out, "    }}");
             }
-            "slot" => {
+            Address::Slot { holder: a, slot: b } => {
                 let _ = writeln!(out, "  {s} slot \"{b}\" on {a}");
             }
-            "logical_slot" => {
+            Address::LogicalSlot { node: a, slot: b } => {
                 let _ = writeln!(out, "  {s} logical slot \"{b}\" on {a} ({})", c.reason);
             }
-            "setting" => {
+            Address::Setting { node: a, name: b } => {
                 let _ = writeln!(out, "  # {} {}", c.address, c.reason);
                 let at = c.attributes.first();
                 let before = at.map(|x| q(&x.before)).unwrap_or_default();
@@ -99,7 +96,7 @@ pub fn changes_text(plan: &Plan, color: bool) -> String {
                     }
                 }
             }
-            "hba" => {
+            Address::Hba(a) => {
                 let _ = writeln!(out, "  # {} {}", c.address, c.reason);
                 let at = c.attributes.first();
                 let _ = writeln!(
@@ -133,7 +130,7 @@ fn marker(s: &Step) -> Option<&'static str> {
         Action::Stop(p) if p.writes_unavailable => Some("← writes unavailable from here"),
         Action::Promote(p) if p.writes_available => Some("← writes available"),
         Action::Restart(_) if s.destructive => Some("← writes unavailable while it restarts"),
-        Action::Upgrade(p) if p.phase == crate::plan::upgrade::UpgradePhase::Run => {
+        Action::Upgrade(p) if p.phase == crate::plan::UpgradePhase::Run => {
             Some("← the old cluster is kept until the next start")
         }
         _ => None,

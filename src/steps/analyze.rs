@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{Freshness, StepContext};
 use crate::apply::StepError;
-use crate::plan::upgrade::AnalyzeParams;
+use crate::plan::AnalyzeParams;
 
 pub async fn check(_: &StepContext, _: &str, _: &AnalyzeParams) -> Result<Freshness, StepError> {
     Ok(Freshness::Dirty(

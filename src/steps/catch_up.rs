@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use super::wait_replay::{wait_replayed, ReplayGoal};
+use super::position::{wait_position, CaughtUp, PositionGoal, Target};
 use super::{Freshness, StepContext};
 use crate::apply::StepError;
 use crate::observe::conflict_now;
@@ -69,19 +69,24 @@ async fn target(ctx: &StepContext, node: &str, p: &CatchUpParams) -> Result<Lsn,
 
 pub async fn act(ctx: &StepContext, node: &str, p: &CatchUpParams) -> Result<(), StepError> {
     room_to_promote(ctx, node, p).await?;
-    let goal = ReplayGoal {
-        lsn: target(ctx, node, p).await?,
-        strict: false,
+    // A live proof: the candidate must have replayed (and, in a switchover, received) at least
+    // that location; being exactly at it is enough.
+    let goal = PositionGoal {
+        target: Target::AtLeast(target(ctx, node, p).await?),
         received: p.primary.is_some(),
         cancel_grace: p
             .cancel_conflicts
             .then(|| Duration::from_millis(p.grace_ms)),
     };
     let timeout = Duration::from_millis(p.timeout_ms);
-    let Err(e) = wait_replayed(ctx, node, goal, timeout).await else {
+    let Err(e) = wait_position(ctx, node, CaughtUp::Replayed, goal, timeout).await else {
         return Ok(());
     };
-    let mut message = format!("{}; {}", e.message, why_behind(ctx, node, goal.lsn).await);
+    let mut message = format!(
+        "{}; {}",
+        e.message,
+        why_behind(ctx, node, goal.target.lsn()).await
+    );
     message.push_str(&nothing_stopped(p));
     Err(StepError {
         message,

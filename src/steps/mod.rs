@@ -40,6 +40,7 @@ pub mod hook;
 pub mod own_config;
 pub mod pause_pooler;
 pub mod pooler_admin;
+pub mod position;
 pub mod promote;
 pub mod reload;
 pub mod restart;

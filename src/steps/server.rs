@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::position::{wait_position, PositionGoal, Target};
+pub use super::position::{CaughtUp, Liveness, NO_ANSWER_GRACE};
 use super::{data_dir, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
 use crate::config::Service;
@@ -305,61 +307,6 @@ pub async fn wait_accepting(
     }
 }
 
-/// How long a node that a wait looks at may go without answering before the wait gives up.
-pub const NO_ANSWER_GRACE: Duration = Duration::from_millis(1500);
-
-/// For a wait whose condition depends on one node answering: decides when that condition has
-/// become impossible — the node's postmaster is gone (no `postmaster.pid`), or the node has not
-/// answered for longer than [`NO_ANSWER_GRACE`] (connections refused: a postmaster killed
-/// without removing its pid file) — so the wait ends at once with why, not at its timeout.
-pub struct Liveness<'a> {
-    ctx: &'a StepContext,
-    node: &'a str,
-    failing_since: std::sync::Mutex<Option<Instant>>,
-}
-
-impl<'a> Liveness<'a> {
-    pub fn new(ctx: &'a StepContext, node: &'a str) -> Self {
-        Liveness {
-            ctx,
-            node,
-            failing_since: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// A look at the node got an answer.
-    pub fn answered(&self) {
-        *self.failing_since.lock().expect("liveness clock") = None;
-    }
-
-    /// A look at the node failed with `err`: `Pending` while the node may still answer,
-    /// `Failed` with the reason once it cannot.
-    pub async fn failed<T>(&self, err: &str) -> Poll<T> {
-        let since = *self
-            .failing_since
-            .lock()
-            .expect("liveness clock")
-            .get_or_insert_with(Instant::now);
-        let node = self.node;
-        match data_dir::pid_file_exists(self.ctx, node).await {
-            Ok(false) => {
-                return Poll::Failed(format!(
-                    "{node}'s postmaster is gone (no postmaster.pid): {err}"
-                ))
-            }
-            Err(e) => return Poll::Pending(format!("{err}; {}", e.message)),
-            Ok(true) => {}
-        }
-        if since.elapsed() > NO_ANSWER_GRACE {
-            return Poll::Failed(format!(
-                "{node} has not answered for {} ms: {err}",
-                since.elapsed().as_millis()
-            ));
-        }
-        Poll::Pending(err.to_string())
-    }
-}
-
 /// The timeline a node writes (primary) or receives (standby); None when unknown.
 async fn timeline_of(ctx: &StepContext, node: &str) -> Option<i64> {
     let rows = ctx
@@ -396,28 +343,15 @@ pub async fn wait_streaming(
     let Some(target) = target else {
         return Ok(());
     };
-    let spec = WaitSpec::new(
-        format!("{node} to {} {upstream}'s end of WAL {target}", by.verb()),
+    let goal = PositionGoal::reach(Target::AtLeast(target));
+    wait_position(
+        ctx,
+        node,
+        by,
+        goal,
         timeout.saturating_sub(started.elapsed()),
     )
-    .max_interval(Duration::from_millis(2));
-    let res = wait_until(&spec, || async move {
-        let rows = ctx.query(node, by.sql(), &[]).await;
-        let at = match &rows {
-            Err(e) => return Poll::Pending(e.message.clone()),
-            Ok(rows) => rows
-                .first()
-                .and_then(|r| r.get::<_, Option<String>>(0))
-                .and_then(|v| v.parse::<Lsn>().ok()),
-        };
-        match at {
-            Some(at) if at >= target => Poll::Ready(()),
-            Some(at) => Poll::Pending(format!("{} up to {at}", by.past())),
-            None => Poll::Pending(format!("no {} position", by.verb())),
-        }
-    })
-    .await;
-    res.map_err(|e| StepError::new(e.to_string()))
+    .await
 }
 
 /// A delayed standby starts its WAL receiver only once it has applied, `apply_delay` late, the
@@ -451,43 +385,6 @@ async fn receiver_or_delay(
     })
     .await;
     res.map_err(|e| StepError::new(e.to_string()))
-}
-
-/// Which WAL position of a standby proves it has caught up with its upstream: the replay
-/// position, or — for a delayed standby, which replays `apply_delay` late on purpose — the
-/// position it received and flushed. The one place that decides it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CaughtUp {
-    Replayed,
-    Received,
-}
-
-impl CaughtUp {
-    pub fn of(n: &crate::config::DesiredNode) -> CaughtUp {
-        if n.promotion.apply_delay.is_some() {
-            CaughtUp::Received
-        } else {
-            CaughtUp::Replayed
-        }
-    }
-    fn sql(self) -> &'static str {
-        match self {
-            CaughtUp::Replayed => "SELECT pg_last_wal_replay_lsn()::text",
-            CaughtUp::Received => "SELECT pg_last_wal_receive_lsn()::text",
-        }
-    }
-    fn verb(self) -> &'static str {
-        match self {
-            CaughtUp::Replayed => "replay",
-            CaughtUp::Received => "receive",
-        }
-    }
-    fn past(self) -> &'static str {
-        match self {
-            CaughtUp::Replayed => "replayed",
-            CaughtUp::Received => "received",
-        }
-    }
 }
 
 /// The end of WAL a standby of `node` can have now: the flush position of a primary, the

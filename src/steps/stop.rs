@@ -11,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{checkpoint, control, data_dir, server, wait_replay, Freshness, StepContext};
+use super::position::{wait_position, CaughtUp, PositionGoal, Target};
+use super::{checkpoint, control, data_dir, server, Freshness, StepContext};
 use crate::apply::StepError;
 use crate::plan::{ShutdownMode, StopParams};
 
@@ -171,7 +172,7 @@ async fn candidate_has_shutdown_checkpoint(ctx: &StepContext, old: &str, cand: &
     if !c.shut_down() {
         return false;
     }
-    let goal = wait_replay::ReplayGoal::replayed(c.latest_checkpoint, true);
-    let wait = wait_replay::wait_replayed(ctx, cand, goal, LOOK);
+    let goal = PositionGoal::reach(Target::PastCheckpoint(c.latest_checkpoint));
+    let wait = wait_position(ctx, cand, CaughtUp::Replayed, goal, LOOK);
     matches!(tokio::time::timeout(LOOK * 2, wait).await, Ok(Ok(())))
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::{Freshness, StepContext};
 use crate::apply::StepError;
-use crate::plan::upgrade::{UpgradeParams, UpgradePhase};
+use crate::plan::{UpgradeParams, UpgradePhase};
 use crate::transport::{CommandSpec, TransportError};
 
 /// The configuration files that belong to the node, carried into the new cluster.

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use crate::config::{DesiredPooler, HookSpec};
 use crate::pooler::ObservedPooler;
 
-use super::graph::Idx;
-use super::model::*;
-use super::transforms::Ctx;
+use super::Ctx;
+use crate::plan::graph::Idx;
+use crate::plan::model::*;
 
 fn reachable<'a>(c: &Ctx<'a>) -> Vec<(&'a DesiredPooler, &'a ObservedPooler)> {
     c.eff
@@ -164,7 +164,7 @@ pub fn pooler_drift(c: &mut Ctx) {
         return;
     }
     let primary = c.eff.primary();
-    let ready: Vec<Idx> = c.primary_ready.into_iter().collect();
+    let ready: Vec<Idx> = c.anchors.primary_ready.into_iter().collect();
     for (p, o) in reachable(c) {
         let off = o
             .databases

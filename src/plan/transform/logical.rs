@@ -14,38 +14,18 @@
 //!   standbys' slots, on the old one back to ''; standbys whose primary_conninfo lacks the
 //!   slot-sync `dbname` are re-configured.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use crate::config::logical::FAILOVER_SLOTS_MIN_VERSION;
 use crate::config::{Desired, DesiredRole};
 use crate::diff::{self, logical, observed};
 use crate::observe::ObservedCluster;
 
-use super::analysis::{Analysis, Fate, PromotionKind, Rejoin};
-use super::error::PlanError;
-use super::graph::Idx;
-use super::model::{Action, AlterSystemParams, ConfigApply, ReloadParams};
-use super::transforms::{configure, Ctx};
-
-/// `create_logical_slot`: `pg_create_logical_replication_slot(slot, plugin, false, false,
-/// failover)` in `database`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct CreateLogicalSlotParams {
-    pub slot: String,
-    pub plugin: String,
-    pub database: String,
-    pub failover: bool,
-}
-
-/// `sync_slots` on a standby: drop its own (unsynced) copies of `slots`; with `wait_persistent`,
-/// then wait until it holds each as a synced, persistent copy, at most `timeout_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct SyncSlotsParams {
-    pub slots: Vec<String>,
-    pub wait_persistent: bool,
-    pub timeout_ms: u64,
-}
+use super::draw::configure;
+use super::Ctx;
+use crate::plan::analysis::{Analysis, Fate, PromotionKind, Rejoin};
+use crate::plan::error::PlanError;
+use crate::plan::graph::Idx;
+use crate::plan::model::{Action, AlterSystemParams, ConfigApply, ReloadParams};
+pub use crate::plan::model::{CreateLogicalSlotParams, SyncSlotsParams};
 
 /// The setting whose value names slots, so it is set only after they exist.
 pub const SLOT_LIST_SETTING: &str = "synchronized_standby_slots";
@@ -88,10 +68,11 @@ pub fn before_promotion(c: &mut Ctx, cand: &str, deps: &[Idx]) -> Option<Idx> {
     if let Some(want) = list_diff(c, cand) {
         let named_exist = want.split(',').filter(|s| !s.is_empty()).all(|s| {
             let key = (cand.to_string(), s.to_string());
-            c.slot_index.contains(&key) || c.slots_made.contains_key(&key)
+            c.slot_index.contains(&key) || c.drawn.slots_made.contains_key(&key)
         });
         if named_exist {
             let made: Vec<Idx> = c
+                .drawn
                 .slots_made
                 .iter()
                 .filter(|((h, _), _)| h == cand)
@@ -146,8 +127,9 @@ pub fn logical_slots(c: &mut Ctx) {
 /// Whether `x` runs once the plan's own steps on it are done.
 fn runs_at_end(c: &Ctx, x: &str) -> bool {
     let xo = observed(c.o, x);
-    let started = c.streaming.contains_key(x) || (x == c.primary_name && c.primary_ready.is_some());
-    started || (xo.reachable && xo.running && !c.stopped.contains(x))
+    let started = c.anchors.streaming.contains_key(x)
+        || (x == c.primary_name && c.anchors.primary_ready.is_some());
+    started || (xo.reachable && xo.running && !c.drawn.stopped.contains(x))
 }
 
 fn create_missing(c: &mut Ctx) {
@@ -163,7 +145,7 @@ fn create_missing(c: &mut Ctx) {
             "logical slot {} ({}, database {}){failover}",
             spec.name, spec.plugin, spec.database
         );
-        let deps: Vec<Idx> = c.primary_ready.into_iter().collect();
+        let deps: Vec<Idx> = c.anchors.primary_ready.into_iter().collect();
         c.dag.add(
             &p,
             Action::CreateLogicalSlot(CreateLogicalSlotParams {
@@ -191,7 +173,7 @@ fn drop_unsynced(c: &mut Ctx, x: &str) {
         "drop {x}'s own copy of {}: its slot-sync worker keeps the primary's",
         copies.join(", ")
     );
-    let deps: Vec<Idx> = c.streaming.get(x).copied().into_iter().collect();
+    let deps: Vec<Idx> = c.anchors.streaming.get(x).copied().into_iter().collect();
     c.dag.add(
         x,
         Action::SyncSlots(SyncSlotsParams {
@@ -228,12 +210,12 @@ fn slot_list_setting(c: &mut Ctx, x: &str) {
         .eff
         .failover_standbys()
         .iter()
-        .filter_map(|s| c.streaming.get(*s).copied())
+        .filter_map(|s| c.anchors.streaming.get(*s).copied())
         .collect();
     if x == c.primary_name {
-        deps.extend(c.primary_ready);
+        deps.extend(c.anchors.primary_ready);
     }
-    deps.extend(c.streaming.get(x).copied());
+    deps.extend(c.anchors.streaming.get(x).copied());
     set_list(c, x, want, &deps);
 }
 
