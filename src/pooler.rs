@@ -54,7 +54,9 @@ pub fn admin_error(p: &DesiredPooler, what: &str, e: &tokio_postgres::Error) -> 
     )
 }
 
-/// A connection to the pooler's admin console.
+/// A connection to the pooler's admin console, opened by [`crate::pg::open`] (the keepalives and
+/// `tcp_user_timeout` of every pgtopo connection) without TLS: pgtopo's pooler entries declare
+/// none, and the console is reached on the pooler's own listen address.
 pub async fn connect(
     p: &DesiredPooler,
     timeout: Duration,
@@ -64,24 +66,22 @@ pub async fn connect(
         .port(p.port)
         .user(&p.admin_user)
         .dbname("pgbouncer")
-        .connect_timeout(timeout)
-        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        .connect_timeout(timeout);
     if let Some(r) = &p.admin_password {
         let s = r.resolve().map_err(|e| format!("pooler {}: {e}", p.name))?;
         cfg.password(s.expose());
     }
-    match tokio::time::timeout(timeout, cfg.connect(tokio_postgres::NoTls)).await {
+    let tls = crate::pg::tls::TlsSettings::disabled();
+    match tokio::time::timeout(timeout, crate::pg::open(&mut cfg, &tls)).await {
         Err(_) => Err(format!(
             "pooler {} ({}:{}): no answer within {timeout:?}",
             p.name, p.host, p.port
         )),
-        Ok(Err(e)) => Err(admin_error(p, "connecting to the admin console", &e)),
-        Ok(Ok((client, conn))) => {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(client)
+        Ok(Err(crate::pg::OpenError::Pg(e))) => {
+            Err(admin_error(p, "connecting to the admin console", &e))
         }
+        Ok(Err(e)) => Err(format!("pooler {}: {e}", p.name)),
+        Ok(Ok(client)) => Ok(client),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The switchover's fast read of a stopped node's `global/pg_control` (no process spawned inside
 //! the writes-unavailable window) agrees with `pg_controldata` on a real data directory, on
 //! whichever PostgreSQL version the tests run — the WAL segment size too, which the rewind reads
-//! to set recycled segments aside.
+//! to set recycled segments aside. And a node whose configuration is outside its data directory
+//! (`config_dir`, no service) is started by pgtopo from its config file.
 
 mod support;
 
@@ -42,4 +43,55 @@ async fn fast_control_read_matches_pg_controldata() {
         .unwrap();
     assert_eq!(bytes_per_segment, 32 << 20);
     assert_eq!(fast.wal_segment_size, Some(bytes_per_segment));
+}
+
+/// A node without a service whose configuration lives outside its data directory (`config_dir`,
+/// SPEC §1d): pgtopo starts it with `pg_ctl … -o "-c config_file='CONFIG_DIR/postgresql.conf'"`
+/// (`config::service::command`), so the server reads the file there (the data directory has
+/// none), and the next plan is empty.
+#[test]
+fn a_pg_ctl_node_with_its_configuration_elsewhere_starts_from_its_config_file() {
+    let mut c = TestCluster::new();
+    c.init_primary("n1");
+    let data = c.node("n1").data_dir.clone();
+    let conf = c.dir.join("n1 conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+        std::fs::rename(data.join(f), conf.join(f)).unwrap();
+    }
+    let file = conf.join("postgresql.conf");
+    c.append(
+        &file,
+        &format!(
+            "hba_file = '{0}/pg_hba.conf'\nident_file = '{0}/pg_ident.conf'\n",
+            conf.display()
+        ),
+    );
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &c.os_user])
+        .arg(&conf)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut topo = c.topology();
+    topo.extra_yaml(&format!(
+        "nodes: {{n1: {{config_dir: '{}'}}}}",
+        conf.display()
+    ));
+    let path = c.write_topology(&topo);
+    let pgtopo = |args: &[&str]| {
+        support::cli::stray_pgtopo()
+            .arg("-f")
+            .arg(&path)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = pgtopo(&["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", support::show(&out));
+    assert_eq!(c.psql("n1", "SHOW config_file"), file.display().to_string());
+    let out = pgtopo(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::show(&out));
 }

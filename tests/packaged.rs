@@ -176,6 +176,17 @@ fn a_new_standby_of_a_debian_primary_becomes_a_debian_cluster_of_its_own_and_imp
             &format!("data_dir: {dir}/n2, role: primary,"),
         );
     std::fs::write(&file, text).unwrap();
+    // The plan names the command that stops n1 (the one the step runs).
+    let out = pgtopo(&file, &["plan"]);
+    let stop = format!(
+        "stopped by `/usr/bin/pg_ctlcluster 15 {} stop -m fast`",
+        Debian::name("n1")
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&stop),
+        "{}",
+        show(&out)
+    );
     let out = pgtopo(&file, &["apply", "--auto-approve"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(d.status("n1"), "online,recovery");

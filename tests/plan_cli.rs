@@ -175,7 +175,9 @@ fn no_changes_and_no_drift() {
     let (topo, obs) = example("cascade-repoint");
     let d = load_topology(std::path::Path::new(&topo));
     let o = load_observed(std::path::Path::new(&obs));
-    let end = pgtopo::plan::expected_end_state(&d, &o);
+    // The end state is the plan's own steps replayed by the oracle (`plan::replay`).
+    let p = pgtopo::plan::build(&d, &o, &Default::default()).expect("the example plans");
+    let end = pgtopo::plan::replay::replay(&d, &o, &p).expect("the plan replays");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("end.json");
     std::fs::write(&p, serde_json::to_string(&end).unwrap()).unwrap();

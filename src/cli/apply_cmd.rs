@@ -12,7 +12,7 @@ use crate::apply::{ApplyEvents, ApplyOptions};
 use crate::config::Desired;
 use crate::observe::{self, ObserveOptions};
 use crate::plan::{self, Action, Plan, PlanOptions};
-use crate::render::{self, progress};
+use crate::render::{self, progress, OutputOptions};
 use crate::steps::{Executor, StepContext};
 use crate::transport::{self, DynTransport};
 
@@ -37,25 +37,28 @@ fn transports(d: &Desired) -> BTreeMap<String, DynTransport> {
 
 /// The events sink `--format` asks for. JSON keeps stdout for itself; it never asks for
 /// approval (as Terraform's `-json`), so it needs a saved plan or --auto-approve.
-fn events_for(a: &ApplyArgs) -> Result<Box<dyn ApplyEvents>, Failure> {
+fn events_for(
+    a: &ApplyArgs,
+    out: OutputOptions,
+) -> Result<(Box<dyn ApplyEvents>, OutputOptions), Failure> {
     match a.format {
-        ApplyFormat::Text => Ok(progress::for_stdout()),
+        ApplyFormat::Text => Ok((progress::for_stdout(), out)),
         ApplyFormat::Json if a.plan.is_none() && !a.auto_approve => Err(miette::miette!(
             help = "apply a saved plan (`pgtopo apply --format json plan.json`) or pass --auto-approve",
             "apply --format json cannot ask for approval; nothing was done"
         )
         .into()),
-        ApplyFormat::Json => {
-            render::reserve_stdout();
-            Ok(Box::new(render::json_events::JsonEvents::stdout()))
-        }
+        ApplyFormat::Json => Ok((
+            Box::new(render::json_events::JsonEvents::stdout()),
+            out.reserving_stdout(),
+        )),
     }
 }
 
 /// `pgtopo apply [PLAN]`.
-pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
-    let events = events_for(&a)?;
-    let outcome = apply_with(g, &a, events.as_ref()).await;
+pub async fn apply(g: &GlobalArgs, out: OutputOptions, a: ApplyArgs) -> CmdResult {
+    let (events, out) = events_for(&a, out)?;
+    let outcome = apply_with(g, out, &a, events.as_ref()).await;
     match &outcome {
         Ok(code) => events.outcome(*code, None),
         Err(f) => events.outcome(f.code, Some(&format!("{}", f.report))),
@@ -63,7 +66,12 @@ pub async fn apply(g: &GlobalArgs, a: ApplyArgs) -> CmdResult {
     outcome
 }
 
-async fn apply_with(g: &GlobalArgs, a: &ApplyArgs, events: &dyn ApplyEvents) -> CmdResult {
+async fn apply_with(
+    g: &GlobalArgs,
+    out: OutputOptions,
+    a: &ApplyArgs,
+    events: &dyn ApplyEvents,
+) -> CmdResult {
     let desired = Arc::new(crate::config::load(&g.one_file("apply")?)?);
     let ts = transports(&desired);
     // Every host at once (over SSH: its master and first session, the login shell's rc files
@@ -74,7 +82,7 @@ async fn apply_with(g: &GlobalArgs, a: &ApplyArgs, events: &dyn ApplyEvents) -> 
         .await
         .map_err(lock_failure)?;
     events.lock_changed(&desired.cluster, true);
-    let outcome = apply_locked(a, desired.clone(), ts, events).await;
+    let outcome = apply_locked(a, out, desired.clone(), ts, events).await;
     match held.release().await {
         Ok(()) => events.lock_changed(&desired.cluster, false),
         Err(e) => events.message(&format!("warning: the lock was not fully released: {e}")),
@@ -187,6 +195,7 @@ fn ask_yes() -> Option<bool> {
 
 async fn apply_locked(
     a: &ApplyArgs,
+    out: OutputOptions,
     desired: Arc<Desired>,
     ts: BTreeMap<String, DynTransport>,
     events: &dyn ApplyEvents,
@@ -222,7 +231,7 @@ async fn apply_locked(
 
     events.plan_ready(&the_plan, a.plan.is_some());
     if the_plan.steps.is_empty() {
-        render::say(render::plan::text(&the_plan, render::color()).trim_end());
+        out.say(render::plan::text(&the_plan, out.color).trim_end());
         let left: Vec<String> = the_plan
             .summary
             .cannot_fix
@@ -240,7 +249,7 @@ async fn apply_locked(
     }
     // A saved plan was reviewed when it was made (as in Terraform): it is applied without asking.
     let ask = a.plan.is_none() && !a.auto_approve;
-    run_plan(a, &desired, &ts, &the_plan, events, ask).await?;
+    run_plan(a, out, &desired, &ts, &the_plan, events, ask).await?;
 
     // Converge: what one plan could not see (e.g. the slots of a node that was stopped when it
     // was observed) shows after it ran. Observe again; a plan made here (not a saved one) goes
@@ -261,16 +270,16 @@ async fn apply_locked(
             }
         };
         if a.plan.is_some() {
-            render::say(&format!(
+            out.say(&format!(
                 "The saved plan is applied, and the cluster, observed again, still differs from {} ({} more steps): run `pgtopo plan` to review them.",
                 desired.source_path.display(),
                 next.steps.len()
             ));
             break;
         }
-        render::say("\nObserved again, the cluster still differs: a follow-up plan.\n");
+        out.say("\nObserved again, the cluster still differs: a follow-up plan.\n");
         events.plan_ready(&next, false);
-        run_plan(a, &desired, &ts, &next, events, ask).await?;
+        run_plan(a, out, &desired, &ts, &next, events, ask).await?;
     }
     let observed = match last {
         Some(o) => o,
@@ -351,13 +360,14 @@ fn mismatch(lines: impl Iterator<Item = String>, head: &str) -> Failure {
 /// Show a plan, get it approved when `ask`, walk it, report. Ok when every step succeeded.
 async fn run_plan(
     a: &ApplyArgs,
+    out: OutputOptions,
     desired: &Arc<Desired>,
     ts: &BTreeMap<String, DynTransport>,
     the_plan: &Plan,
     events: &dyn ApplyEvents,
     ask: bool,
 ) -> Result<(), Failure> {
-    render::say(render::plan::text(the_plan, render::color()).trim_end());
+    out.say(render::plan::text(the_plan, out.color).trim_end());
     crate::apply::preflight::preflight(the_plan, desired, ts)
         .await
         .map_err(miette::Report::new)?;
@@ -403,7 +413,7 @@ async fn run_plan(
     .map_err(miette::Report::new);
     ctx.remove_set_aside().await;
     let report = report?;
-    render::say(&progress::report(&report));
+    out.say(&progress::report(&report));
     if let Some(m) = the_plan
         .summary
         .write_unavailable
@@ -414,7 +424,7 @@ async fn run_plan(
             the_plan.steps.get(m.from_step as usize - 1).map(|s| &s.action),
             Some(Action::Stop(p)) if p.writes_unavailable && !p.checkpointed
         );
-        render::say(&progress::window(&m, checkpoint_first));
+        out.say(&progress::window(&m, checkpoint_first));
         events.writes_unavailable(&m);
     }
     if report.succeeded() {
@@ -442,14 +452,14 @@ async fn run_plan(
 }
 
 /// `pgtopo unlock`.
-pub async fn unlock(g: &GlobalArgs) -> CmdResult {
+pub async fn unlock(g: &GlobalArgs, out: OutputOptions) -> CmdResult {
     let desired = crate::config::load(&g.one_file("unlock")?)?;
     let ts = transports(&desired);
     let removed = lock::unlock(&desired, &ts).await.map_err(lock_failure)?;
     if removed.is_empty() {
-        render::say(&format!("No lock held on cluster {}.", desired.cluster));
+        out.say(&format!("No lock held on cluster {}.", desired.cluster));
     } else {
-        render::say(&format!(
+        out.say(&format!(
             "Removed the lock of cluster {} on {}.",
             desired.cluster,
             removed.join(", ")

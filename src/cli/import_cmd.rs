@@ -7,7 +7,7 @@ use crate::import::{import as discover, ImportOptions};
 
 /// `pgtopo import --from HOST:PORT [--from …] [--out FILE]`: exit 0 with the file written, 1 when
 /// the cluster cannot be imported (nothing written).
-pub async fn import(_g: &GlobalArgs, a: ImportArgs) -> CmdResult {
+pub async fn import(_g: &GlobalArgs, out: OutputOptions, a: ImportArgs) -> CmdResult {
     if let Some(out) = &a.out {
         if out.exists() && !a.force {
             return Err(miette::miette!(
@@ -41,7 +41,7 @@ pub async fn import(_g: &GlobalArgs, a: ImportArgs) -> CmdResult {
             std::fs::write(path, &imported.yaml)
                 .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
             let d = &imported.desired;
-            crate::render::say(&format!(
+            out.say(&format!(
                 "imported cluster {}: {} node(s), primary {} → {}",
                 d.cluster,
                 imported.nodes.len(),
@@ -49,7 +49,7 @@ pub async fn import(_g: &GlobalArgs, a: ImportArgs) -> CmdResult {
                 path.display()
             ));
             for n in &imported.nodes {
-                crate::render::say(&format!(
+                out.say(&format!(
                     "  {:<8} {}:{}  {}{}",
                     n.name,
                     n.host,
@@ -62,7 +62,7 @@ pub async fn import(_g: &GlobalArgs, a: ImportArgs) -> CmdResult {
                 ));
             }
             for note in &imported.notes {
-                crate::render::say(&format!("note: {note}"));
+                out.say(&format!("note: {note}"));
             }
         }
     }

@@ -17,6 +17,8 @@ pub use docs_cmd::{completions_text, man_text};
 
 use std::process::ExitCode;
 
+use crate::render::OutputOptions;
+
 /// Exit codes of SPEC §3.
 pub mod exit {
     pub const OK: u8 = 0;
@@ -78,14 +80,14 @@ pub fn fleet_exit<T: crate::fleet::Reading>(f: &crate::fleet::Fleet<T>) -> u8 {
 /// Parse arguments, run the command, map the outcome to an exit code.
 pub fn run() -> ExitCode {
     let cli = <Cli as clap::Parser>::parse();
-    output::init(&cli.global);
+    let out = output::init(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
         .expect("tokio runtime");
     let outcome = runtime.block_on(async {
-        let outcome = dispatch(cli).await;
+        let outcome = dispatch(cli, out).await;
         crate::transport::ssh::close_all().await;
         outcome
     });
@@ -98,24 +100,25 @@ pub fn run() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> CmdResult {
+/// Run one command with the output options `output::init` decided.
+async fn dispatch(cli: Cli, out: OutputOptions) -> CmdResult {
     let g = &cli.global;
     match cli.command {
-        Command::Validate(a) => commands::validate(g, a).await,
+        Command::Validate(a) => commands::validate(g, out, a).await,
         Command::Schema(a) => commands::schema(g, a).await,
-        Command::Status(a) => observe_cmd::status(g, a).await,
-        Command::Observe(a) => observe_cmd::observe_cmd(g, a).await,
-        Command::Sandbox(c) => observe_cmd::sandbox(g, c).await,
-        Command::Plan(a) => plan_cmd::plan(g, a).await,
-        Command::Show(a) => plan_cmd::show(g, a).await,
+        Command::Status(a) => observe_cmd::status(g, out, a).await,
+        Command::Observe(a) => observe_cmd::observe_cmd(g, out, a).await,
+        Command::Sandbox(c) => observe_cmd::sandbox(g, out, c).await,
+        Command::Plan(a) => plan_cmd::plan(g, out, a).await,
+        Command::Show(a) => plan_cmd::show(g, out, a).await,
         Command::Graph(a) => plan_cmd::graph(g, a).await,
-        Command::Drift(a) => plan_cmd::drift(g, a).await,
-        Command::Watch(a) => watch_cmd::watch(g, a).await,
-        Command::Import(a) => import_cmd::import(g, a).await,
-        Command::Demo(a) => commands::demo(a).await,
+        Command::Drift(a) => plan_cmd::drift(g, out, a).await,
+        Command::Watch(a) => watch_cmd::watch(g, out, a).await,
+        Command::Import(a) => import_cmd::import(g, out, a).await,
+        Command::Demo(a) => commands::demo(out, a).await,
         Command::Bench(a) => commands::bench(a).await,
-        Command::Apply(a) => apply_cmd::apply(g, a).await,
-        Command::Unlock => apply_cmd::unlock(g).await,
+        Command::Apply(a) => apply_cmd::apply(g, out, a).await,
+        Command::Unlock => apply_cmd::unlock(g, out).await,
         Command::Completions(a) => docs_cmd::completions(a).await,
         Command::Man(a) => docs_cmd::man(a).await,
     }
@@ -124,12 +127,13 @@ async fn dispatch(cli: Cli) -> CmdResult {
 mod commands {
     use super::*;
 
-    pub async fn demo(a: DemoArgs) -> CmdResult {
+    pub async fn demo(out: OutputOptions, a: DemoArgs) -> CmdResult {
         let opts = crate::demo::DemoOptions {
             dir: a.dir,
             port: a.port,
             bin_dir: a.bin_dir,
             keep: a.keep,
+            color: out.color,
         };
         crate::demo::demo(&opts).await?;
         Ok(exit::OK)
@@ -169,20 +173,17 @@ mod commands {
     }
 
     /// `pgtopo validate`: one file's line, or the fleet report.
-    pub async fn validate(g: &GlobalArgs, a: FleetArgs) -> CmdResult {
+    pub async fn validate(g: &GlobalArgs, out: OutputOptions, a: FleetArgs) -> CmdResult {
         use crate::fleet::{read_all, targets, Targets};
         match targets(&g.file)? {
             Targets::One(f) => {
-                crate::render::say(&crate::render::fleet::valid_line(&validated(f)?));
+                out.say(&crate::render::fleet::valid_line(&validated(f)?));
                 Ok(exit::OK)
             }
             Targets::Many(files) => {
                 let fleet =
                     read_all(&files, a.parallelism.into(), |f| async { validated(f) }).await;
-                print!(
-                    "{}",
-                    crate::render::fleet::text(&fleet, crate::render::color())
-                );
+                print!("{}", crate::render::fleet::text(&fleet, out.color));
                 Ok(fleet_exit(&fleet))
             }
         }

@@ -8,7 +8,7 @@ use crate::observe::{observe, ObserveOptions};
 /// `pgtopo status [--format text|json|prometheus]`: exit 0 whatever the nodes' state; 1 on a
 /// bad topology. Several files or a directory: one fleet report, exit 1 when a cluster could not
 /// be read.
-pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CmdResult {
+pub async fn status(g: &GlobalArgs, out: OutputOptions, a: StatusArgs) -> CmdResult {
     use crate::fleet::{read_all, Fleet, Targets};
     use crate::render::{fleet, metrics};
     let files = match crate::fleet::targets(&g.file)? {
@@ -24,7 +24,10 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CmdResult {
                         StatusFormat::Json => {
                             println!("{}", crate::render::status::json(&o.desired, &o.observed))
                         }
-                        _ => print!("{}", crate::render::status::text(&o.desired, &o.observed)),
+                        _ => print!(
+                            "{}",
+                            crate::render::status::text_with(&o.desired, &o.observed, out.color)
+                        ),
                     }
                 }
             }
@@ -53,7 +56,7 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CmdResult {
             .await;
             match a.format {
                 StatusFormat::Json => print!("{}", fleet::json(&f)),
-                _ => print!("{}", fleet::text(&f, crate::render::color())),
+                _ => print!("{}", fleet::text(&f, out.color)),
             }
             Ok(fleet_exit(&f))
         }
@@ -61,7 +64,7 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CmdResult {
 }
 
 /// `pgtopo observe [--out FILE]`: the versioned recording, to FILE or stdout.
-pub async fn observe_cmd(g: &GlobalArgs, a: ObserveArgs) -> CmdResult {
+pub async fn observe_cmd(g: &GlobalArgs, out: OutputOptions, a: ObserveArgs) -> CmdResult {
     let desired = crate::config::load(&g.one_file("observe")?)?;
     let observed = observe(&desired, &ObserveOptions::default()).await;
     let json = serde_json::to_string_pretty(&observed)
@@ -71,7 +74,7 @@ pub async fn observe_cmd(g: &GlobalArgs, a: ObserveArgs) -> CmdResult {
         Some(path) => {
             std::fs::write(&path, format!("{json}\n"))
                 .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
-            crate::render::say(&format!(
+            out.say(&format!(
                 "observed state of {} nodes written to {}",
                 observed.nodes.len(),
                 path.display()
@@ -82,7 +85,7 @@ pub async fn observe_cmd(g: &GlobalArgs, a: ObserveArgs) -> CmdResult {
 }
 
 /// `pgtopo sandbox up|down`.
-pub async fn sandbox(_g: &GlobalArgs, cmd: SandboxCommand) -> CmdResult {
+pub async fn sandbox(_g: &GlobalArgs, out: OutputOptions, cmd: SandboxCommand) -> CmdResult {
     match cmd {
         SandboxCommand::Up(a) => {
             let opts = crate::sandbox::UpOptions {
@@ -95,7 +98,7 @@ pub async fn sandbox(_g: &GlobalArgs, cmd: SandboxCommand) -> CmdResult {
                 .await
                 .map_err(miette::Report::new)?;
             let n1 = &sb.nodes[0];
-            crate::render::say(&format!(
+            out.say(&format!(
                 "sandbox up in {}: primary {} running on {}:{} ({}), {} standby(s) declared",
                 sb.dir.display(),
                 n1.name,
@@ -104,7 +107,7 @@ pub async fn sandbox(_g: &GlobalArgs, cmd: SandboxCommand) -> CmdResult {
                 sb.bin_dir.display(),
                 sb.nodes.len() - 1
             ));
-            crate::render::say(&format!(
+            out.say(&format!(
                 "next: pgtopo apply -f {}   (then: pgtopo sandbox down --dir {})",
                 sb.topology.display(),
                 sb.dir.display()
@@ -115,7 +118,7 @@ pub async fn sandbox(_g: &GlobalArgs, cmd: SandboxCommand) -> CmdResult {
             let stopped = crate::sandbox::down(&a.dir)
                 .await
                 .map_err(miette::Report::new)?;
-            crate::render::say(&format!(
+            out.say(&format!(
                 "sandbox down: stopped {} server(s), removed {}",
                 stopped.len(),
                 a.dir.display()

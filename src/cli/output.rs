@@ -6,13 +6,10 @@ use std::io::IsTerminal;
 use super::GlobalArgs;
 use crate::render::OutputOptions;
 
-/// Decide colour and verbosity once, from the flags, NO_COLOR and whether stdout is a terminal.
-pub fn init(g: &GlobalArgs) {
+/// Decide colour and verbosity once, from the flags, NO_COLOR and whether stdout is a terminal:
+/// the options every command is handed.
+pub fn init(g: &GlobalArgs) -> OutputOptions {
     let color = colour_allowed(g) && std::io::stdout().is_terminal();
-    crate::render::init_output(OutputOptions {
-        color,
-        quiet: g.quiet,
-    });
     let level = match (g.quiet, g.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -38,6 +35,10 @@ pub fn init(g: &GlobalArgs) {
         )
     }))
     .ok();
+    OutputOptions {
+        color,
+        quiet: g.quiet,
+    }
 }
 
 /// Neither `--no-color` nor `NO_COLOR`.

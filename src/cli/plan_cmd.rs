@@ -15,7 +15,7 @@ use crate::config::Desired;
 use crate::fleet::{read_all, targets, Drifted, Fleet, Observation, Planned, Targets};
 use crate::observe::{ObserveOptions, ObservedCluster};
 use crate::plan::{Plan, PlanOptions};
-use crate::render;
+use crate::render::{self, OutputOptions};
 
 /// Read an observed-state recording (`pgtopo observe --out`).
 pub fn read_observed(path: &Path) -> miette::Result<ObservedCluster> {
@@ -94,9 +94,9 @@ fn one_cluster_only(option: &str, given: bool) -> miette::Result<()> {
 }
 
 /// Render a plan in the chosen format.
-pub fn render_plan(plan: &Plan, format: PlanFormat) -> String {
+pub fn render_plan(plan: &Plan, format: PlanFormat, out: OutputOptions) -> String {
     match format {
-        PlanFormat::Text => render::plan::text(plan, render::color()),
+        PlanFormat::Text => render::plan::text(plan, out.color),
         PlanFormat::Json => render::plan::json(plan),
         PlanFormat::Markdown => render::plan::markdown(plan),
     }
@@ -171,9 +171,9 @@ async fn planned(file: &Path, a: &PlanningArgs) -> miette::Result<Planned> {
 }
 
 /// `pgtopo plan`.
-pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
+pub async fn plan(g: &GlobalArgs, out: OutputOptions, a: PlanArgs) -> CmdResult {
     let files = match targets(&g.file)? {
-        Targets::One(f) => return plan_one(&f, a).await,
+        Targets::One(f) => return plan_one(&f, out, a).await,
         Targets::Many(files) => files,
     };
     one_cluster_only("--out", a.out.is_some())?;
@@ -186,7 +186,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
     print!(
         "{}",
         match a.format {
-            PlanFormat::Text => render::fleet::text(&fleet, render::color()),
+            PlanFormat::Text => render::fleet::text(&fleet, out.color),
             PlanFormat::Json => render::fleet::json(&fleet),
             PlanFormat::Markdown => render::fleet::markdown(&fleet, "plan"),
         }
@@ -195,17 +195,17 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CmdResult {
 }
 
 /// `pgtopo plan` on one topology file.
-async fn plan_one(file: &Path, a: PlanArgs) -> CmdResult {
+async fn plan_one(file: &Path, output: OutputOptions, a: PlanArgs) -> CmdResult {
     let plan = planned(file, &a.planning).await?.plan;
     if let Some(out) = &a.out {
         std::fs::write(out, render::plan::json(&plan))
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot write the plan to {}", out.display()))?;
     }
-    print!("{}", render_plan(&plan, a.format));
+    print!("{}", render_plan(&plan, a.format, output));
     if let Some(out) = &a.out {
         if a.format != PlanFormat::Json {
-            render::say(&format!(
+            output.say(&format!(
                 "\nSaved the plan to {}. Apply exactly this plan with `pgtopo apply {}`.",
                 out.display(),
                 out.display()
@@ -226,9 +226,9 @@ async fn plan_one(file: &Path, a: PlanArgs) -> CmdResult {
 }
 
 /// `pgtopo show PLAN`.
-pub async fn show(_g: &GlobalArgs, a: ShowArgs) -> CmdResult {
+pub async fn show(_g: &GlobalArgs, out: OutputOptions, a: ShowArgs) -> CmdResult {
     let plan = read_plan(&a.plan)?;
-    print!("{}", render_plan(&plan, a.format));
+    print!("{}", render_plan(&plan, a.format, out));
     Ok(exit::OK)
 }
 
@@ -258,7 +258,7 @@ pub async fn graph(g: &GlobalArgs, a: GraphArgs) -> CmdResult {
 
 /// `pgtopo drift`: exit 0 when nothing drifted, 2 when something did; with several clusters, 1
 /// when one could not be read.
-pub async fn drift(g: &GlobalArgs, a: DriftArgs) -> CmdResult {
+pub async fn drift(g: &GlobalArgs, out: OutputOptions, a: DriftArgs) -> CmdResult {
     let fleet = match targets(&g.file)? {
         Targets::One(f) => {
             let d = drifted(&f, a.observed.as_deref()).await?;
@@ -268,7 +268,7 @@ pub async fn drift(g: &GlobalArgs, a: DriftArgs) -> CmdResult {
             };
             let r = &d.report;
             let text = match a.format {
-                DriftFormat::Text => render::drift::text(r, render::color()),
+                DriftFormat::Text => render::drift::text(r, out.color),
                 DriftFormat::Json => render::drift::json(r),
                 DriftFormat::Markdown => render::drift::markdown(r),
                 DriftFormat::Prometheus => render::metrics::text(&Fleet::one(f, d)),
@@ -287,7 +287,7 @@ pub async fn drift(g: &GlobalArgs, a: DriftArgs) -> CmdResult {
     print!(
         "{}",
         match a.format {
-            DriftFormat::Text => render::fleet::text(&fleet, render::color()),
+            DriftFormat::Text => render::fleet::text(&fleet, out.color),
             DriftFormat::Json => render::fleet::json(&fleet),
             DriftFormat::Markdown => render::fleet::markdown(&fleet, "drift"),
             DriftFormat::Prometheus => render::metrics::text(&fleet),

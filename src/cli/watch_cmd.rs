@@ -4,8 +4,9 @@
 use super::plan_cmd::{answered, drifted};
 use super::{exit, CmdResult, GlobalArgs, WatchArgs};
 use crate::fleet::{targets, Targets};
+use crate::render::OutputOptions;
 
-pub async fn watch(g: &GlobalArgs, a: WatchArgs) -> CmdResult {
+pub async fn watch(g: &GlobalArgs, out: OutputOptions, a: WatchArgs) -> CmdResult {
     let files = match targets(&g.file)? {
         Targets::One(f) => vec![f],
         Targets::Many(files) => files,
@@ -17,7 +18,7 @@ pub async fn watch(g: &GlobalArgs, a: WatchArgs) -> CmdResult {
         .await
         .map_err(|e| miette::miette!("cannot listen on {}: {e}", a.listen))?;
     let stop = stop_signal()?;
-    crate::render::say(&format!(
+    out.say(&format!(
         "pgtopo watch: {} cluster(s) every {}, serving http://{}/",
         files.len(),
         a.interval,
@@ -35,7 +36,7 @@ pub async fn watch(g: &GlobalArgs, a: WatchArgs) -> CmdResult {
         stop,
     )
     .await?;
-    crate::render::say("pgtopo watch: stopped");
+    out.say("pgtopo watch: stopped");
     Ok(exit::OK)
 }
 

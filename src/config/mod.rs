@@ -31,6 +31,7 @@ pub mod resolve;
 pub mod rules;
 pub mod rules_tls;
 pub mod secret;
+pub mod service;
 pub mod ssh;
 pub mod structure;
 pub mod sync_names;

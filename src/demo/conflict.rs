@@ -16,18 +16,16 @@ pub struct ReportConflict {
 }
 
 async fn session(n: &SandboxNode, app: &str) -> Result<tokio_postgres::Client> {
-    let (c, conn) = tokio_postgres::Config::new()
-        .host(&n.host)
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&n.host)
         .port(n.port)
         .user("postgres")
         .dbname("postgres")
         .application_name(app)
-        .connect_timeout(Duration::from_secs(3))
-        .connect(tokio_postgres::NoTls)
+        .connect_timeout(Duration::from_secs(3));
+    crate::pg::open(&mut cfg, &crate::pg::tls::TlsSettings::disabled())
         .await
-        .map_err(|e| miette!("{}: {}", n.name, crate::pg::describe(&e)))?;
-    tokio::spawn(conn);
-    Ok(c)
+        .map_err(|e| miette!("{}: {e}", n.name))
 }
 
 /// Poll `sql` (one boolean) on `c` until it is true.

@@ -54,7 +54,12 @@ async fn crash(sb: &Sandbox, i: usize) -> Result<()> {
 async fn run(opts: &BenchOptions, run: usize) -> Result<FailoverRun> {
     let (_tmp, sb) = bench_pair(opts, &format!("failover{run}")).await?;
     let r = async {
-        pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
+        pgtopo_ok(
+            &sb.topology,
+            &["apply", "--auto-approve"],
+            super::Child::Quiet,
+        )
+        .await?;
         let w = Writer::start(&hosts(&sb), "postgres")
             .await
             .map_err(|e| miette!("writer: {e}"))?;

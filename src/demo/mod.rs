@@ -28,11 +28,13 @@ pub struct DemoOptions {
     pub port: u16,
     pub bin_dir: Option<PathBuf>,
     pub keep: bool,
+    /// Colour in what the demo shows (`cli`'s `OutputOptions::color`).
+    pub color: bool,
 }
 
-fn heading(n: u32, text: &str) {
+fn heading(n: u32, text: &str, color: bool) {
     let line = format!("── {n}. {text} ");
-    if crate::render::color() {
+    if color {
         use owo_colors::OwoColorize;
         println!("\n{}", line.bold());
     } else {
@@ -40,15 +42,22 @@ fn heading(n: u32, text: &str) {
     }
 }
 
-/// This executable with `-f topology args`, stdin closed.
-fn pgtopo_command(topology: &Path, args: &[&str]) -> Result<tokio::process::Command> {
+/// This executable with `-f topology args`, stdin closed; `--no-color` unless `color`.
+fn pgtopo_command(topology: &Path, args: &[&str], color: bool) -> Result<tokio::process::Command> {
     let exe = std::env::current_exe().into_diagnostic()?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("-f").arg(topology).args(args).stdin(Stdio::null());
-    if !crate::render::color() {
+    if !color {
         cmd.arg("--no-color");
     }
     Ok(cmd)
+}
+
+/// What becomes of a child pgtopo's stdout: shown on this terminal (coloured or not), or dropped.
+#[derive(Debug, Clone, Copy)]
+enum Child {
+    Shown { color: bool },
+    Quiet,
 }
 
 fn failed(args: &[&str], st: std::process::ExitStatus) -> miette::Report {
@@ -56,19 +65,23 @@ fn failed(args: &[&str], st: std::process::ExitStatus) -> miette::Report {
 }
 
 /// Run this executable with `args`, its output shown (indented by nothing: it is pgtopo's own).
-async fn pgtopo(topology: &Path, args: &[&str], quiet: bool) -> Result<std::process::ExitStatus> {
-    if !quiet {
-        println!("$ pgtopo -f {} {}", topology.display(), args.join(" "));
-    }
-    let mut cmd = pgtopo_command(topology, args)?;
-    if quiet {
-        cmd.stdout(Stdio::null());
-    }
+async fn pgtopo(topology: &Path, args: &[&str], child: Child) -> Result<std::process::ExitStatus> {
+    let mut cmd = match child {
+        Child::Shown { color } => {
+            println!("$ pgtopo -f {} {}", topology.display(), args.join(" "));
+            pgtopo_command(topology, args, color)?
+        }
+        Child::Quiet => {
+            let mut cmd = pgtopo_command(topology, args, false)?;
+            cmd.stdout(Stdio::null());
+            cmd
+        }
+    };
     cmd.status().await.into_diagnostic()
 }
 
-async fn pgtopo_ok(topology: &Path, args: &[&str], quiet: bool) -> Result<()> {
-    let st = pgtopo(topology, args, quiet).await?;
+async fn pgtopo_ok(topology: &Path, args: &[&str], child: Child) -> Result<()> {
+    let st = pgtopo(topology, args, child).await?;
     match st.success() {
         true => Ok(()),
         false => Err(failed(args, st)),
@@ -89,7 +102,7 @@ async fn pgtopo_output(
     topology: &Path,
     args: &[&str],
 ) -> Result<(std::process::ExitStatus, String)> {
-    let mut cmd = pgtopo_command(topology, args)?;
+    let mut cmd = pgtopo_command(topology, args, false)?;
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
@@ -103,14 +116,14 @@ struct FrozenReceiver(Option<i32>);
 
 impl FrozenReceiver {
     async fn freeze(n: &sandbox::SandboxNode) -> Result<FrozenReceiver> {
-        let conninfo = format!(
-            "host={} port={} user=postgres dbname=postgres",
-            n.host, n.port
-        );
-        let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(&n.host)
+            .port(n.port)
+            .user("postgres")
+            .dbname("postgres");
+        let c = crate::pg::open(&mut cfg, &crate::pg::tls::TlsSettings::disabled())
             .await
             .map_err(|e| miette!("{}: {e}", n.name))?;
-        tokio::spawn(conn);
         let rows = c
             .query("SELECT pid FROM pg_stat_wal_receiver", &[])
             .await
@@ -207,6 +220,7 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
     heading(
         1,
         "a sandbox: one primary, two standbys declared but not built yet, a pgbouncer",
+        opts.color,
     );
     let sb = sandbox::up(&UpOptions {
         dir: dir.clone(),
@@ -223,7 +237,7 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
                 "{}",
                 std::fs::read_to_string(&sb.topology).into_diagnostic()?
             );
-            story(&sb, &pooler).await
+            story(&sb, &pooler, opts.color).await
         }
         Err(e) => Err(e),
     };
@@ -234,7 +248,7 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
             sb.dir.display()
         );
     } else {
-        heading(7, "teardown");
+        heading(7, "teardown", opts.color);
         let stopped = sandbox::down(&sb.dir).await?;
         println!(
             "stopped {} servers by their PID, removed {}",
@@ -245,20 +259,26 @@ pub async fn demo(opts: &DemoOptions) -> Result<()> {
     result
 }
 
-async fn story(sb: &Sandbox, pooler: &(sandbox::pgbouncer::Pooler, PoolerSpec)) -> Result<()> {
+async fn story(
+    sb: &Sandbox,
+    pooler: &(sandbox::pgbouncer::Pooler, PoolerSpec),
+    color: bool,
+) -> Result<()> {
     let (pgb, pooler_spec) = pooler;
     let topo = &sb.topology;
+    let shown = Child::Shown { color };
+    let heading = |n, text: &str| heading(n, text, color);
     heading(2, "plan: what it takes to build the standbys");
-    pgtopo_ok(topo, &["plan"], false).await?;
+    pgtopo_ok(topo, &["plan"], shown).await?;
 
     heading(
         3,
         "apply: pg_hba, replication role, slots, two base backups in parallel",
     );
     let t = Instant::now();
-    pgtopo_ok(topo, &["apply", "--auto-approve"], false).await?;
+    pgtopo_ok(topo, &["apply", "--auto-approve"], shown).await?;
     println!("built in {:.2} s", t.elapsed().as_secs_f64());
-    pgtopo_ok(topo, &["status"], false).await?;
+    pgtopo_ok(topo, &["status"], shown).await?;
 
     heading(
         4,
@@ -276,7 +296,7 @@ async fn story(sb: &Sandbox, pooler: &(sandbox::pgbouncer::Pooler, PoolerSpec)) 
     switch_topology(sb, 1)?;
     declare_pooler(sb, pooler_spec)?;
     let t = Instant::now();
-    pgtopo_ok(topo, &["apply", "--auto-approve"], false).await?;
+    pgtopo_ok(topo, &["apply", "--auto-approve"], shown).await?;
     let wall = t.elapsed();
     w.wait_for_more_acks(2000, Duration::from_secs(30))
         .await
@@ -310,7 +330,7 @@ async fn story(sb: &Sandbox, pooler: &(sandbox::pgbouncer::Pooler, PoolerSpec)) 
     for line in node_facts(sb).await {
         println!("  {line}");
     }
-    pgtopo_ok(topo, &["plan", "--detailed-exitcode"], false).await?;
+    pgtopo_ok(topo, &["plan", "--detailed-exitcode"], shown).await?;
     if !lost.is_empty() {
         return Err(miette!(
             "{} acknowledged writes were lost: {:?}",
@@ -476,7 +496,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             _ => None,
         };
         let sshds = behind_ssh(&sb, opts.ssh.as_ref()).await?;
-        pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await?;
+        pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], Child::Quiet).await?;
         let w = match &pooler {
             None => Writer::start(&hosts(&sb), "postgres").await,
             Some((p, _)) => Writer::start_through_pooler(&p.host, p.port, "postgres").await,
@@ -666,7 +686,7 @@ pub async fn bench_build(opts: &BenchOptions) -> Result<()> {
             let sshds = behind_ssh(&sb, opts.ssh.as_ref()).await;
             let t = Instant::now();
             let r = match &sshds {
-                Ok(_) => pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], true).await,
+                Ok(_) => pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], Child::Quiet).await,
                 Err(e) => Err(miette!("{e}")),
             };
             walls.push(t.elapsed().as_secs_f64());

@@ -37,6 +37,16 @@ pub struct TlsSettings<'a> {
 }
 
 impl TlsSettings<'_> {
+    /// No TLS (`sslmode=disable`): the pooler's admin console, the sandbox's own servers.
+    pub fn disabled() -> Self {
+        TlsSettings {
+            sslmode: SslMode::Disable,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+        }
+    }
+
     /// The sslmode tokio-postgres negotiates with (it knows disable, prefer and require; the
     /// certificate checks are the connector's).
     pub fn negotiation(&self) -> tokio_postgres::config::SslMode {

@@ -16,7 +16,6 @@
 pub mod analysis;
 pub mod candidate;
 pub mod coverage;
-pub mod end_state;
 pub mod error;
 pub mod fingerprint;
 pub mod graph;
@@ -28,7 +27,6 @@ pub mod transform;
 pub mod upgrade;
 pub mod wire;
 
-pub use end_state::expected_end_state;
 pub use error::PlanError;
 pub use fingerprint::fingerprint;
 pub use model::*;
@@ -81,6 +79,24 @@ pub fn assume_down(
     Ok(o)
 }
 
+/// Every `stop` and `restart` says the command that stops its node, from the one function that
+/// builds it ([`crate::config::service::command`]), which the step runs too: what the reviewer
+/// reads is what runs (SPEC §1d).
+fn name_stop_commands(d: &Desired, steps: &mut [Step]) {
+    use crate::config::service::{command, display, Control};
+    for s in steps {
+        let mode = match &s.action {
+            Action::Stop(p) => p.mode,
+            Action::Restart(p) => p.mode,
+            _ => continue,
+        };
+        if let Some(n) = d.nodes.get(&s.node) {
+            let cmd = display(&command(n, Control::Stop(mode.stop_mode())));
+            s.description = format!("{}; stopped by `{cmd}`", s.description);
+        }
+    }
+}
+
 /// Plan: the changes between `d` and `o`, and the steps that make them.
 pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Plan, PlanError> {
     let o: std::borrow::Cow<ObservedCluster> = if opts.assume_down.is_empty() {
@@ -112,7 +128,8 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
     }
     let mut changes = changes(&a, o);
     let file_diffs = file_diffs(&a.eff, o, &a);
-    let steps = ctx.dag.finish();
+    let mut steps = ctx.dag.finish();
+    name_stop_commands(&a.eff, &mut steps);
     let mut file_diffs = file_diffs;
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     if let Some(u) = &upgrade {

@@ -227,6 +227,18 @@ pub enum ShutdownMode {
     Immediate,
 }
 
+impl ShutdownMode {
+    /// The service's word for it (`config::service`, which builds the stop command).
+    pub fn stop_mode(self) -> crate::config::service::StopMode {
+        use crate::config::service::StopMode;
+        match self {
+            ShutdownMode::Smart => StopMode::Smart,
+            ShutdownMode::Fast => StopMode::Fast,
+            ShutdownMode::Immediate => StopMode::Immediate,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StopParams {
     pub mode: ShutdownMode,

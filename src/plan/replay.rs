@@ -319,8 +319,11 @@ impl Sim<'_> {
                     from: from.into(),
                 });
             }
+            // Caught up: at least the source's end of WAL, never back from where it was (a
+            // stopped source's end is read as its checkpoint's start, before the record the
+            // standby may already have replayed).
             let x = self.node(name);
-            x.lsn = diff::wal_end(&src).or(x.lsn);
+            x.lsn = diff::wal_end(&src).max(mine).or(x.lsn);
             x.receive_lsn = x.lsn;
             x.replay_lsn = x.lsn;
         }

@@ -49,8 +49,8 @@ impl Section for Validated {
 }
 
 impl Section for Observation {
-    fn text(&self, _color: bool) -> String {
-        super::status::text(&self.desired, &self.observed)
+    fn text(&self, color: bool) -> String {
+        super::status::text_with(&self.desired, &self.observed, color)
     }
     fn json(&self) -> Value {
         serde_json::to_value(super::status::doc(&self.desired, &self.observed))

@@ -12,39 +12,29 @@ pub mod plan;
 pub mod progress;
 pub mod status;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static COLOR: AtomicBool = AtomicBool::new(false);
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// How output looks: decided once by `cli` from the flags, NO_COLOR and the terminal.
+/// How output looks: decided once by `cli` from the flags, NO_COLOR and the terminal, and handed
+/// down as a value to whatever prints (no global state).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutputOptions {
     /// Colour (and unicode) in what reaches a person.
     pub color: bool,
-    /// `-q`: [`say`] prints nothing.
+    /// `-q`, or stdout kept for machine output: [`OutputOptions::say`] prints nothing.
     pub quiet: bool,
 }
 
-/// Set colour and verbosity for everything printed afterwards.
-pub fn init_output(o: OutputOptions) {
-    COLOR.store(o.color, Ordering::Relaxed);
-    QUIET.store(o.quiet, Ordering::Relaxed);
-}
+impl OutputOptions {
+    /// Print a line to stdout unless quiet.
+    pub fn say(&self, line: &str) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
 
-/// Whether output may use colour.
-pub fn color() -> bool {
-    COLOR.load(Ordering::Relaxed)
-}
-
-/// Keep stdout for machine output (`apply --format json`): from now on [`say`] prints nothing.
-pub fn reserve_stdout() {
-    QUIET.store(true, Ordering::Relaxed);
-}
-
-/// Print a line to stdout unless `-q`.
-pub fn say(line: &str) {
-    if !QUIET.load(Ordering::Relaxed) {
-        println!("{line}");
+    /// These options with stdout kept for machine output (`apply --format json`): nothing said.
+    pub fn reserving_stdout(self) -> Self {
+        OutputOptions {
+            quiet: true,
+            ..self
+        }
     }
 }

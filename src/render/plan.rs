@@ -4,7 +4,7 @@
 //!
 //! Renderers read a finished [`Plan`] and compute nothing that changes what is done: the only
 //! work here is layout, and the unified diffs of file contents the plan already carries. Colour
-//! is a parameter (the CLI passes [`crate::render::color`]), so golden tests render without it.
+//! is a parameter (the CLI passes `OutputOptions::color`), so golden tests render without it.
 
 use crate::diff::address::Address;
 use std::fmt::Write as _;

@@ -130,11 +130,6 @@ impl Painter {
     }
 }
 
-/// `status` as text (coloured when `crate::render::color()`).
-pub fn text(desired: &Desired, obs: &ObservedCluster) -> String {
-    text_with(desired, obs, super::color())
-}
-
 /// `status` as text, colour chosen by the caller.
 pub fn text_with(desired: &Desired, obs: &ObservedCluster, color: bool) -> String {
     let p = Painter(color, assess(desired, obs));

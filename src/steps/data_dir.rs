@@ -17,9 +17,7 @@ pub fn pid_file(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
 
 /// The server log beside the data directory: `<data_dir>.log`.
 pub fn log_file(ctx: &StepContext, node: &str) -> Result<PathBuf, StepError> {
-    let mut p = ctx.node(node)?.data_dir.as_os_str().to_owned();
-    p.push(".log");
-    Ok(PathBuf::from(p))
+    Ok(crate::config::service::log_file(ctx.node(node)?))
 }
 
 /// Marker beside the data directory while pg_rewind works on it: such a directory is never

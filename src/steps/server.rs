@@ -13,6 +13,7 @@ use super::position::{wait_position, PositionGoal, Target};
 pub use super::position::{CaughtUp, Liveness, NO_ANSWER_GRACE};
 use super::{data_dir, StepContext};
 use crate::apply::{wait_until, Poll, StepError, WaitSpec};
+use crate::config::service;
 use crate::config::Service;
 use crate::plan::ShutdownMode;
 use crate::transport::CommandSpec;
@@ -36,65 +37,23 @@ pub async fn log_tail(ctx: &StepContext, node: &str) -> String {
     }
 }
 
-/// A request to the node's service manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    Start,
-    Stop(ShutdownMode),
-}
+pub use crate::config::service::Control;
 
-/// The command that starts or stops `node` through its service (SPEC §1d), the one place that
-/// chooses: `pg_ctl -D data_dir` (returns at once, `-W`: pgtopo waits itself),
-/// `pg_ctlcluster MAJOR NAME` (Debian: the server reads its configuration in /etc), or
-/// `sudo -n systemctl … UNIT` (systemd's view of the server stays right; the unit decides the
-/// shutdown mode — fast for Debian's and PGDG's units).
+/// The command that starts or stops `node` through its service (SPEC §1d): the argv of
+/// [`crate::config::service::command`], the one function the plan's text names it from too
+/// (`plan::name_stop_commands`), run through the node's transport as its os_user (systemctl
+/// as the transport's own user: `service::as_login_user`).
 pub fn control(ctx: &StepContext, node: &str, what: Control) -> Result<CommandSpec, StepError> {
     let n = ctx.node(node)?;
-    let timeout = Duration::from_secs(30);
-    let cmd = match (&n.service, what) {
-        (Service::PgCtl, Control::Stop(mode)) => ctx
-            .tool(n, "pg_ctl")
-            .arg("stop")
-            .arg("-D")
-            .arg(n.data_dir.as_os_str())
-            .args(["-m", mode_word(mode), "-W"]),
-        (Service::PgCtl, Control::Start) => ctx
-            .tool(n, "pg_ctl")
-            .arg("start")
-            .arg("-D")
-            .arg(n.data_dir.as_os_str())
-            .arg("-l")
-            .arg(data_dir::log_file(ctx, node)?.as_os_str())
-            .arg("-W"),
-        (Service::PgCtlcluster { major, name }, what) => {
-            let cmd = CommandSpec::new(PG_CTLCLUSTER).args([major.to_string(), name.clone()]);
-            match what {
-                Control::Start => cmd.arg("start"),
-                Control::Stop(mode) => cmd.args(["stop", "-m", mode_word(mode)]),
-            }
-        }
-        (Service::Systemd { unit }, what) => CommandSpec::new("sudo").args([
-            "-n",
-            "systemctl",
-            match what {
-                Control::Start => "start",
-                Control::Stop(_) => "stop",
-            },
-            unit.as_str(),
-        ]),
-    };
-    Ok(cmd.timeout(timeout))
-}
-
-/// Debian's postgresql-common wrapper.
-const PG_CTLCLUSTER: &str = "/usr/bin/pg_ctlcluster";
-
-fn mode_word(m: ShutdownMode) -> &'static str {
-    match m {
-        ShutdownMode::Smart => "smart",
-        ShutdownMode::Fast => "fast",
-        ShutdownMode::Immediate => "immediate",
-    }
+    let mut argv = service::command(n, what).into_iter();
+    let program = argv.next().expect("a service command has a program");
+    let cmd = CommandSpec::new(program)
+        .args(argv)
+        .timeout(Duration::from_secs(30));
+    Ok(match service::as_login_user(n) {
+        true => cmd.as_login_user(),
+        false => cmd,
+    })
 }
 
 /// Ask the server to stop (`pg_ctl stop -m MODE -W`); returns at once. A server that is not
@@ -105,7 +64,7 @@ pub async fn request_stop(
     mode: ShutdownMode,
 ) -> Result<(), StepError> {
     ctx.forget(node);
-    let cmd = control(ctx, node, Control::Stop(mode))?;
+    let cmd = control(ctx, node, Control::Stop(mode.stop_mode()))?;
     match ctx.run_tool(node, &cmd).await {
         Ok(_) => Ok(()),
         Err(e) => {

@@ -655,7 +655,7 @@ fn each_service_starts_and_stops_its_server_with_its_own_command() {
         words.extend(cmd.args.iter().map(|a| a.to_string_lossy().into_owned()));
         words.join(" ")
     };
-    let fast = Control::Stop(ShutdownMode::Fast);
+    let fast = Control::Stop(crate::config::service::StopMode::Fast);
     for (node, what, want) in [
         ("n1", fast, "/usr/bin/pg_ctlcluster 15 n1 stop -m fast"),
         ("n1", Control::Start, "/usr/bin/pg_ctlcluster 15 n1 start"),
@@ -668,8 +668,17 @@ fn each_service_starts_and_stops_its_server_with_its_own_command() {
     ] {
         assert_eq!(line(node, what), want);
     }
+    // systemctl runs as the transport's own user (its sudo), pg_ctlcluster as the os_user.
+    assert!(control(&c, "n2", fast).unwrap().as_login_user);
+    assert!(!control(&c, "n1", fast).unwrap().as_login_user);
     let (c, _, _) = ctx();
-    let cmd = control(&c, "n1", Control::Stop(ShutdownMode::Immediate)).unwrap();
+    assert!(!control(&c, "n1", Control::Start).unwrap().as_login_user);
+    let cmd = control(
+        &c,
+        "n1",
+        Control::Stop(crate::config::service::StopMode::Immediate),
+    )
+    .unwrap();
     assert!(cmd.program.ends_with("pg_ctl"));
     assert_eq!(
         cmd.args,

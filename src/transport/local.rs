@@ -152,7 +152,7 @@ impl Transport for LocalTransport {
             .process_group(0)
             .kill_on_drop(true);
         super::clean_env(&mut c);
-        if self.switches_user() {
+        if self.switches_user() && !cmd.as_login_user {
             let a = self.account().map_err(|message| TransportError::Spawn {
                 host: HOST.into(),
                 command: cmd.display(),
@@ -503,6 +503,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.stdout_text().trim(), "postgres");
+        // A service manager's command (systemctl through sudo) stays root's.
+        let out = t
+            .run(&CommandSpec::new("/usr/bin/id").arg("-un").as_login_user())
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_text().trim(), "root");
         // The same user, groups, working directory and login environment that
         // `runuser -u postgres --` gives. runuser sets SHELL or not depending on
         // the caller's environment (CI has none), so SHELL is checked against

@@ -85,7 +85,7 @@ pub fn clean_env(c: &mut tokio::process::Command) {
     }
 }
 
-/// A command to run on the node's host, as the node's os_user.
+/// A command to run on the node's host, as the node's os_user (unless `as_login_user`).
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
     pub program: PathBuf,
@@ -94,6 +94,10 @@ pub struct CommandSpec {
     /// e.g. `PGPASSFILE`; never a password.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Run as the transport's own user — root, or the SSH login user — without the switch to
+    /// os_user: a service manager's command that gets its privilege through `sudo -n` (SPEC
+    /// §1d: systemctl as root, or through sudo as the node's ssh user).
+    pub as_login_user: bool,
 }
 
 impl CommandSpec {
@@ -104,7 +108,14 @@ impl CommandSpec {
             args: Vec::new(),
             env: Vec::new(),
             timeout: Duration::from_secs(60),
+            as_login_user: false,
         }
+    }
+
+    /// Run as the transport's own user, not os_user (see [`CommandSpec::as_login_user`]).
+    pub fn as_login_user(mut self) -> Self {
+        self.as_login_user = true;
+        self
     }
 
     /// Append one argument.

@@ -46,3 +46,22 @@ impl TestCluster {
         );
     }
 }
+
+/// Wait (from async code) until `probe` returns `Ok`, looking every millisecond for at most
+/// `limit`; panics with `what` and the last thing `probe` saw.
+pub async fn until<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > deadline => {
+                panic!("{what}: not within {limit:?}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! current primary), every acknowledged id recorded with its time; an id whose insert failed is
 //! never reused.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,13 @@ impl WriterLog {
 }
 
 /// One autocommit insert per round trip into `probe` through a multi-host read-write
-/// connection (`cfg`, see [`TestCluster::sql_config`]), until `stop`.
-pub async fn writer(mut cfg: tokio_postgres::Config, stop: Arc<AtomicBool>) -> WriterLog {
+/// connection (`cfg`, see [`TestCluster::sql_config`]), until `stop`; `acked` counts the
+/// acknowledged inserts as they come (what a test waits on).
+pub async fn writer(
+    mut cfg: tokio_postgres::Config,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+) -> WriterLog {
     cfg.target_session_attrs(TargetSessionAttrs::ReadWrite)
         .connect_timeout(Duration::from_secs(1));
     let mut log = WriterLog::default();
@@ -53,7 +58,10 @@ pub async fn writer(mut cfg: tokio_postgres::Config, stop: Arc<AtomicBool>) -> W
         };
         id += 1;
         match c.execute("INSERT INTO probe(id) VALUES ($1)", &[&id]).await {
-            Ok(_) => log.acked.push((id, Instant::now())),
+            Ok(_) => {
+                log.acked.push((id, Instant::now()));
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
             Err(_) => {
                 log.errors += 1;
                 client = None;
@@ -66,14 +74,35 @@ pub async fn writer(mut cfg: tokio_postgres::Config, stop: Arc<AtomicBool>) -> W
 /// A running [`writer`] task.
 pub struct Writer {
     stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<WriterLog>,
 }
 
 impl Writer {
     pub fn start(c: &TestCluster, nodes: &[&str]) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(writer(c.sql_config(nodes), stop.clone()));
-        Writer { stop, task }
+        let acked = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(writer(c.sql_config(nodes), stop.clone(), acked.clone()));
+        Writer { stop, acked, task }
+    }
+
+    /// Inserts acknowledged so far.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Wait (up to 30 s) until `more` further inserts are acknowledged.
+    pub async fn wait_more(&self, more: u64) {
+        let goal = self.acked() + more;
+        super::wait::until(
+            "the writer's acknowledgements",
+            Duration::from_secs(30),
+            || {
+                let n = self.acked();
+                (n >= goal).then_some(()).ok_or(format!("{n} of {goal}"))
+            },
+        )
+        .await
     }
 
     pub async fn finish(self) -> WriterLog {

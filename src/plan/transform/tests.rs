@@ -18,16 +18,53 @@ use crate::plan::analysis::analyse;
 use crate::plan::PlanOptions;
 use crate::units::Lsn;
 
-/// Run `only` after the analysis; the steps as "kind node".
-fn alone(d: &Desired, o: &ObservedCluster, only: Transform) -> Vec<String> {
+/// A step as "kind node" (a slot step also names its slot: "create_slot n2:n3").
+fn label(s: &crate::plan::Step) -> String {
+    match &s.action {
+        crate::plan::Action::CreateSlot(p) | crate::plan::Action::DropSlot(p) => {
+            format!("{} {}:{}", s.action.kind(), s.node, p.slot)
+        }
+        a => format!("{} {}", a.kind(), s.node),
+    }
+}
+
+/// What one transform drew: its steps, and its DAG's edges as "before -> after" (each step's
+/// direct dependencies), both as sets: the order steps were inserted in is not the contract.
+#[derive(Debug, PartialEq, Eq)]
+struct Drawn {
+    steps: std::collections::BTreeSet<String>,
+    edges: std::collections::BTreeSet<String>,
+}
+
+impl Drawn {
+    fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// The expected drawing: steps, and edges "a -> b".
+fn drawn(steps: &[&str], edges: &[&str]) -> Drawn {
+    Drawn {
+        steps: steps.iter().map(|s| s.to_string()).collect(),
+        edges: edges.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Run `only` after the analysis; what it drew.
+fn alone(d: &Desired, o: &ObservedCluster, only: Transform) -> Drawn {
     let a = analyse(d, o, &PlanOptions::default()).expect("analysis");
     let mut c = Ctx::new(&a.eff, o, &a);
     only(&mut c);
-    c.dag
-        .finish()
-        .iter()
-        .map(|s| format!("{} {}", s.action.kind(), s.node))
-        .collect()
+    let steps = c.dag.finish();
+    let by_id = |id: &crate::plan::StepId| label(&steps[*id as usize - 1]);
+    Drawn {
+        steps: steps.iter().map(label).collect(),
+        edges: steps
+            .iter()
+            .flat_map(|s| s.after.iter().map(move |b| (b, s)))
+            .map(|(b, s)| format!("{} -> {}", by_id(b), label(s)))
+            .collect(),
+    }
 }
 
 fn stopped(o: &mut ObservedCluster, n: &str, state: &str) {
@@ -66,7 +103,10 @@ fn start_stopped_primary_alone() {
     let d = desired3();
     let mut o = healthy(&d);
     stopped(&mut o, "n1", "shut down");
-    assert_eq!(alone(&d, &o, start_stopped_primary), vec!["start n1"]);
+    assert_eq!(
+        alone(&d, &o, start_stopped_primary),
+        drawn(&["start n1"], &[])
+    );
     assert!(alone(&d, &healthy(&d), start_stopped_primary).is_empty());
 }
 
@@ -82,16 +122,24 @@ fn hba_managed_block_alone() {
         allow_trust: false,
     });
     let o = healthy(&desired3());
+    // Each node's file, then its reload; the nodes independent of one another.
     assert_eq!(
         alone(&d, &o, hba_managed_block),
-        vec![
-            "write_hba n1",
-            "reload n1",
-            "write_hba n2",
-            "reload n2",
-            "write_hba n3",
-            "reload n3"
-        ]
+        drawn(
+            &[
+                "write_hba n1",
+                "reload n1",
+                "write_hba n2",
+                "reload n2",
+                "write_hba n3",
+                "reload n3"
+            ],
+            &[
+                "write_hba n1 -> reload n1",
+                "write_hba n2 -> reload n2",
+                "write_hba n3 -> reload n3"
+            ]
+        )
     );
 }
 
@@ -102,16 +150,27 @@ fn settings_rolling_alone() {
         n.settings.insert("max_wal_senders".into(), "20".into());
     }
     let o = healthy(&desired3());
+    // An increase of max_wal_senders: the standbys first, one node at a time (the next node's
+    // change waits for the previous restart), the primary last.
     assert_eq!(
         alone(&d, &o, settings_rolling),
-        vec![
-            "alter_system n2",
-            "restart n2",
-            "alter_system n3",
-            "restart n3",
-            "alter_system n1",
-            "restart n1"
-        ]
+        drawn(
+            &[
+                "alter_system n2",
+                "restart n2",
+                "alter_system n3",
+                "restart n3",
+                "alter_system n1",
+                "restart n1"
+            ],
+            &[
+                "alter_system n2 -> restart n2",
+                "alter_system n3 -> restart n3",
+                "alter_system n1 -> restart n1",
+                "restart n2 -> alter_system n3",
+                "restart n3 -> alter_system n1",
+            ]
+        )
     );
 }
 
@@ -120,16 +179,27 @@ fn promotion_alone() {
     let mut d = desired3();
     set_primary(&mut d, "n2");
     let o = healthy(&desired3());
+    // The new primary's slots, its catch-up, then the old primary's stop, the wait for its
+    // shutdown checkpoint and the promotion, in a chain.
     assert_eq!(
         alone(&d, &o, promotion),
-        vec![
-            "create_slot n2",
-            "create_slot n2",
-            "catch_up n2",
-            "stop n1",
-            "wait_replay n2",
-            "promote n2"
-        ]
+        drawn(
+            &[
+                "create_slot n2:n1",
+                "create_slot n2:n3",
+                "catch_up n2",
+                "stop n1",
+                "wait_replay n2",
+                "promote n2"
+            ],
+            &[
+                "create_slot n2:n1 -> create_slot n2:n3",
+                "create_slot n2:n3 -> catch_up n2",
+                "catch_up n2 -> stop n1",
+                "stop n1 -> wait_replay n2",
+                "wait_replay n2 -> promote n2",
+            ]
+        )
     );
 }
 
@@ -141,7 +211,10 @@ fn replication_role_alone() {
         host_reachable: true,
         ..Default::default()
     };
-    assert_eq!(alone(&d, &o, replication_role), vec!["create_role n1"]);
+    assert_eq!(
+        alone(&d, &o, replication_role),
+        drawn(&["create_role n1"], &[])
+    );
     assert!(alone(&d, &healthy(&d), replication_role).is_empty());
 }
 
@@ -158,11 +231,15 @@ fn standbys_alone_walks_upstream_first() {
             ..Default::default()
         };
     }
-    let steps = alone(&d, &o, standbys);
-    let clone2 = steps.iter().position(|s| s == "clone n2").unwrap();
-    let start2 = steps.iter().position(|s| s == "start n2").unwrap();
-    let clone3 = steps.iter().position(|s| s == "clone n3").unwrap();
-    assert!(clone2 < start2 && start2 < clone3);
+    let g = alone(&d, &o, standbys);
+    // n3's clone comes from n2 once n2 runs: an edge of the DAG, not an order of insertion.
+    for e in ["clone n2 -> configure_standby n2", "start n2 -> clone n3"] {
+        assert!(g.edges.contains(e), "{e} missing: {g:#?}");
+    }
+    assert!(
+        g.steps.contains("clone n3") && g.steps.contains("start n3"),
+        "{g:#?}"
+    );
 }
 
 #[test]
@@ -176,7 +253,10 @@ fn synchronous_set_alone() {
     let o = healthy(&desired3());
     assert_eq!(
         alone(&d, &o, synchronous_set),
-        vec!["alter_system n1", "reload n1"]
+        drawn(
+            &["alter_system n1", "reload n1"],
+            &["alter_system n1 -> reload n1"]
+        )
     );
 }
 
@@ -185,7 +265,7 @@ fn retire_alone() {
     let mut d = desired3();
     let o = healthy(&d);
     d.nodes.get_mut("n3").unwrap().role = DesiredRole::Absent;
-    assert_eq!(alone(&d, &o, retire), vec!["stop n3"]);
+    assert_eq!(alone(&d, &o, retire), drawn(&["stop n3"], &[]));
 }
 
 #[test]
@@ -198,5 +278,8 @@ fn slot_cleanup_alone_keeps_slots_of_down_standbys() {
     n3.running = false;
     n3.reachable = false;
     n3.host_reachable = false;
-    assert_eq!(alone(&d, &o, slot_cleanup), vec!["drop_slot n1"]);
+    assert_eq!(
+        alone(&d, &o, slot_cleanup),
+        drawn(&["drop_slot n1:gone"], &[])
+    );
 }

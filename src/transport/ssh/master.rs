@@ -175,6 +175,8 @@ impl Master {
 pub(super) struct Connected {
     /// Holds the control socket (`master`) and the master's log (`log`).
     dir: tempfile::TempDir,
+    /// Who the master logged in as (the first session's greeting).
+    pub(super) login_user: String,
     keepalive: Option<tokio::task::AbortHandle>,
     /// The sessions, per remote user.
     pools: Arc<Pools>,
@@ -225,15 +227,22 @@ impl Connected {
             .await
             .map_err(|e| cause(spec, &error_text(&e)))?;
         tracing::debug!(host = %spec.host, took = ?began.elapsed(), "ssh master connected");
-        let mut c = Connected {
-            dir,
-            keepalive: None,
-            pools: Arc::default(),
-        };
-        c.pool(user)
+        let pools: Arc<Pools> = Arc::default();
+        let first = Arc::new(Pool::new(dir.path().join("master"), user));
+        pools
+            .lock()
+            .expect("pools")
+            .insert(user.to_string(), first.clone());
+        first
             .start_first()
             .await
             .map_err(|e: StartError| cause(spec, e.said()))?;
+        let mut c = Connected {
+            dir,
+            login_user: first.login_user().unwrap_or_default(),
+            keepalive: None,
+            pools,
+        };
         if let Some(period) = options.keepalive {
             let pools = Arc::downgrade(&c.pools);
             c.keepalive = Some(tokio::spawn(keepalive(pools, period)).abort_handle());

@@ -111,7 +111,21 @@ impl SshTransport {
         stdin: Option<&[u8]>,
         timeout: std::time::Duration,
     ) -> Result<CommandOutput, TransportError> {
-        self.deliver(&argv, env, stdin, timeout).await
+        self.exec_as(argv, false, env, stdin, timeout).await
+    }
+
+    /// [`Self::exec`], or as the login user itself when `as_login_user` (over sessions of the
+    /// login user, which switch to nobody).
+    async fn exec_as(
+        &self,
+        argv: Vec<OsString>,
+        as_login_user: bool,
+        env: &[(String, String)],
+        stdin: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        self.deliver(&argv, as_login_user, env, stdin, timeout)
+            .await
     }
 
     /// Run argv as os_user over a session. A session found ended before the command started is
@@ -120,6 +134,7 @@ impl SshTransport {
     async fn deliver(
         &self,
         argv: &[OsString],
+        as_login_user: bool,
         env: &[(String, String)],
         stdin: Option<&[u8]>,
         timeout: std::time::Duration,
@@ -138,8 +153,12 @@ impl SshTransport {
                     .connected(&self.os_user)
                     .await
                     .map_err(|c| self.unreachable(c))?;
+                let user = match as_login_user {
+                    true => conn.login_user.as_str(),
+                    false => self.os_user.as_str(),
+                };
                 let words = Self::remote_argv(env, argv);
-                match conn.run(&self.os_user, &words, stdin).await {
+                match conn.run(user, &words, stdin).await {
                     Outcome::Ran {
                         code,
                         stdout,
@@ -333,7 +352,7 @@ impl Transport for SshTransport {
             }
         }
         let out = self
-            .deliver(&argv(["id", "-un"]), &[], None, FILE_TIMEOUT)
+            .deliver(&argv(["id", "-un"]), false, &[], None, FILE_TIMEOUT)
             .await?;
         let who = out.stdout_text().trim().to_string();
         if out.success() && who == self.os_user {
@@ -352,7 +371,8 @@ impl Transport for SshTransport {
     async fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, TransportError> {
         let mut v = vec![cmd.program.clone().into_os_string()];
         v.extend(cmd.args.iter().cloned());
-        self.exec(v, &cmd.env, None, cmd.timeout).await
+        self.exec_as(v, cmd.as_login_user, &cmd.env, None, cmd.timeout)
+            .await
     }
 
     async fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, TransportError> {
@@ -494,6 +514,34 @@ mod tests {
         assert_eq!(
             line(SshTransport::remote_argv(&[], &argv(["id", "-un"]))),
             "id -un"
+        );
+    }
+
+    /// A systemd node's stop and its unit's reading, as the remote sessions run them: the stop
+    /// over a session of the login user itself through `sudo -n systemctl` (root's sudo, or the
+    /// ssh user's sudo rule; SPEC §1d), the reading (no privilege needed) over a session of the
+    /// os_user (which switched once: runuser as root, `sudo -n -u` as another login user,
+    /// nothing as the os_user itself; [`session`]).
+    #[test]
+    fn a_systemd_stop_runs_through_sudo_as_the_login_user() {
+        use crate::config::service::{command, show_unit, Control, StopMode};
+        let mut n = crate::observe::fixtures::node("n1", 0, crate::config::DesiredRole::Primary);
+        n.service = crate::config::Service::Systemd {
+            unit: "postgresql-16.service".into(),
+        };
+        let line = |argv: &[OsString]| {
+            SshTransport::remote_argv(&[], argv)
+                .iter()
+                .map(|w| w.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let stop = command(&n, Control::Stop(StopMode::Fast));
+        assert!(crate::config::service::as_login_user(&n));
+        assert_eq!(line(&stop), "sudo -n systemctl stop postgresql-16.service");
+        assert_eq!(
+            line(&show_unit("postgresql-16.service")),
+            "systemctl show postgresql-16.service -p KillSignal -p ExecStop -p KillMode"
         );
     }
 }

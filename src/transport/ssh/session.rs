@@ -166,6 +166,8 @@ struct State {
     pids: BTreeSet<u32>,
     /// The master is gone: no session is kept.
     closed: bool,
+    /// Who the sessions logged in as (their first greeting), once one greeted.
+    login: Option<String>,
 }
 
 impl Shared {
@@ -209,6 +211,11 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Who the sessions log in as, once one greeted.
+    pub(super) fn login_user(&self) -> Option<String> {
+        self.shared.lock().login.clone()
     }
 
     /// Whether a session is idle or busy now (its user switch was seen to work).
@@ -382,6 +389,7 @@ impl Session {
                 return Err(StartError::Failed(said));
             }
         };
+        pool.lock().login = Some(login.clone());
         if login != pool.user {
             let second = tokio::time::timeout(START_TIMEOUT, greeting(&mut out, &mut err, &tag));
             match second.await {
