@@ -32,6 +32,9 @@ fn check(example: &str) {
     let o = load_observed(&dir.join("observed.json"));
     let plan = build(&d, &o, &PlanOptions::default())
         .unwrap_or_else(|e| panic!("{example}: {:?}", miette::Report::new(e)));
+    if let Some(e) = files_not_shown(&plan) {
+        panic!("{example}: {e}");
+    }
     let plans = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
     let mut failures = Vec::new();
     for (ext, got) in [

@@ -22,6 +22,8 @@ use pgtopo::plan::{build, Action, Plan, PlanOptions};
 use pgtopo::units::Lsn;
 use proptest::prelude::*;
 
+mod common;
+
 /// Choices drawn from a byte string (proptest shrinks it toward zeros: simpler scenarios).
 struct Dice<'a> {
     bytes: &'a [u8],
@@ -416,6 +418,10 @@ fn check(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<(), Tes
     let Ok(p) = build(d, o, opts) else {
         return Ok(());
     };
+    // The file diffs show exactly what the steps write.
+    if let Some(e) = common::files_not_shown(&p) {
+        return Err(TestCaseError::fail(e));
+    }
     // Acyclic, ids in topological order.
     for (i, s) in p.steps.iter().enumerate() {
         prop_assert_eq!(s.id as usize, i + 1);

@@ -57,6 +57,9 @@ pub enum Verdict {
     Diverged { upstream: String, why: String },
     /// Its slot on its upstream can no longer serve it, or the WAL it needs is gone there.
     SlotLost { upstream: String, why: String },
+    /// A declared standby whose earlier pg_rewind did not finish (it failed or was interrupted):
+    /// its data directory cannot be trusted.
+    RewindUnfinished,
     /// A streaming standby that has not heard from its upstream for too long.
     NotReceiving { upstream: String, why: String },
     /// Its replay waits on a recovery conflict; `unreplayed`: bytes received but not replayed.
@@ -80,12 +83,13 @@ impl Verdict {
                 | Verdict::SplitBrain { .. }
                 | Verdict::Diverged { .. }
                 | Verdict::SlotLost { .. }
+                | Verdict::RewindUnfinished
         )
     }
 
     /// Stable name (status JSON): `healthy`, `unreachable`, `no_data`, `foreign_system`,
-    /// `split_brain`, `diverged`, `slot_lost`, `not_receiving`, `replay_blocked`, `other`,
-    /// `retired`.
+    /// `split_brain`, `diverged`, `slot_lost`, `rewind_unfinished`, `not_receiving`,
+    /// `replay_blocked`, `other`, `retired`.
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Healthy => "healthy",
@@ -95,6 +99,7 @@ impl Verdict {
             Verdict::SplitBrain { .. } => "split_brain",
             Verdict::Diverged { .. } => "diverged",
             Verdict::SlotLost { .. } => "slot_lost",
+            Verdict::RewindUnfinished => "rewind_unfinished",
             Verdict::NotReceiving { .. } => "not_receiving",
             Verdict::ReplayBlocked { .. } => "replay_blocked",
             Verdict::Other => "other",
@@ -122,6 +127,9 @@ impl Verdict {
             ),
             Verdict::Diverged { why, .. } => format!("DIVERGED: {why}"),
             Verdict::SlotLost { why, .. } => format!("SLOT LOST: {why}"),
+            Verdict::RewindUnfinished => {
+                "REWIND UNFINISHED: its data directory cannot be trusted".into()
+            }
             Verdict::NotReceiving { why, .. } => format!("NOT RECEIVING: {why}"),
             Verdict::ReplayBlocked {
                 conflict,
@@ -156,6 +164,9 @@ impl Verdict {
             ),
             Verdict::Diverged { why, .. } => format!("{node} diverged from its upstream: {why}"),
             Verdict::SlotLost { why, .. } => why.clone(),
+            Verdict::RewindUnfinished => format!(
+                "an earlier pg_rewind of {node} did not finish (it failed or was interrupted): its data directory cannot be trusted"
+            ),
             Verdict::NotReceiving { why, .. } => format!("{node} is not receiving: {why}"),
             Verdict::ReplayBlocked {
                 conflict,
@@ -209,8 +220,12 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
     if needs_data(&x) {
         return Verdict::NoData;
     }
+    // Judged after what only a fresh clone repairs too (another system, a fork, a lost slot),
+    // before the rest.
+    let unfinished = (matches!(dn.role, DesiredRole::Standby { .. }) && x.rewind_unfinished)
+        .then_some(Verdict::RewindUnfinished);
     let Some(p) = primary.filter(|p| *p != name) else {
-        return Verdict::Healthy;
+        return unfinished.unwrap_or(Verdict::Healthy);
     };
     let po = observed(o, p);
     if let Some(v) = foreign(&x, p, &po) {
@@ -240,6 +255,9 @@ pub fn node(d: &Desired, o: &ObservedCluster, name: &str, primary: Option<&str>)
     let DesiredRole::Standby { upstream } = &dn.role else {
         return stalled(&x, o, name, seen.as_deref()).unwrap_or(Verdict::Other);
     };
+    if let Some(v) = unfinished {
+        return v;
+    }
     if let Some(v) = stalled(&x, o, name, seen.as_deref()) {
         return v;
     }
@@ -461,9 +479,17 @@ fn healthy_standby(
         && x.reachable
         && receives(x)
         && observed_role(x) == Some(Role::Standby)
-        && super::observed_upstream(d, x).as_deref() == Some(up)
-        && (!d.replication.slots || x.primary_slot_name.as_deref() == Some(name))
+        && configured_as_declared(d, name, up, x)
         && observed(o, up).running
+}
+
+/// Whether a standby's recovery configuration is the declared one: primary_conninfo points at
+/// `up`, through its own slot when the topology uses slots, with `replication.tls`. The one
+/// judgement; the planner re-points a standby for which it is false.
+pub fn configured_as_declared(d: &Desired, name: &str, up: &str, x: &ObservedNode) -> bool {
+    super::observed_upstream(d, x).as_deref() == Some(up)
+        && (!d.replication.slots || x.primary_slot_name.as_deref() == Some(name))
+        && super::tls::conninfo_tls_ok(d, name, x)
 }
 
 #[cfg(test)]
@@ -488,5 +514,17 @@ mod tests {
             .items
             .iter()
             .any(|i| i.node == "n3" && i.kind == super::super::drift::DriftKind::NotStreaming));
+    }
+
+    #[test]
+    fn an_unfinished_rewind_is_the_assessments_verdict_with_or_without_a_primary() {
+        let d = desired3();
+        let mut o = healthy(&d);
+        o.nodes.get_mut("n2").unwrap().rewind_unfinished = true;
+        for primary in [Some("n1"), None] {
+            let v = node(&d, &o, "n2", primary);
+            assert_eq!(v, Verdict::RewindUnfinished);
+            assert!(v.needs_clone());
+        }
     }
 }

@@ -881,13 +881,6 @@ fn standby_fate(
     old: Option<&str>,
 ) -> Fate {
     let xo = observed(o, x);
-    if xo.rewind_unfinished {
-        return Fate::Rejoin(Rejoin::Clone {
-            reason: format!(
-                "an earlier pg_rewind of {x} did not finish (it failed or was interrupted): its data directory cannot be trusted"
-            ),
-        });
-    }
     let was_primary = observed_role(&xo) == Some(Role::Primary);
     if was_primary || promotion.is_some_and(|p| p.old.as_deref() == Some(x)) || old == Some(x) {
         return Fate::Rejoin(decide_rejoin(x, up, o, promotion));
@@ -913,10 +906,7 @@ fn standby_fate(
     if let Some(r) = on_new_branch {
         return Fate::Rejoin(r);
     }
-    let cfg = observed_upstream(eff, &xo);
-    let slot_ok = !eff.replication.slots || xo.primary_slot_name.as_deref() == Some(x);
-    let tls_ok = crate::diff::tls::conninfo_tls_ok(eff, x, &xo);
-    if cfg.as_deref() == Some(up) && slot_ok && tls_ok {
+    if assess::configured_as_declared(eff, x, up, &xo) {
         if xo.running {
             Fate::Keep
         } else {

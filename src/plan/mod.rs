@@ -127,10 +127,9 @@ pub fn build(d: &Desired, o: &ObservedCluster, opts: &PlanOptions) -> Result<Pla
         notes.insert(0, note.clone());
     }
     let mut changes = changes(&a, o);
-    let file_diffs = file_diffs(&a.eff, o, &a);
     let mut steps = ctx.dag.finish();
     name_stop_commands(&a.eff, &mut steps);
-    let mut file_diffs = file_diffs;
+    let mut file_diffs = file_diffs(&a.eff, o, &steps);
     file_diffs.extend(pgpass_diffs(&a.eff, &steps));
     if let Some(u) = &upgrade {
         changes.extend(upgrade::changes(d, u));
@@ -259,71 +258,79 @@ fn changes(a: &analysis::Analysis, o: &ObservedCluster) -> Vec<Change> {
     changes
 }
 
-fn file_diffs(d: &Desired, o: &ObservedCluster, a: &analysis::Analysis) -> Vec<FileDiff> {
+/// The files the plan changes, per declared node, drawn from its steps: the pg_hba managed block
+/// a `write_hba` step writes, then the settings its `alter_system` steps set; so every file the
+/// plan changes is shown and nothing else is.
+fn file_diffs(d: &Desired, o: &ObservedCluster, steps: &[Step]) -> Vec<FileDiff> {
     let mut out = Vec::new();
-    let block = diff::hba::managed_block(d);
     for n in d.present() {
         let obs = diff::observed(o, &n.name);
-        let fate = a.fates.get(&n.name).unwrap_or(&Fate::Keep);
-        if matches!(fate, Fate::Deferred { .. }) || !diff::actionable(&obs) {
-            continue;
-        }
-        if analysis::hba_needs_write(d, &obs, fate) {
-            let seen = diff::hba::seen(&obs);
-            out.push(FileDiff {
-                node: n.name.clone(),
-                path: obs
-                    .hba
-                    .as_ref()
-                    .map(|h| h.path.clone())
-                    .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
-                first_line: obs.hba.as_ref().and_then(|h| h.block_line),
-                before: seen.map(crate::observe::managed_text).unwrap_or_default(),
-                after: crate::observe::managed_text(&block),
-            });
-        }
-        if obs.reachable {
-            let mut diffs = diff::setting_diffs(d, o, &n.name);
-            let p = d.primary();
-            if p.name == n.name {
-                let want = d.synchronous_standby_names();
-                let have = obs
-                    .settings
-                    .get("synchronous_standby_names")
-                    .map(|s| s.value.clone());
-                if diff::sync_differs(&want, have.as_deref().unwrap_or("")) {
-                    diffs.push(diff::SettingDiff {
-                        name: "synchronous_standby_names".into(),
-                        before: have,
-                        after: want,
-                        restart: false,
-                        why: String::new(),
-                    });
-                }
-            }
-            if !diffs.is_empty() {
-                let line = |k: &str, v: &str| format!("{k} = '{}'\n", v.replace('\'', "''"));
-                let before: String = diffs
-                    .iter()
-                    .filter_map(|s| s.before.as_deref().map(|b| line(&s.name, b)))
-                    .collect();
-                let after: String = diffs.iter().map(|s| line(&s.name, &s.after)).collect();
-                out.push(FileDiff {
-                    node: n.name.clone(),
-                    // Not the whole file: the settings ALTER SYSTEM changes, with the values the
-                    // server runs with now (which may come from postgresql.conf or a default).
-                    path: format!(
-                        "{}/postgresql.auto.conf [ALTER SYSTEM: changed settings, running values]",
-                        n.data_dir.display()
-                    ),
-                    first_line: None,
-                    before,
-                    after,
-                });
-            }
-        }
+        out.extend(hba_diff(n, &obs, steps));
+        out.extend(settings_diff(n, &obs, steps));
     }
     out
+}
+
+/// The managed block the node's (last) `write_hba` step writes, against the one it has now.
+fn hba_diff(
+    n: &crate::config::DesiredNode,
+    obs: &crate::observe::ObservedNode,
+    steps: &[Step],
+) -> Option<FileDiff> {
+    let block = steps.iter().rev().find_map(|s| match &s.action {
+        Action::WriteHba(p) if s.node == n.name => Some(&p.managed_block),
+        _ => None,
+    })?;
+    Some(FileDiff {
+        node: n.name.clone(),
+        path: obs
+            .hba
+            .as_ref()
+            .map(|h| h.path.clone())
+            .unwrap_or_else(|| format!("{}/pg_hba.conf", n.data_dir.display())),
+        first_line: obs.hba.as_ref().and_then(|h| h.block_line),
+        before: diff::hba::seen(obs)
+            .map(crate::observe::managed_text)
+            .unwrap_or_default(),
+        after: crate::observe::managed_text(block),
+    })
+}
+
+/// What the node's `alter_system` steps leave set (a later step's value over an earlier one's),
+/// against the values the server runs with now (which may come from postgresql.conf or a
+/// default).
+fn settings_diff(
+    n: &crate::config::DesiredNode,
+    obs: &crate::observe::ObservedNode,
+    steps: &[Step],
+) -> Option<FileDiff> {
+    let mut set: std::collections::BTreeMap<&str, &str> = Default::default();
+    for s in steps.iter().filter(|s| s.node == n.name) {
+        if let Action::AlterSystem(p) = &s.action {
+            set.extend(p.set.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+    }
+    if set.is_empty() {
+        return None;
+    }
+    let line = |k: &str, v: &str| format!("{k} = '{}'\n", v.replace('\'', "''"));
+    let before: String = set
+        .keys()
+        .filter_map(|k| obs.settings.get(*k).map(|s| line(k, &s.value)))
+        .collect();
+    let after: String = set.iter().map(|(k, v)| line(k, v)).collect();
+    Some(FileDiff {
+        node: n.name.clone(),
+        // Not the whole file: the settings ALTER SYSTEM changes, with the values the server runs
+        // with now.
+        path: format!(
+            "{}/postgresql.auto.conf [ALTER SYSTEM: changed settings, running values]",
+            n.data_dir.display()
+        ),
+        first_line: None,
+        before,
+        after,
+    })
 }
 
 /// The .pgpass lines a write_pgpass step keeps, the password shown only as where it comes from.
@@ -360,6 +367,93 @@ fn pgpass_diffs(d: &Desired, steps: &[Step]) -> Vec<FileDiff> {
         .collect()
 }
 
+/// What a plan may lose: nothing in a switchover (the candidate replays the old primary's
+/// shutdown checkpoint first); in a failover, what the candidate lacks; without a promotion,
+/// what a second primary that rejoins accepted on its own.
+fn data_loss(a: &analysis::Analysis, o: &ObservedCluster) -> DataLoss {
+    let Some(p) = &a.promotion else {
+        return rejoin_loss(a, o);
+    };
+    let old = p.old.clone().unwrap_or_else(|| "the old primary".into());
+    match &p.kind {
+        PromotionKind::Switchover => DataLoss::None {
+            reason: format!(
+                "{} must replay {old}'s shutdown checkpoint before it is promoted",
+                p.candidate
+            ),
+        },
+        PromotionKind::FinishSwitchover { checkpoint } => DataLoss::None {
+            reason: format!(
+                "{old} was shut down cleanly at {checkpoint} and {} has replayed it",
+                p.candidate
+            ),
+        },
+        PromotionKind::Failover {
+            exposure,
+            last_known,
+            ..
+        } => DataLoss::Possible {
+            bytes: *exposure,
+            reason: failover_loss(p, &old, o, *exposure, *last_known),
+        },
+    }
+}
+
+/// Why a failover may lose WAL: how far the candidate received against where the old primary
+/// was last seen (or its control data, or nothing known).
+fn failover_loss(
+    p: &analysis::Promotion,
+    old: &str,
+    o: &ObservedCluster,
+    exposure: Option<u64>,
+    last_known: Option<crate::units::Lsn>,
+) -> String {
+    let got = diff::received(&diff::observed(o, &p.candidate)).unwrap_or_default();
+    match (exposure, last_known) {
+        (Some(b), Some(l)) => format!(
+            "{} received up to {got}; {old} was last seen at {l} ({} behind)",
+            p.candidate,
+            ByteSize::human(b)
+        ),
+        _ => match diff::observed(o, old).control.as_ref() {
+            Some(c) => format!(
+                "{} received up to {got}; {old} did not shut down cleanly (cluster state \"{}\", latest checkpoint {}), so how much it wrote past that is unknown: whatever it acknowledged beyond {got} is lost",
+                p.candidate, c.cluster_state, c.latest_checkpoint
+            ),
+            None => format!(
+                "{old}'s last WAL location is unknown; {} received up to {got}: whatever {old} acknowledged beyond that is lost",
+                p.candidate
+            ),
+        },
+    }
+}
+
+/// Without a promotion: a second primary that rejoins loses what it accepted on its own
+/// timeline.
+fn rejoin_loss(a: &analysis::Analysis, o: &ObservedCluster) -> DataLoss {
+    let rogue: Vec<&str> = a
+        .fates
+        .iter()
+        .filter(|(n, f)| {
+            let x = diff::observed(o, n);
+            f.replaces_data() && x.running && x.role == Some(crate::observe::Role::Primary)
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if rogue.is_empty() {
+        return DataLoss::None {
+            reason: "no promotion".into(),
+        };
+    }
+    DataLoss::Possible {
+        bytes: None,
+        reason: format!(
+            "{} runs as a second primary: writes it accepted after the fork are discarded when it rejoins",
+            rogue.join(", ")
+        ),
+    }
+}
+
 fn summary(
     a: &analysis::Analysis,
     o: &ObservedCluster,
@@ -370,83 +464,7 @@ fn summary(
     mut notes: Vec<String>,
 ) -> Summary {
     let count = |k: ChangeAction| changes.iter().filter(|c| c.action == k).count() as u32;
-    let data_loss = match &a.promotion {
-        Some(p) => {
-            let old = p.old.clone().unwrap_or_else(|| "the old primary".into());
-            match &p.kind {
-                PromotionKind::Switchover => DataLoss::None {
-                    reason: format!(
-                        "{} must replay {old}'s shutdown checkpoint before it is promoted",
-                        p.candidate
-                    ),
-                },
-                PromotionKind::FinishSwitchover { checkpoint } => DataLoss::None {
-                    reason: format!(
-                        "{old} was shut down cleanly at {checkpoint} and {} has replayed it",
-                        p.candidate
-                    ),
-                },
-                PromotionKind::Failover {
-                    exposure,
-                    last_known,
-                    ..
-                } => {
-                    let got = diff::received(&diff::observed(o, &p.candidate)).unwrap_or_default();
-                    let reason = match (exposure, last_known) {
-                        (Some(b), Some(l)) => format!(
-                            "{} received up to {got}; {old} was last seen at {l} ({} behind)",
-                            p.candidate,
-                            ByteSize::human(*b)
-                        ),
-                        _ => match diff::observed(o, &old).control.as_ref() {
-                            Some(c) => format!(
-                                "{} received up to {got}; {old} did not shut down cleanly (cluster state \"{}\", latest checkpoint {}), so how much it wrote past that is unknown: whatever it acknowledged beyond {got} is lost",
-                                p.candidate, c.cluster_state, c.latest_checkpoint
-                            ),
-                            None => format!(
-                                "{old}'s last WAL location is unknown; {} received up to {got}: whatever {old} acknowledged beyond that is lost",
-                                p.candidate
-                            ),
-                        },
-                    };
-                    DataLoss::Possible {
-                        bytes: *exposure,
-                        reason,
-                    }
-                }
-            }
-        }
-        None => {
-            // A second primary that rejoins loses what it accepted on its own timeline.
-            let rogue: Vec<&String> = a
-                .fates
-                .iter()
-                .filter(|(n, f)| {
-                    f.replaces_data()
-                        && diff::observed(o, n).running
-                        && diff::observed(o, n).role == Some(crate::observe::Role::Primary)
-                })
-                .map(|(n, _)| n)
-                .collect();
-            if rogue.is_empty() {
-                DataLoss::None {
-                    reason: "no promotion".into(),
-                }
-            } else {
-                let names = rogue
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                DataLoss::Possible {
-                    bytes: None,
-                    reason: format!(
-                        "{names} runs as a second primary: writes it accepted after the fork are discarded when it rejoins"
-                    ),
-                }
-            }
-        }
-    };
+    let data_loss = data_loss(a, o);
     notes.extend(crate::diff::versions::untested_notes(o));
     for (n, f) in &a.fates {
         if let Fate::Rejoin(Rejoin::Rewind { .. }) = f {

@@ -180,21 +180,7 @@ impl Sim<'_> {
                     auto.insert(k.clone(), None);
                 }
             }
-            Action::WriteHba(h) => {
-                if running {
-                    self.hba_unloaded.insert(name.into());
-                }
-                let path = format!("{}/pg_hba.conf", self.data_dir(name));
-                let x = self.node(name);
-                let old = x.hba.take();
-                x.hba = Some(ObservedHba {
-                    path: old.as_ref().map_or(path, |h| h.path.clone()),
-                    managed_block: Some(h.managed_block.clone()),
-                    block_line: old.as_ref().and_then(|h| h.block_line),
-                    sha256: String::new(),
-                    errors: vec![],
-                });
-            }
+            Action::WriteHba(h) => self.write_hba(name, &h.managed_block, running),
             Action::CreateSlot(p) => add_slot(self.node(name), &p.slot, "physical"),
             Action::DropSlot(p) => {
                 let x = self.node(name);
@@ -214,65 +200,14 @@ impl Sim<'_> {
                 if !running {
                     return Err(need_running());
                 }
-                if !self.caught_up.contains(name) {
-                    return Err(ReplayError::NotCaughtUp {
-                        step: s.id,
-                        node: name.into(),
-                    });
-                }
-                let mine = diff::wal_end(self.node(name));
-                let behind = self
-                    .stopped_primaries
-                    .iter()
-                    .find(|old| old.as_str() != name && diff::wal_end(&self.o.nodes[*old]) > mine);
-                if let Some(old) = behind {
-                    return Err(ReplayError::BehindOldPrimary {
-                        step: s.id,
-                        node: name.into(),
-                        old: old.clone(),
-                    });
-                }
-                self.promote(name);
+                self.promote_checked(s)?;
             }
-            Action::ConfigureStandby(p) => {
-                let tls = p.tls.clone();
-                let x = self.node(name);
-                x.standby_signal = true;
-                x.primary_conninfo = Some(ConninfoSummary {
-                    host: Some(p.upstream_host.clone()),
-                    port: Some(p.upstream_port),
-                    user: Some(p.user.clone()),
-                    application_name: Some(p.application_name.clone()),
-                    dbname: p.dbname.clone(),
-                    sslmode: tls.as_ref().map(|t| t.sslmode.as_str().to_string()),
-                    sslrootcert: tls.as_ref().and_then(|t| path(&t.sslrootcert)),
-                    sslcert: tls.as_ref().and_then(|t| path(&t.sslcert)),
-                    sslkey: tls.as_ref().and_then(|t| path(&t.sslkey)),
-                });
-                x.primary_slot_name = p.slot.clone();
-                x.upstream = None;
-                match p.apply {
-                    super::ConfigApply::Restart if running => {
-                        self.stop(name);
-                        self.start(name);
-                    }
-                    super::ConfigApply::Reload if running => self.settle_node(name),
-                    _ => {}
-                }
-            }
+            Action::ConfigureStandby(p) => self.configure_standby(name, p, running),
             Action::Rewind(p) => {
                 if running {
                     return Err(need_stopped());
                 }
-                let src = self.node(&p.source).clone();
-                let x = self.node(name);
-                x.timeline = src.timeline;
-                x.timeline_history = src.timeline_history.clone();
-                x.lsn = diff::wal_end(&src);
-                x.wal_match = None;
-                x.rewind_unfinished = false;
-                x.standby_signal = true;
-                x.control = Some(control(x, "in archive recovery"));
+                self.rewind(name, &p.source);
             }
             Action::Clone(p) => {
                 if running {
@@ -301,6 +236,89 @@ impl Sim<'_> {
             | Action::Analyze(_) => {}
         }
         Ok(())
+    }
+
+    /// A promotion: only of a node that caught up, and not behind a stopped old primary.
+    fn promote_checked(&mut self, s: &Step) -> Result<(), ReplayError> {
+        let name = s.node.as_str();
+        if !self.caught_up.contains(name) {
+            return Err(ReplayError::NotCaughtUp {
+                step: s.id,
+                node: name.into(),
+            });
+        }
+        let mine = diff::wal_end(self.node(name));
+        let behind = self
+            .stopped_primaries
+            .iter()
+            .find(|old| old.as_str() != name && diff::wal_end(&self.o.nodes[*old]) > mine);
+        if let Some(old) = behind {
+            return Err(ReplayError::BehindOldPrimary {
+                step: s.id,
+                node: name.into(),
+                old: old.clone(),
+            });
+        }
+        self.promote(name);
+        Ok(())
+    }
+
+    /// `configure_standby`: the recovery configuration, applied as the step says.
+    fn configure_standby(&mut self, name: &str, p: &super::ConfigureStandbyParams, running: bool) {
+        let tls = p.tls.clone();
+        let x = self.node(name);
+        x.standby_signal = true;
+        x.primary_conninfo = Some(ConninfoSummary {
+            host: Some(p.upstream_host.clone()),
+            port: Some(p.upstream_port),
+            user: Some(p.user.clone()),
+            application_name: Some(p.application_name.clone()),
+            dbname: p.dbname.clone(),
+            sslmode: tls.as_ref().map(|t| t.sslmode.as_str().to_string()),
+            sslrootcert: tls.as_ref().and_then(|t| path(&t.sslrootcert)),
+            sslcert: tls.as_ref().and_then(|t| path(&t.sslcert)),
+            sslkey: tls.as_ref().and_then(|t| path(&t.sslkey)),
+        });
+        x.primary_slot_name = p.slot.clone();
+        x.upstream = None;
+        match p.apply {
+            super::ConfigApply::Restart if running => {
+                self.stop(name);
+                self.start(name);
+            }
+            super::ConfigApply::Reload if running => self.settle_node(name),
+            _ => {}
+        }
+    }
+
+    /// pg_rewind from `source`: its timeline and history, recovery pending.
+    fn rewind(&mut self, name: &str, source: &str) {
+        let src = self.node(source).clone();
+        let x = self.node(name);
+        x.timeline = src.timeline;
+        x.timeline_history = src.timeline_history.clone();
+        x.lsn = diff::wal_end(&src);
+        x.wal_match = None;
+        x.rewind_unfinished = false;
+        x.standby_signal = true;
+        x.control = Some(control(x, "in archive recovery"));
+    }
+
+    /// `write_hba`: the managed block written, in effect after a reload when the node runs.
+    fn write_hba(&mut self, name: &str, block: &[String], running: bool) {
+        if running {
+            self.hba_unloaded.insert(name.into());
+        }
+        let path = format!("{}/pg_hba.conf", self.data_dir(name));
+        let x = self.node(name);
+        let old = x.hba.take();
+        x.hba = Some(ObservedHba {
+            path: old.as_ref().map_or(path, |h| h.path.clone()),
+            managed_block: Some(block.to_vec()),
+            block_line: old.as_ref().and_then(|h| h.block_line),
+            sha256: String::new(),
+            errors: vec![],
+        });
     }
 
     /// The node receives and replays `from`'s WAL (everything it has received when `from` is

@@ -2,6 +2,9 @@
 //! configuration, its start, its .pgpass, a stop) and records what it drew, so that no rule draws
 //! it twice.
 
+use std::collections::BTreeMap;
+
+use crate::config::HookSpec;
 use crate::diff::{self, observed, values};
 use crate::observe::Role;
 use crate::plan::graph::Idx;
@@ -227,4 +230,51 @@ pub fn plain_stop(mode: ShutdownMode) -> Action {
         checkpointed: false,
         candidate: None,
     })
+}
+
+/// The environment of every hook of the plan.
+pub fn hook_env(c: &Ctx) -> BTreeMap<String, String> {
+    let new = c.eff.primary();
+    let old =
+        c.a.promotion
+            .as_ref()
+            .and_then(|p| p.old.clone())
+            .and_then(|o| c.eff.nodes.get(&o))
+            .unwrap_or(new);
+    [
+        ("PGTOPO_CLUSTER", c.eff.cluster.clone()),
+        ("PGTOPO_OLD_PRIMARY", old.name.clone()),
+        ("PGTOPO_OLD_PRIMARY_HOST", old.host.clone()),
+        ("PGTOPO_OLD_PRIMARY_PORT", old.port.to_string()),
+        ("PGTOPO_NEW_PRIMARY", new.name.clone()),
+        ("PGTOPO_NEW_PRIMARY_HOST", new.host.clone()),
+        ("PGTOPO_NEW_PRIMARY_PORT", new.port.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Add the hooks of one point, one after the other; returns the last.
+pub fn hooks(c: &mut Ctx, point: HookPoint, specs: &[HookSpec], deps: &[Idx]) -> Option<Idx> {
+    let env = hook_env(c);
+    let mut last = None;
+    for h in specs {
+        let timeout_ms = h.timeout.0.as_millis() as u64;
+        let desc = format!(
+            "{}: {} (timeout {})",
+            point.name(),
+            h.command.join(" "),
+            h.timeout
+        );
+        let action = Action::Hook(HookParams {
+            point,
+            command: h.command.clone(),
+            timeout_ms,
+            env: env.clone(),
+        });
+        let node = format!("hook.{}", point.name());
+        last = Some(c.dag.add(&node, action, false, desc, deps));
+    }
+    last
 }

@@ -11,12 +11,16 @@
 //! - [`Drawn`]: what the plan has already drawn, so that no rule draws it twice (a slot, a
 //!   `.pgpass`, a stop, the checkpoint before pg_rewind) and the restarts the summary lists.
 //!
-//! The drawing helpers several rules use (slot, configure_standby, start, .pgpass, stop) are in
-//! [`draw`].
+//! The drawing helpers several rules use (slot, configure_standby, start, .pgpass, stop, hooks)
+//! are in [`draw`]; those of poolers (pause, route, resume) in [`poolers`], of failover slots in
+//! [`logical`] (which also holds the `logical_slots` rule).
 
 pub mod draw;
 pub mod hba_managed_block;
+pub mod hooks_after;
+pub mod hooks_before;
 pub mod logical;
+pub mod pooler_drift;
 pub mod poolers;
 pub mod promotion;
 pub mod replication_role;
@@ -163,7 +167,7 @@ pub type Transform = fn(&mut Ctx);
 
 /// Every transform, in the order they run.
 pub const TRANSFORMS: &[(&str, Transform)] = &[
-    ("hooks_before", poolers::hooks_before),
+    ("hooks_before", hooks_before::hooks_before),
     (
         "start_stopped_primary",
         start_stopped_primary::start_stopped_primary,
@@ -177,8 +181,8 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
     ("retire", retire::retire),
     ("logical_slots", logical::logical_slots),
     ("slot_cleanup", slot_cleanup::slot_cleanup),
-    ("pooler_drift", poolers::pooler_drift),
-    ("hooks_after", poolers::hooks_after),
+    ("pooler_drift", pooler_drift::pooler_drift),
+    ("hooks_after", hooks_after::hooks_after),
 ];
 
 /// Run every transform in order; at debug level (`-vv`) log the DAG after each one, as
