@@ -38,6 +38,8 @@ command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || packages+=(iptables)
 # promtool checks the --format prometheus output (tests/fleet.rs).
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# pgBackRest archives and restores WAL in the archive tests (tests/archive.rs).
+command -v pgbackrest >/dev/null 2>&1 || packages+=(pgbackrest)
 if ! command -v pip3 >/dev/null 2>&1 && ! command -v pip >/dev/null 2>&1; then
     packages+=(python3-pip)
 fi
@@ -114,12 +116,12 @@ cargo test --locked --doc
 # with files in /tmp/pgtopo-test-ports. Each binary's time is logged per major.
 # Which majors a binary runs on (runs_on): the version-independent binaries (no server) once, on
 # 15; `upgrade` once (it sets its own old and new bin dirs: 15→18, 14→18, 16→17, 17→18); the SSH
-# scenario suite and the security suite on 15 and 17 (the fault suite too, after the lanes);
+# scenario suite, the security suite and the archive suite on 15 and 17 (the fault suite too, after the lanes);
 # `packaged` once, on Debian's 15; `logical_failover` on 17 and 18 (failover slots are 17+); every other binary on all five majors. Four lanes keep the 2-core machine at about the load the tests are tuned for:
 # a: 15; b: 17; c: 18 then 16; d: the SSH suite on 15 and 17, the upgrades, then 14.
 declare -A BIN=([14]=$WHEELS/14/bin [15]=$PG15_BIN [16]=$WHEELS/16/bin [17]=$WHEELS/17/bin [18]=$WHEELS/18/bin)
 VERSION_INDEPENDENT='architecture|cli_docs|examples_recorded|golden|mermaid|plan_cli|plan_props|plan_render|schemas|validate|validate_cli|validate_proptest'
-TWO_MAJORS='security'
+TWO_MAJORS='security|archive'
 runs_on() { # NAME MAJOR LANE: whether this lane runs that binary on that major
     local name=$1 major=$2 lane=$3
     # The fault suite measures how long writes are unavailable against its bound: it runs after

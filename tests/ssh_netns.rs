@@ -8,7 +8,8 @@
 //! each: bootstrap of a cascade (apply_bootstrap.rs), switchover and switch-back (switchover.rs),
 //! crash failover with a rewind (failover_e2e.rs, apply_failover_rewind.rs), failover with the
 //! clone fallback, and switchovers whose apply is killed at the promotion and at the stop of the
-//! old primary (switchover_interrupted.rs). Without root (no namespaces) the test says so and
+//! old primary (switchover_interrupted.rs). n3's SSH is reachable only through n2's host (a
+//! bastion: `ssh.jump` and `ssh.config_file`). Without root (no namespaces) the test says so and
 //! passes. Each phase's wall time is printed.
 
 mod support;
@@ -119,7 +120,9 @@ fn every_scenario_over_ssh_between_network_namespaces() {
         return;
     }
     let mut clock = Clock::new();
-    let (hosts, c, mut topo) = netns::cluster_on_hosts(&NODES);
+    // n3's sshd is reachable only through n2's (ssh.jump, the bastion's key and known_hosts
+    // from ssh.config_file).
+    let (hosts, c, mut topo) = netns::cluster_on_hosts_with_bastion(&NODES);
     clock.lap("namespaces, sshd and n1");
 
     // Bootstrap: n1 → n2 → n3, both standbys built by pgtopo over SSH.
@@ -141,6 +144,12 @@ fn every_scenario_over_ssh_between_network_namespaces() {
     assert_eq!(c.psql("n3", "SELECT count(*) FROM t"), "100");
     assert_no_changes(&c);
     only_ssh_and_postgres_listen(&c, &hosts);
+    let hidden = format!("10.232.{}.2:{SSH_PORT}", hosts.net);
+    assert!(
+        hosts.listeners(3).contains(&hidden),
+        "n3's sshd listens on its link to n2's host only: {:?}",
+        hosts.listeners(3)
+    );
     clock.lap("bootstrap");
 
     // Switchover to n2, then back to n1.

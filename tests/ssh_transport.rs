@@ -23,6 +23,12 @@ async fn runs_commands_as_os_user_with_env() {
     let out = t.run(&CommandSpec::new("id").arg("-un")).await.unwrap();
     assert!(out.success(), "{out:?}");
     assert_eq!(out.stdout_text().trim(), "postgres");
+    // As the login user itself (a systemd node's `sudo -n systemctl`): over root's own sessions.
+    let out = t
+        .run(&CommandSpec::new("id").arg("-un").as_login_user())
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text().trim(), "root");
 
     let out = t
         .run(

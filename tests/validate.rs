@@ -73,6 +73,10 @@ rules! {
     delayed_primary,
     catchup_timeout_zero,
     service_malformed,
+    archive_two_tools,
+    archive_mode_unknown,
+    archive_owned_settings,
+    clone_backup_without_pgbackrest,
 }
 
 #[test]

@@ -513,6 +513,8 @@ pub(crate) mod tests {
             logical_slots: vec![],
             nodes,
             upgrade: Default::default(),
+            archive: None,
+            clone_policy: Default::default(),
         }
     }
 

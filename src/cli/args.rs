@@ -424,6 +424,14 @@ pub struct BenchSwitchoverArgs {
     /// command and file of the apply goes over SSH.
     #[arg(long)]
     pub ssh: bool,
+    /// With --ssh: log in as this user (default root). `postgres` logs in as the nodes' os_user,
+    /// whose shell reads no rc file here: the figure for a clean login.
+    #[arg(long, requires = "ssh", default_value = "root")]
+    pub ssh_user: String,
+    /// With --ssh: a round trip of this many milliseconds between pgtopo and every sshd (a
+    /// delaying proxy in front of each; SQL is not delayed).
+    #[arg(long, requires = "ssh")]
+    pub rtt_ms: Option<u64>,
     /// Switchover: inject a fault between plan and apply (with `switchover.timeout: 5s`).
     #[arg(long, value_enum)]
     pub fault: Option<crate::demo::BenchFault>,

@@ -150,7 +150,10 @@ mod commands {
             results: b.results.clone(),
             pooler: b.pooler,
             conflict: b.conflict,
-            ssh: b.ssh,
+            ssh: b.ssh.then(|| crate::demo::BenchSsh {
+                user: b.ssh_user.clone(),
+                rtt: b.rtt_ms.map(std::time::Duration::from_millis),
+            }),
             fault: b.fault,
         };
         match a.what {

@@ -152,41 +152,26 @@ pub fn check(root: &Node, errors: &mut Vec<ConfigError>) {
 /// `sync_replication_slots` and `synchronized_standby_slots` are pgtopo's with failover slots, and
 /// `hot_standby_feedback` cannot be turned off.
 fn owned_settings(root: &Node, errors: &mut Vec<ConfigError>) {
-    let mut places: Vec<(String, &Node)> = Vec::new();
-    if let Some(s) = root.get("settings") {
-        places.push(("`settings`".into(), &s.value));
-    }
-    for n in root
-        .get("nodes")
-        .map(|n| n.value.entries())
-        .unwrap_or_default()
-    {
-        if let Some(s) = n.value.get("settings") {
-            places.push((format!("`nodes.{}.settings`", n.key), &s.value));
-        }
-    }
-    for (place, settings) in places {
-        for e in settings.entries() {
-            let key = e.key.to_ascii_lowercase();
-            let off = key == "hot_standby_feedback"
-                && matches!(&e.value.value, Value::Scalar(..))
-                && (e.value.as_bool() == Some(false)
-                    || e.value
-                        .as_str()
-                        .is_some_and(|v| v.eq_ignore_ascii_case("off")));
-            if OWNED_WITH_FAILOVER_SLOTS.contains(&key.as_str()) || off {
-                errors.push(
-                    ConfigError::new(
-                        "owned_setting",
-                        format!("`{}` in {place} is managed by pgtopo", e.key),
-                    )
-                    .label(e.key_span, "set by pgtopo for failover slots")
-                    .help(format!(
-                        "remove it: with `logical_slots` that have `failover: true`, pgtopo \
-                         writes `{key}` itself from the declared roles"
-                    )),
-                );
-            }
+    for (place, e) in super::yaml::setting_entries(root) {
+        let key = e.key.to_ascii_lowercase();
+        let off = key == "hot_standby_feedback"
+            && matches!(&e.value.value, Value::Scalar(..))
+            && (e.value.as_bool() == Some(false)
+                || e.value
+                    .as_str()
+                    .is_some_and(|v| v.eq_ignore_ascii_case("off")));
+        if OWNED_WITH_FAILOVER_SLOTS.contains(&key.as_str()) || off {
+            errors.push(
+                ConfigError::new(
+                    "owned_setting",
+                    format!("`{}` in {place} is managed by pgtopo", e.key),
+                )
+                .label(e.key_span, "set by pgtopo for failover slots")
+                .help(format!(
+                    "remove it: with `logical_slots` that have `failover: true`, pgtopo \
+                     writes `{key}` itself from the declared roles"
+                )),
+            );
         }
     }
 }

@@ -20,6 +20,8 @@
 //! (see [`resolve`]). Nothing else. Secrets: an inline password is refused and its text is masked
 //! in the source shown by every diagnostic (see [`diag`]).
 
+pub mod archive;
+pub mod archive_rules;
 pub mod diag;
 pub mod logical;
 pub mod model;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::archive::{ArchiveSpec, CloneMethod, ClonePolicy, CloneSpec, DesiredArchive};
 pub use super::pooler::{DesiredPooler, HookSpec, HooksSpec, PoolerSpec};
 pub use super::secret::SecretRef;
 pub use super::ssh::SshSpec;
@@ -51,6 +52,12 @@ pub struct TopologyFile {
     /// usable across switchover and failover).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logical_slots: Vec<LogicalSlotSpec>,
+    /// The WAL archive (SPEC §1c); absent → no archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSpec>,
+    /// How new and re-cloned standbys are made (a node may override it).
+    #[serde(default, rename = "clone", skip_serializing_if = "Option::is_none")]
+    pub clone_spec: Option<CloneSpec>,
     /// The nodes, by name (`[a-z][a-z0-9_]{0,62}`: used as slot and application_name).
     #[schemars(schema_with = "nodes_schema")]
     pub nodes: BTreeMap<String, NodeSpec>,
@@ -496,6 +503,9 @@ pub struct NodeSpec {
     /// `/etc/postgresql/MAJOR/NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_dir: Option<PathBuf>,
+    /// Overrides the cluster's `clone`.
+    #[serde(default, rename = "clone", skip_serializing_if = "Option::is_none")]
+    pub clone_spec: Option<CloneSpec>,
 }
 
 /// `nodes.<name>.service`: the service manager that runs the server (exactly one key).
@@ -598,6 +608,10 @@ pub struct Desired {
     pub nodes: BTreeMap<String, DesiredNode>,
     /// `postgres.upgrade` (defaults when absent).
     pub upgrade: UpgradeSpec,
+    /// The WAL archive, if declared.
+    pub archive: Option<DesiredArchive>,
+    /// How each standby is cloned.
+    pub clone_policy: ClonePolicy,
 }
 
 /// One validated node.

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use super::model::{
-    Desired, DesiredNode, DesiredRole, NodeRole, NodeState, Promotability, TopologyFile,
-    DEFAULT_FAILOVER_PRIORITY,
+    ClonePolicy, Desired, DesiredNode, DesiredRole, NodeRole, NodeState, Promotability,
+    TopologyFile, DEFAULT_FAILOVER_PRIORITY,
 };
 
 /// Where the default bin directory comes from.
@@ -131,6 +131,15 @@ pub fn resolve(
         logical_slots: file.logical_slots,
         nodes,
         upgrade: file.postgres.upgrade.unwrap_or_default(),
+        archive: file.archive.and_then(super::archive::ArchiveSpec::resolve),
+        clone_policy: ClonePolicy {
+            method: file.clone_spec.unwrap_or_default().method,
+            nodes: file
+                .nodes
+                .iter()
+                .filter_map(|(name, n)| Some((name.clone(), n.clone_spec?.method)))
+                .collect(),
+        },
     }
 }
 

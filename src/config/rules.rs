@@ -19,6 +19,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     cluster_name(root, &mut errors);
     node_names(&nodes, &mut errors);
     ports(&nodes, &mut errors);
+    ssh_jumps(&nodes, &mut errors);
     let primary = primaries(root, &nodes, &mut errors);
     upstreams(&nodes, primary.as_deref(), &mut errors);
     addresses(&nodes, &mut errors);
@@ -29,6 +30,7 @@ pub fn check(root: &Node) -> Vec<ConfigError> {
     services(&nodes, &mut errors);
     super::pooler_rules::check(root, &mut errors);
     super::logical::check(root, &mut errors);
+    super::archive_rules::check(root, &mut errors);
     super::rules_tls::check(root, &mut errors);
     errors
 }
@@ -235,6 +237,55 @@ fn ports(nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigError>) {
             );
         }
     }
+}
+
+/// `ssh.jump` is ssh's ProxyJump: `[user@]host[:port]`, several separated by commas.
+fn ssh_jumps(nodes: &[NodeInfo<'_>], errors: &mut Vec<ConfigError>) {
+    for n in nodes {
+        let Some(e) = n.entry.value.at(&["ssh", "jump"]) else {
+            continue;
+        };
+        let text = e.value.as_str().unwrap_or_default();
+        if !text.split(',').all(jump_hop) {
+            errors.push(
+                ConfigError::new(
+                    "ssh_jump",
+                    format!("node `{}` has ssh jump `{text}`, not a list of hosts", n.name),
+                )
+                .label(e.value.span, "not [user@]host[:port], comma-separated")
+                .help("write the bastion as ssh -J takes it, e.g. `admin@bastion.example.com:22`; several are separated by commas, crossed in order"),
+            );
+        }
+    }
+}
+
+/// One ProxyJump hop: `[user@]host[:port]` (host a name, an IPv4 address or `[IPv6]`).
+fn jump_hop(hop: &str) -> bool {
+    let rest = match hop.split_once('@') {
+        Some((user, rest)) if !user.is_empty() => rest,
+        Some(_) => return false,
+        None => hop,
+    };
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(r) => match r.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && !host.starts_with('-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
+    host_ok && port.map_or(true, |p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// Exactly one present node is the primary; returns its name when there is exactly one.
@@ -791,6 +842,40 @@ fn hba(root: &Node, errors: &mut Vec<ConfigError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jump_hops() {
+        for h in [
+            "bastion",
+            "admin@bastion.example.com:2222",
+            "10.0.0.1",
+            "u@[fe80::1]:22",
+            "[::1]",
+        ] {
+            assert!(jump_hop(h), "{h}");
+        }
+        for h in [
+            "",
+            "-oProxyCommand=x",
+            "a b",
+            "@host",
+            "host:0",
+            "host:x",
+            "[::1",
+            "host:",
+        ] {
+            assert!(!jump_hop(h), "{h}");
+        }
+        let yaml = "cluster: c\nnodes:\n  n1:\n    host: 10.0.0.1\n    data_dir: /d\n    role: primary\n    ssh: {host: 10.0.0.1, jump: 'a@b:22,c d'}\n";
+        let err = crate::config::load_str("t.yaml", yaml).unwrap_err();
+        assert!(format!("{err:?}").contains("ssh_jump"), "{err:?}");
+        let ok = yaml.replace("a@b:22,c d", "a@b:22,c");
+        let d = crate::config::load_str("t.yaml", &ok).unwrap();
+        assert_eq!(
+            d.nodes["n1"].ssh.as_ref().unwrap().jump.as_deref(),
+            Some("a@b:22,c")
+        );
+    }
 
     #[test]
     fn loopback_addresses() {

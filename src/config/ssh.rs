@@ -21,4 +21,15 @@ pub struct SshSpec {
     /// checking is always strict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts_file: Option<PathBuf>,
+    /// Bastion(s) to reach the host through (ssh's `ProxyJump`, `-J`): `[user@]host[:port]`,
+    /// several separated by commas, in the order they are crossed. The bastions' own settings
+    /// (key, known_hosts) come from the ssh config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<String>,
+    /// The ssh config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config (`ssh -F`),
+    /// for this host and its bastions. Absent: those two, as ssh reads them (what they say for
+    /// the host applies; pgtopo's own options — strict host-key checking, batch mode, the
+    /// fields above — win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
 }

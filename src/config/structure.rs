@@ -150,6 +150,13 @@ impl Checker {
                     "write a number with a unit, e.g. `60s`, `500ms` or `2m`",
                     false,
                 ),
+                "ArchiveLag" => self.parsed::<super::archive::ArchiveLag>(
+                    node,
+                    &ctx,
+                    "a size or a duration",
+                    "write a size such as `64MB` or a duration such as `5min`",
+                    true,
+                ),
                 _ => {
                     if let Some(def) = self.root.definitions.get(name) {
                         self.schema(def, node, &ctx);

@@ -697,6 +697,26 @@ impl SpanIndex {
     }
 }
 
+/// Every entry of `settings` and of each `nodes.<name>.settings`, with where it is written
+/// (`` `settings` `` or `` `nodes.n2.settings` ``): what the rules on owned settings walk.
+pub fn setting_entries(root: &Node) -> Vec<(String, &Entry)> {
+    let mut out: Vec<(String, &Entry)> = Vec::new();
+    if let Some(s) = root.get("settings") {
+        out.extend(s.value.entries().iter().map(|e| ("`settings`".into(), e)));
+    }
+    for n in root
+        .get("nodes")
+        .map(|n| n.value.entries())
+        .unwrap_or_default()
+    {
+        if let Some(s) = n.value.get("settings") {
+            let place = format!("`nodes.{}.settings`", n.key);
+            out.extend(s.value.entries().iter().map(|e| (place.clone(), e)));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

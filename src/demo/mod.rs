@@ -354,9 +354,18 @@ pub struct BenchOptions {
     /// A report session blocking the candidate's replay (`bench switchover --conflict`).
     pub conflict: bool,
     /// Every node behind an sshd of its own ([`ssh`]).
-    pub ssh: bool,
+    pub ssh: Option<BenchSsh>,
     /// A fault injected between plan and apply (`bench switchover --fault`).
     pub fault: Option<BenchFault>,
+}
+
+/// How `bench --ssh` reaches the nodes.
+#[derive(Debug, Clone)]
+pub struct BenchSsh {
+    /// The login user (root, or the os_user for a login whose shell reads no rc file).
+    pub user: String,
+    /// A round trip added between pgtopo and every sshd.
+    pub rtt: Option<Duration>,
 }
 
 /// A fault `bench switchover` injects.
@@ -486,7 +495,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             Via::Pooler { pause } => Some(sandbox_pooler(&sb, pause).await?),
             _ => None,
         };
-        let sshds = behind_ssh(&sb, opts.ssh).await?;
+        let sshds = behind_ssh(&sb, opts.ssh.as_ref()).await?;
         pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], Child::Quiet).await?;
         let w = match &pooler {
             None => Writer::start(&hosts(&sb), "postgres").await,
@@ -550,7 +559,7 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
             fault: opts.fault.map(|_| "partition-candidate"),
             switched_over: status.success(),
             tool: via.tool(),
-            transport: if opts.ssh { "ssh" } else { "local" },
+            transport: if opts.ssh.is_some() { "ssh" } else { "local" },
             write_unavailable_s: gap.length.as_secs_f64(),
             switchover_wall_s: wall.as_secs_f64(),
             acked: log.acks.len(),
@@ -574,10 +583,10 @@ async fn switchover_run(opts: &BenchOptions, run: usize, via: Via) -> Result<Swi
 /// With `on`, an sshd in front of every node of `sb` and its topology file saying so; the
 /// sshds end when the returned value is dropped.
 /// The sshds start together, then each is waited for.
-async fn behind_ssh(sb: &Sandbox, on: bool) -> Result<Vec<ssh::NodeSshd>> {
-    if !on {
+async fn behind_ssh(sb: &Sandbox, how: Option<&BenchSsh>) -> Result<Vec<ssh::NodeSshd>> {
+    let Some(how) = how else {
         return Ok(Vec::new());
-    }
+    };
     let sshds = sb
         .nodes
         .iter()
@@ -586,7 +595,7 @@ async fn behind_ssh(sb: &Sandbox, on: bool) -> Result<Vec<ssh::NodeSshd>> {
                 .and_then(|l| l.local_addr())
                 .into_diagnostic()?
                 .port();
-            ssh::NodeSshd::start(n, port, &sb.dir.join(format!("sshd-{}", n.name)))
+            ssh::NodeSshd::start(n, port, &sb.dir.join(format!("sshd-{}", n.name)), how)
         })
         .collect::<Result<Vec<_>>>()?;
     for sshd in &sshds {
@@ -674,7 +683,7 @@ pub async fn bench_build(opts: &BenchOptions) -> Result<()> {
                 bin_dir: opts.bin_dir.clone(),
             })
             .await?;
-            let sshds = behind_ssh(&sb, opts.ssh).await;
+            let sshds = behind_ssh(&sb, opts.ssh.as_ref()).await;
             let t = Instant::now();
             let r = match &sshds {
                 Ok(_) => pgtopo_ok(&sb.topology, &["apply", "--auto-approve"], Child::Quiet).await,

@@ -3,8 +3,10 @@
 //!
 //! Each [`NodeSshd`] has its own directory (host key, client key, authorized_keys, known_hosts,
 //! sshd_config) inside the sandbox directory, listens on the node's address and `port` only, lets
-//! root in with that key only, and is ended by its PID when dropped. It needs root (sshd switches
-//! to the logging-in user) and `/usr/sbin/sshd`.
+//! the bench's login user (`--ssh-user`, root by default) in with that key only, and is ended by
+//! its PID when dropped. With `--rtt-ms` a [`DelayProxy`](crate::sandbox::delay::DelayProxy) on
+//! the same address stands in front of it (half the round trip each way), and the node's `ssh:`
+//! names the proxy. It needs root (sshd switches to the logging-in user) and `/usr/sbin/sshd`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,10 +25,17 @@ pub struct NodeSshd {
     pub port: u16,
     dir: PathBuf,
     child: Child,
+    user: String,
+    /// In front of the sshd when the bench adds a round trip: pgtopo connects to it.
+    proxy: Option<crate::sandbox::delay::DelayProxy>,
+    /// authorized_keys where a login other than root can read it (sshd reads it as that user;
+    /// the bench's directory is root's alone).
+    _keys: tempfile::TempDir,
 }
 
 impl Drop for NodeSshd {
     fn drop(&mut self) {
+        drop(self.proxy.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -54,8 +63,14 @@ fn keygen(path: &Path) -> Result<()> {
 }
 
 impl NodeSshd {
-    /// Start an sshd for `node` on `node.host:port`, its files under `dir`.
-    pub fn start(node: &SandboxNode, port: u16, dir: &Path) -> Result<NodeSshd> {
+    /// Start an sshd for `node` on `node.host:port`, its files under `dir`, letting `how.user`
+    /// in; with `how.rtt`, behind a delaying proxy on the same address.
+    pub fn start(
+        node: &SandboxNode,
+        port: u16,
+        dir: &Path,
+        how: &super::BenchSsh,
+    ) -> Result<NodeSshd> {
         if !nix::unistd::geteuid().is_root() {
             return Err(miette!("bench --ssh needs root: sshd logs root in"));
         }
@@ -63,18 +78,41 @@ impl NodeSshd {
         std::fs::create_dir_all("/run/sshd").into_diagnostic()?;
         keygen(&dir.join("host_key"))?;
         keygen(&dir.join("id_ed25519"))?;
-        std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys")).into_diagnostic()?;
+        let keys = tempfile::Builder::new()
+            .prefix("pgtopo-sshd-keys-")
+            .tempdir()
+            .into_diagnostic()?;
+        let authorized = keys.path().join("authorized_keys");
+        std::fs::copy(dir.join("id_ed25519.pub"), &authorized).into_diagnostic()?;
+        for (p, mode) in [(keys.path(), 0o755), (authorized.as_path(), 0o644)] {
+            let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
+            std::fs::set_permissions(p, perms).into_diagnostic()?;
+        }
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).into_diagnostic()?;
+        let proxy = match how.rtt {
+            None => None,
+            Some(rtt) => {
+                let at = |p| -> Result<std::net::SocketAddr> {
+                    format!("{}:{p}", node.host).parse().into_diagnostic()
+                };
+                let p = crate::sandbox::delay::DelayProxy::start(at(0)?, at(port)?, rtt / 2)
+                    .into_diagnostic()?;
+                Some(p)
+            }
+        };
+        let seen_port = proxy.as_ref().map_or(port, |p| p.addr().port());
         std::fs::write(
             dir.join("known_hosts"),
-            format!("[{}]:{port} {host_pub}", node.host),
+            format!("[{}]:{seen_port} {host_pub}", node.host),
         )
         .into_diagnostic()?;
         let config = format!(
             "Port {port}\nListenAddress {addr}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
+             AuthorizedKeysFile {keys}\nUsePAM no\nStrictModes no\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nAllowUsers root\nLogLevel ERROR\n",
+             KbdInteractiveAuthentication no\nAllowUsers {user}\nLogLevel ERROR\n",
+            user = how.user,
+            keys = authorized.display(),
             addr = node.host,
             d = dir.display()
         );
@@ -94,6 +132,9 @@ impl NodeSshd {
             port,
             dir: dir.to_path_buf(),
             child,
+            user: how.user.clone(),
+            proxy,
+            _keys: keys,
         };
         Ok(sshd)
     }
@@ -113,14 +154,17 @@ impl NodeSshd {
         .map_err(|e| miette!("{e}"))
     }
 
-    /// The node's `ssh:` section: login root with this sshd's key, its host key checked.
+    /// The node's `ssh:` section: login with this sshd's key (through the proxy when there is
+    /// one), its host key checked.
     fn spec(&self) -> SshSpec {
         SshSpec {
             host: self.address.clone(),
-            user: Some("root".into()),
-            port: Some(self.port),
+            user: Some(self.user.clone()),
+            port: Some(self.proxy.as_ref().map_or(self.port, |p| p.addr().port())),
             identity_file: Some(self.dir.join("id_ed25519")),
             known_hosts_file: Some(self.dir.join("known_hosts")),
+            jump: None,
+            config_file: None,
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum Address {
     Sync(String),
     /// A pooler (`pooler.pgb`).
     Pooler(String),
+    /// An archive finding on a node: `archive.NODE.WHAT` (failing, lag, restore_command,
+    /// pgbackrest, stanza).
+    Archive { node: String, what: String },
 }
 
 impl Address {
@@ -33,7 +36,9 @@ impl Address {
         match self {
             Address::Node(n) | Address::Hba(n) => Some(n),
             Address::Slot { holder, .. } => Some(holder),
-            Address::LogicalSlot { node, .. } | Address::Setting { node, .. } => Some(node),
+            Address::LogicalSlot { node, .. }
+            | Address::Setting { node, .. }
+            | Address::Archive { node, .. } => Some(node),
             Address::Sync(_) | Address::Pooler(_) => None,
         }
     }
@@ -62,6 +67,10 @@ impl Address {
                 let (node, name) = pair()?;
                 Address::Setting { node, name }
             }
+            "archive" => {
+                let (node, what) = pair()?;
+                Address::Archive { node, what }
+            }
             _ => return None,
         })
     }
@@ -77,6 +86,7 @@ impl fmt::Display for Address {
             Address::Hba(n) => write!(f, "hba.{n}"),
             Address::Sync(c) => write!(f, "sync.{c}"),
             Address::Pooler(p) => write!(f, "pooler.{p}"),
+            Address::Archive { node, what } => write!(f, "archive.{node}.{what}"),
         }
     }
 }

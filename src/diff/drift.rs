@@ -86,6 +86,19 @@ pub fn drift(d: &Desired, o: &ObservedCluster) -> DriftReport {
             });
         }
     }
+    items.extend(
+        super::archive::findings(d, o)
+            .into_iter()
+            .map(|f| DriftItem {
+                kind: DriftKind::Archive,
+                address: super::address::Address::Archive {
+                    node: f.node.clone(),
+                    what: f.what,
+                },
+                node: f.node,
+                detail: f.detail,
+            }),
+    );
     for (node, version, other, other_version) in super::versions::mixed_majors(o) {
         items.push(DriftItem {
             kind: DriftKind::MixedMajors,

@@ -49,6 +49,9 @@ pub enum DriftKind {
     /// A declared logical slot missing or different on the primary, or an unsynced copy of
     /// one on a standby.
     LogicalSlot,
+    /// The WAL archive: archiving fails, lags past `archive.max_lag`, a standby without the
+    /// restore_command, pgBackRest failing on a node, the stanza missing.
+    Archive,
 }
 
 /// One finding.

@@ -10,6 +10,7 @@
 //! Architecture invariant: nothing in here decides an order or a step; nothing reads a clock.
 
 pub mod address;
+pub mod archive;
 pub mod assess;
 pub mod change;
 pub mod drift;
@@ -182,7 +183,11 @@ pub fn wanted_settings(
             )
         })
         .collect();
-    for (k, v, why) in d.failover_slot_settings(name) {
+    for (k, v, why) in d
+        .failover_slot_settings(name)
+        .into_iter()
+        .chain(d.archive_settings(name))
+    {
         out.entry(k.to_string())
             .or_insert(WantedSetting { value: v, why });
     }

@@ -110,7 +110,18 @@ pub fn infer(disc: &Discovery, opts: &InferOptions) -> Result<Inferred, ImportEr
         file.replication.hba_method = method;
     }
     file.hba = rules;
-    let (cluster_settings, per_node) = settings(&m);
+    let (mut cluster_settings, mut per_node) = settings(&m);
+    let (archive, archive_notes) =
+        super::archive::infer(m.sv(primary), m.standbys().map(|i| m.sv(i)));
+    notes.extend(archive_notes);
+    if archive.is_some() {
+        let owned = crate::config::archive::OWNED_WITH_ARCHIVE;
+        cluster_settings.retain(|k, _| !owned.contains(&k.as_str()));
+        for own in per_node.values_mut() {
+            own.retain(|k, _| !owned.contains(&k.as_str()));
+        }
+    }
+    file.archive = archive;
     file.settings = cluster_settings;
     let nodes = node_specs(&m, per_node, &mut file);
     notes.extend(missing_standby_notes(&m));

@@ -31,6 +31,8 @@
 //!   (cluster-wide when every node has the same value, else per node), except those pgtopo owns
 //!   or derives (primary_conninfo, primary_slot_name, synchronous_standby_names, port,
 //!   listen_addresses).
+//! - A WAL archive (archive_mode and archive_command, wherever set) is read back into `archive:`
+//!   by [`archive`]; then archive_mode, archive_command and restore_command are pgtopo's.
 //! - The file is validated with [`crate::config::load_str`], then the cluster is observed through
 //!   it and diffed: whatever the first plan would still change (typically: pgtopo's managed block
 //!   in pg_hba.conf of a cluster built by hand) is returned as notes, never hidden.
@@ -44,6 +46,7 @@
 //! Architecture invariant: no secret is read here except to connect; passwords enter the file only
 //! as `{env: …}` / `{file: …}` references.
 
+pub mod archive;
 pub mod discover;
 pub mod infer;
 pub mod local;

@@ -19,7 +19,10 @@ const EXTRA: &str = "select current_setting('data_directory'), \
     pg_postmaster_start_time()::text, \
     coalesce((select json_agg(json_build_array(name, current_setting(name)) order by name) \
        from pg_settings where sourcefile like '%/postgresql.auto.conf'), '[]')::text, \
-    current_setting('config_file')";
+    current_setting('config_file'), \
+    coalesce((select json_agg(json_build_array(name, setting) order by name) \
+       from pg_settings where name in ('archive_mode', 'archive_command', 'restore_command') \
+       and setting <> '' and source <> 'default'), '[]')::text";
 
 /// The postmaster's PID, from its postmaster.pid (superusers and pg_read_server_files only).
 const POSTMASTER_PID: &str = "select split_part(pg_read_file('postmaster.pid'), E'\\n', 1)";
@@ -47,6 +50,9 @@ pub struct Probe {
     pub cluster_name: String,
     pub start_time: String,
     pub auto_settings: BTreeMap<String, String>,
+    /// archive_mode, archive_command and restore_command where set (in any file): what
+    /// [`super::archive`] reads the archive back from.
+    pub archive_settings: BTreeMap<String, String>,
     /// (users, method) of pg_hba's replication rules, in file order.
     pub hba_replication: Vec<(Vec<String>, String)>,
     /// (client address, client port) of each walsender.
@@ -173,6 +179,7 @@ pub async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe,
         .ok_or_else(|| format!("{host}:{port}: no answer"))?;
     let get = |i: usize| e.get(i).unwrap_or_default().to_string();
     let pairs: Vec<(String, String)> = serde_json::from_str(&get(3)).unwrap_or_default();
+    let archive: Vec<(String, String)> = serde_json::from_str(&get(5)).unwrap_or_default();
     let options = ObserveOptions {
         assume_down: Vec::new(),
         timeout: opts.timeout,
@@ -192,6 +199,7 @@ pub async fn probe(opts: &ImportOptions, host: &str, port: u16) -> Result<Probe,
         cluster_name: get(1),
         start_time: get(2),
         auto_settings: pairs.into_iter().collect(),
+        archive_settings: archive.into_iter().collect(),
         hba_replication: hba.iter().map(hba_replication_rule).collect(),
         walsenders: senders
             .iter()

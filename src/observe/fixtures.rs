@@ -57,6 +57,8 @@ pub fn desired_from(nodes: Vec<DesiredNode>) -> Desired {
         logical_slots: vec![],
         nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
         upgrade: Default::default(),
+        archive: None,
+        clone_policy: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@
 //!   host:port, else primary_conninfo's, matched against the declared nodes.
 //! - `assume_down` nodes are not contacted at all.
 
+pub mod archive;
 mod binaries;
 pub mod conninfo;
 mod files;
@@ -181,6 +182,7 @@ async fn observe_node(
         desired
             .failover_slot_settings(&node.name)
             .into_iter()
+            .chain(desired.archive_settings(&node.name))
             .map(|(k, ..)| k.to_string()),
     );
     let transport = crate::transport::for_node(node);
@@ -193,7 +195,11 @@ async fn observe_node(
             match access {
                 Err(e) => transport_failed(&mut obs, node, &e),
                 Ok(()) => {
-                    obs.binaries = Some(binaries::observe(transport.as_ref(), node, &obs).await)
+                    obs.binaries = Some(binaries::observe(transport.as_ref(), node, &obs).await);
+                    if let Some(a) = &desired.archive {
+                        obs.archive =
+                            Some(archive::observe(&client, transport.as_ref(), node, a).await);
+                    }
                 }
             }
             tracing::debug!(

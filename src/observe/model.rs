@@ -140,6 +140,9 @@ pub struct ObservedNode {
     /// upgrade is planned from. Only for a node whose host answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binaries: Option<ObservedBinaries>,
+    /// The WAL archive as this node sees it (only when the topology declares one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<super::archive::ObservedArchive>,
 }
 
 /// One row of pg_prepared_xacts.

@@ -286,11 +286,31 @@ fn diverged(x: &str, xo: &ObservedNode, fork: Option<Lsn>, reason: String) -> Re
         };
     }
     match fork.and_then(|f| missing_wal(x, xo, f)) {
+        Some(why) if archives(xo) => Rejoin::Rewind {
+            reason: format!(
+                "{reason}; {why}: it comes from the archive (pg_rewind --restore-target-wal: with \
+                 archive_mode on, {x} recycled no segment before archiving it)"
+            ),
+        },
         Some(why) => Rejoin::Clone {
             reason: format!("{reason}; {why}"),
         },
         None => Rejoin::Rewind { reason },
     }
+}
+
+/// `x` ran with the declared archive: archive_mode on (it recycles no segment before archiving
+/// it) and a restore_command (pg_rewind --restore-target-wal reads the archive through it).
+/// Observation reads archive_mode only when the topology declares an archive.
+fn archives(xo: &ObservedNode) -> bool {
+    let set = |k: &str| {
+        xo.settings
+            .get(k)
+            .map(|s| s.value.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    matches!(set("archive_mode").as_deref(), Some("on" | "always"))
+        && set("restore_command").is_some()
 }
 
 /// How `x` joins `up` (which is, or will be, on the primary's newest timeline).

@@ -49,6 +49,10 @@ fn fixes(k: DriftKind) -> (&'static [&'static str], &'static [&'static str]) {
         DriftKind::PoolerRoute => (&["route_pooler"], &[]),
         DriftKind::PoolerPaused => (&["resume_pooler"], &[]),
         DriftKind::LogicalSlot => (&["create_logical_slot", "sync_slots"], &[]),
+        DriftKind::Archive => (
+            &["create_stanza", "check_archive", "alter_system", "clone"],
+            &[],
+        ),
     }
 }
 
@@ -108,6 +112,9 @@ fn why_not(i: &DriftItem, d: &Desired, deferred: &dyn Fn(&str) -> Option<String>
         DriftKind::PoolerDown => "pgtopo does not start poolers: start pgbouncer (or fix its address in topology.yaml)".into(),
         DriftKind::MixedMajors => {
             "a standby streams only from its own major: declare the newer major's bin_dir to upgrade the cluster, or rebuild the node on the cluster's major".into()
+        }
+        DriftKind::Archive => {
+            "pgtopo configures the archive but does not repair it: read the message (pgBackRest's own, or the server log's for archive_command) and fix the tool, its configuration or the repository".into()
         }
         _ => "no step of this plan changes it".into(),
     }

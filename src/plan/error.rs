@@ -6,6 +6,20 @@ use miette::Diagnostic;
 /// A safety rule refused the plan, or the plan needs something it cannot reach.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Diagnostic)]
 pub enum PlanError {
+    #[error("{why}")]
+    #[diagnostic(
+        code(pgtopo::plan::foreign_stanza),
+        help("nothing was changed; declare the stanza of this cluster in `archive.pgbackrest.stanza`")
+    )]
+    ForeignStanza { why: String },
+
+    #[error("pgBackRest fails on {node}, whose archive this plan configures: {message}")]
+    #[diagnostic(
+        code(pgtopo::plan::pgbackrest),
+        help("nothing was changed; install pgBackRest on the node (Debian package `pgbackrest`), make its pgbackrest.conf name the stanza, and make the repository reachable")
+    )]
+    PgBackRest { node: String, message: String },
+
     #[error(
         "failover logical slots need PostgreSQL 17 or later; {node} runs PostgreSQL {version}"
     )]

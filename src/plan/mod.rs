@@ -124,6 +124,9 @@ pub fn build_served(
     if let Some(e) = transform::logical::refusal(&a.eff, o, &a) {
         return Err(e);
     }
+    if let Some(e) = transform::archive::refusal(&a.eff, o) {
+        return Err(e);
+    }
     let mut ctx = transform::Ctx::new(&a.eff, o, &a);
     match &upgrade {
         Some(u) => upgrade::steps(&mut ctx, u),

@@ -102,6 +102,10 @@ pub enum Action {
     SyncSlots(SyncSlotsParams),
     Upgrade(UpgradeParams),
     Analyze(AnalyzeParams),
+    /// `pgbackrest stanza-create` on the primary, when the stanza is missing (SPEC §1c).
+    CreateStanza(StanzaParams),
+    /// `pgbackrest check` on the primary: WAL reaches the archive.
+    CheckArchive(StanzaParams),
 }
 
 impl Action {
@@ -134,6 +138,8 @@ impl Action {
             Action::SyncSlots(_) => "sync_slots",
             Action::Upgrade(_) => "upgrade",
             Action::Analyze(_) => "analyze",
+            Action::CreateStanza(_) => "create_stanza",
+            Action::CheckArchive(_) => "check_archive",
         }
     }
 
@@ -554,6 +560,12 @@ pub struct UpgradeParams {
     /// `<data_dir>.pgtopo-upgrade`: pg_upgrade's working directory; the new cluster is
     /// initialised in its `new` subdirectory before it replaces `<data_dir>`.
     pub work_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StanzaParams {
+    /// The pgBackRest stanza (`archive.pgbackrest.stanza`).
+    pub stanza: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

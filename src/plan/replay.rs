@@ -233,7 +233,9 @@ impl Sim<'_> {
             | Action::ResumePooler(_)
             | Action::Hook(_)
             | Action::SyncSlots(_)
-            | Action::Analyze(_) => {}
+            | Action::Analyze(_)
+            | Action::CreateStanza(_)
+            | Action::CheckArchive(_) => {}
         }
         Ok(())
     }

@@ -383,6 +383,74 @@ fn rejoin_clones_without_hints() {
 }
 
 #[test]
+fn rejoin_rewinds_from_the_archive_when_the_wal_is_gone_but_archived() {
+    let (d, mut o) = after_failover(true, 0x7000100);
+    let n1 = node_mut(&mut o, "n1");
+    n1.control.as_mut().unwrap().latest_checkpoint_redo = Lsn(0x7000028);
+    n1.wal_segments = Some(WalSegments::from_names(
+        16 << 20,
+        ["000000010000000000000006", "000000010000000000000007"],
+    ));
+    for (k, v) in [("archive_mode", "on"), ("restore_command", "cp /a/%f %p")] {
+        n1.settings.insert(
+            k.into(),
+            crate::observe::ObservedSetting {
+                value: v.into(),
+                raw: None,
+                unit: None,
+                pending_restart: false,
+                context: "sighup".into(),
+                source: "override".into(),
+            },
+        );
+    }
+    let p = plan(&d, &o);
+    assert!(
+        !lines(&p).contains(&"clone n1".to_string()),
+        "{:?}",
+        lines(&p)
+    );
+    match &step(&p, "rewind", "n1").action {
+        Action::Rewind(r) => assert!(
+            r.reason
+                .contains("no longer has the segment that starts at 0/5000000")
+                && r.reason
+                    .contains("it comes from the archive (pg_rewind --restore-target-wal"),
+            "{}",
+            r.reason
+        ),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_backup_clone_is_named_as_a_basebackup_until_it_is_built() {
+    let (mut d, o) = after_failover(false, 0x5000100);
+    d.archive = crate::config::ArchiveSpec {
+        pgbackrest: Some(crate::config::archive::PgBackRestSpec {
+            stanza: "shop".into(),
+            config: None,
+        }),
+        ..Default::default()
+    }
+    .resolve();
+    d.clone_policy
+        .nodes
+        .insert("n1".into(), crate::config::CloneMethod::Backup);
+    let p = plan(&d, &o);
+    step(&p, "clone", "n1");
+    assert!(
+        p.summary
+            .notes
+            .iter()
+            .any(|n| n.starts_with("n1: clone.method is backup") && n.contains("pg_basebackup")),
+        "{:?}",
+        p.summary.notes
+    );
+    step(&p, "create_stanza", "n2");
+}
+
+#[test]
 fn rejoin_clones_when_the_wal_pg_rewind_reads_is_gone() {
     let with_wal = |end: u64, redo: u64, segs: &[&str]| {
         let (d, mut o) = after_failover(true, end);

@@ -34,6 +34,7 @@ pub fn label(k: DriftKind) -> &'static str {
         DriftKind::PoolerRoute => "pooler route",
         DriftKind::PoolerPaused => "pooler paused",
         DriftKind::LogicalSlot => "logical slot",
+        DriftKind::Archive => "archive",
     }
 }
 

@@ -528,6 +528,8 @@ mod tests {
             hooks: Default::default(),
             logical_slots: vec![],
             upgrade: Default::default(),
+            archive: None,
+            clone_policy: Default::default(),
             nodes: [
                 ("n1", node("n1", 1, DesiredRole::Primary)),
                 ("n2", node("n2", 2, sb("n1"))),

@@ -39,6 +39,7 @@ pub mod fence;
 pub mod hook;
 pub mod own_config;
 pub mod pause_pooler;
+pub mod pgbackrest;
 pub mod pooler_admin;
 pub mod position;
 pub mod promote;
@@ -353,6 +354,7 @@ impl StepExecutor for Executor {
             _ => {}
         }
         ctx.node(n)?;
+        use pgbackrest::{check_archive, create_stanza};
         match &step.action {
             Action::Stop(p) => phases!(stop, ctx, n, p),
             Action::Start(p) => phases!(start, ctx, n, p),
@@ -380,6 +382,8 @@ impl StepExecutor for Executor {
             Action::SyncSlots(p) => phases!(sync_slots, ctx, n, p),
             Action::Upgrade(p) => phases!(upgrade, ctx, n, p),
             Action::Analyze(p) => phases!(analyze, ctx, n, p),
+            Action::CreateStanza(p) => phases!(create_stanza, ctx, n, p),
+            Action::CheckArchive(p) => phases!(check_archive, ctx, n, p),
         }
     }
 }

@@ -146,6 +146,7 @@ pub async fn act(ctx: &StepContext, node: &str, p: &RewindParams) -> Result<(), 
         .arg("--source-server")
         .arg(source_conninfo(ctx, node, &src, cert.as_ref()))
         .arg("--progress")
+        .args(restore_target_wal(ctx, node).await)
         .args(match sync {
             Sync::PgRewind => None,
             Sync::PgRewindSyncfs => Some("--sync-method=syncfs"),
@@ -569,4 +570,12 @@ pub async fn verify(ctx: &StepContext, node: &str, _p: &RewindParams) -> Result<
         return Err(StepError::new(format!("{node}: pg_rewind did not finish")));
     }
     control::read(ctx, node).await.map(|_| ())
+}
+
+/// `--restore-target-wal` (PostgreSQL 13+) when the topology declares an archive: WAL missing
+/// from the node's pg_wal is read through its restore_command (pgtopo sets it on every node), so
+/// recycled-but-archived WAL does not force a clone (SPEC §1c).
+async fn restore_target_wal(ctx: &StepContext, node: &str) -> Option<&'static str> {
+    ctx.desired.archive.as_ref()?;
+    (data_dir::pg_major(ctx, node).await >= Some(13)).then_some("--restore-target-wal")
 }

@@ -13,6 +13,13 @@
 //!     └─ …
 //! ```
 //!
+//! - [`cluster_on_hosts_with_bastion`]: the last host's sshd moves off the bridge onto a link of
+//!   its own to the host before it (`10.232.N.0/30`: `.1` there, `.2` the hidden host), so it is
+//!   reached only through that host's sshd (`ssh.jump`), whose key and known_hosts an ssh config
+//!   file in the bastion sshd's directory gives (`ssh.config_file`).
+//! - `PGTOPO_TEST_SSH_RTT_MS=N`: a proxy on the bridge address in front of every sshd reached
+//!   from the test's namespace adds N ms of round trip
+//!   ([`DelayProxy`](pgtopo::sandbox::delay::DelayProxy)); SQL is not delayed.
 //! - No route leaves the subnet and no forwarding is set up: namespaces reach each other and the
 //!   bridge address, nothing else. Inside a namespace only its sshd (port 2222) and its
 //!   PostgreSQL server (its own port) listen, on the namespace's address:
@@ -57,6 +64,10 @@ pub struct Host {
     pub address: String,
     veth: String,
     pub sshd: Option<Sshd>,
+    /// Its sshd is reached only through this host's (`ssh.jump`).
+    via: Option<u8>,
+    /// A delaying proxy in front of its sshd, on the bridge address (`PGTOPO_TEST_SSH_RTT_MS`).
+    front: Option<pgtopo::sandbox::delay::DelayProxy>,
 }
 
 /// `count` hosts on one bridge. See the module docs.
@@ -196,6 +207,8 @@ impl Hosts {
             address: address.clone(),
             veth: veth.clone(),
             sshd: None,
+            via: None,
+            front: None,
         });
         ip_ok(&[
             "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
@@ -211,17 +224,120 @@ impl Hosts {
         self.hosts.last_mut().expect("pushed").sshd = Some(sshd);
     }
 
+    /// Move host `hidden`'s sshd onto a link of its own to host `via` (see the module docs):
+    /// from then on it is reached only through `via`'s sshd.
+    fn hide_behind(&mut self, hidden: u8, via: u8) {
+        let (v, h) = (self.host(via).ns.clone(), self.host(hidden).ns.clone());
+        let link = |i: u8| format!("10.232.{}.{i}", self.net);
+        ip_ok(&[
+            "-n", &v, "link", "add", "pgj0", "type", "veth", "peer", "name", "pgj1", "netns", &h,
+        ]);
+        ip_ok(&[
+            "-n",
+            &v,
+            "addr",
+            "add",
+            &format!("{}/30", link(1)),
+            "dev",
+            "pgj0",
+        ]);
+        ip_ok(&[
+            "-n",
+            &h,
+            "addr",
+            "add",
+            &format!("{}/30", link(2)),
+            "dev",
+            "pgj1",
+        ]);
+        ip_ok(&["-n", &v, "link", "set", "pgj0", "up"]);
+        ip_ok(&["-n", &h, "link", "set", "pgj1", "up"]);
+        let host = &mut self.hosts[usize::from(hidden) - 1];
+        drop(host.sshd.take());
+        let prefix = ["ip", "netns", "exec", h.as_str()];
+        host.sshd = Some(Sshd::start_on(&prefix, &link(2), SSH_PORT));
+        host.via = Some(via);
+    }
+
+    /// A proxy delaying each way by half `rtt` in front of every sshd reached from here (on the
+    /// bridge address, a port of its own).
+    fn delay_ssh(&mut self, rtt: Duration) {
+        let bridge = format!("10.231.{}.254", self.net);
+        for h in self.hosts.iter_mut().filter(|h| h.via.is_none()) {
+            let sshd = h.sshd.as_ref().expect("sshd started");
+            let target = format!("{}:{SSH_PORT}", h.address)
+                .parse()
+                .expect("address");
+            let listen = format!("{bridge}:0").parse().expect("address");
+            let proxy = pgtopo::sandbox::delay::DelayProxy::start(listen, target, rtt / 2)
+                .expect("start a delaying proxy");
+            let key = std::fs::read_to_string(sshd.dir.path().join("host_key.pub")).unwrap();
+            let line = format!("[{bridge}]:{} {key}", proxy.addr().port());
+            std::fs::write(sshd.dir.path().join("front_known_hosts"), line).unwrap();
+            h.front = Some(proxy);
+        }
+    }
+
+    /// Where pgtopo reaches host `index`'s sshd: (address, port, known_hosts file).
+    fn ssh_endpoint(&self, index: u8) -> (String, u16, PathBuf) {
+        let h = self.host(index);
+        let dir = h.sshd.as_ref().expect("sshd started").dir.path();
+        match &h.front {
+            Some(p) => (
+                p.addr().ip().to_string(),
+                p.addr().port(),
+                dir.join("front_known_hosts"),
+            ),
+            None => (h.address.clone(), SSH_PORT, dir.join("known_hosts")),
+        }
+    }
+
+    /// The ssh spec of host `index`: direct, or through its bastion with an ssh config file
+    /// (written in the bastion sshd's directory) giving the bastion's key and known_hosts.
+    fn ssh_spec(&self, index: u8) -> pgtopo::config::SshSpec {
+        let sshd = self.host(index).sshd.as_ref().expect("sshd started");
+        let mut spec = sshd.spec("known_hosts");
+        let Some(via) = self.host(index).via else {
+            let (host, port, known_hosts) = self.ssh_endpoint(index);
+            spec.host = host;
+            spec.port = Some(port);
+            spec.known_hosts_file = Some(known_hosts);
+            return spec;
+        };
+        let (host, port, known_hosts) = self.ssh_endpoint(via);
+        let bastion = self
+            .host(via)
+            .sshd
+            .as_ref()
+            .expect("sshd started")
+            .dir
+            .path();
+        let config = bastion.join("ssh_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Host {host}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
+                 UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+                bastion.join("id_ed25519").display(),
+                known_hosts.display()
+            ),
+        )
+        .expect("write the ssh config");
+        spec.jump = Some(format!("root@{host}:{port}"));
+        spec.config_file = Some(config);
+        spec
+    }
+
     /// Host `index` (1-based).
     pub fn host(&self, index: u8) -> &Host {
         &self.hosts[usize::from(index) - 1]
     }
 
     /// Put node `names[i]` of `topo` behind host `i + 1`'s sshd, login root, its host key
-    /// checked against its own known_hosts file.
+    /// checked against its own known_hosts file ([`Hosts::ssh_spec`]).
     pub fn declare_nodes(&self, topo: &mut Topology, names: &[&str]) {
-        for (n, h) in names.iter().zip(&self.hosts) {
-            let sshd = h.sshd.as_ref().expect("sshd started");
-            topo.ssh(n, sshd.spec("known_hosts"));
+        for (i, n) in names.iter().enumerate().take(self.hosts.len()) {
+            topo.ssh(n, self.ssh_spec(u8::try_from(i + 1).expect("a few hosts")));
         }
     }
 
@@ -309,9 +425,33 @@ impl Drop for Hosts {
 /// One host per name: the first node an initialised, started primary, the others declared for
 /// pgtopo to build; the trusted topology with every node behind its host's sshd.
 pub fn cluster_on_hosts(names: &[&str]) -> (std::sync::Arc<Hosts>, super::TestCluster, Topology) {
-    let hosts = std::sync::Arc::new(Hosts::create(
-        u8::try_from(names.len()).expect("a few hosts"),
-    ));
+    let hosts = Hosts::create(u8::try_from(names.len()).expect("a few hosts"));
+    cluster_of(hosts, names)
+}
+
+/// As [`cluster_on_hosts`], the last host's SSH reachable only through the host before it.
+pub fn cluster_on_hosts_with_bastion(
+    names: &[&str],
+) -> (std::sync::Arc<Hosts>, super::TestCluster, Topology) {
+    let count = u8::try_from(names.len()).expect("a few hosts");
+    let mut hosts = Hosts::create(count);
+    hosts.hide_behind(count, count - 1);
+    cluster_of(hosts, names)
+}
+
+/// With `PGTOPO_TEST_SSH_RTT_MS=N`, every sshd reached from the test's namespace is behind a
+/// proxy adding N ms of round trip (SQL is not delayed).
+fn cluster_of(
+    mut hosts: Hosts,
+    names: &[&str],
+) -> (std::sync::Arc<Hosts>, super::TestCluster, Topology) {
+    if let Some(ms) = std::env::var("PGTOPO_TEST_SSH_RTT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        hosts.delay_ssh(Duration::from_millis(ms));
+    }
+    let hosts = std::sync::Arc::new(hosts);
     let mut c = super::TestCluster::placed(Box::new(hosts.clone()));
     c.init_primary(names[0]);
     c.start(names[0]);

@@ -115,7 +115,17 @@ impl Sshd {
             .expect("start sshd");
         let addr: SocketAddr = format!("{address}:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        // In a namespace, its listeners are read there (its address may have no route from
+        // here): nothing is ever sent to an address outside the test's.
+        let listening = || match prefix.split_first() {
+            None => TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok(),
+            Some((p, rest)) => Command::new(p)
+                .args(rest)
+                .args(["ss", "-ltnH"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&addr.to_string())),
+        };
+        while !listening() {
             assert!(Instant::now() < deadline, "sshd did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -140,6 +150,8 @@ impl Sshd {
             port: Some(self.port),
             identity_file: Some(self.dir.path().join("id_ed25519")),
             known_hosts_file: Some(self.dir.path().join(known_hosts)),
+            jump: None,
+            config_file: None,
         }
     }
 

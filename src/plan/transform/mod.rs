@@ -15,6 +15,7 @@
 //! are in [`draw`]; those of poolers (pause, route, resume) in [`poolers`], of failover slots in
 //! [`logical`] (which also holds the `logical_slots` rule).
 
+pub mod archive;
 pub mod draw;
 pub mod hba_managed_block;
 pub mod hooks_after;
@@ -79,6 +80,8 @@ pub struct Anchors {
     pub sync_step: Option<Idx>,
     /// A retired node is stopped after this step.
     pub retire_stop: HashMap<String, Idx>,
+    /// The pgBackRest stanza exists after this step (when the plan creates it).
+    pub stanza: Option<Idx>,
 }
 
 /// What the plan has drawn so far, so that no rule draws it twice.
@@ -172,6 +175,7 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
         "start_stopped_primary",
         start_stopped_primary::start_stopped_primary,
     ),
+    ("archive_stanza", archive::archive_stanza),
     ("hba_managed_block", hba_managed_block::hba_managed_block),
     ("settings_rolling", settings_rolling::settings_rolling),
     ("promotion", promotion::promotion),
@@ -180,6 +184,7 @@ pub const TRANSFORMS: &[(&str, Transform)] = &[
     ("synchronous_set", synchronous_set::synchronous_set),
     ("retire", retire::retire),
     ("logical_slots", logical::logical_slots),
+    ("archive", archive::archive),
     ("slot_cleanup", slot_cleanup::slot_cleanup),
     ("pooler_drift", pooler_drift::pooler_drift),
     ("hooks_after", hooks_after::hooks_after),

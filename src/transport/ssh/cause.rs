@@ -68,6 +68,8 @@ mod tests {
             port: Some(2222),
             identity_file: None,
             known_hosts_file: Some("/k/known_hosts".into()),
+            jump: None,
+            config_file: None,
         }
     }
 

@@ -3,21 +3,23 @@
 //!
 //! Design:
 //! - The master is the system `ssh` started by the `openssh` crate (`ControlMaster`, strict
-//!   host-key checking, `BatchMode`). Commands go over the long-lived remote sessions of its
-//!   [`Pool`] (`ssh -S SOCKET -T -p 9 -- none 'exec /bin/sh -c …'`, see [`super::session`]); the
-//!   first one starts with the master and says who the login user is.
+//!   host-key checking, `BatchMode`; `ProxyJump` and `-F` when the node's `ssh` says so).
+//!   Commands go over the long-lived remote sessions of its [`Pool`]s, one pool per remote
+//!   user (`ssh -S SOCKET -T -p 9 -- none 'exec /bin/sh -c …'`, see [`super::session`]); the
+//!   first session starts with the master.
 //! - `ControlPersist` bounds how long a master outlives a killed pgtopo. While pgtopo runs, its
-//!   sessions and a keepalive session (`true`) every [`SshOptions::keepalive`] keep it from ever
-//!   going idle, and `ServerAliveInterval` finds a server that stopped answering.
+//!   sessions keep it from going idle: a keepalive runs `true` over them every
+//!   [`SshOptions::keepalive`] (never a new login shell), and `ServerAliveInterval` finds a
+//!   server that stopped answering.
 //! - A session that could not reach the master (ssh then falls back to a connection of its own
 //!   to the host `none`, which does not resolve) never started its command: the master is
 //!   forgotten and the caller retries once over a new one. A session that ends while its command
 //!   runs may have run part of it: the master is forgotten when it is found gone, and the command
 //!   is not run again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -25,7 +27,7 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, SessionBuilder};
 
 use super::cause::cause;
-use super::session::{Outcome, Pool};
+use super::session::{Outcome, Pool, StartError};
 use crate::config::SshSpec;
 
 /// How master connections are kept.
@@ -34,7 +36,8 @@ pub struct SshOptions {
     /// `ControlPersist`: how long a master with no session stays. It only matters once pgtopo
     /// is gone (killed): while it runs, the keepalive never lets the master go idle this long.
     pub master_idle: Duration,
-    /// How often a session is opened through an idle master; None: never (tests).
+    /// How often `true` runs over the sessions (a session found dead then is replaced before
+    /// a command needs it); None: never (tests).
     pub keepalive: Option<Duration>,
     /// `ServerAliveInterval`.
     pub server_alive: Duration,
@@ -65,7 +68,6 @@ pub(super) fn master(spec: &SshSpec, options: SshOptions) -> Arc<Master> {
                 spec: spec.clone(),
                 options,
                 conn: tokio::sync::Mutex::new(None),
-                checked_users: Mutex::new(HashSet::new()),
                 failed: Mutex::new(None),
             })
         })
@@ -94,8 +96,6 @@ pub(super) struct Master {
     spec: SshSpec,
     options: SshOptions,
     conn: tokio::sync::Mutex<Option<Arc<Connected>>>,
-    /// os_users commands were seen to run as (the user switch works).
-    checked_users: Mutex<HashSet<String>>,
     /// When and why the last attempt to open a connection failed.
     failed: Mutex<Option<(std::time::Instant, String)>>,
 }
@@ -106,8 +106,9 @@ pub(super) struct Master {
 const FAILED_OPEN_KEPT: Duration = Duration::from_secs(2);
 
 impl Master {
-    /// The open connection, opening one when there is none. Err: the cause.
-    pub(super) async fn connected(&self) -> Result<Arc<Connected>, String> {
+    /// The open connection, opening one when there is none (with a first session as `user`).
+    /// Err: the cause.
+    pub(super) async fn connected(&self, user: &str) -> Result<Arc<Connected>, String> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
@@ -117,7 +118,7 @@ impl Master {
             tracing::debug!(host = %self.spec.host, ago = ?at.elapsed(), "ssh: not reconnecting yet");
             return Err(cause);
         }
-        match Connected::open(&self.spec, &self.options).await {
+        match Connected::open(&self.spec, &self.options, user).await {
             Ok(c) => {
                 let c = Arc::new(c);
                 *slot = Some(c.clone());
@@ -154,18 +155,9 @@ impl Master {
         c.map(|c| c.session_pids()).unwrap_or_default()
     }
 
-    pub(super) fn user_checked(&self, os_user: &str) -> bool {
-        self.checked_users
-            .lock()
-            .expect("checked users")
-            .contains(os_user)
-    }
-
-    pub(super) fn mark_user_checked(&self, os_user: &str) {
-        self.checked_users
-            .lock()
-            .expect("checked users")
-            .insert(os_user.to_string());
+    /// The current connection, when one is open.
+    pub(super) async fn current(&self) -> Option<Arc<Connected>> {
+        self.conn.lock().await.clone()
     }
 
     /// The PID of the running master process, when there is one.
@@ -183,11 +175,14 @@ impl Master {
 pub(super) struct Connected {
     /// Holds the control socket (`master`) and the master's log (`log`).
     dir: tempfile::TempDir,
-    /// Who the master logged in as (`id -un`).
+    /// Who the master logged in as (the first session's greeting).
     pub(super) login_user: String,
     keepalive: Option<tokio::task::AbortHandle>,
-    pool: Pool,
+    /// The sessions, per remote user.
+    pools: Arc<Pools>,
 }
+
+type Pools = Mutex<HashMap<String, Arc<Pool>>>;
 
 impl Drop for Connected {
     fn drop(&mut self) {
@@ -198,7 +193,7 @@ impl Drop for Connected {
 }
 
 impl Connected {
-    async fn open(spec: &SshSpec, options: &SshOptions) -> Result<Connected, String> {
+    async fn open(spec: &SshSpec, options: &SshOptions, user: &str) -> Result<Connected, String> {
         let idle = std::num::NonZeroUsize::new(options.master_idle.as_secs().max(1) as usize)
             .expect("at least 1");
         let mut b = SessionBuilder::default();
@@ -218,37 +213,75 @@ impl Connected {
         if let Some(k) = &spec.known_hosts_file {
             b.user_known_hosts_file(k);
         }
+        // ssh passes `-F` on to the bastions' connections: their keys and known_hosts come from
+        // the same file.
+        if let Some(f) = &spec.config_file {
+            b.config_file(f);
+        }
+        if let Some(j) = &spec.jump {
+            b.jump_hosts(j.split(',').map(str::trim));
+        }
         let began = std::time::Instant::now();
         let dir = b
             .launch_master(&spec.host)
             .await
             .map_err(|e| cause(spec, &error_text(&e)))?;
         tracing::debug!(host = %spec.host, took = ?began.elapsed(), "ssh master connected");
-        let pool = Pool::new(dir.path().join("master"));
-        let login_user = pool
+        let pools: Arc<Pools> = Arc::default();
+        let first = Arc::new(Pool::new(dir.path().join("master"), user));
+        pools
+            .lock()
+            .expect("pools")
+            .insert(user.to_string(), first.clone());
+        first
             .start_first()
             .await
-            .map_err(|(_, said)| cause(spec, &said))?;
+            .map_err(|e: StartError| cause(spec, e.said()))?;
         let mut c = Connected {
             dir,
-            login_user,
+            login_user: first.login_user().unwrap_or_default(),
             keepalive: None,
-            pool,
+            pools,
         };
         if let Some(period) = options.keepalive {
-            let ctl = c.ctl();
-            c.keepalive = Some(tokio::spawn(keepalive(ctl, period)).abort_handle());
+            let pools = Arc::downgrade(&c.pools);
+            c.keepalive = Some(tokio::spawn(keepalive(pools, period)).abort_handle());
         }
         Ok(c)
+    }
+
+    /// The sessions running as `user`.
+    pub(super) fn pool(&self, user: &str) -> Arc<Pool> {
+        let ctl = self.ctl();
+        self.pools
+            .lock()
+            .expect("pools")
+            .entry(user.to_string())
+            .or_insert_with(|| Arc::new(Pool::new(ctl, user)))
+            .clone()
+    }
+
+    fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools
+            .lock()
+            .expect("pools")
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn ctl(&self) -> PathBuf {
         self.dir.path().join("master")
     }
 
-    /// Run `words` (a whole argv, user switch included) with `stdin` over one of the sessions.
-    pub(super) async fn run(&self, words: &[OsString], stdin: Option<&[u8]>) -> Outcome {
-        self.pool.run(words, stdin).await
+    /// Run `words` (a whole argv) with `stdin` as `user` over one of the sessions.
+    pub(super) async fn run(
+        &self,
+        user: &str,
+        words: &[OsString],
+        stdin: Option<&[u8]>,
+    ) -> Outcome {
+        self.pool(user).run(words, stdin).await
     }
 
     /// Whether the master still answers.
@@ -260,7 +293,7 @@ impl Connected {
 
     /// The remote PIDs of this connection's sessions.
     pub(super) fn session_pids(&self) -> Vec<u32> {
-        self.pool.pids()
+        self.pools().iter().flat_map(|p| p.pids()).collect()
     }
 
     /// `ssh -S SOCKET ARGS none` (a control command such as `-O check`).
@@ -279,7 +312,9 @@ impl Connected {
     /// Ask the master to exit (nothing when it is already gone); the idle sessions end with it.
     async fn exit(&self) {
         let _ = self.control(&["-O", "exit"]).await;
-        self.pool.close();
+        for p in self.pools() {
+            p.close();
+        }
     }
 }
 
@@ -295,29 +330,22 @@ fn error_text(e: &openssh::Error) -> String {
     text
 }
 
-/// One session running `true` through the master at `ctl`.
-async fn ping(ctl: &Path) -> std::io::Result<Output> {
-    let mut c = tokio::process::Command::new("ssh");
-    // ssh would send what the user's `SendEnv` names.
-    crate::transport::clean_env(&mut c);
-    c.arg("-S")
-        .arg(ctl)
-        .args(["-o", "BatchMode=yes", "-T", "-p", "9", "--", "none", "true"])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-}
-
-/// Open a session (`true`) through the master every `period`, so it never goes idle.
-async fn keepalive(ctl: PathBuf, period: Duration) {
+/// Run `true` over every pool that has sessions, every `period`, until the connection is gone.
+async fn keepalive(pools: std::sync::Weak<Pools>, period: Duration) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = ping(&ctl).await {
-            tracing::debug!(error = %e, "ssh keepalive failed");
+        let Some(pools) = pools.upgrade() else { return };
+        let live: Vec<Arc<Pool>> = pools.lock().expect("pools").values().cloned().collect();
+        drop(pools);
+        for p in live.iter().filter(|p| p.has_session()) {
+            if let Outcome::Lost(e) | Outcome::NotStarted { cause: e, .. } =
+                p.run(&[OsString::from("true")], None).await
+            {
+                tracing::debug!(error = %e, "ssh keepalive failed");
+            }
         }
     }
 }

@@ -17,7 +17,9 @@
 //!   ([`Transport::check_access`]); a sudo that wants a password fails there, by name.
 //! - Bytes end to end: stdout comes back unchanged, files are moved with coreutils on the remote
 //!   side: `cat` to read, `dd conv=fsync` fed on stdin into a temporary file then `chmod` and
-//!   `mv -T` to write atomically (one command: [`WRITE_SCRIPT`]), `ls -A` to list.
+//!   `mv -T` to write atomically, `ln` to create a file only when none exists (each one
+//!   exchange: a fixed `sh -c` script, [`WRITE_SCRIPT`], [`CREATE_SCRIPT`], the paths its
+//!   arguments), `ls -A` to list.
 
 mod cause;
 mod master;
@@ -89,43 +91,19 @@ impl SshTransport {
         }
     }
 
-    /// The argv prefix that makes a program run as os_user.
-    fn as_user_prefix(&self, login_user: &str) -> Vec<OsString> {
-        let words: &[&str] = if login_user == self.os_user {
-            &[]
-        } else if login_user == "root" {
-            &["runuser", "-u", &self.os_user, "--"]
-        } else {
-            &["sudo", "-n", "-u", &self.os_user, "--"]
-        };
-        argv(words.iter().copied())
-    }
-
-    /// The whole argv a session runs: prefix (none when `as_login_user`), `env -u …`, `K=V…`,
-    /// argv.
-    fn remote_argv(
-        &self,
-        login_user: &str,
-        as_login_user: bool,
-        env: &[(String, String)],
-        argv: &[OsString],
-    ) -> Vec<OsString> {
-        let mut words = match as_login_user {
-            true => Vec::new(),
-            false => self.as_user_prefix(login_user),
-        };
-        // After the switch to os_user: whatever sshd, sudo or runuser kept or the login shell's
-        // rc files set, no libpq or server variable reaches the program.
-        words.push("env".into());
-        for k in super::CALLER_ENV_REMOVED {
-            words.extend(["-u".into(), k.into()]);
+    /// The whole argv a session runs: `env K=V… ARGV` when there is an environment to set, else
+    /// ARGV (the session runs as os_user, without the caller's libpq environment: [`session`]).
+    fn remote_argv(env: &[(String, String)], argv: &[OsString]) -> Vec<OsString> {
+        let mut words = Vec::new();
+        if !env.is_empty() {
+            words.push("env".into());
+            words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
         }
-        words.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
         words.extend(argv.iter().cloned());
         words
     }
 
-    /// Run argv as os_user, after checking once that commands do run as os_user.
+    /// Run argv as os_user.
     async fn exec(
         &self,
         argv: Vec<OsString>,
@@ -136,7 +114,8 @@ impl SshTransport {
         self.exec_as(argv, false, env, stdin, timeout).await
     }
 
-    /// [`Self::exec`], or as the login user itself when `as_login_user`.
+    /// [`Self::exec`], or as the login user itself when `as_login_user` (over sessions of the
+    /// login user, which switch to nobody).
     async fn exec_as(
         &self,
         argv: Vec<OsString>,
@@ -145,9 +124,6 @@ impl SshTransport {
         stdin: Option<&[u8]>,
         timeout: std::time::Duration,
     ) -> Result<CommandOutput, TransportError> {
-        if !self.master.user_checked(&self.os_user) {
-            self.check_access().await?;
-        }
         self.deliver(&argv, as_login_user, env, stdin, timeout)
             .await
     }
@@ -174,11 +150,15 @@ impl SshTransport {
             for _ in 0..session::SESSIONS_PER_HOST + 2 {
                 let conn = self
                     .master
-                    .connected()
+                    .connected(&self.os_user)
                     .await
                     .map_err(|c| self.unreachable(c))?;
-                let words = self.remote_argv(&conn.login_user, as_login_user, env, argv);
-                match conn.run(&words, stdin).await {
+                let user = match as_login_user {
+                    true => conn.login_user.as_str(),
+                    false => self.os_user.as_str(),
+                };
+                let words = Self::remote_argv(env, argv);
+                match conn.run(user, &words, stdin).await {
                     Outcome::Ran {
                         code,
                         stdout,
@@ -188,6 +168,13 @@ impl SshTransport {
                             code: Some(code),
                             stdout,
                             stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                        })
+                    }
+                    Outcome::Denied(said) => {
+                        return Err(TransportError::Denied {
+                            host: self.host_label(),
+                            user: self.os_user.clone(),
+                            message: cause::cause(&self.spec, &said),
                         })
                     }
                     Outcome::NotStarted { fresh: false, .. } => {}
@@ -217,13 +204,15 @@ impl SshTransport {
             }
             Err(self.unreachable(format!("no remote session could run {display}")))
         };
-        tokio::time::timeout(timeout, attempts)
-            .await
-            .map_err(|_| TransportError::Timeout {
-                host: self.host_label(),
-                command: display.clone(),
-                timeout,
-            })?
+        let began = std::time::Instant::now();
+        let done = tokio::time::timeout(timeout, attempts).await;
+        let shown = &display;
+        tracing::debug!(host = %self.spec.host, took = ?began.elapsed(), "ssh command: {shown}");
+        done.map_err(|_| TransportError::Timeout {
+            host: self.host_label(),
+            command: display.clone(),
+            timeout,
+        })?
     }
 
     async fn file_op(
@@ -265,6 +254,22 @@ impl SshTransport {
             .map(|_| ())
     }
 
+    /// Run `script` (a fixed `sh -c` script) with `$1` a temporary name beside `path`, `$2`
+    /// `mode`, `$3` `path`, and `contents` on stdin: one round trip.
+    async fn file_script(
+        &self,
+        script: &str,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<CommandOutput, TransportError> {
+        let mut words = argv(["sh", "-c", script, "pgtopo-write"]);
+        words.push(temp_beside(path).into());
+        words.push(format!("{mode:o}").into());
+        words.push(path.into());
+        self.exec(words, &[], Some(contents), FILE_TIMEOUT).await
+    }
+
     fn io_err(&self, op: &'static str, path: &Path, message: &str) -> TransportError {
         TransportError::Io {
             host: self.host_label(),
@@ -276,6 +281,17 @@ impl SshTransport {
 }
 
 const FILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Write stdin to `$1` (fsync), give it mode `$2`, rename it over `$3`; `$1` is removed when a
+/// step fails. A fixed script: the paths and the mode are its arguments, never shell text.
+const WRITE_SCRIPT: &str = r#"dd status=none conv=fsync of="$1" && chmod "$2" -- "$1" && mv -f -T -- "$1" "$3" || { r=$?; rm -f -- "$1"; exit $r; }"#;
+
+/// As [`WRITE_SCRIPT`], but `$3` is created only when no such name exists: a hard link (`ln`
+/// refuses an existing name), then `$1` is removed. Exit [`EXISTS`] when `$3` exists.
+const CREATE_SCRIPT: &str = r#"dd status=none conv=fsync of="$1" && chmod "$2" -- "$1" || { r=$?; rm -f -- "$1"; exit $r; }; ln -T -- "$1" "$3"; r=$?; rm -f -- "$1"; [ $r = 0 ] && exit 0; [ -e "$3" ] && exit 17; exit $r"#;
+
+/// [`CREATE_SCRIPT`]'s exit status when the file exists.
+const EXISTS: i32 = 17;
 
 /// One word for a POSIX shell: as is when it holds only characters no shell treats specially,
 /// else in single quotes (a `'` inside becomes `'\''`). Any bytes, UTF-8 or not.
@@ -329,12 +345,17 @@ impl Transport for SshTransport {
     }
 
     async fn check_access(&self) -> Result<(), TransportError> {
+        // A session as os_user exists: its start saw the login and the switch work.
+        if let Some(c) = self.master.current().await {
+            if c.pool(&self.os_user).has_session() {
+                return Ok(());
+            }
+        }
         let out = self
             .deliver(&argv(["id", "-un"]), false, &[], None, FILE_TIMEOUT)
             .await?;
         let who = out.stdout_text().trim().to_string();
         if out.success() && who == self.os_user {
-            self.master.mark_user_checked(&self.os_user);
             return Ok(());
         }
         Err(TransportError::Denied {
@@ -365,32 +386,26 @@ impl Transport for SshTransport {
         contents: &[u8],
         mode: u32,
     ) -> Result<(), TransportError> {
-        // Three argv commands over the session (each a round trip, no shell text): write the
-        // temporary file beside the target, set its mode, rename it over the target. The
-        // temporary file is removed when a step fails.
-        let tmp = temp_beside(path);
-        let mut of = std::ffi::OsString::from("of=");
-        of.push(tmp.as_os_str());
-        let mut write = argv(["dd", "status=none", "conv=fsync"]);
-        write.push(of);
-        let mode = format!("{mode:o}");
-        let steps = async {
-            self.file_op("write", path, write, Some(contents)).await?;
-            let chmod = argv(["chmod", mode.as_str(), "--"])
-                .into_iter()
-                .chain([tmp.clone().into()]);
-            self.file_op("chmod", path, chmod.collect(), None).await?;
-            let mv = argv(["mv", "-f", "-T", "--"])
-                .into_iter()
-                .chain([tmp.clone().into(), path.into()]);
-            self.file_op("rename", path, mv.collect(), None).await
-        };
-        match steps.await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let _ = self.rm("-f", &tmp).await;
-                Err(e)
-            }
+        let out = self.file_script(WRITE_SCRIPT, path, contents, mode).await?;
+        match out.success() {
+            true => Ok(()),
+            false => Err(self.io_err("write", path, out.stderr.trim())),
+        }
+    }
+
+    async fn create_new(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<bool, TransportError> {
+        let out = self
+            .file_script(CREATE_SCRIPT, path, contents, mode)
+            .await?;
+        match out.code {
+            Some(0) => Ok(true),
+            Some(EXISTS) => Ok(false),
+            _ => Err(self.io_err("create", path, out.stderr.trim())),
         }
     }
 
@@ -482,86 +497,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands_run_without_the_libpq_environment_after_the_user_switch() {
-        let spec = SshSpec {
-            host: "db1".into(),
-            user: Some("root".into()),
-            port: None,
-            identity_file: None,
-            known_hosts_file: None,
-        };
-        let t = SshTransport::new(spec, "postgres");
+    fn a_command_is_its_argv_with_env_only_when_it_has_one() {
         let env = [("PGPASSFILE".to_string(), "/home/p/.pgpass".to_string())];
-        let words = t.remote_argv("root", false, &env, &argv(["pg_basebackup", "-w"]));
-        let line = words
-            .iter()
-            .map(|w| w.to_str().unwrap())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let unset: String = crate::transport::CALLER_ENV_REMOVED
-            .iter()
-            .map(|k| format!(" -u {k}"))
-            .collect();
+        let line = |words: Vec<OsString>| {
+            words
+                .iter()
+                .map(|w| w.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let words = SshTransport::remote_argv(&env, &argv(["pg_basebackup", "-w"]));
         assert_eq!(
-            line,
-            format!(
-                "runuser -u postgres -- env{unset} PGPASSFILE=/home/p/.pgpass pg_basebackup -w"
-            )
+            line(words),
+            "env PGPASSFILE=/home/p/.pgpass pg_basebackup -w"
         );
-        for k in ["PGHOST", "PGPASSWORD", "PGSSLMODE", "PGDATA", "PGOPTIONS"] {
-            assert!(line.contains(&format!(" -u {k} ")), "{k}");
-        }
+        assert_eq!(
+            line(SshTransport::remote_argv(&[], &argv(["id", "-un"]))),
+            "id -un"
+        );
     }
-    /// A systemd node's stop and its unit's reading, as the remote session runs them: the stop
-    /// as the login user itself through `sudo -n systemctl` (root's sudo, or the ssh user's sudo
-    /// rule; SPEC §1d), the reading (no privilege needed) after the switch to the os_user
-    /// (runuser as root, `sudo -n -u` as another login user, nothing as the os_user itself).
+
+    /// A systemd node's stop and its unit's reading, as the remote sessions run them: the stop
+    /// over a session of the login user itself through `sudo -n systemctl` (root's sudo, or the
+    /// ssh user's sudo rule; SPEC §1d), the reading (no privilege needed) over a session of the
+    /// os_user (which switched once: runuser as root, `sudo -n -u` as another login user,
+    /// nothing as the os_user itself; [`session`]).
     #[test]
-    fn a_systemd_stop_runs_through_sudo_after_the_user_switch() {
+    fn a_systemd_stop_runs_through_sudo_as_the_login_user() {
         use crate::config::service::{command, show_unit, Control, StopMode};
         let mut n = crate::observe::fixtures::node("n1", 0, crate::config::DesiredRole::Primary);
         n.service = crate::config::Service::Systemd {
             unit: "postgresql-16.service".into(),
         };
-        let unset: String = crate::transport::CALLER_ENV_REMOVED
-            .iter()
-            .map(|k| format!(" -u {k}"))
-            .collect();
+        let line = |argv: &[OsString]| {
+            SshTransport::remote_argv(&[], argv)
+                .iter()
+                .map(|w| w.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let stop = command(&n, Control::Stop(StopMode::Fast));
-        let show = show_unit("postgresql-16.service");
-        for (login, prefix) in [
-            ("root", "runuser -u postgres -- "),
-            ("deploy", "sudo -n -u postgres -- "),
-            ("postgres", ""),
-        ] {
-            let t = SshTransport::new(
-                SshSpec {
-                    host: "db1".into(),
-                    user: Some(login.into()),
-                    port: None,
-                    identity_file: None,
-                    known_hosts_file: None,
-                },
-                "postgres",
-            );
-            let line = |as_login: bool, argv: &[OsString]| {
-                t.remote_argv(login, as_login, &[], argv)
-                    .iter()
-                    .map(|w| w.to_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
-            assert_eq!(
-                line(crate::config::service::as_login_user(&n), &stop),
-                format!("env{unset} sudo -n systemctl stop postgresql-16.service")
-            );
-            assert_eq!(
-                line(false, &show),
-                format!(
-                    "{prefix}env{unset} systemctl show postgresql-16.service -p KillSignal \
-                     -p ExecStop -p KillMode"
-                )
-            );
-        }
+        assert!(crate::config::service::as_login_user(&n));
+        assert_eq!(line(&stop), "sudo -n systemctl stop postgresql-16.service");
+        assert_eq!(
+            line(&show_unit("postgresql-16.service")),
+            "systemctl show postgresql-16.service -p KillSignal -p ExecStop -p KillMode"
+        );
     }
 }

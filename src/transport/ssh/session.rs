@@ -6,10 +6,15 @@
 //! round trip and the program.
 //!
 //! Protocol (the script is [`SCRIPT`]; nothing of a command is ever parsed by a shell):
+//! - start: `exec /bin/sh -c SCRIPT pgtopo-session TAG OS_USER SCRIPT`. The shell greets with
+//!   `PID USER` (a frame, below); when USER is not OS_USER it runs itself again through
+//!   `runuser -u OS_USER` (root) or `sudo -n -u OS_USER`, which greets again: the user switch
+//!   (and its check) happens once per session, not per command. It then unsets the caller's
+//!   libpq and server environment ([`crate::transport::CALLER_ENV_REMOVED`]) once.
 //! - request, on the session's stdin: `TAG N LEN\n`, then N words, each `l<word>\n` (a word
 //!   without newline) or `b<bytes>\n<word>` (any other), then LEN bytes of stdin (`-`: none,
-//!   the program's stdin is /dev/null). The words are the whole argv: user switch, `env -u …`,
-//!   `K=V`, program and arguments. The shell sets them as its positional parameters and runs
+//!   the program's stdin is /dev/null). The words are the whole argv: `env K=V…` when the
+//!   command has an environment, program and arguments. The shell sets them as its positional parameters and runs
 //!   `"$@"`; stdin goes through `head -c LEN`, and what the program leaves unread is drained, so
 //!   the next request starts where it should.
 //! - answer: on stdout `TAG S\n`, the program's stdout, `TAG E STATUS\n`; on stderr `TAG S\n`,
@@ -47,6 +52,12 @@ t=$1;
 u=$(id -un) || exit 1;
 printf '%s S\n%s E\n' "$t" "$t" >&2;
 printf '%s S\n%s %s\n%s E 0\n' "$t" "$$" "$u" "$t";
+if [ "$u" != "$2" ]; then
+  [ -z "$4" ] || exit 1;
+  if [ "$(id -u)" = 0 ]; then exec runuser -u "$2" -- /bin/sh -c "$3" pgtopo-session "$t" "$2" "$3" switched; fi;
+  exec sudo -n -u "$2" -- /bin/sh -c "$3" pgtopo-session "$t" "$2" "$3" switched;
+fi;
+unset UNSET;
 while IFS=' ' read -r t n len; do
   set --;
   while [ "$n" -gt 0 ]; do
@@ -78,7 +89,9 @@ fn script() -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    lines.join(" ")
+    lines
+        .join(" ")
+        .replace("UNSET", &crate::transport::CALLER_ENV_REMOVED.join(" "))
 }
 
 /// What a command sent over a session came to.
@@ -97,11 +110,32 @@ pub(super) enum Outcome {
         master_gone: bool,
         cause: String,
     },
+    /// It never started: the login worked but the switch to the pool's user did not (what
+    /// sudo or runuser said, or who the commands would run as).
+    Denied(String),
     /// The session ended while it ran.
     Lost(String),
 }
 
-/// The sessions of one master connection. New sessions start one at a time, in the
+/// Why a session did not start.
+#[derive(Debug, Clone)]
+pub(super) enum StartError {
+    /// ssh could not reach the master (it fell back to a connection of its own to `none`).
+    MasterGone(String),
+    /// The login worked, the switch to the pool's user did not.
+    Denied(String),
+    Failed(String),
+}
+
+impl StartError {
+    pub(super) fn said(&self) -> &str {
+        match self {
+            StartError::MasterGone(s) | StartError::Denied(s) | StartError::Failed(s) => s,
+        }
+    }
+}
+
+/// The sessions of one master connection for one remote user. New sessions start one at a time, in the
 /// background: a command that finds none idle takes whichever comes first, one that another
 /// command hands back or the new one, so a burst of short commands does not make every session
 /// pay the login shell's rc files.
@@ -113,6 +147,8 @@ pub(super) struct Pool {
 #[derive(Debug)]
 struct Shared {
     ctl: PathBuf,
+    /// The user the sessions run as (os_user).
+    user: String,
     state: Mutex<State>,
     /// A session went idle, ended, or a start finished.
     changed: tokio::sync::Notify,
@@ -125,11 +161,13 @@ struct State {
     live: usize,
     starting: bool,
     /// Why the last start failed, for the next command that waits.
-    failed: Option<(bool, String)>,
+    failed: Option<StartError>,
     /// Remote PIDs of the sessions, busy or idle.
     pids: BTreeSet<u32>,
     /// The master is gone: no session is kept.
     closed: bool,
+    /// Who the sessions logged in as (their first greeting), once one greeted.
+    login: Option<String>,
 }
 
 impl Shared {
@@ -139,38 +177,62 @@ impl Shared {
 }
 
 impl Pool {
-    /// A pool for the master whose control socket is `ctl`; sessions start on first use.
-    pub(super) fn new(ctl: PathBuf) -> Pool {
+    /// A pool for the master whose control socket is `ctl`, of sessions running as `user`;
+    /// sessions start on first use.
+    pub(super) fn new(ctl: PathBuf, user: &str) -> Pool {
         Pool {
             shared: Arc::new(Shared {
                 ctl,
+                user: user.to_string(),
                 state: Mutex::default(),
                 changed: tokio::sync::Notify::new(),
             }),
         }
     }
 
-    /// Start one session and keep it idle; Ok: the login user it runs as. Err: (whether the
-    /// master was unreachable, the cause in ssh's words).
-    pub(super) async fn start_first(&self) -> Result<String, (bool, String)> {
+    /// Start one session and keep it idle. A denied user switch is kept for the first command
+    /// (the login itself works).
+    pub(super) async fn start_first(&self) -> Result<(), StartError> {
         self.shared.lock().live += 1;
-        let s = Session::start(&self.shared).await.inspect_err(|_| {
-            self.shared.lock().live -= 1;
-        })?;
-        let user = s.login_user.clone();
-        self.shared.lock().idle.push(s);
-        Ok(user)
+        match Session::start(&self.shared).await {
+            Ok(s) => {
+                self.shared.lock().idle.push(s);
+                Ok(())
+            }
+            Err(e) => {
+                let mut st = self.shared.lock();
+                st.live -= 1;
+                match e {
+                    StartError::Denied(_) => {
+                        st.failed = Some(e);
+                        Ok(())
+                    }
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Who the sessions log in as, once one greeted.
+    pub(super) fn login_user(&self) -> Option<String> {
+        self.shared.lock().login.clone()
+    }
+
+    /// Whether a session is idle or busy now (its user switch was seen to work).
+    pub(super) fn has_session(&self) -> bool {
+        !self.shared.lock().pids.is_empty()
     }
 
     /// Run `words` (a whole argv) with `stdin` on an idle session, or on a new one when none is.
     pub(super) async fn run(&self, words: &[OsString], stdin: Option<&[u8]>) -> Outcome {
         let mut s = match self.checkout().await {
             Ok(s) => s,
-            Err((master_gone, cause)) => {
+            Err(StartError::Denied(cause)) => return Outcome::Denied(cause),
+            Err(e) => {
                 return Outcome::NotStarted {
                     fresh: true,
-                    master_gone,
-                    cause,
+                    master_gone: matches!(e, StartError::MasterGone(_)),
+                    cause: e.said().to_string(),
                 }
             }
         };
@@ -185,7 +247,7 @@ impl Pool {
 
     /// An idle session, waiting for one (and starting one when fewer than
     /// [`SESSIONS_PER_HOST`] exist and none is starting). Err: why a start failed.
-    async fn checkout(&self) -> Result<Session, (bool, String)> {
+    async fn checkout(&self) -> Result<Session, StartError> {
         loop {
             let changed = self.shared.changed.notified();
             tokio::pin!(changed);
@@ -270,7 +332,6 @@ struct Session {
     err: Stream<ChildStderr>,
     /// The remote shell's PID.
     pid: u32,
-    login_user: String,
     /// It ran a command already (else it was started for the one it runs).
     used: bool,
     pool: Arc<Shared>,
@@ -287,12 +348,16 @@ impl Drop for Session {
 }
 
 impl Session {
-    async fn start(pool: &Arc<Shared>) -> Result<Session, (bool, String)> {
+    async fn start(pool: &Arc<Shared>) -> Result<Session, StartError> {
         let began = std::time::Instant::now();
         let tag = new_tag();
+        let script = shell_word(script().as_bytes());
         let mut remote = b"exec /bin/sh -c ".to_vec();
-        remote.extend(shell_word(script().as_bytes()));
-        remote.extend(format!(" pgtopo-session {tag}").as_bytes());
+        remote.extend(&script);
+        remote.extend(format!(" pgtopo-session {tag} ").as_bytes());
+        remote.extend(shell_word(pool.user.as_bytes()));
+        remote.push(b' ');
+        remote.extend(&script);
         let mut c = tokio::process::Command::new("ssh");
         // ssh would send what the user's `SendEnv` names.
         crate::transport::clean_env(&mut c);
@@ -306,28 +371,37 @@ impl Session {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| (false, format!("cannot run ssh: {e}")))?;
+            .map_err(|e| StartError::Failed(format!("cannot run ssh: {e}")))?;
         let mut out = Stream::new(child.stdout.take().expect("piped"));
         let mut err = Stream::new(child.stderr.take().expect("piped"));
-        let ready = tokio::time::timeout(START_TIMEOUT, async {
-            tokio::join!(out.frame(&tag), err.frame(&tag))
-        })
-        .await;
-        let hello = match ready {
-            Ok((Ok(Frame::Done { body, .. }), Ok(Frame::Done { .. }))) => body,
-            Ok(_) => {
+        let first = tokio::time::timeout(START_TIMEOUT, greeting(&mut out, &mut err, &tag)).await;
+        let (mut pid, login) = match first {
+            Ok(Some(g)) => g,
+            Ok(None) => {
                 let said = ended(&mut child, &mut err).await;
-                let gone = said.contains("Could not resolve hostname none");
-                return Err((gone, said));
+                return Err(match said.contains("Could not resolve hostname none") {
+                    true => StartError::MasterGone(said),
+                    false => StartError::Failed(said),
+                });
             }
-            Err(_) => return Err((false, format!("no session within {START_TIMEOUT:?}"))),
+            Err(_) => {
+                let said = format!("no session within {START_TIMEOUT:?}");
+                return Err(StartError::Failed(said));
+            }
         };
-        let hello = String::from_utf8_lossy(&hello);
-        let (pid, login_user) = hello
-            .trim()
-            .split_once(' ')
-            .and_then(|(p, u)| Some((p.parse().ok()?, u.to_string())))
-            .ok_or_else(|| (false, format!("unexpected session greeting {hello:?}")))?;
+        pool.lock().login = Some(login.clone());
+        if login != pool.user {
+            let second = tokio::time::timeout(START_TIMEOUT, greeting(&mut out, &mut err, &tag));
+            match second.await {
+                Ok(Some((p, u))) if u == pool.user => pid = p,
+                Ok(Some((_, u))) => return Err(StartError::Denied(format!("commands run as {u}"))),
+                Ok(None) => return Err(StartError::Denied(ended(&mut child, &mut err).await)),
+                Err(_) => {
+                    let said = format!("no session as {} within {START_TIMEOUT:?}", pool.user);
+                    return Err(StartError::Failed(said));
+                }
+            }
+        }
         pool.lock().pids.insert(pid);
         tracing::debug!(pid, took = ?began.elapsed(), "ssh session started");
         Ok(Session {
@@ -336,7 +410,6 @@ impl Session {
             out,
             err,
             pid,
-            login_user,
             used: false,
             pool: pool.clone(),
         })
@@ -386,6 +459,25 @@ impl Session {
     fn started(&self, tag: &str) -> bool {
         self.out.seen.as_deref() == Some(tag)
     }
+}
+
+/// The next greeting of a starting session, `PID USER`; None when the session ended first.
+async fn greeting<O, E>(
+    out: &mut Stream<O>,
+    err: &mut Stream<E>,
+    tag: &str,
+) -> Option<(u32, String)>
+where
+    O: AsyncRead + Unpin,
+    E: AsyncRead + Unpin,
+{
+    let (o, e) = tokio::join!(out.frame(tag), err.frame(tag));
+    let (Ok(Frame::Done { body, .. }), Ok(Frame::Done { .. })) = (o, e) else {
+        return None;
+    };
+    let hello = String::from_utf8_lossy(&body);
+    let (p, u) = hello.trim().split_once(' ')?;
+    Some((p.parse().ok()?, u.to_string()))
 }
 
 /// What ssh said and how it ended, once its session is over (it is killed when it does not end
@@ -532,6 +624,17 @@ mod tests {
             .status()
             .unwrap();
         assert!(st.success(), "{line}");
+    }
+
+    #[test]
+    fn the_session_unsets_the_libpq_environment_after_the_user_switch() {
+        let line = script();
+        let (switch, rest) = line.split_once("unset ").unwrap();
+        assert!(switch.contains("runuser -u") && switch.contains("sudo -n -u"));
+        let unset: Vec<&str> = rest.split(';').next().unwrap().split(' ').collect();
+        for k in ["PGHOST", "PGPASSWORD", "PGSSLMODE", "PGDATA", "PGOPTIONS"] {
+            assert!(unset.contains(&k), "{k}");
+        }
     }
 
     #[test]
