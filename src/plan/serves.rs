@@ -66,11 +66,13 @@ pub fn own(node: &str, action: &Action) -> Result<Vec<Address>, Support> {
         | Action::SyncSlots(_)
         | Action::Analyze(_)
         | Action::ResumePooler(_)
-        | Action::RoutePooler(_) => return Err(Support::Completes),
+        | Action::RoutePooler(_)
+        | Action::CheckArchive(_) => return Err(Support::Completes),
         Action::Hook(_)
         | Action::CreateRole(_)
         | Action::WritePgpass(_)
-        | Action::PausePooler(_) => return Err(Support::Prepares),
+        | Action::PausePooler(_)
+        | Action::CreateStanza(_) => return Err(Support::Prepares),
     })
 }
 
