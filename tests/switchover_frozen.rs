@@ -108,12 +108,17 @@ impl Drop for Apply {
 struct Frozen(Vec<i32>);
 
 impl Frozen {
-    fn freeze(pids: Vec<i32>) -> Frozen {
-        for p in &pids {
-            kill(Pid::from_raw(*p), Signal::SIGSTOP)
-                .unwrap_or_else(|e| panic!("SIGSTOP {p} (gone: the shutdown ended first?): {e}"));
+    /// SIGSTOP each process; `None` (and every one of them continued) when one is gone
+    /// already: the shutdown ended before the test could freeze it.
+    fn freeze(pids: Vec<i32>) -> Option<Frozen> {
+        let mut frozen = Frozen(Vec::new());
+        for p in pids {
+            if kill(Pid::from_raw(p), Signal::SIGSTOP).is_err() {
+                return None;
+            }
+            frozen.0.push(p);
         }
-        Frozen(pids)
+        Some(frozen)
     }
 
     fn thaw(&mut self) {
@@ -198,13 +203,15 @@ fn control(c: &TestCluster, node: &str) -> (String, String) {
     )
 }
 
-#[test]
-fn old_primary_frozen_in_its_shutdown_then_resumed_is_never_promoted_past() {
+/// A pending switchover whose apply has asked n1 to stop, with n1's postmaster and checkpointer
+/// frozen (SIGSTOP) in that shutdown. The freeze follows the shutdown request by the time the
+/// test takes to see its log line; a fast shutdown after the stop's CHECKPOINT can end within
+/// that time on a loaded machine, and then the attempt (`None`) is repeated on a new cluster.
+fn frozen_in_its_shutdown(attempt: u32) -> Option<(TestCluster, Apply, Frozen, Instant)> {
     let c = switchover_pending("5s");
-    let n1 = c.node("n1").clone();
-    // The processes to freeze are found before the apply: a fast shutdown can end within
-    // milliseconds of its request, too soon on a loaded machine for a look at /proc after it.
-    let pm = postmaster_pid(&n1.data_dir).expect("n1 runs");
+    // The processes to freeze are found before the apply: a look at /proc after the request
+    // would come later still.
+    let pm = postmaster_pid(&c.node("n1").data_dir).expect("n1 runs");
     let checkpointer: Vec<i32> = children(pm)
         .into_iter()
         .filter(|(_, cmd)| cmd.contains("checkpointer"))
@@ -213,7 +220,22 @@ fn old_primary_frozen_in_its_shutdown_then_resumed_is_never_promoted_past() {
     assert_eq!(checkpointer.len(), 1, "{:?}", children(pm));
     let t0 = Instant::now();
     let apply = Apply::until_n1_asked_to_stop(&c);
-    let mut frozen = Frozen::freeze([vec![pm], checkpointer].concat());
+    match Frozen::freeze([vec![pm], checkpointer].concat()) {
+        Some(frozen) => Some((c, apply, frozen, t0)),
+        None => {
+            let (code, out) = apply.finish(Duration::from_secs(60));
+            eprintln!("attempt {attempt}: n1's shutdown ended before the freeze (apply exit {code:?}); again on a new cluster:\n{out}");
+            None
+        }
+    }
+}
+
+#[test]
+fn old_primary_frozen_in_its_shutdown_then_resumed_is_never_promoted_past() {
+    let (c, apply, mut frozen, t0) = (1..=5)
+        .find_map(frozen_in_its_shutdown)
+        .expect("n1's fast shutdown ended before the test could freeze it, 5 times");
+    let n1 = c.node("n1").clone();
 
     let (code, out) = apply.finish(Duration::from_secs(60));
     let took = t0.elapsed();
