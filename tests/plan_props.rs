@@ -251,8 +251,16 @@ fn scenario(n: usize, bytes: &[u8]) -> (Desired, ObservedCluster, PlanOptions) {
         if !u.running || u.system_identifier != x.system_identifier {
             x.streaming = false;
         }
-        // A standby has only WAL its upstream sent: a crashed one is not past its upstream's end.
-        let up_end = pgtopo::diff::wal_end(u);
+        // A standby has only WAL its upstream sent: a crashed one is not past its upstream's end
+        // (an upstream whose data is gone had only what a primary sent it).
+        let up_end = pgtopo::diff::wal_end(u).or_else(|| {
+            snapshot
+                .nodes
+                .values()
+                .filter(|p| p.role == Some(Role::Primary))
+                .filter_map(pgtopo::diff::wal_end)
+                .max()
+        });
         if !x.running && x.role == Some(Role::Standby) && up_end.is_some() && x.lsn > up_end {
             x.lsn = up_end;
         }
