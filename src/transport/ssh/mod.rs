@@ -17,9 +17,8 @@
 //!   ([`Transport::check_access`]); a sudo that wants a password fails there, by name.
 //! - Bytes end to end: stdout comes back unchanged, files are moved with coreutils on the remote
 //!   side: `cat` to read, `dd conv=fsync` fed on stdin into a temporary file then `chmod` and
-//!   `mv -T` to write atomically, `ln` to create a file only when none exists (each one
-//!   exchange: a fixed `sh -c` script, [`WRITE_SCRIPT`], [`CREATE_SCRIPT`], the paths its
-//!   arguments), `ls -A` to list.
+//!   `mv -T` to write atomically (three argv commands over the session, no shell text; the
+//!   temporary file is removed when one fails), `ls -A` to list.
 
 mod cause;
 mod master;
@@ -254,22 +253,6 @@ impl SshTransport {
             .map(|_| ())
     }
 
-    /// Run `script` (a fixed `sh -c` script) with `$1` a temporary name beside `path`, `$2`
-    /// `mode`, `$3` `path`, and `contents` on stdin: one round trip.
-    async fn file_script(
-        &self,
-        script: &str,
-        path: &Path,
-        contents: &[u8],
-        mode: u32,
-    ) -> Result<CommandOutput, TransportError> {
-        let mut words = argv(["sh", "-c", script, "pgtopo-write"]);
-        words.push(temp_beside(path).into());
-        words.push(format!("{mode:o}").into());
-        words.push(path.into());
-        self.exec(words, &[], Some(contents), FILE_TIMEOUT).await
-    }
-
     fn io_err(&self, op: &'static str, path: &Path, message: &str) -> TransportError {
         TransportError::Io {
             host: self.host_label(),
@@ -281,17 +264,6 @@ impl SshTransport {
 }
 
 const FILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Write stdin to `$1` (fsync), give it mode `$2`, rename it over `$3`; `$1` is removed when a
-/// step fails. A fixed script: the paths and the mode are its arguments, never shell text.
-const WRITE_SCRIPT: &str = r#"dd status=none conv=fsync of="$1" && chmod "$2" -- "$1" && mv -f -T -- "$1" "$3" || { r=$?; rm -f -- "$1"; exit $r; }"#;
-
-/// As [`WRITE_SCRIPT`], but `$3` is created only when no such name exists: a hard link (`ln`
-/// refuses an existing name), then `$1` is removed. Exit [`EXISTS`] when `$3` exists.
-const CREATE_SCRIPT: &str = r#"dd status=none conv=fsync of="$1" && chmod "$2" -- "$1" || { r=$?; rm -f -- "$1"; exit $r; }; ln -T -- "$1" "$3"; r=$?; rm -f -- "$1"; [ $r = 0 ] && exit 0; [ -e "$3" ] && exit 17; exit $r"#;
-
-/// [`CREATE_SCRIPT`]'s exit status when the file exists.
-const EXISTS: i32 = 17;
 
 /// One word for a POSIX shell: as is when it holds only characters no shell treats specially,
 /// else in single quotes (a `'` inside becomes `'\''`). Any bytes, UTF-8 or not.
@@ -386,26 +358,32 @@ impl Transport for SshTransport {
         contents: &[u8],
         mode: u32,
     ) -> Result<(), TransportError> {
-        let out = self.file_script(WRITE_SCRIPT, path, contents, mode).await?;
-        match out.success() {
-            true => Ok(()),
-            false => Err(self.io_err("write", path, out.stderr.trim())),
-        }
-    }
-
-    async fn create_new(
-        &self,
-        path: &Path,
-        contents: &[u8],
-        mode: u32,
-    ) -> Result<bool, TransportError> {
-        let out = self
-            .file_script(CREATE_SCRIPT, path, contents, mode)
-            .await?;
-        match out.code {
-            Some(0) => Ok(true),
-            Some(EXISTS) => Ok(false),
-            _ => Err(self.io_err("create", path, out.stderr.trim())),
+        // Three argv commands over the session (each a round trip, no shell text): write the
+        // temporary file beside the target, set its mode, rename it over the target. The
+        // temporary file is removed when a step fails.
+        let tmp = temp_beside(path);
+        let mut of = std::ffi::OsString::from("of=");
+        of.push(tmp.as_os_str());
+        let mut write = argv(["dd", "status=none", "conv=fsync"]);
+        write.push(of);
+        let mode = format!("{mode:o}");
+        let steps = async {
+            self.file_op("write", path, write, Some(contents)).await?;
+            let chmod = argv(["chmod", mode.as_str(), "--"])
+                .into_iter()
+                .chain([tmp.clone().into()]);
+            self.file_op("chmod", path, chmod.collect(), None).await?;
+            let mv = argv(["mv", "-f", "-T", "--"])
+                .into_iter()
+                .chain([tmp.clone().into(), path.into()]);
+            self.file_op("rename", path, mv.collect(), None).await
+        };
+        match steps.await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = self.rm("-f", &tmp).await;
+                Err(e)
+            }
         }
     }
 
